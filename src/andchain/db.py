@@ -1,0 +1,170 @@
+"""Database engines for the embedded default (SQLite, WAL) and PostgreSQL, and exact amounts.
+
+Amounts reach 2^128 while SQLite's INTEGER is 64-bit, so an amount column is stored
+as NUMERIC(40, 0) on PostgreSQL and as a 40-digit zero-padded decimal string on
+SQLite: exact on both, and the fixed width keeps SQLite's text ordering equal to
+numeric ordering. Sums go through `exact_sum`, which is PostgreSQL's SUM over
+NUMERIC and, on SQLite, an aggregate registered on every connection that adds the
+values as Python ints.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, Numeric, String, create_engine, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from andchain.money import BALANCE_MAX_MINOR
+
+AMOUNT_DIGITS = 40
+assert BALANCE_MAX_MINOR == 10**AMOUNT_DIGITS - 1
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def encode_amount_sqlite(value: int) -> str:
+    if not 0 <= value <= BALANCE_MAX_MINOR:
+        raise ValueError(f"stored amounts must be within 0..10^40-1, was {value}")
+    return f"{value:040d}"
+
+
+def encode_amount_postgresql(value: int) -> int:
+    if not 0 <= value <= BALANCE_MAX_MINOR:
+        raise ValueError(f"stored amounts must be within 0..10^40-1, was {value}")
+    return value
+
+
+def amount_encoder(dialect_name: str) -> Callable[[int], Any]:
+    """The per-engine encoder, for hot paths that bypass SQLAlchemy's type processing."""
+    return encode_amount_sqlite if dialect_name == "sqlite" else encode_amount_postgresql
+
+
+def decode_amount(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        integral = int(value)
+        if integral != value:
+            raise ValueError(f"stored amount is not integral: {value}")
+        return integral
+    return int(value)
+
+
+class AmountType(TypeDecorator[int]):
+    """A non-negative integer of minor units, exact up to 10^40 - 1 on both engines."""
+
+    impl = Numeric(AMOUNT_DIGITS, 0)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(AMOUNT_DIGITS))
+        return dialect.type_descriptor(Numeric(AMOUNT_DIGITS, 0, asdecimal=True))
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return amount_encoder(dialect.name)(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else decode_amount(value)
+
+
+class exact_sum(GenericFunction[int]):
+    """SUM over an amount column that stays exact beyond 64 bits on SQLite too."""
+
+    type = AmountType()
+    inherit_cache = True
+    name = "exact_sum"
+
+
+@compiles(exact_sum, "sqlite")
+def _exact_sum_sqlite(element: exact_sum, compiler: Any, **kw: Any) -> str:
+    return f"andchain_exact_sum({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(exact_sum)
+def _exact_sum_default(element: exact_sum, compiler: Any, **kw: Any) -> str:
+    return f"COALESCE(SUM({compiler.process(element.clauses, **kw)}), 0)"
+
+
+class _SqliteExactSum:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += int(value)
+
+    def finalize(self) -> str:
+        return f"{self.total:040d}" if self.total >= 0 else str(self.total)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy's "begin" event below decides how
+        # each transaction starts, so writers can take the lock up front.
+        dbapi_connection.isolation_level = None
+        dbapi_connection.create_aggregate("andchain_exact_sum", 1, _SqliteExactSum)  # type: ignore[arg-type]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes SQLite's write lock when it begins (IMMEDIATE), so two
+        # writers never both read a balance and then both try to write it.
+        if conn.get_execution_options().get("andchain_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: on SQLite it holds the write lock from its first statement."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(andchain_write=True)
+        with conn.begin():
+            yield conn
+
+
+def placeholder(engine_or_dialect: Engine | Dialect) -> str:
+    dialect = engine_or_dialect.dialect if isinstance(engine_or_dialect, Engine) else engine_or_dialect
+    return "?" if dialect.paramstyle == "qmark" else "%s"

@@ -1,0 +1,1 @@
+"""Local services andchain starts for development, tests and benchmarks."""

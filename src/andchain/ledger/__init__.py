@@ -1,0 +1,34 @@
+"""The double-entry book of record."""
+
+from andchain.ledger.core import BatchTooLarge, Ledger
+from andchain.ledger.model import (
+    BATCH_SIZE_MAX,
+    Account,
+    AccountFlags,
+    AccountKind,
+    AccountSpec,
+    CreateResult,
+    IdSource,
+    PendingStatus,
+    Result,
+    Transfer,
+    TransferFlags,
+    TransferSpec,
+)
+
+__all__ = [
+    "BATCH_SIZE_MAX",
+    "Account",
+    "AccountFlags",
+    "AccountKind",
+    "AccountSpec",
+    "BatchTooLarge",
+    "CreateResult",
+    "IdSource",
+    "Ledger",
+    "PendingStatus",
+    "Result",
+    "Transfer",
+    "TransferFlags",
+    "TransferSpec",
+]

@@ -1,0 +1,922 @@
+"""The book of record: exact, double-entry, idempotent, batched (after TigerBeetle).
+
+`create_transfers` validates a whole batch in memory against the locked balances of
+the accounts it touches, then writes it with one statement per table. A transfer's
+id is its idempotency key: replaying it returns `exists` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from andchain.db import amount_encoder, decode_amount, exact_sum, placeholder, write_transaction
+from andchain.errors import DomainError, InvariantBroken, NotFound
+from andchain.ledger import schema
+from andchain.ledger.model import (
+    BATCH_SIZE_MAX,
+    CODE_LENGTH_MAX,
+    ID_LENGTH_MAX,
+    MEMO_LENGTH_MAX,
+    NAME_LENGTH_MAX,
+    Account,
+    AccountFlags,
+    AccountKind,
+    AccountSpec,
+    Clock,
+    CreateResult,
+    IdSource,
+    PendingStatus,
+    Result,
+    Transfer,
+    TransferFlags,
+    TransferSpec,
+    system_clock_us,
+)
+from andchain.money import AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, AssetRegistry
+
+log = logging.getLogger(__name__)
+
+RETRIES_MAX = 5
+SELECT_IN_CHUNK = 900
+_LINKED = int(TransferFlags.LINKED)
+_PENDING = int(TransferFlags.PENDING)
+_POST = int(TransferFlags.POST_PENDING)
+_VOID = int(TransferFlags.VOID_PENDING)
+_PHASE_FLAGS = _PENDING | _POST | _VOID
+_KNOWN_TRANSFER_FLAGS = _LINKED | _PHASE_FLAGS
+_DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_KNOWN_ACCOUNT_FLAGS = _DMNEC | _CMNED
+_OK = Result.OK
+_EXISTS = Result.EXISTS
+
+
+class BatchTooLarge(DomainError):
+    code = "batch_too_large"
+    http_status = 413
+
+
+def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
+    if not metadata:
+        return None
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
+
+
+def _load_metadata(text: str | None) -> dict[str, Any] | None:
+    return json.loads(text) if text else None
+
+
+class _Balance:
+    """An account's balances while a batch is being applied."""
+
+    __slots__ = ("asset", "closed", "cp", "cpo", "dp", "dpo", "flags", "id", "initial")
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        self.id = int(row[0])
+        self.asset = row[1]
+        self.flags = int(row[2])
+        self.closed = bool(row[3])
+        self.dp = decode_amount(row[4])
+        self.dpo = decode_amount(row[5])
+        self.cp = decode_amount(row[6])
+        self.cpo = decode_amount(row[7])
+        self.initial = (self.dp, self.dpo, self.cp, self.cpo)
+
+    def state(self) -> tuple[int, int, int, int]:
+        return (self.dp, self.dpo, self.cp, self.cpo)
+
+    def restore(self, state: tuple[int, int, int, int]) -> None:
+        self.dp, self.dpo, self.cp, self.cpo = state
+
+
+class _Pending:
+    __slots__ = ("amount", "asset", "credit", "debit", "expires_at_us", "id", "status")
+
+    def __init__(
+        self, id: str, debit: int, credit: int, amount: int, asset: str, status: str, expires_at_us: int | None
+    ) -> None:
+        self.id = id
+        self.debit = debit
+        self.credit = credit
+        self.amount = amount
+        self.asset = asset
+        self.status = status
+        self.expires_at_us = expires_at_us
+
+
+# What a stored transfer is compared on when its id is replayed.
+_Fields = tuple[int, int, int, str, int, str | None, int, str, str, str | None]
+
+
+@dataclass
+class _Batch:
+    """The in-memory work of one create_transfers call."""
+
+    now_us: int
+    balances: dict[int, _Balance]
+    pendings: dict[str, _Pending | None]
+    existing: dict[str, _Fields]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    pending_new: dict[str, _Pending] = field(default_factory=dict)
+    pending_resolved: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    undo: list[tuple[Any, ...]] | None = None
+
+
+class Ledger:
+    """The double-entry book of record on one database (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        assets: AssetRegistry | None = None,
+        *,
+        clock: Clock = system_clock_us,
+        ids: IdSource | None = None,
+        expire_batch_max: int = 1000,
+    ) -> None:
+        self.engine = engine
+        self.assets = assets or AssetRegistry()
+        self.clock = clock
+        self.ids = ids or IdSource(clock_us=clock)
+        self.expire_batch_max = expire_batch_max
+        self._dialect = engine.dialect.name
+        self._encode = amount_encoder(self._dialect)
+        self._ph = placeholder(engine)
+        self._pg = self._dialect == "postgresql"
+        self._for_update = " FOR UPDATE" if self._pg else ""
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_accounts(self, specs: Sequence[AccountSpec]) -> list[CreateResult]:
+        if len(specs) > BATCH_SIZE_MAX:
+            raise BatchTooLarge(f"a batch holds at most {BATCH_SIZE_MAX} accounts, was {len(specs)}")
+        now = self.clock()
+        results: list[CreateResult] = []
+        with write_transaction(self.engine) as conn:
+            for index, spec in enumerate(specs):
+                results.append(self._create_account(conn, index, spec, now))
+        return results
+
+    def _create_account(self, conn: Connection, index: int, spec: AccountSpec, now: int) -> CreateResult:
+        name = spec.name.strip() if isinstance(spec.name, str) else ""
+        if not _valid_account_name(name):
+            return CreateResult(index, name, Result.NAME_INVALID)
+        if spec.asset not in self.assets:
+            return CreateResult(index, name, Result.UNKNOWN_ASSET)
+        asset = self.assets.get(spec.asset).code
+        try:
+            kind = AccountKind(spec.kind).value
+        except ValueError:
+            return CreateResult(index, name, Result.KIND_INVALID)
+        if spec.flags & ~_KNOWN_ACCOUNT_FLAGS or (spec.flags & _DMNEC and spec.flags & _CMNED):
+            return CreateResult(index, name, Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE)
+        meta = dump_metadata(spec.metadata)
+        found = conn.execute(
+            select(
+                schema.accounts.c.id,
+                schema.accounts.c.asset,
+                schema.accounts.c.kind,
+                schema.accounts.c.flags,
+                schema.accounts.c.metadata,
+            ).where(schema.accounts.c.name == name)
+        ).first()
+        if found is not None:
+            same = (found.asset, found.kind, found.flags, found.metadata) == (asset, kind, spec.flags, meta)
+            result = Result.EXISTS if same else Result.EXISTS_WITH_DIFFERENT_FIELDS
+            return CreateResult(index, name, result, account_id=int(found.id))
+        account_id: int = conn.execute(
+            schema.accounts.insert()
+            .values(
+                name=name,
+                asset=asset,
+                kind=kind,
+                flags=spec.flags,
+                metadata=meta,
+                closed=False,
+                created_at_us=now,
+                debits_pending=0,
+                debits_posted=0,
+                credits_pending=0,
+                credits_posted=0,
+            )
+            .returning(schema.accounts.c.id)
+        ).scalar_one()
+        return CreateResult(index, name, Result.OK, account_id=int(account_id))
+
+    def account(self, ref: int | str) -> Account:
+        """An account by id or by name."""
+        table = schema.accounts
+        where = table.c.id == ref if isinstance(ref, int) else table.c.name == ref
+        with self.engine.connect() as conn:
+            row = conn.execute(select(table).where(where)).first()
+        if row is None:
+            raise NotFound(f"no account {ref!r}", code="account_not_found")
+        return _account_of(row)
+
+    def account_id(self, ref: int | str) -> int:
+        if isinstance(ref, int):
+            return ref
+        if ref.isdigit():
+            return int(ref)
+        return self.account(ref).id
+
+    def list_accounts(
+        self, *, after_id: int = 0, limit: int = 100, asset: str | None = None, prefix: str | None = None
+    ) -> list[Account]:
+        table = schema.accounts
+        query = select(table).where(table.c.id > after_id).order_by(table.c.id).limit(limit)
+        if asset:
+            query = query.where(table.c.asset == asset.upper())
+        if prefix:
+            query = query.where(table.c.name.startswith(prefix, autoescape=True))
+        with self.engine.connect() as conn:
+            return [_account_of(row) for row in conn.execute(query)]
+
+    def close_account(self, ref: int | str) -> Account:
+        account = self.account(ref)
+        if account.debits_pending or account.credits_pending:
+            raise DomainError(
+                f"account {account.name} has pending amounts; post or void them first",
+                code="account_has_pending_transfers",
+            )
+        with write_transaction(self.engine) as conn:
+            conn.execute(update(schema.accounts).where(schema.accounts.c.id == account.id).values(closed=True))
+        return self.account(account.id)
+
+    # ----------------------------------------------------------------- transfers
+
+    def create_transfers(self, specs: Sequence[TransferSpec]) -> list[CreateResult]:
+        """Create up to 8,190 transfers atomically per linked chain; one result per transfer."""
+        if len(specs) > BATCH_SIZE_MAX:
+            raise BatchTooLarge(f"a batch holds at most {BATCH_SIZE_MAX} transfers, was {len(specs)}")
+        if not specs:
+            return []
+        ids = [spec.id if spec.id is not None else self.ids.new_id() for spec in specs]
+        for attempt in range(RETRIES_MAX):
+            try:
+                with write_transaction(self.engine) as conn:
+                    return self._create_transfers(conn, specs, ids)
+            except (IntegrityError, DBAPIError) as exc:
+                # Another process wrote the same id, or PostgreSQL broke a deadlock
+                # between two batches: the batch is retried whole, and the existence
+                # check then sees what the other one wrote.
+                if attempt == RETRIES_MAX - 1 or not _is_retryable(exc):
+                    raise
+                log.info("ledger batch retry attempt=%d reason=%s", attempt + 1, type(exc.orig).__name__)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def create_transfer(self, spec: TransferSpec) -> CreateResult:
+        return self.create_transfers([spec])[0]
+
+    def _create_transfers(self, conn: Connection, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
+        now = self.clock()
+        due = self._lock_due_pendings(conn, now)
+        referenced = {s.pending_id for s in specs if s.pending_id and s.flags & (_POST | _VOID)}
+        pendings: dict[str, _Pending | None] = {p.id: p for p in due}
+        pendings.update(self._lock_pendings(conn, referenced - pendings.keys()))
+        # Pendings already past their timeout are expired before anything else, so
+        # a post or void that names one sees `pending_transfer_expired`.
+        for p in pendings.values():
+            if (
+                p is not None
+                and p.status == PendingStatus.PENDING
+                and p.expires_at_us is not None
+                and p.expires_at_us <= now
+                and p not in due
+            ):
+                due.append(p)
+        supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
+        existing = self._existing_fields(conn, supplied)
+        account_ids: set[int] = set()
+        for spec in specs:
+            if spec.debit_account_id is not None:
+                account_ids.add(spec.debit_account_id)
+            if spec.credit_account_id is not None:
+                account_ids.add(spec.credit_account_id)
+        for p in pendings.values():
+            if p is not None:
+                account_ids.add(p.debit)
+                account_ids.add(p.credit)
+        batch = _Batch(
+            now_us=now, balances=self._lock_accounts(conn, account_ids), pendings=pendings, existing=existing
+        )
+        for p in due:
+            self._expire(batch, p)
+        results = self._apply_all(batch, specs, ids)
+        self._check_batch(batch)
+        self._write(conn, batch)
+        return results
+
+    def _apply_all(self, batch: _Batch, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
+        results: list[CreateResult] = []
+        count = len(specs)
+        index = 0
+        while index < count:
+            end = index
+            while end < count - 1 and specs[end].flags & _LINKED:
+                end += 1
+            chain_open = bool(specs[end].flags & _LINKED)
+            if end == index and not chain_open:
+                results.append(CreateResult(index, ids[index], self._apply(batch, specs[index], ids[index])))
+                index += 1
+                continue
+            batch.undo = []
+            marks = (len(batch.rows),)
+            codes: list[Result] = []
+            failed_at = -1
+            for k in range(index, end + 1):
+                code = self._apply(batch, specs[k], ids[k])
+                codes.append(code)
+                if code is not _OK and code is not _EXISTS:
+                    failed_at = k
+                    break
+            if failed_at < 0 and chain_open:
+                failed_at = end
+                codes[-1] = Result.LINKED_EVENT_CHAIN_OPEN
+            if failed_at >= 0:
+                self._rollback_chain(batch, marks[0])
+                for k in range(index, end + 1):
+                    code = codes[k - index] if k == failed_at else Result.LINKED_EVENT_FAILED
+                    results.append(CreateResult(k, ids[k], code))
+            else:
+                results.extend(CreateResult(k, ids[k], codes[k - index]) for k in range(index, end + 1))
+            batch.undo = None
+            index = end + 1
+        return results
+
+    def _rollback_chain(self, batch: _Batch, rows_mark: int) -> None:
+        assert batch.undo is not None
+        del batch.rows[rows_mark:]
+        for entry in reversed(batch.undo):
+            kind = entry[0]
+            if kind == "balance":
+                entry[1].restore(entry[2])
+            elif kind == "pending_new":
+                batch.pending_new.pop(entry[1], None)
+                batch.pendings.pop(entry[1], None)
+            elif kind == "pending_status":
+                pending, status = entry[1], entry[2]
+                pending.status = status
+                batch.pending_resolved.pop(pending.id, None)
+            elif kind == "existing":
+                batch.existing.pop(entry[1], None)
+
+    def _remember(self, batch: _Batch, *balances: _Balance) -> None:
+        if batch.undo is not None:
+            for balance in balances:
+                batch.undo.append(("balance", balance, balance.state()))
+
+    def _apply(self, batch: _Batch, spec: TransferSpec, tid: str) -> Result:
+        if not tid:
+            return Result.ID_MUST_NOT_BE_EMPTY
+        if len(tid) > ID_LENGTH_MAX:
+            return Result.ID_TOO_LONG
+        flags = spec.flags
+        if flags & ~_KNOWN_TRANSFER_FLAGS or bin(flags & _PHASE_FLAGS).count("1") > 1:
+            return Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE
+        prior = batch.existing.get(tid)
+        if prior is not None:
+            return _EXISTS if _same_fields(spec, prior) else Result.EXISTS_WITH_DIFFERENT_FIELDS
+        if len(spec.code) > CODE_LENGTH_MAX:
+            return Result.CODE_TOO_LONG
+        if len(spec.memo) > MEMO_LENGTH_MAX:
+            return Result.MEMO_TOO_LONG
+        if flags & (_POST | _VOID):
+            return self._apply_second_phase(batch, spec, tid)
+        if spec.pending_id:
+            return Result.PENDING_ID_MUST_BE_EMPTY
+        if (spec.timeout_s and not flags & _PENDING) or spec.timeout_s < 0:
+            return Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        if spec.debit_account_id is None:
+            return Result.DEBIT_ACCOUNT_ID_MUST_NOT_BE_EMPTY
+        if spec.credit_account_id is None:
+            return Result.CREDIT_ACCOUNT_ID_MUST_NOT_BE_EMPTY
+        if spec.debit_account_id == spec.credit_account_id:
+            return Result.ACCOUNTS_MUST_BE_DIFFERENT
+        amount = spec.amount
+        if amount is None or isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            return Result.AMOUNT_MUST_BE_POSITIVE
+        if amount > AMOUNT_MAX_MINOR:
+            return Result.AMOUNT_EXCEEDS_MAXIMUM
+        dr = batch.balances.get(spec.debit_account_id)
+        if dr is None:
+            return Result.DEBIT_ACCOUNT_NOT_FOUND
+        cr = batch.balances.get(spec.credit_account_id)
+        if cr is None:
+            return Result.CREDIT_ACCOUNT_NOT_FOUND
+        if dr.closed:
+            return Result.DEBIT_ACCOUNT_CLOSED
+        if cr.closed:
+            return Result.CREDIT_ACCOUNT_CLOSED
+        if dr.asset != cr.asset or (spec.asset is not None and spec.asset.upper() != dr.asset):
+            return Result.ASSET_MISMATCH
+        if dr.flags & _DMNEC and dr.dp + dr.dpo + amount > dr.cpo:
+            return Result.INSUFFICIENT_FUNDS
+        if cr.flags & _CMNED and cr.cp + cr.cpo + amount > cr.dpo:
+            return Result.EXCEEDS_CREDITS
+        self._remember(batch, dr, cr)
+        if flags & _PENDING:
+            if dr.dp + amount > BALANCE_MAX_MINOR or cr.cp + amount > BALANCE_MAX_MINOR:
+                return Result.OVERFLOWS_BALANCE
+            dr.dp += amount
+            cr.cp += amount
+            expires = batch.now_us + spec.timeout_s * 1_000_000 if spec.timeout_s else None
+            pending = _Pending(tid, dr.id, cr.id, amount, dr.asset, PendingStatus.PENDING, expires)
+            batch.pendings[tid] = pending
+            batch.pending_new[tid] = pending
+            if batch.undo is not None:
+                batch.undo.append(("pending_new", tid))
+        else:
+            if dr.dpo + amount > BALANCE_MAX_MINOR or cr.cpo + amount > BALANCE_MAX_MINOR:
+                return Result.OVERFLOWS_BALANCE
+            dr.dpo += amount
+            cr.cpo += amount
+        self._record(batch, spec, tid, dr.id, cr.id, amount, dr.asset)
+        return _OK
+
+    def _apply_second_phase(self, batch: _Batch, spec: TransferSpec, tid: str) -> Result:
+        pid = spec.pending_id
+        if not pid:
+            return Result.PENDING_ID_MUST_NOT_BE_EMPTY
+        if spec.timeout_s:
+            return Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
+        if pid not in batch.pendings:
+            return Result.PENDING_TRANSFER_NOT_FOUND
+        pending = batch.pendings[pid]
+        if pending is None:
+            return Result.PENDING_TRANSFER_NOT_PENDING
+        if (
+            (spec.debit_account_id is not None and spec.debit_account_id != pending.debit)
+            or (spec.credit_account_id is not None and spec.credit_account_id != pending.credit)
+            or (spec.asset is not None and spec.asset.upper() != pending.asset)
+        ):
+            return Result.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS
+        status = pending.status
+        if status == PendingStatus.POSTED:
+            return Result.PENDING_TRANSFER_ALREADY_POSTED
+        if status == PendingStatus.VOIDED:
+            return Result.PENDING_TRANSFER_ALREADY_VOIDED
+        if status == PendingStatus.EXPIRED:
+            return Result.PENDING_TRANSFER_EXPIRED
+        post = bool(spec.flags & _POST)
+        amount = spec.amount
+        if post:
+            if amount is None:
+                amount = pending.amount
+            elif isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+                return Result.AMOUNT_MUST_BE_POSITIVE
+            elif amount > pending.amount:
+                return Result.EXCEEDS_PENDING_TRANSFER_AMOUNT
+        else:
+            if amount is not None and amount != pending.amount:
+                return Result.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS
+            amount = pending.amount
+        dr = batch.balances[pending.debit]
+        cr = batch.balances[pending.credit]
+        if post and (dr.dpo + amount > BALANCE_MAX_MINOR or cr.cpo + amount > BALANCE_MAX_MINOR):
+            return Result.OVERFLOWS_BALANCE
+        self._remember(batch, dr, cr)
+        dr.dp -= pending.amount
+        cr.cp -= pending.amount
+        if post:
+            dr.dpo += amount
+            cr.cpo += amount
+        if batch.undo is not None:
+            batch.undo.append(("pending_status", pending, pending.status))
+        pending.status = PendingStatus.POSTED if post else PendingStatus.VOIDED
+        batch.pending_resolved[pid] = (str(pending.status), tid)
+        self._record(batch, spec, tid, dr.id, cr.id, amount, pending.asset)
+        return _OK
+
+    def _expire(self, batch: _Batch, pending: _Pending) -> None:
+        dr = batch.balances[pending.debit]
+        cr = batch.balances[pending.credit]
+        dr.dp -= pending.amount
+        cr.cp -= pending.amount
+        pending.status = PendingStatus.EXPIRED
+        batch.pending_resolved[pending.id] = (PendingStatus.EXPIRED.value, None)
+
+    def _record(
+        self, batch: _Batch, spec: TransferSpec, tid: str, debit: int, credit: int, amount: int, asset: str
+    ) -> None:
+        meta = dump_metadata(spec.metadata)
+        batch.rows.append(
+            (
+                tid,
+                debit,
+                credit,
+                self._encode(amount),
+                asset,
+                spec.flags,
+                spec.pending_id,
+                spec.timeout_s,
+                spec.code,
+                spec.memo,
+                meta,
+                batch.now_us,
+            )
+        )
+        batch.existing[tid] = (
+            debit,
+            credit,
+            amount,
+            asset,
+            spec.flags,
+            spec.pending_id,
+            spec.timeout_s,
+            spec.code,
+            spec.memo,
+            meta,
+        )
+        if batch.undo is not None:
+            batch.undo.append(("existing", tid))
+
+    def _check_batch(self, batch: _Batch) -> None:
+        """Assert the batch is balanced per asset and every flagged account within its bound."""
+        deltas: dict[str, list[int]] = {}
+        for b in batch.balances.values():
+            d = deltas.setdefault(b.asset, [0, 0, 0, 0])
+            d[0] += b.dp - b.initial[0]
+            d[1] += b.dpo - b.initial[1]
+            d[2] += b.cp - b.initial[2]
+            d[3] += b.cpo - b.initial[3]
+            if b.flags & _DMNEC and b.dp + b.dpo > b.cpo and (b.dp, b.dpo) != b.initial[:2]:
+                raise InvariantBroken(f"account {b.id} would have debits {b.dp + b.dpo} above credits {b.cpo}")
+            if b.flags & _CMNED and b.cp + b.cpo > b.dpo and (b.cp, b.cpo) != b.initial[2:]:
+                raise InvariantBroken(f"account {b.id} would have credits {b.cp + b.cpo} above debits {b.dpo}")
+            if min(b.dp, b.dpo, b.cp, b.cpo) < 0:
+                raise InvariantBroken(f"account {b.id} would have a negative balance field: {b.state()}")
+        for asset, (dp, dpo, cp, cpo) in deltas.items():
+            if dp != cp or dpo != cpo:
+                raise InvariantBroken(
+                    f"batch unbalanced in {asset}: pending debits {dp} != credits {cp} or "
+                    f"posted debits {dpo} != credits {cpo}"
+                )
+
+    # -------------------------------------------------------------- persistence
+
+    def _select_in(self, conn: Connection, sql: str, values: Sequence[Any], suffix: str = "") -> list[Any]:
+        """Rows whose key is in `values`: one array parameter on PostgreSQL, chunked IN lists on SQLite."""
+        if self._pg:
+            return list(conn.exec_driver_sql(f"{sql} = ANY(%s){suffix}", (list(values),)).fetchall())
+        rows: list[Any] = []
+        for start in range(0, len(values), SELECT_IN_CHUNK):
+            chunk = values[start : start + SELECT_IN_CHUNK]
+            marks = ",".join([self._ph] * len(chunk))
+            rows.extend(conn.exec_driver_sql(f"{sql} IN ({marks}){suffix}", tuple(chunk)).fetchall())
+        return rows
+
+    def _lock_due_pendings(self, conn: Connection, now: int) -> list[_Pending]:
+        ph = self._ph
+        lock = " FOR UPDATE OF p" if self._dialect == "postgresql" else ""
+        rows = conn.exec_driver_sql(
+            "SELECT p.id, t.debit_account_id, t.credit_account_id, t.amount, t.asset, p.status, p.expires_at_us "
+            "FROM ledger_pending p JOIN ledger_transfers t ON t.id = p.id "
+            f"WHERE p.status = 'pending' AND p.expires_at_us IS NOT NULL AND p.expires_at_us <= {ph} "
+            f"ORDER BY p.expires_at_us, p.id LIMIT {int(self.expire_batch_max)}{lock}",
+            (now,),
+        ).fetchall()
+        return [_pending_of(row) for row in rows]
+
+    def _lock_pendings(self, conn: Connection, ids: set[str]) -> dict[str, _Pending | None]:
+        if not ids:
+            return {}
+        lock = " FOR UPDATE OF t" if self._dialect == "postgresql" else ""
+        rows = self._select_in(
+            conn,
+            "SELECT t.id, t.debit_account_id, t.credit_account_id, t.amount, t.asset, p.status, p.expires_at_us "
+            "FROM ledger_transfers t LEFT JOIN ledger_pending p ON p.id = t.id WHERE t.id",
+            sorted(ids),
+            f" ORDER BY t.id{lock}",
+        )
+        return {row[0]: (_pending_of(row) if row[5] is not None else None) for row in rows}
+
+    def _existing_fields(self, conn: Connection, ids: list[str]) -> dict[str, _Fields]:
+        if not ids:
+            return {}
+        rows = self._select_in(
+            conn,
+            "SELECT id, debit_account_id, credit_account_id, amount, asset, flags, pending_id, timeout_s, "
+            "code, memo, metadata FROM ledger_transfers WHERE id",
+            ids,
+        )
+        return {
+            row[0]: (
+                int(row[1]),
+                int(row[2]),
+                decode_amount(row[3]),
+                row[4],
+                int(row[5]),
+                row[6],
+                int(row[7]),
+                row[8],
+                row[9],
+                row[10],
+            )
+            for row in rows
+        }
+
+    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, _Balance]:
+        if not ids:
+            return {}
+        clean = sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63)
+        rows = self._select_in(
+            conn,
+            "SELECT id, asset, flags, closed, debits_pending, debits_posted, credits_pending, credits_posted "
+            "FROM ledger_accounts WHERE id",
+            clean,
+            f" ORDER BY id{self._for_update}",
+        )
+        return {int(row[0]): _Balance(row) for row in rows}
+
+    def _write(self, conn: Connection, batch: _Batch) -> None:
+        ph = self._ph
+        if batch.rows:
+            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, batch.rows)
+        if batch.pending_new:
+            # A pending created and resolved in the same batch is inserted in its final state.
+            pending_rows = []
+            for p in batch.pending_new.values():
+                status, by = batch.pending_resolved.get(p.id, (PendingStatus.PENDING.value, None))
+                pending_rows.append((p.id, str(status), by, p.expires_at_us))
+            insert_rows(conn, "ledger_pending", PENDING_COLUMNS, pending_rows)
+        updates = [
+            (str(status), resolved_by, pid)
+            for pid, (status, resolved_by) in batch.pending_resolved.items()
+            if pid not in batch.pending_new
+        ]
+        if updates:
+            conn.exec_driver_sql(
+                f"UPDATE ledger_pending SET status = {ph}, resolved_by = {ph} WHERE id = {ph}", updates
+            )
+        enc = self._encode
+        changed = [
+            (enc(b.dp), enc(b.dpo), enc(b.cp), enc(b.cpo), b.id)
+            for b in batch.balances.values()
+            if b.state() != b.initial
+        ]
+        if not changed:
+            return
+        if self._pg:
+            # One statement for the whole batch instead of a round trip per account.
+            columns = list(zip(*changed, strict=True))
+            conn.exec_driver_sql(
+                "UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, "
+                "credits_pending = v.cp, credits_posted = v.cpo FROM unnest(%s::numeric[], %s::numeric[], "
+                "%s::numeric[], %s::numeric[], %s::bigint[]) AS v(dp, dpo, cp, cpo, id) WHERE a.id = v.id",
+                tuple(list(c) for c in columns),
+            )
+        else:
+            conn.exec_driver_sql(
+                f"UPDATE ledger_accounts SET debits_pending = {ph}, debits_posted = {ph}, "
+                f"credits_pending = {ph}, credits_posted = {ph} WHERE id = {ph}",
+                changed,
+            )
+
+    def expire_pending(self) -> int:
+        """Expire every pending transfer past its timeout (in bounded batches); returns how many."""
+        total = 0
+        for _ in range(1_000_000):
+            with write_transaction(self.engine) as conn:
+                now = self.clock()
+                due = self._lock_due_pendings(conn, now)
+                if not due:
+                    return total
+                ids = {p.debit for p in due} | {p.credit for p in due}
+                batch = _Batch(now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={})
+                for p in due:
+                    self._expire(batch, p)
+                self._check_batch(batch)
+                self._write(conn, batch)
+                total += len(due)
+        return total
+
+    # ------------------------------------------------------------------- reads
+
+    def transfer(self, transfer_id: str) -> Transfer:
+        found = self.lookup_transfers([transfer_id])
+        if not found:
+            raise NotFound(f"no transfer {transfer_id!r}", code="transfer_not_found")
+        return found[0]
+
+    def lookup_transfers(self, ids: Iterable[str]) -> list[Transfer]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        t, p = schema.transfers, schema.pending
+        query = (
+            select(t, p.c.status, p.c.expires_at_us.label("pending_expires_at_us"))
+            .outerjoin(p, p.c.id == t.c.id)
+            .where(t.c.id.in_(wanted))
+            .order_by(t.c.seq)
+        )
+        with self.engine.connect() as conn:
+            return [_transfer_of(row) for row in conn.execute(query)]
+
+    def list_transfers(
+        self, *, after_seq: int = 0, limit: int = 100, account_id: int | None = None, newest_first: bool = False
+    ) -> list[Transfer]:
+        """Transfers in creation order; with account_id, that account's history."""
+        t, p = schema.transfers, schema.pending
+        query = select(t, p.c.status, p.c.expires_at_us.label("pending_expires_at_us")).outerjoin(p, p.c.id == t.c.id)
+        if account_id is not None:
+            query = query.where(or_(t.c.debit_account_id == account_id, t.c.credit_account_id == account_id))
+        if newest_first:
+            if after_seq:
+                query = query.where(t.c.seq < after_seq)
+            query = query.order_by(t.c.seq.desc())
+        else:
+            query = query.where(t.c.seq > after_seq).order_by(t.c.seq)
+        with self.engine.connect() as conn:
+            return [_transfer_of(row) for row in conn.execute(query.limit(limit))]
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Per asset: the sums of every account's balances. Debits must equal credits."""
+        a = schema.accounts
+        query = (
+            select(
+                a.c.asset,
+                exact_sum(a.c.debits_pending),
+                exact_sum(a.c.debits_posted),
+                exact_sum(a.c.credits_pending),
+                exact_sum(a.c.credits_posted),
+            )
+            .group_by(a.c.asset)
+            .order_by(a.c.asset)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {
+            row[0]: {
+                "debits_pending": decode_amount(row[1]),
+                "debits_posted": decode_amount(row[2]),
+                "credits_pending": decode_amount(row[3]),
+                "credits_posted": decode_amount(row[4]),
+            }
+            for row in rows
+        }
+
+    def verify(self) -> list[str]:
+        """Recompute every balance from the transfers and compare; also debits == credits per asset.
+
+        Returns a list of breaks (empty when the book is sound).
+        """
+        breaks: list[str] = []
+        for asset, sums in self.totals().items():
+            if sums["debits_posted"] != sums["credits_posted"]:
+                breaks.append(f"{asset}: posted debits {sums['debits_posted']} != credits {sums['credits_posted']}")
+            if sums["debits_pending"] != sums["credits_pending"]:
+                breaks.append(f"{asset}: pending debits {sums['debits_pending']} != credits {sums['credits_pending']}")
+        t, p, a = schema.transfers, schema.pending, schema.accounts
+        not_pending = t.c.flags.op("&")(_PENDING) == 0
+        derived: dict[int, list[int]] = {}
+        with self.engine.connect() as conn:
+            for column, slot in ((t.c.debit_account_id, 1), (t.c.credit_account_id, 3)):
+                posted = conn.execute(
+                    select(column, exact_sum(t.c.amount))
+                    .where(and_(not_pending, t.c.flags.op("&")(_VOID) == 0))
+                    .group_by(column)
+                )
+                for row in posted:
+                    derived.setdefault(int(row[0]), [0, 0, 0, 0])[slot] = decode_amount(row[1])
+                held = conn.execute(
+                    select(column, exact_sum(t.c.amount))
+                    .join(p, p.c.id == t.c.id)
+                    .where(p.c.status == PendingStatus.PENDING.value)
+                    .group_by(column)
+                )
+                for row in held:
+                    derived.setdefault(int(row[0]), [0, 0, 0, 0])[slot - 1] = decode_amount(row[1])
+            for row in conn.execute(select(a)):
+                account = _account_of(row)
+                want = derived.get(account.id, [0, 0, 0, 0])
+                have = [account.debits_pending, account.debits_posted, account.credits_pending, account.credits_posted]
+                if want != have:
+                    breaks.append(f"account {account.name}: cached balances {have} != derived from transfers {want}")
+                if account.flags & _DMNEC and account.debits_pending + account.debits_posted > account.credits_posted:
+                    breaks.append(f"account {account.name}: debits exceed credits despite its flag")
+                if account.flags & _CMNED and account.credits_pending + account.credits_posted > account.debits_posted:
+                    breaks.append(f"account {account.name}: credits exceed debits despite its flag")
+        return breaks
+
+    def count_transfers(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(schema.transfers)).scalar_one())
+
+
+TRANSFER_COLUMNS = (
+    ("id", "text"),
+    ("debit_account_id", "bigint"),
+    ("credit_account_id", "bigint"),
+    ("amount", "numeric"),
+    ("asset", "text"),
+    ("flags", "int"),
+    ("pending_id", "text"),
+    ("timeout_s", "int"),
+    ("code", "text"),
+    ("memo", "text"),
+    ("metadata", "text"),
+    ("created_at_us", "bigint"),
+)
+PENDING_COLUMNS = (("id", "text"), ("status", "text"), ("resolved_by", "text"), ("expires_at_us", "bigint"))
+
+
+def insert_rows(
+    conn: Connection, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Batched INSERT of rows already encoded for the engine.
+
+    On PostgreSQL the rows travel as one array per column (INSERT ... SELECT FROM
+    unnest), one statement and one round trip for the whole batch; on SQLite,
+    executemany of one prepared INSERT. The benchmark's raw limit uses this same
+    function, so both sides of its ratio insert the same way.
+    """
+    names = ", ".join(name for name, _ in columns)
+    if conn.dialect.name == "postgresql":
+        arrays = ", ".join(f"%s::{sql_type}[]" for _, sql_type in columns)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})",
+            tuple(list(column) for column in zip(*rows, strict=True)),
+        )
+    else:
+        conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in ("40P01", "40001")  # deadlock_detected, serialization_failure
+
+
+def _valid_account_name(name: str) -> bool:
+    if not name or len(name) > NAME_LENGTH_MAX:
+        return False
+    parts = name.split(":")
+    return all(part and all(c.isalnum() or c in "_-." for c in part) for part in parts)
+
+
+def _same_fields(spec: TransferSpec, prior: _Fields) -> bool:
+    debit, credit, amount, asset, flags, pending_id, timeout_s, code, memo, meta = prior
+    return (
+        (spec.debit_account_id is None or spec.debit_account_id == debit)
+        and (spec.credit_account_id is None or spec.credit_account_id == credit)
+        and (spec.amount is None or spec.amount == amount)
+        and (spec.asset is None or spec.asset.upper() == asset)
+        and spec.flags == flags
+        and spec.pending_id == pending_id
+        and spec.timeout_s == timeout_s
+        and spec.code == code
+        and spec.memo == memo
+        and dump_metadata(spec.metadata) == meta
+    )
+
+
+def _pending_of(row: Sequence[Any]) -> _Pending:
+    return _Pending(row[0], int(row[1]), int(row[2]), decode_amount(row[3]), row[4], row[5], row[6])
+
+
+def _account_of(row: Any) -> Account:
+    m = row._mapping
+    return Account(
+        id=int(m["id"]),
+        name=m["name"],
+        asset=m["asset"],
+        kind=m["kind"],
+        flags=int(m["flags"]),
+        metadata=_load_metadata(m["metadata"]),
+        closed=bool(m["closed"]),
+        created_at_us=int(m["created_at_us"]),
+        debits_pending=m["debits_pending"],
+        debits_posted=m["debits_posted"],
+        credits_pending=m["credits_pending"],
+        credits_posted=m["credits_posted"],
+    )
+
+
+def _transfer_of(row: Any) -> Transfer:
+    m = row._mapping
+    return Transfer(
+        id=m["id"],
+        seq=int(m["seq"]),
+        debit_account_id=int(m["debit_account_id"]),
+        credit_account_id=int(m["credit_account_id"]),
+        amount=m["amount"],
+        asset=m["asset"],
+        flags=int(m["flags"]),
+        pending_id=m["pending_id"],
+        timeout_s=int(m["timeout_s"]),
+        code=m["code"],
+        memo=m["memo"],
+        metadata=_load_metadata(m["metadata"]),
+        created_at_us=int(m["created_at_us"]),
+        pending_status=m["status"],
+        expires_at_us=m["pending_expires_at_us"],
+    )

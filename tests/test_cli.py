@@ -1,0 +1,121 @@
+"""The command line, run as a user would: on a fresh data directory."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from andchain.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def fresh_data_dir(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANDCHAIN_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("ANDCHAIN_DATABASE_URL", raising=False)
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_a_newcomer_can_migrate_open_accounts_and_book_a_transfer():
+    assert run("db", "upgrade").exit_code == 0
+    assert run("ledger", "accounts", "create", "bank:usd:cash", "--asset", "USD").exit_code == 0
+    created = run(
+        "ledger",
+        "accounts",
+        "create",
+        "clients:acme:usd:dda",
+        "--asset",
+        "usd",
+        "--kind",
+        "liability",
+        "--no-overdraft",
+        "--json",
+    )
+    assert json.loads(created.stdout)["account"]["flags"] == 1
+    moved = run(
+        "ledger",
+        "transfer",
+        "--from",
+        "bank:usd:cash",
+        "--to",
+        "clients:acme:usd:dda",
+        "--amount",
+        "12.34 USD",
+        "--id",
+        "t1",
+        "--json",
+    )
+    assert json.loads(moved.stdout) == {"id": "t1", "result": "ok"}
+    replay = run(
+        "ledger",
+        "transfer",
+        "--from",
+        "bank:usd:cash",
+        "--to",
+        "clients:acme:usd:dda",
+        "--amount",
+        "12.34 USD",
+        "--id",
+        "t1",
+        "--json",
+    )
+    assert json.loads(replay.stdout)["result"] == "exists"
+    shown = json.loads(run("ledger", "accounts", "show", "clients:acme:usd:dda", "--json").stdout)
+    assert shown["account"]["posted"] == "12.34" and len(shown["history"]) == 1
+    balances = json.loads(run("ledger", "balances", "--json").stdout)
+    assert balances == [
+        {
+            "asset": "USD",
+            "debits_pending": "0.00",
+            "debits_posted": "12.34",
+            "credits_pending": "0.00",
+            "credits_posted": "12.34",
+            "balanced": True,
+        }
+    ]
+    assert run("ledger", "verify").exit_code == 0
+
+
+def test_refusals_exit_non_zero_with_a_clear_message():
+    run("db", "upgrade")
+    run("ledger", "accounts", "create", "bank:usd:cash", "--asset", "USD")
+    run("ledger", "accounts", "create", "clients:acme:usd:dda", "--asset", "USD", "--no-overdraft")
+    overdraw = run(
+        "ledger", "transfer", "--from", "clients:acme:usd:dda", "--to", "bank:usd:cash", "--amount", "1.00 USD"
+    )
+    assert overdraw.exit_code == 1 and "insufficient_funds" in overdraw.stdout
+    precise = run(
+        "ledger", "transfer", "--from", "bank:usd:cash", "--to", "clients:acme:usd:dda", "--amount", "0.001 USD"
+    )
+    assert precise.exit_code == 1 and "excess_precision" in precise.stderr
+    missing = run("ledger", "accounts", "show", "nobody")
+    assert missing.exit_code == 1 and "account_not_found" in missing.stderr
+    assert "Traceback" not in precise.output + missing.output
+
+
+def test_serve_refuses_a_port_that_is_taken():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run("serve", "--port", str(port))
+    assert result.exit_code == 1
+    assert "already in use" in result.stderr
+
+
+def test_bench_ledger_prints_one_json_object_with_the_ratio():
+    result = run("bench", "ledger", "--backend", "sqlite", "--seconds", "0.3", "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["backend"] == "sqlite"
+    assert figures["transfers_per_s"] > 0 and figures["raw_limit_per_s"] > 0
+    assert figures["ratio"] == pytest.approx(figures["transfers_per_s"] / figures["raw_limit_per_s"], rel=0.01)
+    assert figures["balances_verified"] is True
