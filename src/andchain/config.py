@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,6 +38,108 @@ class LedgerSettings(BaseModel):
     expire_batch_max: int = Field(default=1000, ge=1, le=8190)
 
 
+class NetworkSettings(BaseModel):
+    """One EVM network andchain reaches over JSON-RPC."""
+
+    model_config = {"extra": "forbid"}
+
+    display_name: str
+    chain_id: int = Field(ge=1)
+    rpc_url: str
+    kind: Literal["permissioned", "public"]
+    # Blocks on top of an event's block before it is final for the bank (1 = its own block).
+    confirmations: int = Field(default=1, ge=1, le=1000)
+    # zero: the bank's permissioned chain charges no gas; eip1559 / legacy: paid gas.
+    gas_policy: Literal["zero", "eip1559", "legacy"] = "eip1559"
+    explorer_url: str | None = Field(default=None, description="template with {tx}, e.g. https://etherscan.io/tx/{tx}")
+    # local: andchain starts and stops an anvil node for it under <data_dir>/networks/<name>.
+    local: bool = True
+    enabled: bool = True
+    # Seconds between blocks of a local node; None mines one block per transaction.
+    block_time_s: float | None = None
+    gas_limit: int = Field(default=30_000_000, ge=1_000_000)
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlparse(value).scheme not in ("http", "https"):
+            raise ValueError(f"rpc_url must be http(s)://, was {value!r}")
+        return value
+
+    @property
+    def port(self) -> int:
+        parsed = urlparse(self.rpc_url)
+        return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.rpc_url).hostname or "127.0.0.1"
+
+    def explorer_link(self, tx_hash: str) -> str | None:
+        return self.explorer_url.format(tx=tx_hash) if self.explorer_url else None
+
+
+# The shipped profiles. Local development nodes keep the public chain ids so that
+# signatures and addresses behave as on the real networks; rpc_url and local=false
+# point a profile at a real endpoint instead.
+DEFAULT_NETWORKS: dict[str, dict[str, Any]] = {
+    "internal": {
+        "display_name": "Bank internal chain (permissioned)",
+        "chain_id": 770077,
+        "kind": "permissioned",
+        "rpc_url": "http://127.0.0.1:8545",
+        "confirmations": 1,
+        "gas_policy": "zero",
+        "gas_limit": 1_000_000_000,
+    },
+    "ethereum": {
+        "display_name": "Ethereum",
+        "chain_id": 1,
+        "kind": "public",
+        "rpc_url": "http://127.0.0.1:8546",
+        "confirmations": 3,
+        "gas_policy": "eip1559",
+        "explorer_url": "https://etherscan.io/tx/{tx}",
+        "block_time_s": 1.0,
+    },
+    "base": {
+        "display_name": "Base",
+        "chain_id": 8453,
+        "kind": "public",
+        "rpc_url": "http://127.0.0.1:8547",
+        "confirmations": 2,
+        "gas_policy": "eip1559",
+        "explorer_url": "https://basescan.org/tx/{tx}",
+        "block_time_s": 1.0,
+    },
+    "tempo": {
+        "display_name": "Tempo",
+        "chain_id": 4217,
+        "kind": "public",
+        "rpc_url": "http://127.0.0.1:8548",
+        "confirmations": 1,
+        "gas_policy": "eip1559",
+        "block_time_s": 1.0,
+    },
+    "swift": {
+        "display_name": "Swift shared ledger (Besu)",
+        "chain_id": 770078,
+        "kind": "permissioned",
+        "rpc_url": "http://127.0.0.1:8549",
+        "confirmations": 1,
+        "gas_policy": "zero",
+        "enabled": False,
+        "gas_limit": 1_000_000_000,
+    },
+}
+
+
+class KeystoreSettings(BaseModel):
+    # None in development: a passphrase is generated under <data_dir>/keys. Set it in production.
+    passphrase: SecretStr | None = None
+    scrypt_n: int = Field(default=2**15, ge=2**10, le=2**20)
+
+
 def config_path() -> Path:
     return Path(os.environ.get("ANDCHAIN_CONFIG", "andchain.toml"))
 
@@ -55,6 +158,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     api: ApiSettings = Field(default_factory=ApiSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    keystore: KeystoreSettings = Field(default_factory=KeystoreSettings)
+    networks: dict[str, NetworkSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_network_profiles(cls, data: Any) -> Any:
+        """A file or variable that sets one field of one network keeps the rest of its profile."""
+        if not isinstance(data, dict):
+            return data
+        given = data.get("networks") or {}
+        merged = {name: dict(profile) for name, profile in DEFAULT_NETWORKS.items()}
+        for name, profile in given.items():
+            base = merged.get(name, {})
+            merged[name] = {**base, **(profile.model_dump() if isinstance(profile, BaseModel) else profile)}
+        return {**data, "networks": merged}
 
     @field_validator("database_url")
     @classmethod
@@ -84,6 +202,16 @@ class Settings(BaseSettings):
     @cached_property
     def asset_registry(self) -> AssetRegistry:
         return AssetRegistry.with_extra(self.assets)
+
+    def network(self, name: str) -> NetworkSettings:
+        from andchain.errors import NotFound
+
+        try:
+            return self.networks[name]
+        except KeyError:
+            raise NotFound(
+                f"unknown network {name!r}; configured: {', '.join(sorted(self.networks))}", code="unknown_network"
+            ) from None
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ The CLI, the API and the tests all build their parts here, so they drive the sam
 from __future__ import annotations
 
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -16,11 +17,17 @@ from andchain.ledger import Ledger
 from andchain.ledger.model import Clock, system_clock_us
 from andchain.money import AssetRegistry
 
+if TYPE_CHECKING:
+    from andchain.chains.client import ChainClient
+    from andchain.chains.keys import EncryptedKeyStore
+    from andchain.chains.nodes import LocalNode
+
 
 class Context:
     def __init__(self, settings: Settings | None = None, *, clock: Clock = system_clock_us) -> None:
         self.settings = settings or load_settings()
         self.clock = clock
+        self._chains: dict[str, ChainClient] = {}
 
     @cached_property
     def engine(self) -> Engine:
@@ -38,10 +45,37 @@ class Context:
             self.engine, self.assets, clock=self.clock, expire_batch_max=self.settings.ledger.expire_batch_max
         )
 
+    @cached_property
+    def keys(self) -> EncryptedKeyStore:
+        from andchain.chains.keys import EncryptedKeyStore, dev_passphrase
+
+        directory = self.settings.data_dir / "keys"
+        secret = self.settings.keystore.passphrase
+        passphrase = secret.get_secret_value() if secret else dev_passphrase(directory)
+        return EncryptedKeyStore(directory, passphrase, scrypt_n=self.settings.keystore.scrypt_n)
+
+    def chain(self, network: str) -> ChainClient:
+        """The chain client of a configured network (one per context)."""
+        from andchain.chains.client import ChainClient
+
+        if network not in self._chains:
+            self._chains[network] = ChainClient(
+                network, self.settings.network(network), self.engine, self.keys, clock=self.clock
+            )
+        return self._chains[network]
+
+    def node(self, network: str) -> LocalNode:
+        from andchain.chains.nodes import LocalNode
+
+        return LocalNode(network, self.settings.network(network), self.settings.data_dir)
+
     def upgrade_database(self) -> str | None:
         migrate.upgrade(self.engine)
         return migrate.current(self.engine)
 
     def close(self) -> None:
+        for client in self._chains.values():
+            client.close()
+        self._chains.clear()
         if "engine" in self.__dict__:
             self.engine.dispose()

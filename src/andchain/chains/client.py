@@ -1,0 +1,485 @@
+"""The chain client: encode and sign locally, submit in JSON-RPC batches, track receipts.
+
+A transaction's life here: reserve nonces (persisted), fix gas and fees, sign with
+the local key (no node round trip), send a whole batch in one HTTP request, then
+poll receipts in batches until each is mined or the wait's bound is reached. A
+transaction stuck in the pool can be re-sent at the same nonce with higher fees.
+Every wait, retry and batch is bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import eth_abi
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from andchain.chains import schema
+from andchain.chains.contracts import Artifact, ContractAbi, artifact
+from andchain.chains.keys import DynamicFeeTx, KeyStore, LegacyTx, Signer
+from andchain.chains.nonces import NonceManager
+from andchain.chains.rpc import Rpc, RpcError
+from andchain.config import NetworkSettings
+from andchain.db import write_transaction
+from andchain.errors import DomainError, NotFound
+from andchain.ledger.model import Clock, system_clock_us
+
+log = logging.getLogger(__name__)
+
+WAIT_TIMEOUT_S = 60.0
+BUMP_PERCENT = 25
+BUMPS_MAX = 3
+GAS_MARGIN_NUM, GAS_MARGIN_DEN = 13, 10
+_ERROR_SELECTOR = keccak(text="Error(string)")[:4]
+
+
+class ChainError(DomainError):
+    code = "chain_error"
+    http_status = 502
+
+
+class TxReverted(ChainError):
+    code = "tx_reverted"
+    http_status = 422
+
+    def __init__(self, reason: str, *, tx_hash: str | None = None) -> None:
+        super().__init__(f"transaction reverted: {reason}" + (f" ({tx_hash})" if tx_hash else ""))
+        self.reason = reason
+        self.tx_hash = tx_hash
+
+
+class TxTimeout(ChainError):
+    code = "tx_timeout"
+    http_status = 504
+
+
+class WrongChain(ChainError):
+    code = "wrong_chain"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A transaction to send: to a contract (or None to deploy), with calldata."""
+
+    to: str | None
+    data: bytes
+    value: int = 0
+    gas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentTx:
+    hash: str
+    sender: str
+    nonce: int
+    call: Call
+    gas: int
+    fee: tuple[int, int]  # (gas price or max fee, priority fee)
+    raw: bytes
+    replaced: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: str
+    status: bool
+    block_number: int
+    block_hash: str
+    gas_used: int
+    contract_address: str | None
+    logs: tuple[dict[str, Any], ...] = field(repr=False, default=())
+
+
+def revert_reason(error: RpcError) -> str:
+    """The reason string of a revert, from a node's error data when it has one."""
+    data = error.data
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        raw = bytes.fromhex(data[2:])
+        if raw[:4] == _ERROR_SELECTOR:
+            try:
+                return str(eth_abi.decode(["string"], raw[4:])[0])
+            except Exception:
+                pass
+        if raw:
+            return "0x" + raw.hex()
+    message = error.rpc_message
+    return message.split("reverted: ", 1)[-1] if "reverted" in message else message
+
+
+def _receipt(data: dict[str, Any]) -> Receipt:
+    return Receipt(
+        tx_hash=data["transactionHash"],
+        status=int(data["status"], 16) == 1,
+        block_number=int(data["blockNumber"], 16),
+        block_hash=data["blockHash"],
+        gas_used=int(data["gasUsed"], 16),
+        contract_address=to_checksum_address(data["contractAddress"]) if data.get("contractAddress") else None,
+        logs=tuple(data.get("logs", ())),
+    )
+
+
+class ChainClient:
+    """One network: reads, deployments, and fast transaction submission for the bank's signers."""
+
+    def __init__(
+        self,
+        name: str,
+        network: NetworkSettings,
+        engine: Engine,
+        keys: KeyStore,
+        *,
+        rpc: Rpc | None = None,
+        clock: Clock = system_clock_us,
+        poll_interval_s: float = 0.02,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.network = network
+        self.engine = engine
+        self.keys = keys
+        self.rpc = rpc or Rpc(network.rpc_url, name=name)
+        self.clock = clock
+        self.poll_interval_s = poll_interval_s
+        self._sleep = sleep
+        self.nonces = NonceManager(engine, network.chain_id, self.rpc, clock)
+        self._gas_cache: dict[tuple[str | None, bytes, int], int] = {}
+        self._chain_checked = False
+
+    def close(self) -> None:
+        self.rpc.close()
+
+    @property
+    def chain_id(self) -> int:
+        return self.network.chain_id
+
+    def check_chain(self) -> None:
+        """Refuse to sign for a node whose chain id is not the configured one."""
+        if self._chain_checked:
+            return
+        actual = int(self.rpc.call("eth_chainId"), 16)
+        if actual != self.network.chain_id:
+            raise WrongChain(
+                f"network {self.name}: node at {self.network.rpc_url} has chain id {actual}, "
+                f"configured {self.network.chain_id}"
+            )
+        self._chain_checked = True
+
+    # ------------------------------------------------------------------ reads
+
+    def block_number(self) -> int:
+        return int(self.rpc.call("eth_blockNumber"), 16)
+
+    def block(self, number: int | str = "latest") -> dict[str, Any]:
+        tag = hex(number) if isinstance(number, int) else number
+        block = self.rpc.call("eth_getBlockByNumber", [tag, False])
+        if block is None:
+            raise NotFound(f"network {self.name} has no block {number}", code="block_not_found")
+        return dict(block)
+
+    def balance(self, address: str) -> int:
+        return int(self.rpc.call("eth_getBalance", [address, "latest"]), 16)
+
+    def code(self, address: str) -> bytes:
+        return bytes.fromhex(self.rpc.call("eth_getCode", [address, "latest"])[2:])
+
+    def eth_call(self, to: str, data: bytes, *, sender: str | None = None, block: int | str = "latest") -> bytes:
+        tag = hex(block) if isinstance(block, int) else block
+        params: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
+        if sender:
+            params["from"] = sender
+        try:
+            return bytes.fromhex(self.rpc.call("eth_call", [params, tag])[2:])
+        except RpcError as exc:
+            raise TxReverted(revert_reason(exc)) from None
+
+    def read(self, address: str, abi: ContractAbi, fn: str, *args: Any, block: int | str = "latest") -> Any:
+        return abi.decode_output(fn, self.eth_call(address, abi.encode_call(fn, *args), block=block))
+
+    def read_many(
+        self, address: str, abi: ContractAbi, calls: Sequence[tuple[str, tuple[Any, ...]]], block: int | str = "latest"
+    ) -> list[Any]:
+        """Several view calls in one JSON-RPC batch."""
+        tag = hex(block) if isinstance(block, int) else block
+        replies = self.rpc.batch(
+            [
+                ("eth_call", [{"to": address, "data": "0x" + abi.encode_call(fn, *args).hex()}, tag])
+                for fn, args in calls
+            ]
+        )
+        out = []
+        for (fn, _), reply in zip(calls, replies, strict=True):
+            if isinstance(reply, RpcError):
+                raise TxReverted(revert_reason(reply))
+            out.append(abi.decode_output(fn, bytes.fromhex(reply[2:])))
+        return out
+
+    def get_logs(self, addresses: Sequence[str], from_block: int, to_block: int) -> list[dict[str, Any]]:
+        if not addresses:
+            return []
+        logs = self.rpc.call(
+            "eth_getLogs", [{"address": list(addresses), "fromBlock": hex(from_block), "toBlock": hex(to_block)}]
+        )
+        return list(logs)
+
+    # ------------------------------------------------------------ submission
+
+    def signer(self, address: str) -> Signer:
+        return self.keys.signer(address)
+
+    def _fees(self) -> tuple[int, int]:
+        policy = self.network.gas_policy
+        if policy == "zero":
+            return (0, 0)
+        if policy == "legacy":
+            return (int(self.rpc.call("eth_gasPrice"), 16), 0)
+        block, priority = self.rpc.batch(
+            [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])]
+        )
+        if isinstance(block, RpcError):
+            raise block
+        tip = int(priority, 16) if not isinstance(priority, RpcError) else 10**9
+        base = int(block.get("baseFeePerGas", "0x0"), 16)
+        return (2 * base + tip, tip)
+
+    def estimate_gas(self, sender: str, call: Call) -> int:
+        params: dict[str, Any] = {"from": sender, "data": "0x" + call.data.hex(), "value": hex(call.value)}
+        if call.to:
+            params["to"] = call.to
+        try:
+            return int(self.rpc.call("eth_estimateGas", [params]), 16)
+        except RpcError as exc:
+            raise TxReverted(revert_reason(exc)) from None
+
+    def _gas(self, sender: str, call: Call) -> int:
+        if call.gas is not None:
+            return call.gas
+        if self.network.gas_policy != "zero":
+            # Gas costs money here: estimate every transaction.
+            estimate = self.estimate_gas(sender, call)
+            return min(self.network.gas_limit, estimate * GAS_MARGIN_NUM // GAS_MARGIN_DEN + 5_000)
+        # Gas is free on the bank's own chain: estimate once per call shape and keep a wide
+        # margin (cold storage writes cost more than the estimate's warm ones).
+        key = (call.to, call.data[:4], len(call.data))
+        cached = self._gas_cache.get(key)
+        if cached is None:
+            cached = self._gas_cache[key] = self.estimate_gas(sender, call)
+        return min(self.network.gas_limit, cached * 2 + 50_000)
+
+    def _sign(self, signer: Signer, nonce: int, call: Call, gas: int, fee: tuple[int, int]) -> bytes:
+        to = bytes.fromhex(call.to[2:]) if call.to else None
+        if self.network.gas_policy == "eip1559":
+            return signer.sign(DynamicFeeTx(nonce, fee[1], fee[0], gas, to, call.value, call.data, self.chain_id))
+        return signer.sign(LegacyTx(nonce, fee[0], gas, to, call.value, call.data, self.chain_id))
+
+    def submit(self, sender: str, calls: Sequence[Call]) -> list[SentTx]:
+        """Sign and send `calls` from `sender` in nonce order, in JSON-RPC batches. Does not wait."""
+        if not calls:
+            return []
+        self.check_chain()
+        signer = self.signer(sender)
+        fee = self._fees()
+        gases = [self._gas(signer.address, call) for call in calls]
+        first = self.nonces.reserve(signer.address, len(calls))
+        sent = []
+        for i, (call, gas) in enumerate(zip(calls, gases, strict=True)):
+            raw = self._sign(signer, first + i, call, gas, fee)
+            sent.append(SentTx("0x" + keccak(raw).hex(), signer.address, first + i, call, gas, fee, raw))
+        failures = self._broadcast(sent)
+        if failures:
+            # The failed nonces would hold every later transaction in the node's queue:
+            # fill them with no-ops, then report the failure.
+            self._fill(signer, [tx.nonce for tx, _ in failures], fee)
+            tx, error = failures[0]
+            raise ChainError(
+                f"network {self.name} refused transaction nonce {tx.nonce}: {error.rpc_message}", code="tx_refused"
+            )
+        return sent
+
+    def _broadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
+        replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])
+        failures = []
+        for tx, reply in zip(sent, replies, strict=True):
+            if isinstance(reply, RpcError) and "already known" not in reply.rpc_message.lower():
+                failures.append((tx, reply))
+        return failures
+
+    def rebroadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
+        """Send already-signed transactions again (after a restart); returns the refusals."""
+        return self._broadcast(sent)
+
+    def _fill(self, signer: Signer, nonces: Sequence[int], fee: tuple[int, int]) -> list[str]:
+        noop = Call(to=signer.address, data=b"", gas=21_000)
+        fillers = [
+            SentTx("", signer.address, n, noop, 21_000, fee, self._sign(signer, n, noop, 21_000, fee)) for n in nonces
+        ]
+        replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in fillers])
+        for nonce, reply in zip(nonces, replies, strict=True):
+            if isinstance(reply, RpcError):
+                log.error("nonce gap fill failed network=%s nonce=%d error=%s", self.name, nonce, reply.rpc_message)
+        return ["0x" + keccak(tx.raw).hex() for tx in fillers]
+
+    def repair_nonce_gaps(self, sender: str) -> list[int]:
+        """Fill nonces reserved but never sent (a process died in between) with no-op transactions."""
+        self.check_chain()
+        signer = self.signer(sender)
+        gap = list(self.nonces.gaps(signer.address))
+        if gap:
+            log.warning("filling nonce gap network=%s address=%s nonces=%s", self.name, signer.address, gap)
+            self.wait_hashes(self._fill(signer, gap, self._fees()))
+        return gap
+
+    def bump(self, tx: SentTx) -> SentTx:
+        """Re-sign the same nonce with fees raised by BUMP_PERCENT and send it."""
+        signer = self.signer(tx.sender)
+        fee = self._fees()
+        raised = (
+            max(fee[0], tx.fee[0] * (100 + BUMP_PERCENT) // 100 + 1),
+            max(fee[1], tx.fee[1] * (100 + BUMP_PERCENT) // 100 + 1),
+        )
+        raw = self._sign(signer, tx.nonce, tx.call, tx.gas, raised)
+        bumped = replace(tx, hash="0x" + keccak(raw).hex(), fee=raised, raw=raw, replaced=(*tx.replaced, tx.hash))
+        failures = self._broadcast([bumped])
+        if failures:
+            raise ChainError(f"bump of nonce {tx.nonce} refused: {failures[0][1].rpc_message}", code="tx_refused")
+        log.info("tx bumped network=%s nonce=%d old=%s new=%s", self.name, tx.nonce, tx.hash, bumped.hash)
+        return bumped
+
+    def receipts(self, hashes: Sequence[str]) -> dict[str, Receipt]:
+        """The receipts of those transactions that are mined (one batched look-up)."""
+        replies = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        return {h: _receipt(r) for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
+
+    def wait_hashes(self, hashes: Sequence[str], timeout_s: float = WAIT_TIMEOUT_S) -> dict[str, Receipt]:
+        pending = list(hashes)
+        found: dict[str, Receipt] = {}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            found.update(self.receipts(pending))
+            pending = [h for h in pending if h not in found]
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                raise TxTimeout(
+                    f"network {self.name}: {len(pending)} transaction(s) not mined within "
+                    f"{timeout_s:g}s, first {pending[0]}"
+                )
+            self._sleep(self.poll_interval_s)
+        return found
+
+    def wait(
+        self, sent: Sequence[SentTx], *, timeout_s: float = WAIT_TIMEOUT_S, bump_after_s: float | None = None
+    ) -> list[Receipt]:
+        """Wait for every transaction; with bump_after_s, re-send stuck ones at higher fees (BUMPS_MAX times)."""
+        current = list(sent)
+        found: dict[int, Receipt] = {}
+        started = last_bump = time.monotonic()
+        bumps = 0
+        while len(found) < len(current):
+            waiting = [(i, tx) for i, tx in enumerate(current) if i not in found]
+            hashes = [h for _, tx in waiting for h in (tx.hash, *tx.replaced)]
+            mined = self.receipts(hashes)
+            for i, tx in waiting:
+                for h in (tx.hash, *tx.replaced):
+                    if h in mined:
+                        found[i] = mined[h]
+                        break
+            if len(found) == len(current):
+                break
+            now = time.monotonic()
+            if now - started >= timeout_s:
+                first = next(tx for i, tx in enumerate(current) if i not in found)
+                raise TxTimeout(
+                    f"network {self.name}: {len(current) - len(found)} transaction(s) not mined "
+                    f"within {timeout_s:g}s, first nonce {first.nonce} {first.hash}"
+                )
+            if bump_after_s is not None and bumps < BUMPS_MAX and now - last_bump >= bump_after_s:
+                for i, tx in enumerate(current):
+                    if i not in found:
+                        current[i] = self.bump(tx)
+                bumps += 1
+                last_bump = now
+            self._sleep(self.poll_interval_s)
+        return [found[i] for i in range(len(current))]
+
+    def transact(self, sender: str, call: Call, *, timeout_s: float = WAIT_TIMEOUT_S) -> Receipt:
+        """Send one transaction and wait for it; a revert raises TxReverted with its reason."""
+        (tx,) = self.submit(sender, [call])
+        (receipt,) = self.wait([tx], timeout_s=timeout_s)
+        if not receipt.status:
+            raise TxReverted(self.why_reverted(tx, receipt), tx_hash=receipt.tx_hash)
+        return receipt
+
+    def why_reverted(self, tx: SentTx, receipt: Receipt) -> str:
+        if receipt.gas_used >= tx.gas:
+            return "out of gas"
+        try:
+            self.eth_call(tx.call.to or "", tx.call.data, sender=tx.sender, block=receipt.block_number - 1)
+        except TxReverted as exc:
+            return exc.reason
+        return "reverted (no reason given)"
+
+    # ------------------------------------------------------------ contracts
+
+    def deploy(self, name: str, contract: str, args: Sequence[Any], sender: str) -> str:
+        """Deploy `contract` under `name` on this network, or adopt the recorded deployment."""
+        existing = self.deployment(name, required=False)
+        if existing and self.code(existing):
+            return existing
+        art = artifact(contract)
+        receipt = self.transact(sender, Call(to=None, data=art.deploy_data(*args)))
+        address = receipt.contract_address
+        if address is None:
+            raise ChainError(f"deployment of {contract} on {self.name} returned no address")
+        self.record_deployment(name, art, address, receipt.tx_hash, receipt.block_number)
+        log.info("deployed network=%s name=%s contract=%s address=%s", self.name, name, contract, address)
+        return address
+
+    def record_deployment(
+        self, name: str, art: Artifact, address: str, tx_hash: str | None, block_number: int | None
+    ) -> None:
+        table = schema.deployments
+        values = dict(
+            chain_id=self.chain_id,
+            name=name,
+            network=self.name,
+            contract=art.name,
+            address=to_checksum_address(address),
+            tx_hash=tx_hash,
+            block_number=block_number,
+            source_sha256=art.source_sha256,
+            deployed_at_us=self.clock(),
+        )
+        with write_transaction(self.engine) as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(table.insert().values(**values))
+            except IntegrityError:
+                conn.execute(
+                    table.update().where(table.c.chain_id == self.chain_id, table.c.name == name).values(**values)
+                )
+
+    def deployment(self, name: str, *, required: bool = True) -> str | None:
+        table = schema.deployments
+        with self.engine.connect() as conn:
+            address = conn.execute(
+                select(table.c.address).where(table.c.chain_id == self.chain_id, table.c.name == name)
+            ).scalar()
+        if address is None and required:
+            raise NotFound(f"nothing named {name!r} is deployed on network {self.name}", code="not_deployed")
+        return address
+
+    def deployments(self) -> dict[str, tuple[str, str]]:
+        table = schema.deployments
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.name, table.c.contract, table.c.address).where(table.c.chain_id == self.chain_id)
+            ).all()
+        return {r.name: (r.contract, r.address) for r in rows}

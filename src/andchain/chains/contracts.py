@@ -1,0 +1,198 @@
+"""The Vyper contracts, compiled from source by the pinned vyper package, and their ABIs.
+
+Encoding and decoding go through eth_abi directly (the codec under web3.py), with
+selectors and event topics computed once per contract, because the chain client
+encodes thousands of calls a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import eth_abi
+from eth_utils import keccak, to_checksum_address
+
+from andchain.errors import DomainError
+
+CONTRACT_NAMES = ("PermissionedToken", "DvPSettlement")
+
+
+class UnknownContract(DomainError):
+    code = "unknown_contract"
+
+
+def _canonical_type(item: dict[str, Any]) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in item["components"])
+        return f"({inner}){kind[5:]}"
+    return kind
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    selector: bytes
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    mutability: str
+
+
+@dataclass(frozen=True)
+class EventAbi:
+    name: str
+    topic: bytes
+    names: tuple[str, ...]
+    indexed: tuple[bool, ...]
+    types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ContractAbi:
+    abi: tuple[dict[str, Any], ...]
+    functions: dict[str, Function] = field(default_factory=dict)
+    events: dict[bytes, EventAbi] = field(default_factory=dict)
+    events_by_name: dict[str, EventAbi] = field(default_factory=dict)
+    constructor_inputs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, abi: list[dict[str, Any]]) -> ContractAbi:
+        functions, events, by_name = {}, {}, {}
+        constructor: tuple[str, ...] = ()
+        for item in abi:
+            if item["type"] == "function":
+                inputs = tuple(_canonical_type(i) for i in item["inputs"])
+                signature = f"{item['name']}({','.join(inputs)})"
+                functions[item["name"]] = Function(
+                    item["name"],
+                    keccak(text=signature)[:4],
+                    inputs,
+                    tuple(_canonical_type(o) for o in item["outputs"]),
+                    item.get("stateMutability", "nonpayable"),
+                )
+            elif item["type"] == "event":
+                types = tuple(_canonical_type(i) for i in item["inputs"])
+                event = EventAbi(
+                    item["name"],
+                    keccak(text=f"{item['name']}({','.join(types)})"),
+                    tuple(i["name"] for i in item["inputs"]),
+                    tuple(bool(i["indexed"]) for i in item["inputs"]),
+                    types,
+                )
+                events[event.topic] = event
+                by_name[event.name] = event
+            elif item["type"] == "constructor":
+                constructor = tuple(_canonical_type(i) for i in item["inputs"])
+        return cls(tuple(abi), functions, events, by_name, constructor)
+
+    def function(self, name: str) -> Function:
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise UnknownContract(f"contract has no function {name!r}") from None
+
+    def encode_call(self, name: str, *args: Any) -> bytes:
+        fn = self.function(name)
+        return fn.selector + eth_abi.encode(fn.inputs, args)
+
+    def decode_output(self, name: str, data: bytes) -> Any:
+        fn = self.function(name)
+        values = [
+            to_checksum_address(v) if t == "address" else v
+            for t, v in zip(fn.outputs, eth_abi.decode(fn.outputs, data), strict=True)
+        ]
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def topic(self, event: str) -> bytes:
+        return self.events_by_name[event].topic
+
+    def decode_log(self, topics: list[bytes], data: bytes) -> DecodedEvent | None:
+        if not topics:
+            return None
+        event = self.events.get(topics[0])
+        if event is None:
+            return None
+        indexed_types = [t for t, ix in zip(event.types, event.indexed, strict=True) if ix]
+        plain_types = [t for t, ix in zip(event.types, event.indexed, strict=True) if not ix]
+        indexed_values = [eth_abi.decode([t], topic)[0] for t, topic in zip(indexed_types, topics[1:], strict=True)]
+        plain_values = list(eth_abi.decode(plain_types, data)) if plain_types else []
+        args: dict[str, Any] = {}
+        for name, ix, typ in zip(event.names, event.indexed, event.types, strict=True):
+            value = indexed_values.pop(0) if ix else plain_values.pop(0)
+            args[name] = to_checksum_address(value) if typ == "address" else value
+        return DecodedEvent(event.name, args)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    abi: ContractAbi
+    bytecode: bytes
+    source_sha256: str
+
+    def deploy_data(self, *args: Any) -> bytes:
+        return self.bytecode + (eth_abi.encode(self.abi.constructor_inputs, args) if args else b"")
+
+
+def source(name: str) -> str:
+    if name not in CONTRACT_NAMES:
+        raise UnknownContract(f"unknown contract {name!r}; known: {', '.join(CONTRACT_NAMES)}")
+    return (resources.files("andchain.chains") / "contracts" / f"{name}.vy").read_text()
+
+
+@cache
+def artifact(name: str) -> Artifact:
+    """Compile a contract from its source with the pinned vyper (cached per process)."""
+    import vyper
+
+    text = source(name)
+    out = vyper.compile_code(text, output_formats=["abi", "bytecode"], contract_path=f"{name}.vy")
+    return Artifact(
+        name,
+        ContractAbi.of(out["abi"]),
+        bytes.fromhex(out["bytecode"].removeprefix("0x")),
+        hashlib.sha256(text.encode()).hexdigest(),
+    )
+
+
+def memo32(text: str | bytes) -> bytes:
+    """A payment reference as bytes32: UTF-8, at most 32 bytes, right-padded with zeros."""
+    raw = text.encode() if isinstance(text, str) else text
+    if len(raw) > 32:
+        raise DomainError(f"a memo holds at most 32 bytes, was {len(raw)}", code="memo_too_long")
+    return raw.ljust(32, b"\0")
+
+
+def memo_text(value: bytes) -> str:
+    return value.rstrip(b"\0").decode(errors="replace")
+
+
+def permit_digest(
+    token_name: str, chain_id: int, token: str, owner: str, spender: str, value: int, nonce: int, deadline: int
+) -> bytes:
+    """The EIP-712 digest an owner signs for PermissionedToken.permit (EIP-2612, version "1")."""
+    domain_type = keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+    permit_type = keccak(text="Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")
+    domain = keccak(
+        eth_abi.encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [domain_type, keccak(text=token_name), keccak(text="1"), chain_id, token],
+        )
+    )
+    message = keccak(
+        eth_abi.encode(
+            ["bytes32", "address", "address", "uint256", "uint256", "uint256"],
+            [permit_type, owner, spender, value, nonce, deadline],
+        )
+    )
+    return keccak(b"\x19\x01" + domain + message)

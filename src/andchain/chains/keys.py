@@ -1,0 +1,212 @@
+"""Keys: a key store port, an encrypted-keystore implementation, and a fast local signer.
+
+Keys are eth-account JSON keystores (scrypt + AES-128-CTR) under `<data_dir>/keys`,
+one file per key, decrypted once per process. Nothing secret is ever logged or
+repr'd. An HSM or KMS store implements the same `KeyStore` port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import coincurve
+import rlp
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from andchain.errors import DomainError, NotFound
+
+log = logging.getLogger(__name__)
+
+_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,99}$")
+
+
+class KeyStoreError(DomainError):
+    code = "keystore_error"
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyTx:
+    nonce: int
+    gas_price: int
+    gas: int
+    to: bytes | None
+    value: int
+    data: bytes
+    chain_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicFeeTx:
+    nonce: int
+    max_priority_fee: int
+    max_fee: int
+    gas: int
+    to: bytes | None
+    value: int
+    data: bytes
+    chain_id: int
+
+
+class Signer:
+    """Signs transactions with one private key, locally: RLP + secp256k1, no node round trip.
+
+    Produces byte-for-byte what eth-account produces (tested against it), at several
+    times its speed, because the chain client signs thousands of transactions a second.
+    """
+
+    __slots__ = ("_key", "address", "address_bytes")
+
+    def __init__(self, private_key: bytes) -> None:
+        self._key = coincurve.PrivateKey(private_key)
+        public = self._key.public_key.format(compressed=False)[1:]
+        self.address_bytes = keccak(public)[-20:]
+        self.address = to_checksum_address(self.address_bytes)
+
+    def __repr__(self) -> str:
+        return f"Signer({self.address})"
+
+    def _sign(self, digest: bytes) -> tuple[int, int, int]:
+        sig = self._key.sign_recoverable(digest, hasher=None)
+        return sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
+
+    def sign(self, tx: LegacyTx | DynamicFeeTx) -> bytes:
+        to = tx.to or b""
+        if isinstance(tx, LegacyTx):
+            fields = [tx.nonce, tx.gas_price, tx.gas, to, tx.value, tx.data]
+            recovery, r, s = self._sign(keccak(rlp.encode([*fields, tx.chain_id, 0, 0])))
+            return bytes(rlp.encode([*fields, recovery + tx.chain_id * 2 + 35, r, s]))
+        fields = [tx.chain_id, tx.nonce, tx.max_priority_fee, tx.max_fee, tx.gas, to, tx.value, tx.data, []]
+        recovery, r, s = self._sign(keccak(b"\x02" + rlp.encode(fields)))
+        return b"\x02" + bytes(rlp.encode([*fields, recovery, r, s]))
+
+    def sign_message_hash(self, digest: bytes) -> tuple[int, bytes, bytes]:
+        """(v, r, s) over a 32-byte digest, e.g. an EIP-712 hash for permit."""
+        recovery, r, s = self._sign(digest)
+        return recovery + 27, r.to_bytes(32, "big"), s.to_bytes(32, "big")
+
+
+class KeyStore(Protocol):
+    """Where the bank's keys live. Implementations: encrypted files here; HSM/KMS later."""
+
+    def create(self, label: str) -> str: ...
+
+    def import_key(self, label: str, private_key: bytes) -> str: ...
+
+    def address(self, label: str) -> str: ...
+
+    def labels(self) -> dict[str, str]: ...
+
+    def signer(self, address: str) -> Signer: ...
+
+
+class EncryptedKeyStore:
+    """eth-account JSON keystores under one directory, encrypted with one passphrase."""
+
+    def __init__(self, directory: Path, passphrase: str, *, scrypt_n: int = 2**15) -> None:
+        if not passphrase:
+            raise KeyStoreError(
+                "the key store needs a passphrase (keystore.passphrase or ANDCHAIN_KEYSTORE__PASSPHRASE)"
+            )
+        self.directory = directory
+        self._passphrase = passphrase
+        self._scrypt_n = scrypt_n
+        self._signers: dict[str, Signer] = {}
+        self._lock = threading.Lock()
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+
+    def __repr__(self) -> str:
+        return f"EncryptedKeyStore({self.directory})"
+
+    def _path(self, label: str) -> Path:
+        if not _LABEL_RE.match(label):
+            raise KeyStoreError(f"key label must be lower-case letters, digits and _.:- (max 100), was {label!r}")
+        return self.directory / f"{label.replace(':', '__')}.json"
+
+    def create(self, label: str) -> str:
+        """A new random key under `label`; returns its address. Existing labels are kept, not replaced."""
+        path = self._path(label)
+        if path.exists():
+            return self.address(label)
+        return self.import_key(label, secrets.token_bytes(32))
+
+    def import_key(self, label: str, private_key: bytes) -> str:
+        path = self._path(label)
+        if path.exists():
+            existing = self.address(label)
+            if Signer(private_key).address != existing:
+                raise KeyStoreError(f"label {label!r} already holds another key ({existing})")
+            return existing
+        keystore = Account.encrypt(private_key, self._passphrase, kdf="scrypt", iterations=self._scrypt_n)
+        keystore["label"] = label
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(keystore, f)
+        os.replace(tmp, path)
+        signer = Signer(private_key)
+        with self._lock:
+            self._signers[signer.address] = signer
+        log.info("key created label=%s address=%s", label, signer.address)
+        return signer.address
+
+    def _read(self, path: Path) -> dict[str, object]:
+        data: dict[str, object] = json.loads(path.read_text())
+        return data
+
+    def address(self, label: str) -> str:
+        path = self._path(label)
+        if not path.exists():
+            raise NotFound(f"no key labelled {label!r}", code="key_not_found")
+        return to_checksum_address("0x" + str(self._read(path)["address"]))
+
+    def labels(self) -> dict[str, str]:
+        out = {}
+        for path in sorted(self.directory.glob("*.json")):
+            data = self._read(path)
+            out[str(data.get("label", path.stem))] = to_checksum_address("0x" + str(data["address"]))
+        return out
+
+    def signer(self, address: str) -> Signer:
+        address = to_checksum_address(address)
+        with self._lock:
+            found = self._signers.get(address)
+        if found is not None:
+            return found
+        for path in self.directory.glob("*.json"):
+            data = self._read(path)
+            if to_checksum_address("0x" + str(data["address"])) == address:
+                try:
+                    key = Account.decrypt(data, self._passphrase)
+                except ValueError:
+                    raise KeyStoreError(f"cannot decrypt the key of {address}: wrong passphrase?") from None
+                signer = Signer(bytes(key))
+                with self._lock:
+                    self._signers[address] = signer
+                return signer
+        raise NotFound(f"the key store holds no key for {address}", code="key_not_found")
+
+
+def dev_passphrase(directory: Path) -> str:
+    """The passphrase of a development key store: generated once and kept beside the keys.
+
+    Only for the embedded defaults on one machine; a real installation sets
+    keystore.passphrase from its secret manager, and this file is never created.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".dev-passphrase"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+        log.warning("keystore passphrase generated for development at %s; set keystore.passphrase in production", path)
+    return path.read_text().strip()

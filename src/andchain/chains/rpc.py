@@ -1,0 +1,120 @@
+"""JSON-RPC over HTTP with batching, bounded retries and a clear error when the node is away."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from andchain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE_MAX = 1000
+
+
+class NodeUnreachable(DomainError):
+    code = "node_unreachable"
+    http_status = 503
+
+
+class RpcError(DomainError):
+    """The node answered with a JSON-RPC error."""
+
+    code = "rpc_error"
+    http_status = 502
+
+    def __init__(self, method: str, error: dict[str, Any]) -> None:
+        self.rpc_code = int(error.get("code", 0))
+        self.rpc_message = str(error.get("message", ""))
+        self.data = error.get("data")
+        super().__init__(f"{method} failed: {self.rpc_message} (code {self.rpc_code})")
+
+
+class Rpc:
+    """One node's JSON-RPC endpoint.
+
+    Transport failures (refused connection, timeout, 5xx) are retried with
+    exponential backoff up to `retries_max` times, then raise NodeUnreachable.
+    JSON-RPC errors are answers, not failures: they are never retried here.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "",
+        timeout_s: float = 10.0,
+        retries_max: int = 4,
+        backoff_s: float = 0.1,
+        backoff_max_s: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url
+        self.name = name or url
+        self.retries_max = retries_max
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self._sleep = sleep
+        self._ids = itertools.count(1)
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            headers={"content-type": "application/json"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, payload: Any) -> Any:
+        body = json.dumps(payload, separators=(",", ":"))
+        delay = self.backoff_s
+        for attempt in range(self.retries_max + 1):
+            try:
+                response = self._http.post(self.url, content=body)
+                if response.status_code >= 500:
+                    raise httpx.HTTPStatusError("server error", request=response.request, response=response)
+                response.raise_for_status()
+                return response.json()
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                if attempt == self.retries_max:
+                    raise NodeUnreachable(
+                        f"node {self.name} at {self.url} did not answer after {attempt + 1} attempts: "
+                        f"{type(exc).__name__}: {exc}",
+                        network=self.name,
+                    ) from None
+                log.info("rpc retry node=%s attempt=%d error=%s", self.name, attempt + 1, type(exc).__name__)
+                self._sleep(delay)
+                delay = min(delay * 2, self.backoff_max_s)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+        reply = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
+        if "error" in reply:
+            raise RpcError(method, reply["error"])
+        return reply.get("result")
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Send calls in JSON-RPC batches; each result is the value or an RpcError instance (not raised)."""
+        results: list[Any] = []
+        for start in range(0, len(calls), BATCH_SIZE_MAX):
+            chunk = calls[start : start + BATCH_SIZE_MAX]
+            first = next(self._ids)
+            payload = [
+                {"jsonrpc": "2.0", "id": first + i, "method": m, "params": list(p)} for i, (m, p) in enumerate(chunk)
+            ]
+            for _ in range(len(chunk) - 1):
+                next(self._ids)
+            replies = self._post(payload)
+            if isinstance(replies, dict):  # the node refused the batch as a whole
+                raise RpcError("batch", replies.get("error", {"message": str(replies)}))
+            by_id = {r.get("id"): r for r in replies}
+            for i, (method, _) in enumerate(chunk):
+                reply = by_id.get(first + i, {"error": {"code": -32603, "message": "no reply in batch"}})
+                results.append(RpcError(method, reply["error"]) if "error" in reply else reply.get("result"))
+        return results
