@@ -22,6 +22,8 @@ node_modules/.installed: package.json
 	@touch $@
 
 run: setup
+	$(BIN)/andchain db upgrade
+	$(BIN)/andchain networks up
 	$(BIN)/andchain serve --sample-data
 
 # pytest's exit code 5 means no test ran: that must fail, never pass silently.
@@ -41,6 +43,7 @@ format: setup
 bench: setup
 	$(BIN)/andchain bench ledger --backend sqlite --seconds 10 --json
 	$(BIN)/andchain bench ledger --backend postgresql --seconds 10 --json
+	$(BIN)/andchain bench chain --seconds 10 --json
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -29,10 +29,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Ledger accounts.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks against the raw limit measured in the same run.", no_args_is_help=True)
+networks_app = typer.Typer(help="EVM networks: local nodes and their status.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 ledger_app.add_typer(accounts_app, name="accounts")
 app.add_typer(bench_app, name="bench")
+app.add_typer(networks_app, name="networks")
 
 out = Console(emoji=False, highlight=False)
 err = Console(stderr=True, emoji=False, highlight=False)
@@ -368,6 +370,97 @@ def ledger_expire() -> None:
     out.print(f"expired {_context().ledger.expire_pending()} pending transfers")
 
 
+# ----------------------------------------------------------------- networks
+
+
+def _selected(ctx: Context, names: list[str] | None, *, local_only: bool) -> list[str]:
+    if names:
+        for name in names:
+            ctx.settings.network(name)
+        return names
+    return [n for n, net in ctx.settings.networks.items() if net.enabled and (net.local or not local_only)]
+
+
+@networks_app.command("up")
+@clean_errors
+def networks_up(
+    names: Annotated[list[str] | None, typer.Argument(help="networks (default: enabled local ones)")] = None,
+) -> None:
+    """Start a local anvil node for each local network and wait until it answers."""
+    ctx = _context()
+    failed = False
+    for name in _selected(ctx, names, local_only=True):
+        node = ctx.node(name)
+        try:
+            outcome = node.start()
+            out.print(f"{name}: {outcome} (chain id {node.network.chain_id}, {node.network.rpc_url})")
+        except DomainError as exc:
+            failed = True
+            err.print(f"[red]{name}:[/red] {escape(exc.message)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@networks_app.command("down")
+@clean_errors
+def networks_down(
+    names: Annotated[list[str] | None, typer.Argument(help="networks (default: all local)")] = None,
+) -> None:
+    """Stop the local nodes andchain started (their state is kept under the data directory)."""
+    ctx = _context()
+    chosen = names or [n for n, net in ctx.settings.networks.items() if net.local]
+    for name in chosen:
+        out.print(f"{name}: {ctx.node(name).stop()}")
+
+
+@networks_app.command("status")
+@clean_errors
+def networks_status(names: Annotated[list[str] | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
+    """Chain id, block height and health of every configured network."""
+    ctx = _context()
+    chosen = names or list(ctx.settings.networks)
+    rows = []
+    for name in chosen:
+        network = ctx.settings.network(name)
+        status = ctx.node(name).status()
+        rows.append(
+            {
+                "network": name,
+                "display_name": network.display_name,
+                "kind": network.kind,
+                "chain_id": status.chain_id,
+                "expected_chain_id": network.chain_id,
+                "block": status.block,
+                "healthy": status.healthy,
+                "local": network.local,
+                "enabled": network.enabled,
+                "pid": status.pid,
+                "rpc_url": network.rpc_url,
+                "confirmations": network.confirmations,
+                "detail": status.detail,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+    else:
+        table = Table("network", "kind", "chain id", "block", "health", "rpc", "confirmations")
+        for r in rows:
+            health = "[green]up[/green]" if r["healthy"] else f"[red]{escape(r['detail'])}[/red]"
+            table.add_row(
+                r["network"],
+                r["kind"],
+                str(r["expected_chain_id"]),
+                "-" if r["block"] is None else str(r["block"]),
+                health,
+                r["rpc_url"],
+                str(r["confirmations"]),
+            )
+        out.print(table)
+    enabled = [r for r in rows if r["enabled"] or names]
+    if any(not r["healthy"] for r in enabled):
+        raise typer.Exit(1)
+
+
 # -------------------------------------------------------------------- serve
 
 
@@ -452,6 +545,25 @@ def bench_ledger(
         return
     table = Table("measure", "value")
     for key in ("backend", "engine", "transfers_per_s", "single_transfers_per_s", "raw_limit_per_s", "ratio"):
+        table.add_row(key, str(result[key]))
+    out.print(table)
+
+
+@bench_app.command("chain")
+@clean_errors
+def bench_chain(
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Token transfers/s through the chain client vs pre-signed raw transfers, and via batchTransfer."""
+    from andchain.bench import chain as bench
+
+    result = bench.run(seconds)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in ("transfers_per_s", "raw_limit_per_s", "ratio", "batched_transfers_per_s"):
         table.add_row(key, str(result[key]))
     out.print(table)
 

@@ -315,26 +315,34 @@ class ChainClient:
         """Send already-signed transactions again (after a restart); returns the refusals."""
         return self._broadcast(sent)
 
-    def _fill(self, signer: Signer, nonces: Sequence[int], fee: tuple[int, int]) -> list[str]:
+    def _fill(self, signer: Signer, nonces: Sequence[int], fee: tuple[int, int]) -> dict[int, str]:
+        """Send a no-op at each nonce; returns the nonces filled and their hashes.
+
+        A nonce the node's pool already holds (a transaction in flight) is refused as
+        an underpriced replacement: it is no gap, and is left alone.
+        """
         noop = Call(to=signer.address, data=b"", gas=21_000)
-        fillers = [
-            SentTx("", signer.address, n, noop, 21_000, fee, self._sign(signer, n, noop, 21_000, fee)) for n in nonces
-        ]
-        replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in fillers])
-        for nonce, reply in zip(nonces, replies, strict=True):
-            if isinstance(reply, RpcError):
+        raws = [self._sign(signer, n, noop, 21_000, fee) for n in nonces]
+        replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in raws])
+        filled = {}
+        for nonce, raw, reply in zip(nonces, raws, replies, strict=True):
+            if not isinstance(reply, RpcError):
+                filled[nonce] = "0x" + keccak(raw).hex()
+            elif "underpriced" not in reply.rpc_message and "already known" not in reply.rpc_message:
                 log.error("nonce gap fill failed network=%s nonce=%d error=%s", self.name, nonce, reply.rpc_message)
-        return ["0x" + keccak(tx.raw).hex() for tx in fillers]
+        return filled
 
     def repair_nonce_gaps(self, sender: str) -> list[int]:
         """Fill nonces reserved but never sent (a process died in between) with no-op transactions."""
         self.check_chain()
         signer = self.signer(sender)
         gap = list(self.nonces.gaps(signer.address))
-        if gap:
-            log.warning("filling nonce gap network=%s address=%s nonces=%s", self.name, signer.address, gap)
-            self.wait_hashes(self._fill(signer, gap, self._fees()))
-        return gap
+        if not gap:
+            return []
+        filled = self._fill(signer, gap, self._fees())
+        log.warning("filled nonce gap network=%s address=%s nonces=%s", self.name, signer.address, sorted(filled))
+        self.wait_hashes(list(filled.values()))
+        return sorted(filled)
 
     def bump(self, tx: SentTx) -> SentTx:
         """Re-sign the same nonce with fees raised by BUMP_PERCENT and send it."""
@@ -358,14 +366,23 @@ class ChainClient:
         return {h: _receipt(r) for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
 
     def wait_hashes(self, hashes: Sequence[str], timeout_s: float = WAIT_TIMEOUT_S) -> dict[str, Receipt]:
+        """Wait until every transaction is mined. Give the hashes in submission order.
+
+        Only the last pending hash is polled until it is mined; then all the others are
+        fetched in one batch. Polling every receipt at every tick would load the node
+        with look-ups and slow the very mining it waits for.
+        """
         pending = list(hashes)
         found: dict[str, Receipt] = {}
         deadline = time.monotonic() + timeout_s
         while pending:
-            found.update(self.receipts(pending))
-            pending = [h for h in pending if h not in found]
-            if not pending:
-                break
+            probe = self.receipts([pending[-1]])
+            if probe:
+                found.update(probe)
+                found.update(self.receipts(pending[:-1]))
+                pending = [h for h in pending if h not in found]
+                if not pending:
+                    break
             if time.monotonic() >= deadline:
                 raise TxTimeout(
                     f"network {self.name}: {len(pending)} transaction(s) not mined within "
@@ -377,15 +394,26 @@ class ChainClient:
     def wait(
         self, sent: Sequence[SentTx], *, timeout_s: float = WAIT_TIMEOUT_S, bump_after_s: float | None = None
     ) -> list[Receipt]:
-        """Wait for every transaction; with bump_after_s, re-send stuck ones at higher fees (BUMPS_MAX times)."""
+        """Wait for every transaction; with bump_after_s, re-send stuck ones at higher fees (BUMPS_MAX times).
+
+        Per sender, only the highest pending nonce is polled (with any hashes it replaced);
+        once it is mined the lower ones must be too, and are fetched in one batch.
+        """
         current = list(sent)
         found: dict[int, Receipt] = {}
         started = last_bump = time.monotonic()
         bumps = 0
         while len(found) < len(current):
             waiting = [(i, tx) for i, tx in enumerate(current) if i not in found]
-            hashes = [h for _, tx in waiting for h in (tx.hash, *tx.replaced)]
-            mined = self.receipts(hashes)
+            probes: dict[str, tuple[int, SentTx]] = {}
+            for i, tx in waiting:
+                if tx.sender not in probes or tx.nonce > probes[tx.sender][1].nonce:
+                    probes[tx.sender] = (i, tx)
+            mined = self.receipts([h for _, tx in probes.values() for h in (tx.hash, *tx.replaced)])
+            done_senders = {tx.sender for _, tx in probes.values() if {tx.hash, *tx.replaced} & mined.keys()}
+            if done_senders:
+                rest = [h for _, tx in waiting if tx.sender in done_senders for h in (tx.hash, *tx.replaced)]
+                mined.update(self.receipts([h for h in rest if h not in mined]))
             for i, tx in waiting:
                 for h in (tx.hash, *tx.replaced):
                     if h in mined:

@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 import eth_abi
+import eth_abi.exceptions
 from eth_utils import keccak, to_checksum_address
 
 from andchain.errors import DomainError
@@ -31,6 +32,40 @@ def _canonical_type(item: dict[str, Any]) -> str:
         inner = ",".join(_canonical_type(c) for c in item["components"])
         return f"({inner}){kind[5:]}"
     return kind
+
+
+_STATIC_TYPES = frozenset({"address", "bool", "bytes32", *(f"uint{n}" for n in range(8, 257, 8))})
+
+
+def _encode_static(types: tuple[str, ...], args: tuple[Any, ...]) -> bytes:
+    """ABI encoding of one-word arguments (address, uintN, bool, bytes32), checked like eth_abi.
+
+    The chain client encodes thousands of transfers a second; this path is several times
+    faster than eth_abi's general encoder and tests check it byte for byte against it.
+    """
+    if len(types) != len(args):
+        raise TypeError(f"expected {len(types)} arguments, got {len(args)}")
+    words = []
+    for typ, value in zip(types, args, strict=True):
+        if typ == "address":
+            raw = bytes.fromhex(value[2:]) if isinstance(value, str) and value.startswith("0x") else value
+            if not isinstance(raw, bytes) or len(raw) != 20:
+                raise eth_abi.exceptions.EncodingError(f"not an address: {value!r}")
+            words.append(b"\0" * 12 + raw)
+        elif typ == "bytes32":
+            if not isinstance(value, bytes) or len(value) > 32:
+                raise eth_abi.exceptions.EncodingError(f"not bytes32: {value!r}")
+            words.append(value.ljust(32, b"\0"))
+        elif typ == "bool":
+            if not isinstance(value, bool):
+                raise eth_abi.exceptions.EncodingError(f"not a bool: {value!r}")
+            words.append(int(value).to_bytes(32, "big"))
+        else:
+            bits = int(typ[4:])
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+                raise eth_abi.exceptions.EncodingError(f"{value!r} does not fit {typ}")
+            words.append(value.to_bytes(32, "big"))
+    return b"".join(words)
 
 
 @dataclass(frozen=True)
@@ -64,6 +99,7 @@ class ContractAbi:
     events: dict[bytes, EventAbi] = field(default_factory=dict)
     events_by_name: dict[str, EventAbi] = field(default_factory=dict)
     constructor_inputs: tuple[str, ...] = ()
+    _static: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, abi: list[dict[str, Any]]) -> ContractAbi:
@@ -93,7 +129,8 @@ class ContractAbi:
                 by_name[event.name] = event
             elif item["type"] == "constructor":
                 constructor = tuple(_canonical_type(i) for i in item["inputs"])
-        return cls(tuple(abi), functions, events, by_name, constructor)
+        static = frozenset(n for n, f in functions.items() if all(t in _STATIC_TYPES for t in f.inputs))
+        return cls(tuple(abi), functions, events, by_name, constructor, static)
 
     def function(self, name: str) -> Function:
         try:
@@ -103,6 +140,8 @@ class ContractAbi:
 
     def encode_call(self, name: str, *args: Any) -> bytes:
         fn = self.function(name)
+        if fn.name in self._static:
+            return fn.selector + _encode_static(fn.inputs, args)
         return fn.selector + eth_abi.encode(fn.inputs, args)
 
     def decode_output(self, name: str, data: bytes) -> Any:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Protocol
 
 import coincurve
-import rlp
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
@@ -56,6 +55,34 @@ class DynamicFeeTx:
     chain_id: int
 
 
+RlpItem = int | bytes | list["RlpItem"]
+
+
+def _rlp_length(length: int, offset: int) -> bytes:
+    if length < 56:
+        return bytes([offset + length])
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([offset + 55 + len(encoded)]) + encoded
+
+
+def rlp_encode(item: RlpItem) -> bytes:
+    """RLP of ints (big-endian, no leading zeros), byte strings and lists: what transactions need.
+
+    A small encoder of our own because pyrlp's generic one dominated signing time;
+    tests check it byte for byte against pyrlp.
+    """
+    if isinstance(item, int):
+        if item < 0:
+            raise ValueError(f"RLP encodes non-negative integers only, was {item}")
+        item = item.to_bytes((item.bit_length() + 7) // 8, "big") if item else b""
+    if isinstance(item, bytes | bytearray):
+        if len(item) == 1 and item[0] < 0x80:
+            return bytes(item)
+        return _rlp_length(len(item), 0x80) + bytes(item)
+    payload = b"".join(rlp_encode(x) for x in item)
+    return _rlp_length(len(payload), 0xC0) + payload
+
+
 class Signer:
     """Signs transactions with one private key, locally: RLP + secp256k1, no node round trip.
 
@@ -81,12 +108,12 @@ class Signer:
     def sign(self, tx: LegacyTx | DynamicFeeTx) -> bytes:
         to = tx.to or b""
         if isinstance(tx, LegacyTx):
-            fields = [tx.nonce, tx.gas_price, tx.gas, to, tx.value, tx.data]
-            recovery, r, s = self._sign(keccak(rlp.encode([*fields, tx.chain_id, 0, 0])))
-            return bytes(rlp.encode([*fields, recovery + tx.chain_id * 2 + 35, r, s]))
+            fields: list[RlpItem] = [tx.nonce, tx.gas_price, tx.gas, to, tx.value, tx.data]
+            recovery, r, s = self._sign(keccak(rlp_encode([*fields, tx.chain_id, 0, 0])))
+            return rlp_encode([*fields, recovery + tx.chain_id * 2 + 35, r, s])
         fields = [tx.chain_id, tx.nonce, tx.max_priority_fee, tx.max_fee, tx.gas, to, tx.value, tx.data, []]
-        recovery, r, s = self._sign(keccak(b"\x02" + rlp.encode(fields)))
-        return b"\x02" + bytes(rlp.encode([*fields, recovery, r, s]))
+        recovery, r, s = self._sign(keccak(b"\x02" + rlp_encode(fields)))
+        return b"\x02" + rlp_encode([*fields, recovery, r, s])
 
     def sign_message_hash(self, digest: bytes) -> tuple[int, bytes, bytes]:
         """(v, r, s) over a 32-byte digest, e.g. an EIP-712 hash for permit."""
@@ -170,7 +197,7 @@ class EncryptedKeyStore:
         return to_checksum_address("0x" + str(self._read(path)["address"]))
 
     def labels(self) -> dict[str, str]:
-        out = {}
+        out: dict[str, str] = {}
         for path in sorted(self.directory.glob("*.json")):
             data = self._read(path)
             out[str(data.get("label", path.stem))] = to_checksum_address("0x" + str(data["address"]))

@@ -146,10 +146,9 @@ class Listener:
         final = head - self.client.network.confirmations + 1
         retracted = 0
         cp = self.checkpoint()
-        if cp is not None:
-            if self._hashes([cp[0]])[cp[0]] != cp[1]:
-                retracted = self._unwind(cp[0])
-                cp = self.checkpoint()
+        if cp is not None and self._hashes([cp[0]])[cp[0]] != cp[1]:
+            retracted = self._unwind(cp[0])
+            cp = self.checkpoint()
         start = cp[0] + 1 if cp is not None else self.start_block
         end = min(final, start + self.range_max - 1)
         if end < start:

@@ -91,7 +91,19 @@ class NodeStatus:
 
 
 class LocalNode:
-    def __init__(self, name: str, network: NetworkSettings, data_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        network: NetworkSettings,
+        data_dir: Path,
+        *,
+        persist: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.extra_args = extra_args
+        # persist=False: no state file, for throwaway nodes (the periodic state dump
+        # pauses the node, which would add noise to a benchmark).
+        self.persist = persist
         self.name = name
         self.network = network
         self.dir = data_dir / "networks" / name

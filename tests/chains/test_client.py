@@ -1,0 +1,186 @@
+"""The chain client against a real anvil node: signing, batches, nonces, bumps, failures."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from eth_account import Account
+from eth_utils import to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from andchain.chains.client import Call, ChainClient, TxTimeout, WrongChain
+from andchain.chains.keys import DynamicFeeTx, EncryptedKeyStore, KeyStoreError, LegacyTx, Signer
+from andchain.chains.rpc import NodeUnreachable, Rpc
+from andchain.devtools.postgres import free_port
+from tests.chains.conftest import TokenWorld, make_context, network_settings, start_node
+
+KEY = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    nonce=st.integers(0, 2**32),
+    gas=st.integers(21_000, 30_000_000),
+    fee=st.integers(0, 10**12),
+    tip=st.integers(0, 10**10),
+    value=st.integers(0, 10**24),
+    data=st.binary(max_size=200),
+    to=st.one_of(st.none(), st.binary(min_size=20, max_size=20)),
+    chain_id=st.sampled_from([1, 8453, 4217, 770077]),
+)
+def test_the_fast_signer_produces_exactly_what_eth_account_produces(nonce, gas, fee, tip, value, data, to, chain_id):
+    signer = Signer(KEY)
+    base = {"nonce": nonce, "gas": gas, "value": value, "data": data, "chainId": chain_id}
+    if to is not None:
+        base["to"] = to_checksum_address(to)
+    legacy = signer.sign(LegacyTx(nonce, fee, gas, to, value, data, chain_id))
+    assert legacy == bytes(Account.sign_transaction({**base, "gasPrice": fee}, KEY).raw_transaction)
+    dynamic = signer.sign(DynamicFeeTx(nonce, tip, fee + tip, gas, to, value, data, chain_id))
+    expected = Account.sign_transaction(
+        {**base, "maxFeePerGas": fee + tip, "maxPriorityFeePerGas": tip, "type": 2}, KEY
+    )
+    assert dynamic == bytes(expected.raw_transaction)
+    assert signer.address == Account.from_key(KEY).address
+
+
+def test_the_key_store_keeps_keys_encrypted_and_refuses_a_wrong_passphrase(tmp_path):
+    store = EncryptedKeyStore(tmp_path / "keys", "correct horse", scrypt_n=1024)
+    address = store.import_key("bank:treasury", KEY)
+    text = next((tmp_path / "keys").glob("*.json")).read_text()
+    assert KEY.hex() not in text and "crypto" in text
+    assert store.labels() == {"bank:treasury": address}
+    assert store.create("bank:treasury") == address  # an existing label is kept, never replaced
+    assert "4c0883" not in repr(store) + repr(store.signer(address))
+    with pytest.raises(KeyStoreError, match="wrong passphrase"):
+        EncryptedKeyStore(tmp_path / "keys", "wrong", scrypt_n=1024).signer(address)
+    with pytest.raises(KeyStoreError, match="already holds another key"):
+        store.import_key("bank:treasury", bytes(32 * [1]))
+    with pytest.raises(KeyStoreError, match="label"):
+        store.create("Bad Label!")
+
+
+def test_a_batch_of_transfers_is_signed_locally_sent_in_one_request_and_all_mined(token: TokenWorld):
+    token.tx(token.minter, "mint", token.alice, 1_000, b"\0" * 32)
+    calls = [Call(token.address, token.abi.encode_call("transfer", token.bob, 1)) for _ in range(150)]
+    sent = token.chain.submit(token.alice, calls)
+    assert [tx.nonce for tx in sent] == list(range(sent[0].nonce, sent[0].nonce + 150))
+    receipts = token.chain.wait(sent)
+    assert all(r.status for r in receipts)
+    assert token.read("balanceOf", token.bob) == 150
+
+
+def test_nonces_survive_a_restart_and_a_gap_left_by_a_crash_is_repaired(ctx, token: TokenWorld, tmp_path, anvil):
+    token.tx(token.minter, "mint", token.alice, 100, b"\0" * 32)
+    token.tx(token.alice, "transfer", token.bob, 1)
+    chain = token.chain
+    before = chain.nonces.peek(token.alice)
+    assert before == 1
+    # A crash between reserving nonces and sending them: three nonces are lost to the node.
+    chain.nonces.reserve(token.alice, 3)
+    restarted = make_context(tmp_path, anvil)  # a new process on the same database and keys
+    client = restarted.chain("internal")
+    assert client.nonces.peek(token.alice) == before + 3
+    assert list(client.nonces.gaps(token.alice)) == [before, before + 1, before + 2]
+    stuck = client.submit(token.alice, [Call(token.address, token.abi.encode_call("transfer", token.bob, 1))])
+    with pytest.raises(TxTimeout):
+        client.wait(stuck, timeout_s=0.5)
+    assert client.repair_nonce_gaps(token.alice) == [before, before + 1, before + 2]
+    (receipt,) = client.wait(stuck, timeout_s=10)
+    assert receipt.status and token.read("balanceOf", token.bob) == 2
+    assert list(client.nonces.gaps(token.alice)) == []
+    restarted.close()
+
+
+def test_an_unreachable_node_gives_a_clear_error_after_bounded_retries():
+    slept: list[float] = []
+    port = free_port()
+    rpc = Rpc(f"http://127.0.0.1:{port}", name="internal", retries_max=3, sleep=slept.append)
+    with pytest.raises(NodeUnreachable) as caught:
+        rpc.call("eth_blockNumber")
+    assert f"node internal at http://127.0.0.1:{port} did not answer after 4 attempts" in caught.value.message
+    assert slept == [0.1, 0.2, 0.4]
+
+
+def test_the_client_refuses_a_node_with_another_chain_id(ctx, anvil):
+    wrong = ChainClient("internal", network_settings(anvil.network.port, chain_id=1), ctx.engine, ctx.keys)
+    with pytest.raises(WrongChain, match="has chain id 770077, configured 1"):
+        wrong.submit(ctx.keys.create("x"), [Call("0x" + "11" * 20, b"")])
+
+
+def test_a_stuck_transaction_is_bumped_and_the_bumped_one_is_mined(tmp_path):
+    node = start_node(tmp_path / "public", name="base", chain_id=8453, kind="public", gas_policy="eip1559")
+    try:
+        ctx = make_context(tmp_path, node)
+        client = ctx.chain("base")
+        sender = ctx.keys.create("gas:base")
+        client.rpc.call("anvil_setBalance", [sender, hex(10**20)])
+        client.rpc.call("evm_setAutomine", [False])
+        (tx,) = client.submit(sender, [Call(sender, b"", gas=21_000)])
+
+        # Nothing mines until the bump has been sent; then one block is mined.
+        def mine_after_bump() -> None:
+            for _ in range(200):
+                pool = client.rpc.call("txpool_content")
+                txs = pool["pending"].get(sender, {}) or pool["pending"].get(sender.lower(), {})
+                if any(t["hash"] != tx.hash for t in txs.values()):
+                    client.rpc.call("evm_mine", [])
+                    return
+                threading.Event().wait(0.05)
+
+        miner = threading.Thread(target=mine_after_bump)
+        miner.start()
+        (receipt,) = client.wait([tx], timeout_s=20, bump_after_s=0.3)
+        miner.join()
+        assert receipt.status and receipt.tx_hash != tx.hash
+        assert client.receipts([tx.hash]) == {}
+        ctx.close()
+    finally:
+        node.stop()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.integers(0, 2**256), st.binary(max_size=80)), lambda c: st.lists(c, max_size=6), max_leaves=30
+    )
+)
+def test_the_rlp_encoder_matches_pyrlp(item):
+    import rlp
+
+    from andchain.chains.keys import rlp_encode
+
+    assert rlp_encode(item) == rlp.encode(item)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    to=st.binary(min_size=20, max_size=20),
+    amount=st.integers(0, 2**256 - 1),
+    memo=st.binary(max_size=32),
+    flag=st.booleans(),
+)
+def test_the_static_abi_encoder_matches_eth_abi(to, amount, memo, flag):
+    import eth_abi
+
+    from andchain.chains.contracts import artifact
+
+    abi = artifact("PermissionedToken").abi
+    address = to_checksum_address(to)
+    assert abi.encode_call("transferWithMemo", address, amount, memo) == (
+        abi.function("transferWithMemo").selector
+        + eth_abi.encode(["address", "uint256", "bytes32"], [address, amount, memo])
+    )
+    assert abi.encode_call("setAllowlisted", address, flag)[4:] == eth_abi.encode(["address", "bool"], [address, flag])
+
+
+def test_the_static_abi_encoder_refuses_what_eth_abi_refuses():
+    import eth_abi.exceptions
+
+    from andchain.chains.contracts import artifact
+
+    abi = artifact("PermissionedToken").abi
+    for bad in [("0x1234", 1), ("0x" + "11" * 20, -1), ("0x" + "11" * 20, 2**256), ("0x" + "11" * 20, True)]:
+        with pytest.raises(eth_abi.exceptions.EncodingError):
+            abi.encode_call("transfer", *bad)
