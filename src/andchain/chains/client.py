@@ -279,8 +279,8 @@ class ChainClient:
             return signer.sign(DynamicFeeTx(nonce, fee[1], fee[0], gas, to, call.value, call.data, self.chain_id))
         return signer.sign(LegacyTx(nonce, fee[0], gas, to, call.value, call.data, self.chain_id))
 
-    def submit(self, sender: str, calls: Sequence[Call]) -> list[SentTx]:
-        """Sign and send `calls` from `sender` in nonce order, in JSON-RPC batches. Does not wait."""
+    def sign_calls(self, sender: str, calls: Sequence[Call]) -> list[SentTx]:
+        """Reserve nonces and sign `calls` from `sender`, without sending: the caller persists them first."""
         if not calls:
             return []
         self.check_chain()
@@ -292,16 +292,35 @@ class ChainClient:
         for i, (call, gas) in enumerate(zip(calls, gases, strict=True)):
             raw = self._sign(signer, first + i, call, gas, fee)
             sent.append(SentTx("0x" + keccak(raw).hex(), signer.address, first + i, call, gas, fee, raw))
+        return sent
+
+    def broadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
+        """Send signed transactions in one batch. A refused one's nonce is filled with a no-op
+        (so later nonces are not stuck) and returned with the refusal."""
         failures = self._broadcast(sent)
         if failures:
-            # The failed nonces would hold every later transaction in the node's queue:
-            # fill them with no-ops, then report the failure.
-            self._fill(signer, [tx.nonce for tx, _ in failures], fee)
+            by_sender: dict[str, list[int]] = {}
+            for tx, _ in failures:
+                by_sender.setdefault(tx.sender, []).append(tx.nonce)
+            for sender, nonces in by_sender.items():
+                self._fill(self.signer(sender), nonces, failures[0][0].fee)
+        return failures
+
+    def submit(self, sender: str, calls: Sequence[Call]) -> list[SentTx]:
+        """Sign and send `calls` from `sender` in nonce order, in JSON-RPC batches. Does not wait."""
+        sent = self.sign_calls(sender, calls)
+        failures = self.broadcast(sent)
+        if failures:
             tx, error = failures[0]
             raise ChainError(
                 f"network {self.name} refused transaction nonce {tx.nonce}: {error.rpc_message}", code="tx_refused"
             )
         return sent
+
+    def known(self, hashes: Sequence[str]) -> set[str]:
+        """Which of these transactions the node knows (mined or in its pool)."""
+        replies = self.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
+        return {h for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
 
     def _broadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
         replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])

@@ -154,15 +154,15 @@ class Ledger:
 
     # ------------------------------------------------------------------ accounts
 
-    def create_accounts(self, specs: Sequence[AccountSpec]) -> list[CreateResult]:
+    def create_accounts(self, specs: Sequence[AccountSpec], *, conn: Connection | None = None) -> list[CreateResult]:
+        """Open accounts (idempotent by name). With `conn`, inside the caller's write transaction."""
         if len(specs) > BATCH_SIZE_MAX:
             raise BatchTooLarge(f"a batch holds at most {BATCH_SIZE_MAX} accounts, was {len(specs)}")
         now = self.clock()
-        results: list[CreateResult] = []
-        with write_transaction(self.engine) as conn:
-            for index, spec in enumerate(specs):
-                results.append(self._create_account(conn, index, spec, now))
-        return results
+        if conn is not None:
+            return [self._create_account(conn, index, spec, now) for index, spec in enumerate(specs)]
+        with write_transaction(self.engine) as own:
+            return [self._create_account(own, index, spec, now) for index, spec in enumerate(specs)]
 
     def _create_account(self, conn: Connection, index: int, spec: AccountSpec, now: int) -> CreateResult:
         name = spec.name.strip() if isinstance(spec.name, str) else ""
@@ -252,13 +252,20 @@ class Ledger:
 
     # ----------------------------------------------------------------- transfers
 
-    def create_transfers(self, specs: Sequence[TransferSpec]) -> list[CreateResult]:
-        """Create up to 8,190 transfers atomically per linked chain; one result per transfer."""
+    def create_transfers(self, specs: Sequence[TransferSpec], *, conn: Connection | None = None) -> list[CreateResult]:
+        """Create up to 8,190 transfers atomically per linked chain; one result per transfer.
+
+        With `conn`, the batch joins the caller's write transaction (and commits or rolls
+        back with it), for callers such as the listener whose own record must commit together
+        with the ledger's.
+        """
         if len(specs) > BATCH_SIZE_MAX:
             raise BatchTooLarge(f"a batch holds at most {BATCH_SIZE_MAX} transfers, was {len(specs)}")
         if not specs:
             return []
         ids = [spec.id if spec.id is not None else self.ids.new_id() for spec in specs]
+        if conn is not None:
+            return self._create_transfers(conn, specs, ids)
         for attempt in range(RETRIES_MAX):
             try:
                 with write_transaction(self.engine) as conn:
@@ -272,8 +279,8 @@ class Ledger:
                 log.info("ledger batch retry attempt=%d reason=%s", attempt + 1, type(exc.orig).__name__)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def create_transfer(self, spec: TransferSpec) -> CreateResult:
-        return self.create_transfers([spec])[0]
+    def create_transfer(self, spec: TransferSpec, *, conn: Connection | None = None) -> CreateResult:
+        return self.create_transfers([spec], conn=conn)[0]
 
     def _create_transfers(self, conn: Connection, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
         now = self.clock()

@@ -1,0 +1,74 @@
+"""What the bank issues on its networks, and the ledger names that mirror it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from andchain.money import Asset
+
+DEPOSIT_TOKEN = "deposit_token"
+FUND_SHARE = "mmf_share"
+DVP = "dvp"
+
+
+@dataclass(frozen=True)
+class TokenDef:
+    deployment: str
+    name: str
+    symbol: str
+    decimals: int
+    asset: Asset  # the ledger asset the token mirrors, at the same scale
+
+
+TOKENS = {
+    DEPOSIT_TOKEN: TokenDef(DEPOSIT_TOKEN, "Bank USD Deposit Token", "USDD", 2, Asset("USD", 2)),
+    FUND_SHARE: TokenDef(FUND_SHARE, "Bank Money Market Fund Share", "MMF", 6, Asset("MMF", 6)),
+}
+
+BANK_ROLES = ("admin", "master_minter", "minter", "pauser", "compliance", "treasury")
+
+
+class ClientKind(enum.StrEnum):
+    LEGAL = "legal"
+    NATURAL = "natural"
+
+
+class ClientStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    name: str
+    kind: str
+    status: str
+    created_at_us: int
+
+
+@dataclass(frozen=True)
+class Wallet:
+    client_id: str
+    network: str
+    address: str
+    allowlisted: bool
+
+
+def dda_account(client_id: str) -> str:
+    return f"clients:{client_id.lower()}:usd:dda"
+
+
+def holder_account(network: str, token: TokenDef, address: str) -> str:
+    """The ledger's mirror of one holder's balance of one token on one network."""
+    return f"tokens:{network}:{token.symbol.lower()}:{address.lower()}"
+
+
+def holders_prefix(network: str, token: TokenDef) -> str:
+    return f"tokens:{network}:{token.symbol.lower()}:"
+
+
+BANK_CASH = "bank:usd:cash"
+BANK_SUSPENSE = "bank:usd:suspense"
+BANK_SEIZED = "bank:usd:seized"

@@ -1,0 +1,203 @@
+"""Programmable payments: rules a client sets and the worker executes.
+
+- scheduled: pay `amount` to `to` at `at`, once, or every `every_s` seconds;
+- sweep: keep at most `max` in tokens on a network; redeem the excess to the DDA.
+
+Each execution is an ordinary operation whose idempotency key is made from the rule
+and the run (rule id + due time), so a worker that dies mid-run and runs it again
+creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from andchain.db import write_transaction
+from andchain.errors import DomainError, NotFound
+from andchain.ops import OpStatus
+from andchain.tokens import schema
+from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
+from andchain.tokens.service import TokenService
+
+log = logging.getLogger(__name__)
+
+EVERY_MIN_S = 60
+RULES_PER_TICK_MAX = 100
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    client_id: str
+    kind: str
+    network: str
+    params: dict[str, Any]
+    status: str
+    next_run_at_us: int
+    runs: int
+
+
+def _rule(row: Any) -> Rule:
+    return Rule(
+        row.id,
+        row.client_id,
+        row.kind,
+        row.network,
+        json.loads(row.params),
+        row.status,
+        int(row.next_run_at_us),
+        int(row.runs),
+    )
+
+
+class Rules:
+    def __init__(self, service: TokenService) -> None:
+        self.s = service
+        self.engine = service.ctx.engine
+        self.clock = service.ctx.clock
+
+    def schedule(
+        self,
+        client_ref: str,
+        to_ref: str,
+        network: str,
+        amount_minor: int,
+        memo: str,
+        *,
+        at_us: int | None = None,
+        every_s: int | None = None,
+    ) -> Rule:
+        client, payee = self.s.client(client_ref), self.s.client(to_ref)
+        if client.id == payee.id:
+            raise DomainError("a scheduled payment needs a different payee", code="invalid_rule")
+        if amount_minor <= 0:
+            raise DomainError(f"amount must be positive, was {amount_minor}", code="invalid_rule")
+        if every_s is not None and every_s < EVERY_MIN_S:
+            raise DomainError(
+                f"a repeating payment runs at most every {EVERY_MIN_S}s, was {every_s}", code="invalid_rule"
+            )
+        if len(memo.encode()) > 32:
+            raise DomainError("a memo holds at most 32 bytes", code="invalid_rule")
+        self.s.ctx.settings.network(network)
+        params = {"to": payee.id, "amount": amount_minor, "memo": memo, "every_s": every_s}
+        return self._create(client.id, "scheduled", network, params, at_us if at_us is not None else self.clock())
+
+    def sweep(self, client_ref: str, network: str, max_minor: int) -> Rule:
+        client = self.s.client(client_ref)
+        if max_minor < 0:
+            raise DomainError(f"the sweep threshold must not be negative, was {max_minor}", code="invalid_rule")
+        self.s.ctx.settings.network(network)
+        return self._create(client.id, "sweep", network, {"max": max_minor}, self.clock())
+
+    def _create(self, client_id: str, kind: str, network: str, params: dict[str, Any], first_us: int) -> Rule:
+        rule_id = self.s.ledger.ids.new_id().lower()
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                schema.rules.insert().values(
+                    id=rule_id,
+                    client_id=client_id,
+                    kind=kind,
+                    network=network,
+                    params=json.dumps(params),
+                    status="active",
+                    next_run_at_us=first_us,
+                    runs=0,
+                    created_at_us=now,
+                    updated_at_us=now,
+                )
+            )
+        return self.get(rule_id)
+
+    def get(self, rule_id: str) -> Rule:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.rules).where(schema.rules.c.id == rule_id)).first()
+        if row is None:
+            raise NotFound(f"no rule {rule_id!r}", code="rule_not_found")
+        return _rule(row)
+
+    def list(self, client_ref: str | None = None) -> list[Rule]:
+        query = select(schema.rules).order_by(schema.rules.c.created_at_us)
+        if client_ref:
+            query = query.where(schema.rules.c.client_id == self.s.client(client_ref).id)
+        with self.engine.connect() as conn:
+            return [_rule(r) for r in conn.execute(query)]
+
+    def cancel(self, rule_id: str) -> Rule:
+        rule = self.get(rule_id)
+        if rule.status != "active":
+            raise DomainError(f"rule {rule_id} is already {rule.status}", code="rule_not_active")
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(schema.rules)
+                .where(schema.rules.c.id == rule_id)
+                .values(status="cancelled", updated_at_us=self.clock())
+            )
+        return self.get(rule_id)
+
+    def tick(self) -> int:
+        """Run every due rule once; returns how many operations were created."""
+        now = self.clock()
+        t = schema.rules
+        with self.engine.connect() as conn:
+            due = [
+                _rule(r)
+                for r in conn.execute(
+                    select(t)
+                    .where(t.c.status == "active", t.c.next_run_at_us <= now)
+                    .order_by(t.c.next_run_at_us)
+                    .limit(RULES_PER_TICK_MAX)
+                )
+            ]
+        created = 0
+        for rule in due:
+            try:
+                created += self._run(rule, now)
+            except DomainError as exc:
+                log.warning("rule run skipped rule=%s error=%s", rule.id, exc.message)
+                self._advance(rule, now, failed=True)
+        return created
+
+    def _run(self, rule: Rule, now: int) -> int:
+        if rule.kind == "scheduled":
+            p = rule.params
+            self.s.pay(
+                rule.client_id, p["to"], rule.network, p["amount"], p["memo"], f"rule:{rule.id}:{rule.next_run_at_us}"
+            )
+            self._advance(rule, now)
+            return 1
+        # Sweep: one redemption at a time, sized from the ledger's mirror of the holder.
+        active = [
+            op
+            for status in (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING)
+            for op in self.s.ops.list(status=status.value, kind="redeem", network=rule.network, limit=1000)
+            if op.idempotency_key.startswith(f"sweep:{rule.id}:")
+        ]
+        if active:
+            return 0
+        wallet = self.s.wallet(rule.client_id, rule.network)
+        held = self.s.ledger.account(holder_account(rule.network, TOKENS[DEPOSIT_TOKEN], wallet.address))
+        excess = held.balance_posted - rule.params["max"]
+        if excess <= 0:
+            return 0
+        self.s.redeem(rule.client_id, rule.network, excess, f"sweep:{rule.id}:{held.credits_posted}")
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(schema.rules).where(schema.rules.c.id == rule.id).values(runs=rule.runs + 1, updated_at_us=now)
+            )
+        return 1
+
+    def _advance(self, rule: Rule, now: int, failed: bool = False) -> None:
+        every = rule.params.get("every_s")
+        values: dict[str, Any] = {"runs": rule.runs + (0 if failed else 1), "updated_at_us": now}
+        if every:
+            values["next_run_at_us"] = rule.next_run_at_us + every * 1_000_000
+        else:
+            values["status"] = "failed" if failed else "completed"
+        with write_transaction(self.engine) as conn:
+            conn.execute(update(schema.rules).where(schema.rules.c.id == rule.id).values(**values))

@@ -1,0 +1,45 @@
+"""Tables of the tokens domain: clients, their wallets per network, programmable payment rules."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint
+
+from andchain.db import metadata
+
+clients = Table(
+    "token_clients",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+wallets = Table(
+    "token_wallets",
+    metadata,
+    Column("network", String(64), primary_key=True),
+    Column("address", String(42), primary_key=True),
+    Column("client_id", String(32), nullable=False),
+    Column("key_label", String(100), nullable=False),
+    Column("allowlisted", Boolean, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    UniqueConstraint("client_id", "network", name="uq_token_wallets_client_id_network"),
+)
+
+rules = Table(
+    "token_rules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("network", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("next_run_at_us", BigInteger, nullable=False),
+    Column("runs", Integer, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_token_rules_due", "status", "next_run_at_us"),
+)

@@ -1,0 +1,125 @@
+"""Deposit tokens end to end on a real anvil node: mint, pay, redeem, DvP, reconcile."""
+
+from __future__ import annotations
+
+import pytest
+
+from andchain.errors import Conflict, DomainError
+from andchain.ops import OpStatus
+from andchain.reconcile import reconcile
+from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, holder_account
+from andchain.tokens.service import TOKEN_ABI, TokenService
+from tests.tokens.conftest import settle
+
+
+def onboard_funded(tokens: TokenService, name: str, cents: int) -> str:
+    client = tokens.onboard(name)
+    if cents:
+        tokens.deposit(client.id, cents, reference=f"camt054-{name}")
+    return client.id
+
+
+def on_chain(tokens: TokenService, address: str, deployment: str = DEPOSIT_TOKEN) -> int:
+    return tokens.chain("internal").read(tokens.token_address("internal", deployment), TOKEN_ABI, "balanceOf", address)
+
+
+def mirror(tokens: TokenService, address: str, deployment: str = DEPOSIT_TOKEN) -> int:
+    return tokens.ledger.account(holder_account("internal", TOKENS[deployment], address)).balance_posted
+
+
+def test_mint_pay_and_redeem_keep_ledger_and_chain_equal(ctx, tokens: TokenService):
+    acme = onboard_funded(tokens, "Acme Corp", 100_000)
+    globex = onboard_funded(tokens, "Globex", 0)
+    mint = tokens.mint(acme, "internal", 60_000, "mint-1")
+    assert tokens.ledger.account(f"clients:{acme}:usd:dda").available == 40_000  # reserved at once
+    assert tokens.mint(acme, "internal", 60_000, "mint-1").id == mint.id  # a replay is the same operation
+    with pytest.raises(Conflict):
+        tokens.mint(acme, "internal", 61_000, "mint-1")
+    settle(ctx, tokens)
+    done = tokens.ops.get(mint.id)
+    assert done.status == OpStatus.SUCCEEDED and done.result["amount"] == 60_000
+    wallet = tokens.wallet(acme, "internal")
+    assert on_chain(tokens, wallet.address) == mirror(tokens, wallet.address) == 60_000
+    assert tokens.dda_balance(acme) == 40_000
+
+    pay = tokens.pay(acme, globex, "internal", 25_000, "INV-77", "pay-1")
+    settle(ctx, tokens)
+    assert tokens.ops.get(pay.id).status == OpStatus.SUCCEEDED
+    receiver = tokens.wallet(globex, "internal")
+    assert on_chain(tokens, receiver.address) == mirror(tokens, receiver.address) == 25_000
+
+    redeem = tokens.redeem(globex, "internal", 10_000, "redeem-1")
+    settle(ctx, tokens)
+    assert tokens.ops.get(redeem.id).status == OpStatus.SUCCEEDED
+    assert tokens.dda_balance(globex) == 10_000
+    assert on_chain(tokens, receiver.address) == mirror(tokens, receiver.address) == 15_000
+    report = reconcile(ctx)
+    assert report.breaks == [], report.breaks
+    history = [h.status for h in tokens.ops.history(mint.id)]
+    assert history[0] == "received" and history[-1] == "succeeded" and "submitted" in history
+
+
+def test_a_holder_redeeming_on_chain_by_itself_is_credited_by_the_listener(ctx, tokens: TokenService):
+    acme = onboard_funded(tokens, "Acme Corp", 5_000)
+    tokens.mint(acme, "internal", 5_000, "m")
+    settle(ctx, tokens)
+    wallet = tokens.wallet(acme, "internal")
+    chain = tokens.chain("internal")
+    from andchain.chains.client import Call
+    from andchain.chains.contracts import memo32
+
+    chain.transact(
+        wallet.address,
+        Call(tokens.token_address("internal"), TOKEN_ABI.encode_call("redeem", 1_200, memo32("self-service"))),
+    )
+    settle(ctx, tokens)
+    assert tokens.dda_balance(acme) == 1_200
+    assert reconcile(ctx).breaks == []
+
+
+def test_a_mint_without_funds_is_refused_and_reserves_nothing(ctx, tokens: TokenService):
+    acme = onboard_funded(tokens, "Acme Corp", 1_000)
+    with pytest.raises(DomainError) as caught:
+        tokens.mint(acme, "internal", 1_001, "too-much")
+    assert caught.value.code == "insufficient_funds"
+    assert tokens.ops.by_key("too-much").status == OpStatus.FAILED
+    assert tokens.ledger.account(f"clients:{acme}:usd:dda").available == 1_000
+
+
+def test_a_mint_the_chain_refuses_is_voided(ctx, tokens: TokenService):
+    acme = onboard_funded(tokens, "Acme Corp", 10_000)
+    chain = tokens.chain("internal")
+    from andchain.chains.client import Call
+
+    token = tokens.token_address("internal")
+    chain.transact(tokens.bank("pauser"), Call(token, TOKEN_ABI.encode_call("pause")))
+    try:
+        op = tokens.mint(acme, "internal", 3_000, "paused-mint")
+        settle(ctx, tokens)
+    finally:
+        chain.transact(tokens.bank("pauser"), Call(token, TOKEN_ABI.encode_call("unpause")))
+    failed = tokens.ops.get(op.id)
+    assert failed.status == OpStatus.FAILED and failed.error_code == "tx_reverted"
+    assert "paused" in failed.error_message
+    account = tokens.ledger.account(f"clients:{acme}:usd:dda")
+    assert (account.available, account.debits_pending) == (10_000, 0)
+    assert tokens.ledger.transfer(f"mint:{op.id}").pending_status == "voided"
+    assert reconcile(ctx).breaks == []
+
+
+def test_dvp_books_both_legs_or_neither(ctx, tokens: TokenService):
+    buyer = onboard_funded(tokens, "Buyer Fund", 50_000)
+    seller = onboard_funded(tokens, "Seller Bank", 0)
+    tokens.mint(buyer, "internal", 50_000, "cash")
+    tokens.issue_shares(seller, "internal", 3_000_000, "shares")
+    settle(ctx, tokens)
+    trade = tokens.dvp(buyer, seller, "internal", 20_000, 1_500_000, "trade-1")
+    settle(ctx, tokens)
+    assert tokens.ops.get(trade.id).status == OpStatus.SUCCEEDED, tokens.ops.get(trade.id)
+    b, s = tokens.wallet(buyer, "internal").address, tokens.wallet(seller, "internal").address
+    assert (mirror(tokens, b), mirror(tokens, s)) == (30_000, 20_000)
+    assert (mirror(tokens, b, FUND_SHARE), mirror(tokens, s, FUND_SHARE)) == (1_500_000, 1_500_000)
+    assert on_chain(tokens, b, FUND_SHARE) == 1_500_000 and on_chain(tokens, s) == 20_000
+    settled = [t for t in tokens.ledger.list_transfers(limit=1000) if t.code == "dvp_settle"]
+    assert len(settled) == 2 and {t.asset for t in settled} == {"USD", "MMF"}
+    assert reconcile(ctx).breaks == []
