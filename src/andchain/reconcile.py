@@ -86,7 +86,7 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
         )
     )
     service = TokenService(ctx)
-    for name, network in ctx.settings.networks.items():
+    for name in ctx.settings.networks:
         chain = ctx.chain(name)
         for token in TOKENS.values():
             address = chain.deployment(token.deployment, required=False)
