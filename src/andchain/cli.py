@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from andchain import __version__
+from andchain import __version__, cli_tokens
+from andchain.cliutil import JsonOpt, clean_errors, emit_json, err, fail, out
 from andchain.context import Context
 from andchain.errors import DomainError
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferFlags, TransferSpec
@@ -35,36 +31,6 @@ app.add_typer(ledger_app, name="ledger")
 ledger_app.add_typer(accounts_app, name="accounts")
 app.add_typer(bench_app, name="bench")
 app.add_typer(networks_app, name="networks")
-
-out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False, highlight=False)
-F = TypeVar("F", bound=Callable[..., Any])
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="print data as JSON")]
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(code)
-
-
-def clean_errors(fn: F) -> F:
-    """Domain errors become a one-line message and exit code 1, never a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DomainError as exc:
-            fail(f"{exc.message} [{exc.code}]")
-        except OSError as exc:
-            fail(str(exc))
-
-    return wrapper  # type: ignore[return-value]
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _context() -> Context:
@@ -566,6 +532,9 @@ def bench_chain(
     for key in ("transfers_per_s", "raw_limit_per_s", "ratio", "batched_transfers_per_s"):
         table.add_row(key, str(result[key]))
     out.print(table)
+
+
+cli_tokens.register(app)
 
 
 def main() -> None:

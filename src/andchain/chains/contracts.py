@@ -8,9 +8,12 @@ encodes thousands of calls a second.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import eth_abi
@@ -189,19 +192,34 @@ def source(name: str) -> str:
     return (resources.files("andchain.chains") / "contracts" / f"{name}.vy").read_text()
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("ANDCHAIN_CACHE_DIR") or Path.home() / ".cache" / "andchain") / "contracts"
+
+
 @cache
 def artifact(name: str) -> Artifact:
-    """Compile a contract from its source with the pinned vyper (cached per process)."""
+    """Compile a contract from its source with the pinned vyper.
+
+    Compiling takes a second, so the output is cached per process and on disk, keyed by
+    the source's hash and the compiler's version: a changed source or compiler compiles anew.
+    """
     import vyper
 
     text = source(name)
-    out = vyper.compile_code(text, output_formats=["abi", "bytecode"], contract_path=f"{name}.vy")
-    return Artifact(
-        name,
-        ContractAbi.of(out["abi"]),
-        bytes.fromhex(out["bytecode"].removeprefix("0x")),
-        hashlib.sha256(text.encode()).hexdigest(),
-    )
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    cached = _cache_dir() / f"{name}-{digest[:16]}-vyper{vyper.__version__}.json"
+    try:
+        out = json.loads(cached.read_text())
+    except (OSError, ValueError):
+        out = vyper.compile_code(text, output_formats=["abi", "bytecode"], contract_path=f"{name}.vy")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"abi": out["abi"], "bytecode": out["bytecode"]}))
+            os.replace(tmp, cached)
+        except OSError:
+            pass  # a read-only home only costs the compile next time
+    return Artifact(name, ContractAbi.of(out["abi"]), bytes.fromhex(out["bytecode"].removeprefix("0x")), digest)
 
 
 def memo32(text: str | bytes) -> bytes:

@@ -1,0 +1,117 @@
+"""SIGKILL the worker at every step boundary of mint, pay and redeem, then restart it.
+
+Every operation must end in exactly one terminal state, nothing may be minted,
+paid or redeemed twice, and reconcile must show no break.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from andchain.context import Context
+from andchain.ops import OpStatus
+from andchain.reconcile import reconcile
+from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
+from andchain.tokens.service import TOKEN_ABI, TokenService
+
+BOUNDARIES = ("before_submit", "after_submit", "after_receipt")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, anvil):
+    data = tmp_path_factory.mktemp("crash")
+    env = {
+        "ANDCHAIN_DATA_DIR": str(data),
+        "ANDCHAIN_NETWORKS__INTERNAL__RPC_URL": anvil.network.rpc_url,
+        "ANDCHAIN_KEYSTORE__PASSPHRASE": "crash-test-only",
+        "ANDCHAIN_KEYSTORE__SCRYPT_N": "1024",
+        **{f"ANDCHAIN_NETWORKS__{n}__ENABLED": "false" for n in ("ETHEREUM", "BASE", "TEMPO", "SWIFT")},
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    ctx = Context()
+    ctx.upgrade_database()
+    service = TokenService(ctx)
+    service.setup("internal")
+    yield service, env
+    ctx.close()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def run_worker(env: dict[str, str], failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+    child_env = {**os.environ, **env}
+    child_env.pop("ANDCHAIN_FAILPOINT", None)
+    if failpoint:
+        child_env["ANDCHAIN_FAILPOINT"] = failpoint
+    return subprocess.run(
+        [sys.executable, "-m", "andchain.cli", "worker", "--until-idle", "--seconds", "60"],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def mint_events(service: TokenService, holder: str) -> int:
+    chain = service.chain("internal")
+    token = service.token_address("internal")
+    logs = chain.get_logs([token], 0, chain.block_number())
+    topic = "0x" + TOKEN_ABI.topic("Mint").hex()
+    return sum(1 for log in logs if log["topics"][0] == topic and log["topics"][2][-40:] == holder[2:].lower())
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("kind", ["mint", "pay", "redeem"])
+def test_a_worker_killed_at_any_step_boundary_loses_and_doubles_nothing(world, kind, boundary):
+    service, env = world
+    tag = f"{kind}-{boundary}"
+    payer = service.onboard(f"Payer {tag}").id
+    payee = service.onboard(f"Payee {tag}").id
+    service.deposit(payer, 10_000, reference=f"fund-{tag}")
+    if kind != "mint":
+        # Set the scene with a worker that is not killed.
+        service.mint(payer, "internal", 6_000, f"seed-{tag}")
+        assert run_worker(env).returncode == 0
+    if kind == "mint":
+        op = service.mint(payer, "internal", 6_000, f"op-{tag}")
+    elif kind == "pay":
+        op = service.pay(payer, payee, "internal", 2_500, f"memo {boundary}"[:32], f"op-{tag}")
+    else:
+        op = service.redeem(payer, "internal", 1_500, f"op-{tag}")
+
+    killed = run_worker(env, failpoint=f"{kind}:{boundary}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not service.ops.get(op.id).terminal
+    restarted = run_worker(env)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+
+    done = service.ops.get(op.id)
+    assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_message)
+    statuses = [h.status for h in service.ops.history(op.id)]
+    assert statuses.count("succeeded") == 1 and statuses[-1] == "succeeded"
+    payer_wallet = service.wallet(payer, "internal").address
+    chain = service.chain("internal")
+    token = service.token_address("internal")
+    held = chain.read(token, TOKEN_ABI, "balanceOf", payer_wallet)
+    expected = {"mint": 6_000, "pay": 3_500, "redeem": 4_500}[kind]
+    assert held == expected
+    assert mint_events(service, payer_wallet) == 1  # minted exactly once
+    assert (
+        service.ledger.account(holder_account("internal", TOKENS[DEPOSIT_TOKEN], payer_wallet)).balance_posted
+        == expected
+    )
+    assert service.dda_balance(payer) == {"mint": 4_000, "pay": 4_000, "redeem": 5_500}[kind]
+    if kind == "pay":
+        payee_wallet = service.wallet(payee, "internal").address
+        assert chain.read(token, TOKEN_ABI, "balanceOf", payee_wallet) == 2_500
+    report = reconcile(service.ctx)
+    assert report.breaks == [], report.breaks
