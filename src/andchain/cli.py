@@ -534,6 +534,37 @@ def bench_chain(
     out.print(table)
 
 
+@bench_app.command("mint")
+@clean_errors
+def bench_mint(
+    count: Annotated[int, typer.Option(help="mints, then as many payments")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mints and payments per second end to end (ledger + chain + listener), p50/p99 latency to finality."""
+    from andchain.bench import mint as bench
+
+    if count < 10:
+        fail("--count must be at least 10", 2)
+    result = bench.run(count)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in (
+        "mints_per_s",
+        "mint_latency_ms_p50",
+        "mint_latency_ms_p99",
+        "pays_per_s",
+        "pay_latency_ms_p50",
+        "pay_latency_ms_p99",
+        "raw_limit_per_s",
+        "mint_ratio",
+        "pay_ratio",
+    ):
+        table.add_row(key, str(result[key]))
+    out.print(table)
+
+
 cli_tokens.register(app)
 
 

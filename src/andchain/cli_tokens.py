@@ -391,23 +391,18 @@ def worker(
     until_idle: Annotated[bool, typer.Option("--until-idle", help="stop once no operation is unfinished")] = False,
 ) -> None:
     """Run operations, the listeners and the programmable payment rules."""
-    from andchain.tokens.runtime import token_worker
+    from andchain.tokens.runtime import run_until_idle, token_worker
 
     ctx = Context()
     ctx.upgrade_database()
     err.print("andchain worker: operations, listeners, rules (Ctrl-C to stop)")
     running = token_worker(ctx)
-
-    def idle() -> bool:
-        counts = running.ops.counts()
-        return not any(counts.get(s, 0) for s in ("received", "submitted", "confirming"))
-
     try:
-        running.run(seconds=seconds, until=idle if until_idle else None)
         if until_idle:
-            running.run_once()  # one more listener pass for what the last operations emitted
-            if not idle():
+            if not run_until_idle(running, seconds=seconds):
                 fail(f"operations still unfinished after {seconds:g}s: {running.ops.counts()}")
+        else:
+            running.run(seconds=seconds)
     except KeyboardInterrupt:
         err.print("worker stopped")
 
@@ -441,6 +436,15 @@ def render_report(report: Any) -> None:
     out.print("[green]no breaks[/green]" if not report.breaks else f"[red]{len(report.breaks)} break(s)[/red]")
 
 
+def demo() -> None:
+    """The deposit-token story end to end on the embedded defaults; exit 0 only if reconcile is clean."""
+    from andchain import demo as story
+
+    report = story.run(out)
+    if report.breaks:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(clients_app, name="clients")
     app.add_typer(tokens_app, name="tokens")
@@ -449,3 +453,4 @@ def register(app: typer.Typer) -> None:
     app.command("deposit")(clean_errors(deposit))
     app.command("worker")(clean_errors(worker))
     app.command("reconcile")(clean_errors(reconcile_command))
+    app.command("demo")(clean_errors(demo))

@@ -17,6 +17,7 @@ from typing import Any
 
 from andchain.chains.rpc import NodeUnreachable
 from andchain.context import Context
+from andchain.money import format_minor
 from andchain.ops import OpStatus
 from andchain.tokens.model import TOKENS, holders_prefix
 from andchain.tokens.service import TOKEN_ABI, TokenService
@@ -106,14 +107,19 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
             effect, listed = _in_flight(service, name) if token.deployment == "deposit_token" else ({}, [])
             report.in_flight.extend(listed)
             booked = sum(m.balance_posted for m in mirrors)
-            expected = booked + sum(effect.values())
+            in_flight = sum(effect.values())
+            scale = token.decimals
+
+            def fmt(value: int, symbol: str = token.symbol, decimals: int = scale) -> str:
+                return f"{format_minor(value, decimals)} {symbol}"
+
             report.checks.append(
                 Check(
                     "supply",
                     f"{token.symbol} on {name}",
-                    f"ledger {booked}" + (f" + in flight {sum(effect.values())}" if effect else ""),
-                    f"totalSupply {supply}",
-                    supply == expected,
+                    f"ledger {fmt(booked)}" + (f" + in flight {fmt(in_flight)}" if in_flight else ""),
+                    f"totalSupply {fmt(supply)}",
+                    supply == booked + in_flight,
                 )
             )
             for mirror, on_chain in zip(mirrors, balances, strict=True):
@@ -124,8 +130,8 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
                         Check(
                             "holder",
                             f"{token.symbol} {holder} on {name}",
-                            f"ledger {want}",
-                            f"chain {on_chain}",
+                            f"ledger {fmt(want)}",
+                            f"chain {fmt(on_chain)}",
                             on_chain == want,
                         )
                     )

@@ -151,6 +151,7 @@ class ChainClient:
         self._sleep = sleep
         self.nonces = NonceManager(engine, network.chain_id, self.rpc, clock)
         self._gas_cache: dict[tuple[str | None, bytes, int], int] = {}
+        self._deployments: dict[str, str] = {}  # found ones only: a deployment never disappears
         self._chain_checked = False
 
     def close(self) -> None:
@@ -504,6 +505,7 @@ class ChainClient:
             source_sha256=art.source_sha256,
             deployed_at_us=self.clock(),
         )
+        self._deployments.pop(name, None)
         with write_transaction(self.engine) as conn:
             try:
                 with conn.begin_nested():
@@ -514,13 +516,18 @@ class ChainClient:
                 )
 
     def deployment(self, name: str, *, required: bool = True) -> str | None:
+        if name in self._deployments:
+            return self._deployments[name]
         table = schema.deployments
         with self.engine.connect() as conn:
             address = conn.execute(
                 select(table.c.address).where(table.c.chain_id == self.chain_id, table.c.name == name)
             ).scalar()
-        if address is None and required:
-            raise NotFound(f"nothing named {name!r} is deployed on network {self.name}", code="not_deployed")
+        if address is None:
+            if required:
+                raise NotFound(f"nothing named {name!r} is deployed on network {self.name}", code="not_deployed")
+            return None
+        self._deployments[name] = address
         return address
 
     def deployments(self) -> dict[str, tuple[str, str]]:

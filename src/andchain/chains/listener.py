@@ -1,10 +1,11 @@
 """The event listener: every contract event delivered exactly once, and only once final.
 
 A listener reads its contracts' logs in block ranges from a persisted checkpoint.
-An event is delivered when its block has the network's confirmations. Delivery is
-one database transaction: the delivery record (keyed by chain id, tx hash, log
-index) and whatever the handler writes through the connection it is given commit
-together, so a crash either delivers or does not, and a replay is skipped. A
+An event is delivered when its block has the network's confirmations. Events are
+delivered in batches of at most DELIVER_BATCH, each one database transaction: the
+delivery records (keyed by chain id, tx hash, log index) and whatever the handler
+writes through the connection it is given commit together, so a crash or a failing
+handler delivers the whole batch or none of it, and a replay is skipped. A
 handler that writes elsewhere must be idempotent on `event.uid`.
 
 Should a reorg deeper than the confirmations remove a block the listener already
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RANGE_MAX = 2_000
 REORG_WINDOW = 512
+DELIVER_BATCH = 500
 POLLS_MAX = 1_000_000
 
 
@@ -161,14 +163,15 @@ class Listener:
             log.warning("listener range moved name=%s end=%d", self.name, end)
             return PollResult(start, start - 1, 0, 0, retracted)
         delivered = skipped = 0
+        events = []
         for raw in sorted(logs, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16))):
             event = self._event(raw)
-            if event is None:
-                continue
-            if self._deliver(event, raw):
-                delivered += 1
-            else:
-                skipped += 1
+            if event is not None:
+                events.append((event, raw))
+        for start in range(0, len(events), DELIVER_BATCH):
+            done, seen = self._deliver_batch(events[start : start + DELIVER_BATCH])
+            delivered += done
+            skipped += seen
         with write_transaction(self.engine) as conn:
             self._save_checkpoint(conn, end, after)
         return PollResult(start, end, delivered, skipped, retracted)
@@ -194,45 +197,63 @@ class Listener:
             log_index=int(raw["logIndex"], 16),
         )
 
-    def _deliver(self, event: ChainEvent, raw: dict[str, Any]) -> bool:
+    def _deliver_batch(self, batch: list[tuple[ChainEvent, dict[str, Any]]]) -> tuple[int, int]:
+        """Deliver events in one transaction: their records and the handler's writes commit together."""
         d = schema.deliveries
-        key = (
-            d.c.listener == self.name,
-            d.c.chain_id == self.chain_id,
-            d.c.tx_hash == event.tx_hash,
-            d.c.log_index == event.log_index,
-        )
-        values = dict(
-            block_number=event.block_number,
-            block_hash=event.block_hash,
-            address=event.address,
-            event=event.name,
-            topics=json.dumps(raw["topics"]),
-            data=raw["data"],
-            status="delivered",
-            updated_at_us=self.clock(),
-        )
+        delivered = skipped = 0
         with write_transaction(self.engine) as conn:
-            status = conn.execute(select(d.c.status).where(*key)).scalar()
-            if status == "delivered":
-                return False
-            if status is None:
-                try:
-                    conn.execute(
-                        d.insert().values(
-                            listener=self.name,
-                            chain_id=self.chain_id,
-                            tx_hash=event.tx_hash,
-                            log_index=event.log_index,
-                            **values,
-                        )
+            hashes = sorted({event.tx_hash for event, _ in batch})
+            known = {
+                (r.tx_hash, int(r.log_index)): r.status
+                for r in conn.execute(
+                    select(d.c.tx_hash, d.c.log_index, d.c.status).where(
+                        d.c.listener == self.name, d.c.chain_id == self.chain_id, d.c.tx_hash.in_(hashes)
                     )
-                except IntegrityError:  # another process of the same listener got there first
-                    raise InvariantBroken(f"listener {self.name} runs twice on chain {self.chain_id}") from None
-            else:
-                conn.execute(update(d).where(*key).values(**values))
-            self.handler.deliver(event, conn)
-        return True
+                )
+            }
+            for event, raw in batch:
+                status = known.get((event.tx_hash, event.log_index))
+                if status == "delivered":
+                    skipped += 1
+                    continue
+                values = dict(
+                    block_number=event.block_number,
+                    block_hash=event.block_hash,
+                    address=event.address,
+                    event=event.name,
+                    topics=json.dumps(raw["topics"]),
+                    data=raw["data"],
+                    status="delivered",
+                    updated_at_us=self.clock(),
+                )
+                if status is None:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(
+                                d.insert().values(
+                                    listener=self.name,
+                                    chain_id=self.chain_id,
+                                    tx_hash=event.tx_hash,
+                                    log_index=event.log_index,
+                                    **values,
+                                )
+                            )
+                    except IntegrityError:  # another process of the same listener got there first
+                        raise InvariantBroken(f"listener {self.name} runs twice on chain {self.chain_id}") from None
+                else:
+                    conn.execute(
+                        update(d)
+                        .where(
+                            d.c.listener == self.name,
+                            d.c.chain_id == self.chain_id,
+                            d.c.tx_hash == event.tx_hash,
+                            d.c.log_index == event.log_index,
+                        )
+                        .values(**values)
+                    )
+                self.handler.deliver(event, conn)
+                delivered += 1
+        return delivered, skipped
 
     def _unwind(self, checkpoint_block: int) -> int:
         """Retract everything delivered above the last block whose hash still matches."""

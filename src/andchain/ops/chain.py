@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -109,6 +109,8 @@ class ChainOpsHandler:
         head = chain.block_number() if receipts else 0
         unknown = [op for op in ops if op.state["tx"]["hash"] not in receipts]
         known = chain.known([op.state["tx"]["hash"] for op in unknown]) if unknown else set()
+        # Updates that only move an operation along are written together in one transaction.
+        simple: list[tuple[Operation, dict[str, Any]]] = []
         for op in ops:
             tx = op.state["tx"]
             receipt = receipts.get(tx["hash"])
@@ -116,9 +118,11 @@ class ChainOpsHandler:
                 if tx["hash"] not in known:
                     self._resend(chain, op)
                 elif op.status == OpStatus.RECEIVED:
-                    self.ops.update(op, status=OpStatus.SUBMITTED, retry_in_us=POLL_US, detail=f"sent {tx['hash']}")
+                    simple.append(
+                        (op, {"status": OpStatus.SUBMITTED, "retry_in_us": POLL_US, "detail": f"sent {tx['hash']}"})
+                    )
                 else:
-                    self.ops.update(op, retry_in_us=POLL_US)
+                    simple.append((op, {"retry_in_us": POLL_US}))
                 continue
             action = self.actions[op.kind]
             if not receipt.status:
@@ -134,15 +138,19 @@ class ChainOpsHandler:
                 continue
             if head - receipt.block_number + 1 < chain.network.confirmations:
                 if op.status != OpStatus.CONFIRMING:
-                    self.ops.update(
-                        op,
-                        status=OpStatus.CONFIRMING,
-                        retry_in_us=POLL_US,
-                        detail=f"mined in block {receipt.block_number}, waiting for "
-                        f"{chain.network.confirmations} confirmations",
+                    simple.append(
+                        (
+                            op,
+                            {
+                                "status": OpStatus.CONFIRMING,
+                                "retry_in_us": POLL_US,
+                                "detail": f"mined in block {receipt.block_number}, waiting for "
+                                f"{chain.network.confirmations} confirmations",
+                            },
+                        )
                     )
                 else:
-                    self.ops.update(op, retry_in_us=POLL_US)
+                    simple.append((op, {"retry_in_us": POLL_US}))
                 continue
             failpoints.hit(f"{op.kind}:after_receipt")
             kept = action.step_done(op, receipt)
@@ -151,16 +159,20 @@ class ChainOpsHandler:
                 {"step": tx.get("step", ""), "hash": tx["hash"], "block": receipt.block_number},
             ]
             state = {**op.state, **kept, "tx": None, "steps_done": int(op.state.get("steps_done", 0)) + 1, "done": done}
-            advanced = self.ops.update(
-                op,
-                state=state,
-                detail=f"{tx.get('step') or 'step'} final in block {receipt.block_number} ({tx['hash']})",
-            )
-            if action.next_call(advanced) is None:
-                result = action.finish(advanced)
-                self.ops.update(advanced, status=OpStatus.SUCCEEDED, result=result, detail="succeeded")
+            detail = f"{tx.get('step') or 'step'} final in block {receipt.block_number} ({tx['hash']})"
+            provisional = replace(op, state=state)
+            if action.next_call(provisional) is None:
+                # The last step: book the result, then record the step and the success in one write.
+                result = action.finish(provisional)
+                self.ops.update(
+                    op, state=state, status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded"
+                )
             else:
-                self.ops.update(advanced, retry_in_us=0)
+                self.ops.update(op, state=state, retry_in_us=0, detail=detail)
+        if simple:
+            with write_transaction(self.ops.engine) as conn:
+                for op, change in simple:
+                    self.ops.update(op, conn=conn, **change)
 
     def _resend(self, chain: ChainClient, op: Operation) -> None:
         tx = _tx_of(op.state["tx"])
@@ -210,19 +222,21 @@ class ChainOpsHandler:
                 if not items:
                     continue
             # Persisted before anything leaves the process.
+            recorded = []
             with write_transaction(self.ops.engine) as conn:
                 for (op, call), tx in zip(items, signed, strict=True):
-                    self.ops.update(
-                        op,
-                        state={**op.state, "tx": _tx_state(tx, call.step)},
-                        conn=conn,
-                        detail=f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
+                    recorded.append(
+                        self.ops.update(
+                            op,
+                            state={**op.state, "tx": _tx_state(tx, call.step)},
+                            conn=conn,
+                            detail=f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
+                        )
                     )
             failpoints.hit(f"{items[0][0].kind}:before_submit")
             refused = {tx.hash: err for tx, err in chain.broadcast(signed)}
             with write_transaction(self.ops.engine) as conn:
-                for (op, _), tx in zip(items, signed, strict=True):
-                    current = self.ops.get(op.id)
+                for (_, _), tx, current in zip(items, signed, recorded, strict=True):
                     if tx.hash in refused:
                         self._refused(current, refused[tx.hash].rpc_message, conn)
                     else:

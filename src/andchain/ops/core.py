@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
@@ -286,7 +286,17 @@ class Operations:
         else:
             with write_transaction(self.engine) as c:
                 apply(c)
-        return self.get(op.id)
+        return replace(
+            op,
+            status=new_status,
+            updated_at_us=values["updated_at_us"],
+            state=state if state is not None else op.state,
+            result=result if result is not None else op.result,
+            error_code=error[0] if error else op.error_code,
+            error_message=error[1][:2000] if error else op.error_message,
+            attempts=values.get("attempts", op.attempts),
+            next_attempt_at_us=values.get("next_attempt_at_us", op.next_attempt_at_us),
+        )
 
     def claim(
         self, owner: str, *, kinds: Sequence[str] | None = None, limit: int = CLAIM_MAX, lease_s: float = LEASE_S

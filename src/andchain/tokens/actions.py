@@ -34,10 +34,8 @@ class _Base:
         step = f"allowlist:{deployment}:{address.lower()}"
         if step in _done(op):
             return None
-        if deployment == DEPOSIT_TOKEN:
-            wallet_owner = self.s.wallet_owner(network, address)
-            if wallet_owner is not None and self.s.wallet(wallet_owner, network).allowlisted:
-                return None
+        if deployment == DEPOSIT_TOKEN and self.s.allowlisted_wallet(network, address):
+            return None
         token = self.s.token_address(network, deployment)
         if self.s.chain(network).read(token, TOKEN_ABI, "allowlisted", address):
             if deployment == DEPOSIT_TOKEN:
@@ -70,7 +68,9 @@ class MintAction(_Base):
 
     def next_call(self, op: Operation) -> PlannedCall | None:
         p = op.payload
-        refusal = self.s.reserve_mint(op)
+        # mint() reserved the DDA when it recorded the operation; only a crash in between
+        # leaves an operation without its reservation.
+        refusal = None if op.state.get("reserved") else self.s.reserve_mint(op)
         if refusal is not None:
             raise DomainError(refusal[1], code=refusal[0])
         first = self._allowlist_step(op, DEPOSIT_TOKEN, p["holder"])

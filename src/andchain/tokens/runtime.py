@@ -42,3 +42,22 @@ def token_worker(ctx: Context, service: TokenService | None = None) -> Worker:
         rules.tick()
 
     return Worker(service.ops, [handler], tick=tick)
+
+
+def run_until_idle(worker: Worker, *, seconds: float = 120.0, rounds_max: int = 5) -> bool:
+    """Work until no operation is unfinished, then one more tick for the listener and the rules.
+
+    A tick can itself create operations (a rule fires), so this repeats, at most
+    `rounds_max` times. Returns whether everything finished.
+    """
+
+    def idle() -> bool:
+        counts = worker.ops.counts()
+        return not any(counts.get(s, 0) for s in ("received", "submitted", "confirming"))
+
+    for _ in range(rounds_max):
+        worker.run(seconds=seconds, idle_sleep_s=0.02, until=idle)
+        worker.run_once()
+        if idle():
+            return True
+    return False

@@ -61,6 +61,9 @@ class TokenService:
         for token in TOKENS.values():
             ctx.assets.add(token.asset)
         self.ops = Operations(ctx.engine, clock=ctx.clock)
+        # Wallets never change owner or address; only their allow-listed flag turns true.
+        self._wallets: dict[tuple[str, str], Wallet] = {}
+        self._owners: dict[tuple[str, str], str] = {}
 
     # ------------------------------------------------------------- set-up
 
@@ -223,6 +226,9 @@ class TokenService:
     def wallet(self, client_ref: str, network: str) -> Wallet:
         """The client's bank-managed address on `network` (created on first use; allow-listed by its first op)."""
         client = self._active(client_ref)
+        cached = self._wallets.get((client.id, network))
+        if cached is not None:
+            return cached
         self.ctx.settings.network(network)
         t = schema.wallets
         with self.ctx.engine.connect() as conn:
@@ -247,7 +253,9 @@ class TokenService:
                     )
                 self._holder_accounts(conn, network, address)
             return self.wallet(client_ref, network)
-        return Wallet(row.client_id, row.network, row.address, bool(row.allowlisted))
+        wallet = Wallet(row.client_id, row.network, row.address, bool(row.allowlisted))
+        self._wallets[(client.id, network)] = wallet
+        return wallet
 
     def wallet_owner(self, network: str, address: str) -> str | None:
         t = schema.wallets
@@ -264,7 +272,20 @@ class TokenService:
         with self.ctx.engine.connect() as conn:
             return [Wallet(r.client_id, r.network, r.address, bool(r.allowlisted)) for r in conn.execute(query)]
 
+    def allowlisted_wallet(self, network: str, address: str) -> bool:
+        """Whether the bank already allow-listed this client wallet on the deposit token (from the cache first)."""
+        for wallet in self._wallets.values():
+            if wallet.network == network and wallet.address.lower() == address.lower():
+                if wallet.allowlisted:
+                    return True
+                break
+        owner = self.wallet_owner(network, address)
+        return owner is not None and self.wallet(owner, network).allowlisted
+
     def mark_allowlisted(self, network: str, address: str, conn: Connection | None = None) -> None:
+        for key, wallet in list(self._wallets.items()):
+            if wallet.network == network and wallet.address.lower() == address.lower():
+                self._wallets[key] = Wallet(wallet.client_id, network, wallet.address, True)
         t = schema.wallets
         stmt = update(t).where(t.c.network == network, t.c.address == address).values(allowlisted=True)
         if conn is not None:
@@ -317,6 +338,7 @@ class TokenService:
             if refusal is not None:
                 failed = self.ops.update(op, status=OpStatus.FAILED, error=refusal, detail=f"refused: {refusal[1]}")
                 raise DomainError(refusal[1], code=refusal[0], operation=failed.id)
+            op = self.ops.update(op, state={**op.state, "reserved": True})
         return op
 
     def reserve_mint(self, op: Operation) -> tuple[str, str] | None:

@@ -1,0 +1,161 @@
+"""`andchain bench mint`: mints and payments per second end to end, with latency to finality.
+
+End to end means what a client's request goes through: the operation is recorded
+and the DDA reserved, the worker signs and sends, the receipt reaches finality, the
+ledger posts, and the listener mirrors the events. The bench starts its own anvil
+node (internal profile, `--prune-history`) and SQLite database in a temporary
+directory. `raw_limit_per_s` is the same node fed pre-signed mint transactions in
+JSON-RPC batches, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from eth_utils import keccak
+
+from andchain.bench import machine
+from andchain.bench.chain import EXTRA_ARGS
+from andchain.chains.contracts import memo32
+from andchain.chains.keys import LegacyTx
+from andchain.chains.nodes import LocalNode
+from andchain.config import NetworkSettings, Settings
+from andchain.context import Context
+from andchain.devtools.postgres import free_port
+from andchain.ops import OpStatus
+from andchain.reconcile import reconcile
+from andchain.tokens.runtime import run_until_idle, token_worker
+from andchain.tokens.service import TOKEN_ABI, TokenService
+
+CLIENTS = 50
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run(count: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="andchain-bench-mint-") as tmp:
+        network = NetworkSettings(
+            display_name="bench internal",
+            chain_id=770077,
+            rpc_url=f"http://127.0.0.1:{free_port()}",
+            kind="permissioned",
+            confirmations=1,
+            gas_policy="zero",
+            gas_limit=1_000_000_000,
+        )
+        node = LocalNode("internal", network, Path(tmp), persist=False, extra_args=EXTRA_ARGS)
+        node.start()
+        try:
+            settings = Settings.model_validate(
+                {
+                    "data_dir": Path(tmp),
+                    "networks": {
+                        "internal": network.model_dump(),
+                        **{n: {"enabled": False} for n in ("ethereum", "base", "tempo")},
+                    },
+                    "keystore": {"passphrase": "bench-only", "scrypt_n": 1024},
+                }
+            )
+            ctx = Context(settings)
+            ctx.upgrade_database()
+            try:
+                return _measure(ctx, count)
+            finally:
+                ctx.close()
+        finally:
+            node.stop()
+
+
+def _latencies_ms(service: TokenService, ops: list[Any]) -> list[float]:
+    out = []
+    for op in ops:
+        done = service.ops.get(op.id)
+        assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_message)
+        out.append((done.updated_at_us - done.created_at_us) / 1000)
+    return out
+
+
+def _measure(ctx: Context, count: int) -> dict[str, Any]:
+    service = TokenService(ctx)
+    service.setup("internal")
+    worker = token_worker(ctx, service)
+    clients = [service.onboard(f"bench client {i}").id for i in range(CLIENTS)]
+    for client in clients:
+        service.deposit(client, 10**12, reference=f"bench-{client}")
+    # Warm-up: every wallet allow-listed and holding tokens, caches and connections hot.
+    for client in clients:
+        service.mint(client, "internal", 1_000_000, f"warm-{client}")
+    assert run_until_idle(worker)
+
+    t0 = time.perf_counter()
+    mints = [service.mint(clients[i % CLIENTS], "internal", 100 + i, f"mint-{i}") for i in range(count)]
+    assert run_until_idle(worker)
+    mint_s = time.perf_counter() - t0
+    mint_latency = _latencies_ms(service, mints)
+
+    t0 = time.perf_counter()
+    pays = [
+        service.pay(clients[i % CLIENTS], clients[(i + 1) % CLIENTS], "internal", 1 + i % 50, f"bench {i}", f"pay-{i}")
+        for i in range(count)
+    ]
+    assert run_until_idle(worker)
+    pay_s = time.perf_counter() - t0
+    pay_latency = _latencies_ms(service, pays)
+
+    # The raw node: the same mint calls, signed before the clock starts, pushed in batches.
+    chain = service.chain("internal")
+    token = service.token_address("internal")
+    minter = chain.signer(service.bank("minter"))
+    nonce = chain.nonces.reserve(minter.address, count)
+    holder = service.wallet(clients[0], "internal").address
+    raws = [
+        minter.sign(
+            LegacyTx(
+                nonce + i,
+                0,
+                200_000,
+                bytes.fromhex(token[2:]),
+                0,
+                TOKEN_ABI.encode_call("mint", holder, 1, memo32(f"raw-{i}")),
+                chain.chain_id,
+            )
+        )
+        for i in range(count)
+    ]
+    t0 = time.perf_counter()
+    hashes = []
+    for start in range(0, count, 200):
+        chunk = raws[start : start + 200]
+        chain.rpc.batch([("eth_sendRawTransaction", ["0x" + raw.hex()]) for raw in chunk])
+        hashes += ["0x" + keccak(raw).hex() for raw in chunk]
+    chain.wait_hashes(hashes)
+    raw_s = time.perf_counter() - t0
+    run_until_idle(worker)  # the listener sees the raw mints too (booked nowhere: reconcile shows them)
+    report = reconcile(ctx)
+    raw_minted = count  # the raw mints bypass the ledger on purpose
+    supply_break = [b for b in report.breaks if b.check == "supply"]
+    return {
+        "bench": "mint",
+        "operations": count,
+        "mints_per_s": round(count / mint_s, 1),
+        "mint_latency_ms_p50": round(statistics.median(mint_latency), 1),
+        "mint_latency_ms_p99": round(_percentile(mint_latency, 0.99), 1),
+        "pays_per_s": round(count / pay_s, 1),
+        "pay_latency_ms_p50": round(statistics.median(pay_latency), 1),
+        "pay_latency_ms_p99": round(_percentile(pay_latency, 0.99), 1),
+        "raw_limit_per_s": round(count / raw_s, 1),
+        "mint_ratio": round((count / mint_s) / (count / raw_s), 3),
+        "pay_ratio": round((count / pay_s) / (count / raw_s), 3),
+        "raw_mints_outside_ledger": raw_minted,
+        "reconcile_flags_raw_mints": bool(supply_break),
+        "node": "anvil, internal profile (one block per transaction, zero gas), --prune-history",
+        "database": "SQLite (WAL) in a temporary directory",
+        "machine": machine(),
+    }

@@ -1,0 +1,123 @@
+"""`andchain demo`: the deposit-token story, narrated, on the embedded defaults.
+
+Onboard two clients, fund them, mint deposit tokens, pay 24/7 with a memo, settle
+a DvP against a tokenized fund share, let a sweep rule redeem an excess, redeem,
+and end with the reconciliation table. Exit code 0 only if reconcile is clean.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule as Divider
+
+from andchain.context import Context
+from andchain.money import format_minor
+from andchain.ops import Operation, OpStatus
+from andchain.reconcile import Report, reconcile
+from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, holder_account
+from andchain.tokens.rules import Rules
+from andchain.tokens.runtime import run_until_idle, token_worker
+from andchain.tokens.service import TokenService
+
+NETWORK = "internal"
+
+
+def usd(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def run(console: Console | None = None) -> Report:
+    console = console or Console(emoji=False, highlight=False)
+    ctx = Context()
+    ctx.upgrade_database()
+    say = console.print
+
+    def step(title: str) -> None:
+        say(Divider(f"[bold]{title}[/bold]", align="left"))
+
+    step("0. The bank's chain")
+    node = ctx.node(NETWORK)
+    if node.network.local and not node.status().healthy:
+        say(f"starting the internal permissioned chain: {node.start()} ({node.network.rpc_url})")
+    say(f"internal chain id {node.network.chain_id}, zero gas, {node.network.confirmations} confirmation(s) to final")
+    service = TokenService(ctx)
+    addresses = service.setup(NETWORK)
+    for name, address in addresses.items():
+        say(f"  {name:14} {address}")
+    worker = token_worker(ctx, service)
+
+    def complete(*ops: Operation) -> list[Operation]:
+        if not run_until_idle(worker, seconds=120):
+            raise RuntimeError(f"operations did not finish: {service.ops.counts()}")
+        done = [service.ops.get(op.id) for op in ops]
+        for op in done:
+            mark = "[green]succeeded[/green]" if op.status == OpStatus.SUCCEEDED else f"[red]{op.status}[/red]"
+            tx = (op.result or {}).get("tx_hash", "")
+            say(f"  {op.kind:6} {op.id} {mark} {tx}")
+        return done
+
+    def held(client: str, deployment: str = DEPOSIT_TOKEN) -> int:
+        token = TOKENS[deployment]
+        address = service.wallet(client, NETWORK).address
+        return service.ledger.account(holder_account(NETWORK, token, address)).balance_posted
+
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    step("1. Onboard two clients and fund their deposit accounts")
+    acme = service.onboard(f"Acme Treasury {run_id}").id
+    globex = service.onboard(f"Globex Payments {run_id}").id
+    service.deposit(acme, 1_000_000_00, reference=f"camt054-{run_id}-acme", memo="wire received")
+    service.deposit(globex, 250_000_00, reference=f"camt054-{run_id}-globex", memo="wire received")
+    say(
+        f"  Acme DDA {usd(service.dda_balance(acme))}, Globex DDA {usd(service.dda_balance(globex))} "
+        "(booked from camt.054-style credit notices)"
+    )
+
+    step("2. Mint deposit tokens to Acme's allow-listed address")
+    mint = service.mint(acme, NETWORK, 500_000_00, f"demo-{run_id}-mint")
+    say(f"  reserved {usd(500_000_00)} of Acme's DDA (pending until the mint is final)")
+    complete(mint)
+    say(
+        f"  Acme holds {usd(held(acme))} in tokens at {service.wallet(acme, NETWORK).address}; "
+        f"DDA now {usd(service.dda_balance(acme))}"
+    )
+
+    step("3. Pay 24/7, with a payment reference on chain")
+    pay = service.pay(acme, globex, NETWORK, 125_000_00, "INV-2026-0042", f"demo-{run_id}-pay")
+    complete(pay)
+    say(f"  at {time.strftime('%A %H:%M UTC', time.gmtime())}: Acme -> Globex {usd(125_000_00)}, memo INV-2026-0042")
+    say(f"  Acme {usd(held(acme))}, Globex {usd(held(globex))} in tokens")
+
+    step("4. DvP: Acme buys tokenized money-market fund shares from Globex")
+    shares = service.issue_shares(globex, NETWORK, 1_000_000_000, f"demo-{run_id}-shares")
+    complete(shares)
+    trade = service.dvp(acme, globex, NETWORK, 100_000_00, 400_000_000, f"demo-{run_id}-dvp")
+    complete(trade)
+    say(
+        f"  Acme paid {usd(100_000_00)} and received {format_minor(held(acme, FUND_SHARE), 6)} MMF shares "
+        "in one atomic settlement; the ledger booked both legs together"
+    )
+
+    step("5. A sweep rule keeps Globex at most $50,000.00 in tokens")
+    rule = Rules(service).sweep(globex, NETWORK, 50_000_00)
+    say(f"  rule {rule.id}: Globex holds {usd(held(globex))}; the excess goes back to its DDA")
+    complete()
+    say(f"  Globex holds {usd(held(globex))} in tokens, DDA {usd(service.dda_balance(globex))}")
+
+    step("6. Acme redeems tokens to its deposit account")
+    redeem = service.redeem(acme, NETWORK, 75_000_00, f"demo-{run_id}-redeem")
+    complete(redeem)
+    say(f"  Acme holds {usd(held(acme))} in tokens, DDA {usd(service.dda_balance(acme))}")
+
+    step("7. Reconcile: the ledger, the chain and every holder agree")
+    report = reconcile(ctx)
+    from andchain.cli_tokens import render_report
+
+    render_report(report)
+    if report.breaks:
+        for b in report.breaks:
+            say(f"[red]break:[/red] {escape(b.subject)}: expected {escape(b.expected)}, found {escape(b.found)}")
+    ctx.close()
+    return report
