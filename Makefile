@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run demo test lint format bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -24,7 +24,11 @@ node_modules/.installed: package.json
 run: setup
 	$(BIN)/andchain db upgrade
 	$(BIN)/andchain networks up
-	$(BIN)/andchain serve --sample-data
+	$(BIN)/andchain tokens setup --network internal
+	$(BIN)/andchain serve --sample-data --worker
+
+demo: setup
+	$(BIN)/andchain demo
 
 # pytest's exit code 5 means no test ran: that must fail, never pass silently.
 test: setup
@@ -43,7 +47,8 @@ format: setup
 bench: setup
 	$(BIN)/andchain bench ledger --backend sqlite --seconds 10 --json
 	$(BIN)/andchain bench ledger --backend postgresql --seconds 10 --json
-	$(BIN)/andchain bench chain --seconds 10 --json
+	$(BIN)/andchain bench chain --seconds 20 --json
+	$(BIN)/andchain bench mint --count 1000 --json
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .ruff_cache .mypy_cache .hypothesis

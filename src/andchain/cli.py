@@ -466,6 +466,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="default from config: 127.0.0.1")] = None,
     port: Annotated[int | None, typer.Option(help="default from config: 8000")] = None,
     sample_data: Annotated[bool, typer.Option("--sample-data", help="open a few sample accounts first")] = False,
+    with_worker: Annotated[
+        bool, typer.Option("--worker", help="also run the operations worker in this process")
+    ] = False,
 ) -> None:
     """Run the HTTP API (uvicorn). Migrates the database first."""
     import socket
@@ -486,6 +489,17 @@ def serve(
     ctx.upgrade_database()
     if sample_data:
         seed_sample(ctx)
+    if with_worker:
+        import threading
+
+        from andchain.tokens.runtime import token_worker
+
+        worker_ctx = Context()
+        thread = threading.Thread(
+            target=lambda: token_worker(worker_ctx).run(seconds=10**9), name="andchain-worker", daemon=True
+        )
+        thread.start()
+        err.print("operations worker running (operations, listeners, rules)")
     err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
 
