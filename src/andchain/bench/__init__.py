@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -18,3 +22,49 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "system": platform.system()}
+
+
+@contextlib.contextmanager
+def throwaway_internal_chain(prefix: str) -> Iterator[Any]:
+    """A Context on a temporary directory with its own anvil node (internal profile) and SQLite.
+
+    The node runs with `--prune-history`: anvil otherwise keeps every block's state in
+    memory and slows down as the chain grows (one block per transaction here), and a
+    benchmark would measure that drift rather than andchain.
+    """
+    from andchain.chains.nodes import LocalNode
+    from andchain.config import NetworkSettings, Settings
+    from andchain.context import Context
+    from andchain.devtools.postgres import free_port
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        network = NetworkSettings(
+            display_name="bench internal",
+            chain_id=770077,
+            rpc_url=f"http://127.0.0.1:{free_port()}",
+            kind="permissioned",
+            confirmations=1,
+            gas_policy="zero",
+            gas_limit=1_000_000_000,
+        )
+        node = LocalNode("internal", network, Path(tmp), persist=False, extra_args=("--prune-history",))
+        node.start()
+        try:
+            settings = Settings.model_validate(
+                {
+                    "data_dir": Path(tmp),
+                    "networks": {
+                        "internal": network.model_dump(),
+                        **{n: {"enabled": False} for n in ("ethereum", "base", "tempo")},
+                    },
+                    "keystore": {"passphrase": "bench-only", "scrypt_n": 1024},
+                }
+            )
+            ctx = Context(settings)
+            ctx.upgrade_database()
+            try:
+                yield ctx
+            finally:
+                ctx.close()
+        finally:
+            node.stop()

@@ -16,58 +16,27 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
-from andchain.bench import machine
+from andchain.bench import machine, throwaway_internal_chain
 from andchain.chains.client import Call
 from andchain.chains.contracts import artifact, memo32
 from andchain.chains.keys import LegacyTx
-from andchain.chains.nodes import LocalNode, anvil_binary
-from andchain.config import NetworkSettings, Settings
+from andchain.chains.nodes import anvil_binary
 from andchain.context import Context
-from andchain.devtools.postgres import free_port
 
 CHUNK = 200
 RECIPIENTS = 500
 BATCH_RECIPIENTS = 500
 ROUND_TXS = 1_000
-# anvil otherwise keeps every block's state in memory and slows down as the chain grows
-# (one block per transaction here): the bench would measure that drift, not the client.
-EXTRA_ARGS: tuple[str, ...] = ("--prune-history",)
 
 
 def run(seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="andchain-bench-chain-") as tmp:
-        network = NetworkSettings(
-            display_name="bench internal",
-            chain_id=770077,
-            rpc_url=f"http://127.0.0.1:{free_port()}",
-            kind="permissioned",
-            confirmations=1,
-            gas_policy="zero",
-            gas_limit=1_000_000_000,
-        )
-        node = LocalNode("internal", network, Path(tmp), persist=False, extra_args=EXTRA_ARGS)
-        node.start()
-        try:
-            settings = Settings(
-                data_dir=Path(tmp),
-                networks={"internal": network.model_dump()},
-                keystore={"passphrase": "bench-only", "scrypt_n": 1024},
-            )
-            ctx = Context(settings)
-            ctx.upgrade_database()
-            try:
-                return _measure(ctx, seconds)
-            finally:
-                ctx.close()
-        finally:
-            node.stop()
+    with throwaway_internal_chain("andchain-bench-chain-") as ctx:
+        return _measure(ctx, seconds)
 
 
 def _measure(ctx: Context, seconds: float) -> dict[str, Any]:

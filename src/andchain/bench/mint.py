@@ -11,21 +11,15 @@ JSON-RPC batches, measured in the same run.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from eth_utils import keccak
 
-from andchain.bench import machine
-from andchain.bench.chain import EXTRA_ARGS
+from andchain.bench import machine, throwaway_internal_chain
 from andchain.chains.contracts import memo32
 from andchain.chains.keys import LegacyTx
-from andchain.chains.nodes import LocalNode
-from andchain.config import NetworkSettings, Settings
 from andchain.context import Context
-from andchain.devtools.postgres import free_port
 from andchain.ops import OpStatus
 from andchain.reconcile import reconcile
 from andchain.tokens.runtime import run_until_idle, token_worker
@@ -40,37 +34,8 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def run(count: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="andchain-bench-mint-") as tmp:
-        network = NetworkSettings(
-            display_name="bench internal",
-            chain_id=770077,
-            rpc_url=f"http://127.0.0.1:{free_port()}",
-            kind="permissioned",
-            confirmations=1,
-            gas_policy="zero",
-            gas_limit=1_000_000_000,
-        )
-        node = LocalNode("internal", network, Path(tmp), persist=False, extra_args=EXTRA_ARGS)
-        node.start()
-        try:
-            settings = Settings.model_validate(
-                {
-                    "data_dir": Path(tmp),
-                    "networks": {
-                        "internal": network.model_dump(),
-                        **{n: {"enabled": False} for n in ("ethereum", "base", "tempo")},
-                    },
-                    "keystore": {"passphrase": "bench-only", "scrypt_n": 1024},
-                }
-            )
-            ctx = Context(settings)
-            ctx.upgrade_database()
-            try:
-                return _measure(ctx, count)
-            finally:
-                ctx.close()
-        finally:
-            node.stop()
+    with throwaway_internal_chain("andchain-bench-mint-") as ctx:
+        return _measure(ctx, count)
 
 
 def _latencies_ms(service: TokenService, ops: list[Any]) -> list[float]:

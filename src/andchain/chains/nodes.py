@@ -21,6 +21,7 @@ from pathlib import Path
 
 from andchain.chains.rpc import NodeUnreachable, Rpc, RpcError
 from andchain.config import NetworkSettings
+from andchain.devtools.processes import pid_alive
 from andchain.errors import DomainError
 
 START_TIMEOUT_S = 30.0
@@ -61,21 +62,6 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 @dataclass(frozen=True)
@@ -119,7 +105,7 @@ class LocalNode:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def command(self) -> list[str]:
         n = self.network
@@ -200,11 +186,11 @@ class LocalNode:
             return "not running"
         os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid):
+            while pid_alive(pid):
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return "killed" if kill else "stopped"

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.db import write_transaction
+from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
 from andchain.ledger.model import Clock, IdSource, system_clock_us
 from andchain.ops import schema
@@ -337,7 +338,7 @@ class Operations:
             ]
             for owner in owners:
                 owner_host, _, pid = owner.rpartition(":")
-                if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+                if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
                     done = conn.execute(
                         update(t).where(t.c.lease_owner == owner).values(lease_owner=None, lease_until_us=None)
                     )
@@ -364,13 +365,3 @@ class Operations:
                 code="operation_in_flight",
             )
         return self.update(op, status=OpStatus.CANCELLED, error=("cancelled", reason), detail=reason)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
