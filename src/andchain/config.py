@@ -58,6 +58,14 @@ class NetworkSettings(BaseModel):
     # Seconds between blocks of a local node; None mines one block per transaction.
     block_time_s: float | None = None
     gas_limit: int = Field(default=30_000_000, ge=1_000_000)
+    # Moves of the deposit token between networks: token buckets in minor units (USD cents).
+    # capacity = the most that may leave (or arrive) at once; refill = cents per second.
+    move_outbound_capacity: int = Field(default=10**13, ge=0)
+    move_outbound_refill_per_s: int = Field(default=10**9, ge=0)
+    move_inbound_capacity: int = Field(default=10**13, ge=0)
+    move_inbound_refill_per_s: int = Field(default=10**9, ge=0)
+    # Public networks: alert when a bank signer's gas balance falls below this (wei).
+    gas_alert_below_wei: int = Field(default=5 * 10**16, ge=0)
 
     @field_validator("rpc_url")
     @classmethod
@@ -140,6 +148,13 @@ class KeystoreSettings(BaseModel):
     scrypt_n: int = Field(default=2**15, ge=2**10, le=2**20)
 
 
+class ComplianceSettings(BaseModel):
+    # Addresses refused at screening (a stand-in list until the sanctions screening of step 8).
+    blocked_addresses: list[str] = Field(default_factory=list)
+    # How long a client has to sign an address-ownership challenge.
+    challenge_ttl_s: int = Field(default=900, ge=30)
+
+
 def config_path() -> Path:
     return Path(os.environ.get("ANDCHAIN_CONFIG", "andchain.toml"))
 
@@ -159,6 +174,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     keystore: KeystoreSettings = Field(default_factory=KeystoreSettings)
+    compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -52,25 +52,43 @@ class Report:
         }
 
 
-def _in_flight(service: TokenService, network: str) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Per holder address (lower case): what unfinished ops changed on chain but not yet in the ledger."""
-    effect: dict[str, int] = {}
+def _in_flight(service: TokenService) -> tuple[dict[tuple[str, str], int], list[dict[str, Any]]]:
+    """What unfinished operations changed on chain but not yet in the ledger, per (network, holder).
+
+    A mint mined but not yet posted has raised supply ahead of the ledger; a move's burn
+    has lowered the source ahead of it, its mint raised the destination, and a
+    compensating mint restored the source.
+    """
+    effect: dict[tuple[str, str], int] = {}
     listed = []
+
+    def add(network: str, holder: str, amount: int) -> None:
+        key = (network, holder.lower())
+        effect[key] = effect.get(key, 0) + amount
+
     for status in (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING):
-        for op in service.ops.list(status=status.value, network=network, limit=100_000):
+        for op in service.ops.list(status=status.value, limit=100_000):
+            p = op.payload
             listed.append(
                 {
                     "operation": op.id,
                     "kind": op.kind,
                     "status": op.status.value,
-                    "network": network,
-                    "amount": op.payload.get("amount"),
+                    "network": op.network,
+                    "amount": p.get("amount"),
+                    **({"from": p["source"], "to": p["destination"]} if op.kind == "move" else {}),
                 }
             )
-            # A mint that is mined but not yet posted has raised supply ahead of the ledger.
-            if op.kind == "mint" and any(d.get("step") == "mint" for d in op.state.get("done", [])):
-                holder = op.payload["holder"].lower()
-                effect[holder] = effect.get(holder, 0) + op.payload["amount"]
+            done = {d.get("step") for d in op.state.get("done", [])}
+            if op.kind == "mint" and "mint" in done:
+                add(p["network"], p["holder"], p["amount"])
+            elif op.kind == "move":
+                if "burn" in done:
+                    add(p["source"], p["from"], -p["amount"])
+                if "remint" in done:
+                    add(p["source"], p["from"], p["amount"])
+                if "mint" in done:
+                    add(p["destination"], p["to"], p["amount"])
     return effect, listed
 
 
@@ -87,6 +105,9 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
         )
     )
     service = TokenService(ctx)
+    effects, listed = _in_flight(service)
+    report.in_flight.extend(listed)
+    total_supply = total_booked = 0
     for name in ctx.settings.networks:
         chain = ctx.chain(name)
         for token in TOKENS.values():
@@ -104,10 +125,13 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
             except NodeUnreachable as exc:
                 report.checks.append(Check("chain", f"{name}", "node answers", exc.message, False))
                 continue
-            effect, listed = _in_flight(service, name) if token.deployment == "deposit_token" else ({}, [])
-            report.in_flight.extend(listed)
+            deposit = token.deployment == "deposit_token"
+            effect = {h: v for (n, h), v in effects.items() if n == name} if deposit else {}
             booked = sum(m.balance_posted for m in mirrors)
             in_flight = sum(effect.values())
+            if deposit:
+                total_supply += supply
+                total_booked += booked + in_flight
             scale = token.decimals
 
             def fmt(value: int, symbol: str = token.symbol, decimals: int = scale) -> str:
@@ -135,6 +159,16 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
                             on_chain == want,
                         )
                     )
+    if total_supply or total_booked:
+        report.checks.append(
+            Check(
+                "total",
+                "USDD over every network",
+                f"ledger {format_minor(total_booked, 2)} USDD",
+                f"sum of supplies {format_minor(total_supply, 2)} USDD",
+                total_supply == total_booked,
+            )
+        )
     for op in service.ops.stuck(stuck_after_s):
         report.checks.append(
             Check(

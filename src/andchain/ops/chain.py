@@ -36,6 +36,16 @@ class PlannedCall:
     sender: str
     call: Call
     step: str = ""  # the step's name, kept with its transaction and in the operation's history
+    network: str | None = None  # where the step runs when not the operation's own network (a move)
+
+
+class OperationFailed(DomainError):
+    """Raised by ChainAction.finish when every step is final but the operation did not do what was asked
+    (e.g. a move whose destination failed and whose source was restored): it ends failed, with a result."""
+
+    def __init__(self, code: str, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message, code=code)
+        self.result = result
 
 
 class ChainAction(Protocol):
@@ -55,9 +65,10 @@ class ChainAction(Protocol):
         """The operation failed for good: release what it reserved (idempotent)."""
 
 
-def _tx_state(tx: SentTx, step: str = "") -> dict[str, Any]:
+def _tx_state(tx: SentTx, step: str = "", network: str | None = None) -> dict[str, Any]:
     return {
         "step": step,
+        "network": network,
         "hash": tx.hash,
         "sender": tx.sender,
         "nonce": tx.nonce,
@@ -93,16 +104,34 @@ class ChainOpsHandler:
     # ---------------------------------------------------------------- advance
 
     def advance(self, batch: list[Operation]) -> None:
-        network = batch[0].network
-        if network is None:
+        if any(op.network is None for op in batch):
             raise DomainError(f"operation {batch[0].id} names no network")
-        chain = self.chains(network)
-        in_flight = [op for op in batch if op.state.get("tx")]
+        by_network: dict[str, list[Operation]] = {}
+        for op in batch:
+            if op.state.get("tx"):
+                by_network.setdefault(op.state["tx"].get("network") or op.network or "", []).append(op)
+        for network, ops in by_network.items():
+            self._follow(self.chains(network), ops)
         fresh = [op for op in batch if not op.state.get("tx")]
-        if in_flight:
-            self._follow(chain, in_flight)
         if fresh:
-            self._send(chain, fresh)
+            self._send(fresh)
+
+    def _complete(self, action: ChainAction, op: Operation, state: dict[str, Any], detail: str) -> None:
+        """Every step is final: book the result and record success (or a failure with its result) in one write."""
+        provisional = replace(op, state=state)
+        try:
+            result = action.finish(provisional)
+        except OperationFailed as failed:
+            self.ops.update(
+                op,
+                state=state,
+                status=OpStatus.FAILED,
+                result=failed.result,
+                error=(failed.code, failed.message),
+                detail=f"{detail}; failed: {failed.message}",
+            )
+            return
+        self.ops.update(op, state=state, status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
 
     def _follow(self, chain: ChainClient, ops: list[Operation]) -> None:
         receipts = chain.receipts([op.state["tx"]["hash"] for op in ops])
@@ -127,6 +156,17 @@ class ChainOpsHandler:
             action = self.actions[op.kind]
             if not receipt.status:
                 reason = chain.why_reverted(_tx_of(tx), receipt)
+                on_revert = getattr(action, "reverted", None)
+                changes = on_revert(op, tx.get("step", ""), reason) if on_revert else None
+                if changes is not None:
+                    # The action has a way on (a compensating step): the operation continues.
+                    self.ops.update(
+                        op,
+                        state={**op.state, **changes, "tx": None},
+                        retry_in_us=0,
+                        detail=f"{tx.get('step') or 'step'} reverted: {reason}; compensating",
+                    )
+                    continue
                 action.failed(op, "tx_reverted", reason)
                 self.ops.update(
                     op,
@@ -153,6 +193,7 @@ class ChainOpsHandler:
                     simple.append((op, {"retry_in_us": POLL_US}))
                 continue
             failpoints.hit(f"{op.kind}:after_receipt")
+            failpoints.hit(f"{op.kind}:{tx.get('step', '')}:after_receipt")
             kept = action.step_done(op, receipt)
             done = [
                 *op.state.get("done", []),
@@ -160,13 +201,8 @@ class ChainOpsHandler:
             ]
             state = {**op.state, **kept, "tx": None, "steps_done": int(op.state.get("steps_done", 0)) + 1, "done": done}
             detail = f"{tx.get('step') or 'step'} final in block {receipt.block_number} ({tx['hash']})"
-            provisional = replace(op, state=state)
-            if action.next_call(provisional) is None:
-                # The last step: book the result, then record the step and the success in one write.
-                result = action.finish(provisional)
-                self.ops.update(
-                    op, state=state, status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded"
-                )
+            if action.next_call(replace(op, state=state)) is None:
+                self._complete(action, op, state, detail)
             else:
                 self.ops.update(op, state=state, retry_in_us=0, detail=detail)
         if simple:
@@ -196,8 +232,8 @@ class ChainOpsHandler:
             detail=f"{tx.hash} cannot be sent ({message}); signing again",
         )
 
-    def _send(self, chain: ChainClient, ops: list[Operation]) -> None:
-        planned: dict[str, list[tuple[Operation, PlannedCall]]] = {}
+    def _send(self, ops: list[Operation]) -> None:
+        planned: dict[tuple[str, str], list[tuple[Operation, PlannedCall]]] = {}
         for op in ops:
             action = self.actions[op.kind]
             try:
@@ -209,11 +245,11 @@ class ChainOpsHandler:
                 )
                 continue
             if call is None:
-                result = action.finish(op)
-                self.ops.update(op, status=OpStatus.SUCCEEDED, result=result, detail="succeeded")
+                self._complete(action, op, op.state, "no step left")
                 continue
-            planned.setdefault(call.sender, []).append((op, call))
-        for sender, items in planned.items():
+            planned.setdefault((call.network or op.network or "", call.sender), []).append((op, call))
+        for (network, sender), items in planned.items():
+            chain = self.chains(network)
             try:
                 signed = chain.sign_calls(sender, [c.call for _, c in items])
             except TxReverted:
@@ -228,12 +264,13 @@ class ChainOpsHandler:
                     recorded.append(
                         self.ops.update(
                             op,
-                            state={**op.state, "tx": _tx_state(tx, call.step)},
+                            state={**op.state, "tx": _tx_state(tx, call.step, network)},
                             conn=conn,
                             detail=f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
                         )
                     )
             failpoints.hit(f"{items[0][0].kind}:before_submit")
+            failpoints.hit(f"{items[0][0].kind}:{items[0][1].step}:before_submit")
             refused = {tx.hash: err for tx, err in chain.broadcast(signed)}
             with write_transaction(self.ops.engine) as conn:
                 for (_, _), tx, current in zip(items, signed, recorded, strict=True):
@@ -245,6 +282,7 @@ class ChainOpsHandler:
                             current, status=status, retry_in_us=POLL_US, conn=conn, detail=f"sent {tx.hash}"
                         )
             failpoints.hit(f"{items[0][0].kind}:after_submit")
+            failpoints.hit(f"{items[0][0].kind}:{items[0][1].step}:after_submit")
 
     def _sign_one_by_one(
         self, chain: ChainClient, sender: str, items: list[tuple[Operation, PlannedCall]]
@@ -255,7 +293,18 @@ class ChainOpsHandler:
                 signed += chain.sign_calls(sender, [call.call])
                 kept.append((op, call))
             except TxReverted as exc:
-                self.actions[op.kind].failed(op, "tx_reverted", exc.reason)
+                action = self.actions[op.kind]
+                on_revert = getattr(action, "reverted", None)
+                changes = on_revert(op, call.step, exc.reason) if on_revert else None
+                if changes is not None:
+                    self.ops.update(
+                        op,
+                        state={**op.state, **changes, "tx": None},
+                        retry_in_us=0,
+                        detail=f"{call.step or 'step'} would revert: {exc.reason}; compensating",
+                    )
+                    continue
+                action.failed(op, "tx_reverted", exc.reason)
                 self.ops.update(
                     op,
                     status=OpStatus.FAILED,
@@ -294,7 +343,8 @@ class ChainOpsHandler:
         for status in (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING):
             for op in self.ops.list(status=status.value, limit=100_000):
                 if op.kind in self.actions and op.network:
-                    networks.setdefault(op.network, []).append(op)
+                    tx_network = (op.state.get("tx") or {}).get("network") or op.network
+                    networks.setdefault(tx_network, []).append(op)
         for network, ops in networks.items():
             chain = self.chains(network)
             pending = [_tx_of(op.state["tx"]) for op in ops if op.state.get("tx")]

@@ -174,6 +174,8 @@ class Operations:
                     code="idempotency_key_reused",
                 ) from None
             return existing, False
+        if conn is not None:  # not committed yet: read it back through the caller's transaction
+            return _op_of(conn.execute(select(schema.operations).where(schema.operations.c.id == op_id)).one()), True
         return self.get(op_id), True
 
     def _log(self, conn: Connection, op_id: str, status: OpStatus | str, detail: str) -> None:

@@ -250,12 +250,15 @@ class DvPAction(_Base):
 
 
 def all_actions(service: TokenService) -> list[Any]:
+    from andchain.tokens.moves import MoveAction
+
     return [
         MintAction(service),
         PayAction(service),
         RedeemAction(service),
         IssueSharesAction(service),
         DvPAction(service),
+        MoveAction(service),
     ]
 
 

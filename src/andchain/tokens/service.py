@@ -85,6 +85,14 @@ class TokenService:
         chain = self.chain(network)
         admin = self.bank("admin")
         self._bank_accounts()
+        settings = self.ctx.settings.network(network)
+        if settings.local and settings.gas_policy != "zero":
+            # Development only: a local node's bank signers get gas from the node itself.
+            # On a real network the bank funds its gas wallets, and reconcile alerts when low.
+            for role in BANK_ROLES:
+                address = self.bank(role)
+                if chain.balance(address) < 10**18:
+                    chain.rpc.call("anvil_setBalance", [address, hex(100 * 10**18)])
         addresses = {}
         dvp = chain.deploy(DVP, "DvPSettlement", [], admin)
         for token in TOKENS.values():
@@ -257,12 +265,42 @@ class TokenService:
         self._wallets[(client.id, network)] = wallet
         return wallet
 
-    def wallet_owner(self, network: str, address: str) -> str | None:
-        t = schema.wallets
+    def holder(self, client_id: str, network: str) -> str:
+        """Where the client's tokens live on a network: a bank-managed wallet on a permissioned one,
+        the client's own verified address on a public one."""
+        if self.ctx.settings.network(network).kind == "permissioned":
+            return self.wallet(client_id, network).address
+        a = schema.client_addresses
         with self.ctx.engine.connect() as conn:
-            return conn.execute(
-                select(t.c.client_id).where(t.c.network == network, t.c.address == to_checksum_address(address))
+            address = conn.execute(
+                select(a.c.address)
+                .where(a.c.client_id == client_id, a.c.network == network, a.c.status == "verified")
+                .order_by(a.c.registered_at_us)
             ).scalar()
+        if address is None:
+            raise DomainError(
+                f"the client has no verified address on {network}; register one first", code="no_registered_address"
+            )
+        return str(address)
+
+    def wallet_owner(self, network: str, address: str) -> str | None:
+        """The client an address on a network belongs to: its bank-managed wallet or its registered address."""
+        key = (network, address.lower())
+        if key in self._owners:
+            return self._owners[key]
+        t, a = schema.wallets, schema.client_addresses
+        checksum = to_checksum_address(address)
+        with self.ctx.engine.connect() as conn:
+            owner = conn.execute(select(t.c.client_id).where(t.c.network == network, t.c.address == checksum)).scalar()
+            if owner is None:
+                owner = conn.execute(
+                    select(a.c.client_id).where(
+                        a.c.network == network, a.c.address == checksum, a.c.status == "verified"
+                    )
+                ).scalar()
+        if owner is not None:
+            self._owners[key] = owner
+        return owner
 
     def wallets(self, network: str | None = None) -> list[Wallet]:
         t = schema.wallets
@@ -330,8 +368,9 @@ class TokenService:
             raise DomainError(
                 f"amount must be a positive integer of cents, was {amount_minor!r}", code="amount_must_be_positive"
             )
-        wallet = self.wallet(client.id, network)
-        payload = {"client": client.id, "network": network, "amount": amount_minor, "holder": wallet.address}
+        holder = self.holder(client.id, network)
+        self._holder_accounts(None, network, holder)
+        payload = {"client": client.id, "network": network, "amount": amount_minor, "holder": holder}
         op, created = self.ops.create("mint", idempotency_key, payload, network=network)
         if created:
             refusal = self.reserve_mint(op)

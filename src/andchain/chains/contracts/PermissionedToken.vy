@@ -325,6 +325,18 @@ def burn(amount: uint256, memo: bytes32):
 
 
 @external
+def burnFrom(holder: address, amount: uint256, memo: bytes32):
+    """A minter burns a holder's tokens within the allowance the holder gave it: the source leg of a
+    move to another network (the bank re-mints them there)."""
+    assert not self.paused, "paused"
+    assert self.isMinter[msg.sender], "not a minter"
+    self._check_holder(holder)
+    self._spend_allowance(holder, msg.sender, amount)
+    self._burn(holder, amount)
+    log Burn(burner=holder, value=amount, memo=memo)
+
+
+@external
 def redeem(amount: uint256, memo: bytes32):
     """A holder redeems: its tokens are burned and the bank credits its deposit account."""
     assert not self.paused, "paused"
