@@ -427,6 +427,76 @@ def networks_status(names: Annotated[list[str] | None, typer.Argument()] = None,
         raise typer.Exit(1)
 
 
+@networks_app.command("deploy")
+@clean_errors
+def networks_deploy(
+    names: Annotated[list[str] | None, typer.Argument(help="networks (default: every enabled one)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy (or adopt) the deposit token, the fund share and DvP on each network; record their addresses."""
+    from andchain.tokens.service import TokenService
+
+    ctx = _context()
+    service = TokenService(ctx)
+    chosen = names or [n for n, net in ctx.settings.networks.items() if net.enabled]
+    deployed = {name: service.setup(name) for name in chosen}
+    if as_json:
+        emit_json(deployed)
+        return
+    for name, addresses in deployed.items():
+        for contract, address in addresses.items():
+            out.print(f"{name}: {contract} at {address}")
+
+
+@networks_app.command("pause")
+@clean_errors
+def networks_pause(name: str, reason: Annotated[str, typer.Option(help="why, shown to whoever is refused")]) -> None:
+    """Refuse every move into or out of a network until it is resumed."""
+    from andchain.tokens.moves import Moves
+    from andchain.tokens.service import TokenService
+
+    controls = Moves(TokenService(_context())).pause(name, reason)
+    out.print(f"{name}: moves paused ({escape(controls.reason or '')})")
+
+
+@networks_app.command("resume")
+@clean_errors
+def networks_resume(name: str) -> None:
+    """Accept moves again on a paused network."""
+    from andchain.tokens.moves import Moves
+    from andchain.tokens.service import TokenService
+
+    Moves(TokenService(_context())).resume(name)
+    out.print(f"{name}: moves resumed")
+
+
+@networks_app.command("controls")
+@clean_errors
+def networks_controls(as_json: JsonOpt = False) -> None:
+    """Pause switch and move rate-limit headroom of every enabled network."""
+    from dataclasses import asdict
+
+    from andchain.tokens.moves import Moves
+    from andchain.tokens.service import TokenService
+
+    ctx = _context()
+    moves = Moves(TokenService(ctx))
+    rows = [asdict(moves.controls(n)) for n, net in ctx.settings.networks.items() if net.enabled]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("network", "paused", "reason", "outbound available", "inbound available")
+    for r in rows:
+        table.add_row(
+            r["network"],
+            "yes" if r["paused"] else "no",
+            escape(r["reason"] or ""),
+            format_minor(r["outbound_available"], 2),
+            format_minor(r["inbound_available"], 2),
+        )
+    out.print(table)
+
+
 # -------------------------------------------------------------------- serve
 
 

@@ -239,6 +239,52 @@ def tokens_holders(network: NetworkOpt = "internal", as_json: JsonOpt = False) -
     out.print(table)
 
 
+@tokens_app.command("challenge")
+@clean_errors
+def tokens_challenge(client: str, network: NetworkOpt, as_json: JsonOpt = False) -> None:
+    """A message the client signs (EIP-191) with the key of the public-network address it registers."""
+    from andchain.tokens.moves import Moves
+
+    nonce, message = Moves(_service()).challenge(client, network)
+    if as_json:
+        emit_json({"nonce": nonce, "message": message})
+    else:
+        out.print(f"nonce {nonce}\nsign this message (personal_sign):\n{escape(message)}")
+
+
+@tokens_app.command("register-address")
+@clean_errors
+def tokens_register_address(
+    client: str,
+    network: NetworkOpt,
+    nonce: Annotated[str, typer.Option(help="from `tokens challenge`")],
+    address: Annotated[str, typer.Option(help="the client's own address")],
+    signature: Annotated[str, typer.Option(help="0x... personal_sign signature")],
+) -> None:
+    """Register a client-owned address on a public network after checking its signature and screening it."""
+    from andchain.tokens.moves import Moves
+
+    registered = Moves(_service()).register(client, network, nonce, address, signature)
+    out.print(f"{registered} registered for {client} on {network}; it is allow-listed by its first operation")
+
+
+@tokens_app.command("move")
+@clean_errors
+def tokens_move(
+    client: str,
+    amount: str,
+    source: Annotated[str, typer.Option("--from", help="source network")],
+    destination: Annotated[str, typer.Option("--to", help="destination network")],
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move deposit tokens between networks: burn on the source, mint on the destination."""
+    from andchain.tokens.moves import Moves
+
+    service = _service()
+    _print_op(Moves(service).move(client, source, destination, _usd(service.ctx, amount), _key(key)), as_json)
+
+
 # -------------------------------------------------------------------- rules
 
 

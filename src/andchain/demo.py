@@ -8,6 +8,7 @@ and end with the reconciliation table. Exit code 0 only if reconcile is clean.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -111,7 +112,11 @@ def run(console: Console | None = None) -> Report:
     complete(redeem)
     say(f"  Acme holds {usd(held(acme))} in tokens, DDA {usd(service.dda_balance(acme))}")
 
-    step("7. Reconcile: the ledger, the chain and every holder agree")
+    public = [n for n in ("base", "tempo") if n in ctx.settings.networks and ctx.settings.networks[n].enabled]
+    if len(public) == 2:
+        _moves(ctx, service, say, step, complete, acme, run_id)
+
+    step("8. Reconcile: the ledger, every chain and every holder agree")
     report = reconcile(ctx)
     from andchain.cli_tokens import render_report
 
@@ -121,3 +126,48 @@ def run(console: Console | None = None) -> Report:
             say(f"[red]break:[/red] {escape(b.subject)}: expected {escape(b.expected)}, found {escape(b.found)}")
     ctx.close()
     return report
+
+
+def _moves(ctx: Context, service: TokenService, say: Any, step: Any, complete: Any, client: str, run_id: str) -> None:
+    from andchain.chains.client import Call
+    from andchain.tokens.moves import Moves
+    from andchain.tokens.service import TOKEN_ABI
+
+    step("7. Move the token across networks: internal -> Base -> Tempo -> internal")
+    moves = Moves(service)
+    for network in ("base", "tempo"):
+        node = ctx.node(network)
+        if node.network.local and not node.status().healthy:
+            say(f"  starting {network}: {node.start()} ({node.network.rpc_url})")
+        service.setup(network)
+    # Acme's own wallet on the public chains. Its key is created here only for the demo;
+    # a real client keeps its key and signs the challenge and its approvals itself.
+    own = {}
+    for network in ("base", "tempo"):
+        address = ctx.keys.create(f"demo:{run_id}:acme-own")
+        nonce, message = moves.challenge(client, network)
+        own[network] = moves.register(client, network, nonce, address, ctx.keys.signer(address).sign_personal(message))
+        ctx.chain(network).rpc.call("anvil_setBalance", [address, hex(10**19)])  # gas for its own approvals
+    say(f"  Acme proved it owns {own['base']} (EIP-191 signature); it was screened and allow-listed on first use")
+
+    def approve(network: str, amount: int) -> None:
+        ctx.chain(network).transact(
+            own[network],
+            Call(service.token_address(network), TOKEN_ABI.encode_call("approve", service.bank("minter"), amount)),
+        )
+
+    hops = [("internal", "base"), ("base", "tempo"), ("tempo", "internal")]
+    for source, destination in hops:
+        if source != "internal":
+            approve(source, 50_000_00)
+        op = moves.move(client, source, destination, 50_000_00, f"demo-{run_id}-move-{source}-{destination}")
+        (done,) = complete(op)
+        result = done.result or {}
+        say(
+            f"  {source} -> {destination}: burned in {str(result.get('burn_tx', ''))[:18]}..., minted in "
+            f"{str(result.get('mint_tx', ''))[:18]}... after the burn was final"
+        )
+    for network in ("internal", "base", "tempo"):
+        address = service.holder(client, network)
+        balance = service.ledger.account(holder_account(network, TOKENS[DEPOSIT_TOKEN], address)).balance_posted
+        say(f"  Acme on {network:8} {usd(balance)}")

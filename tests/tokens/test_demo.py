@@ -13,7 +13,17 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     monkeypatch.setenv("ANDCHAIN_NETWORKS__INTERNAL__RPC_URL", anvil.network.rpc_url)
     monkeypatch.setenv("ANDCHAIN_KEYSTORE__SCRYPT_N", "1024")
     monkeypatch.delenv("ANDCHAIN_DATABASE_URL", raising=False)
-    result = CliRunner().invoke(app, ["demo"])
+    from andchain.devtools.postgres import free_port
+
+    for name in ("ETHEREUM", "BASE", "TEMPO"):
+        monkeypatch.setenv(f"ANDCHAIN_NETWORKS__{name}__RPC_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ANDCHAIN_NETWORKS__ETHEREUM__ENABLED", "false")
+    try:
+        result = CliRunner().invoke(app, ["demo"])
+        # And the reconcile command agrees afterwards, as JSON.
+        report = CliRunner().invoke(app, ["reconcile", "--json"])
+    finally:
+        CliRunner().invoke(app, ["networks", "down", "base", "tempo"])
     assert result.exit_code == 0, result.output
     text = result.stdout
     for chapter in (
@@ -28,6 +38,6 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
         assert chapter in text
     assert "no breaks" in text and "BREAK" not in text
     assert "Globex holds $50,000.00 in tokens" in text
-    # And the reconcile command agrees afterwards, as JSON.
-    report = CliRunner().invoke(app, ["reconcile", "--json"])
+    assert "Acme on base     $0.00" in text and "Acme on internal $200,000.00" in text
+    assert "tempo -> internal: burned in" in text
     assert report.exit_code == 0 and '"breaks": []' in report.stdout

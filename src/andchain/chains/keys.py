@@ -115,6 +115,13 @@ class Signer:
         recovery, r, s = self._sign(keccak(b"\x02" + rlp_encode(fields)))
         return b"\x02" + rlp_encode([*fields, recovery, r, s])
 
+    def sign_personal(self, text: str) -> str:
+        """An EIP-191 (personal_sign) signature of `text`, as 0x-prefixed r || s || v."""
+        message = text.encode()
+        digest = keccak(b"\x19Ethereum Signed Message:\n" + str(len(message)).encode() + message)
+        v, r, s = self.sign_message_hash(digest)
+        return "0x" + (r + s + bytes([v])).hex()
+
     def sign_message_hash(self, digest: bytes) -> tuple[int, bytes, bytes]:
         """(v, r, s) over a 32-byte digest, e.g. an EIP-712 hash for permit."""
         recovery, r, s = self._sign(digest)
