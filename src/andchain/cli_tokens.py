@@ -479,6 +479,8 @@ def render_report(report: Any) -> None:
     out.print(table)
     if report.in_flight:
         out.print(f"{len(report.in_flight)} operation(s) in flight (not breaks)")
+    for alert in report.alerts:
+        out.print(f"[yellow]alert:[/yellow] {escape(alert)}")
     out.print("[green]no breaks[/green]" if not report.breaks else f"[red]{len(report.breaks)} break(s)[/red]")
 
 

@@ -64,6 +64,9 @@ class NetworkSettings(BaseModel):
     move_outbound_refill_per_s: int = Field(default=10**9, ge=0)
     move_inbound_capacity: int = Field(default=10**13, ge=0)
     move_inbound_refill_per_s: int = Field(default=10**9, ge=0)
+    # How a payment reference becomes the 32-byte on-chain memo: "text" (UTF-8, at most 32 bytes)
+    # or "iso20022" (a UETR as its 16 bytes, or an EndToEndId of at most 32 characters).
+    memo_format: Literal["text", "iso20022"] = "text"
     # Public networks: alert when a bank signer's gas balance falls below this (wei).
     gas_alert_below_wei: int = Field(default=5 * 10**16, ge=0)
 
@@ -134,6 +137,7 @@ DEFAULT_NETWORKS: dict[str, dict[str, Any]] = {
         "chain_id": 770078,
         "kind": "permissioned",
         "rpc_url": "http://127.0.0.1:8549",
+        "memo_format": "iso20022",
         "confirmations": 1,
         "gas_policy": "zero",
         "enabled": False,

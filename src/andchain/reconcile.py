@@ -38,6 +38,7 @@ class Check:
 class Report:
     checks: list[Check] = field(default_factory=list)
     in_flight: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)  # worth an operator's look, not a break
 
     @property
     def breaks(self) -> list[Check]:
@@ -90,6 +91,26 @@ def _in_flight(service: TokenService) -> tuple[dict[tuple[str, str], int], list[
                 if "mint" in done:
                     add(p["destination"], p["to"], p["amount"])
     return effect, listed
+
+
+def _gas_alerts(ctx: Context, service: TokenService) -> list[str]:
+    """Bank signers on paid networks whose gas balance is below the network's alert threshold."""
+    alerts = []
+    for name, network in ctx.settings.networks.items():
+        if network.gas_policy == "zero" or not ctx.chain(name).deployment("deposit_token", required=False):
+            continue
+        for role in ("minter", "compliance", "admin"):
+            address = service.bank(role)
+            try:
+                balance = ctx.chain(name).balance(address)
+            except NodeUnreachable:
+                continue
+            if balance < network.gas_alert_below_wei:
+                alerts.append(
+                    f"gas wallet low on {name}: bank {role} {address} holds {balance} wei, "
+                    f"below {network.gas_alert_below_wei}"
+                )
+    return alerts
 
 
 def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
@@ -159,6 +180,7 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
                             on_chain == want,
                         )
                     )
+    report.alerts.extend(_gas_alerts(ctx, service))
     if total_supply or total_booked:
         report.checks.append(
             Check(

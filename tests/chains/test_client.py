@@ -184,3 +184,15 @@ def test_the_static_abi_encoder_refuses_what_eth_abi_refuses():
     for bad in [("0x1234", 1), ("0x" + "11" * 20, -1), ("0x" + "11" * 20, 2**256), ("0x" + "11" * 20, True)]:
         with pytest.raises(eth_abi.exceptions.EncodingError):
             abi.encode_call("transfer", *bad)
+
+
+def test_memos_follow_the_networks_profile():
+    from andchain.chains.contracts import decode_memo, encode_memo
+    from andchain.errors import DomainError
+
+    uetr = "eb6305c9-1f7f-49de-aed0-16487c27b42d"
+    assert decode_memo(encode_memo(uetr, "iso20022"), "iso20022") == uetr
+    assert decode_memo(encode_memo("E2E-REF-2026-11-0042", "iso20022"), "iso20022") == "E2E-REF-2026-11-0042"
+    assert encode_memo("INV-77") == b"INV-77".ljust(32, b"\0")
+    with pytest.raises(DomainError):
+        encode_memo("E" * 35, "iso20022")  # an ISO 20022 EndToEndId may be 35 long: refused, never cut

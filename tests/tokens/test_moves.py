@@ -310,3 +310,12 @@ def test_a_worker_killed_at_any_step_of_a_move_loses_and_doubles_nothing(
     assert [h.status for h in service.ops.history(op.id)].count("succeeded") == 1
     assert (chain_balance(service, "internal", wallet), chain_balance(service, "base", address)) == (1_800, 1_200)
     assert reconcile(ctx).breaks == []
+
+
+def test_a_low_gas_wallet_on_a_public_network_raises_an_alert_not_a_break(world):
+    ctx, service, _ = world
+    ctx.settings.networks["base"] = ctx.settings.networks["base"].model_copy(update={"gas_alert_below_wei": 10**30})
+    report = reconcile(ctx)
+    assert report.breaks == []
+    assert any(f"gas wallet low on base: bank minter {service.bank('minter')}" in a for a in report.alerts)
+    assert not any("on internal" in a for a in report.alerts)  # the bank's own chain charges no gas

@@ -253,3 +253,33 @@ def permit_digest(
         )
     )
     return keccak(b"\x19\x01" + domain + message)
+
+
+_UETR_TAG = b"UETR"
+
+
+def encode_memo(reference: str, memo_format: str = "text") -> bytes:
+    """The 32-byte memo a payment carries on chain.
+
+    "text": the reference in UTF-8 (at most 32 bytes). "iso20022" (the Swift ledger profile):
+    a UETR (a UUID) travels as "UETR" + its 16 bytes, so it fits and stays exact; any other
+    reference is an EndToEndId and travels as text (at most 32 characters, where ISO 20022
+    allows 35: longer ones are refused rather than cut).
+    """
+    if memo_format == "iso20022":
+        import uuid
+
+        try:
+            uetr = uuid.UUID(reference)
+        except ValueError:
+            return memo32(reference)
+        return (_UETR_TAG + uetr.bytes).ljust(32, b"\0")
+    return memo32(reference)
+
+
+def decode_memo(memo: bytes, memo_format: str = "text") -> str:
+    if memo_format == "iso20022" and memo.startswith(_UETR_TAG) and not memo[20:].strip(b"\0"):
+        import uuid
+
+        return str(uuid.UUID(bytes=memo[4:20]))
+    return memo_text(memo)

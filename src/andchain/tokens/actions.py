@@ -7,7 +7,7 @@ from typing import Any
 from eth_utils import keccak, to_checksum_address
 
 from andchain.chains.client import Call, Receipt
-from andchain.chains.contracts import memo32
+from andchain.chains.contracts import encode_memo, memo32
 from andchain.errors import DomainError
 from andchain.ledger import Result, TransferFlags, TransferSpec
 from andchain.ops import Operation
@@ -127,7 +127,15 @@ class PayAction(_Base):
         token = self.s.token_address(p["network"])
         return PlannedCall(
             p["sender"],
-            Call(token, TOKEN_ABI.encode_call("transferWithMemo", p["receiver"], p["amount"], memo32(p["memo"]))),
+            Call(
+                token,
+                TOKEN_ABI.encode_call(
+                    "transferWithMemo",
+                    p["receiver"],
+                    p["amount"],
+                    encode_memo(p["memo"], self.s.ctx.settings.network(p["network"]).memo_format),
+                ),
+            ),
             "pay",
         )
 

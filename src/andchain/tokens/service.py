@@ -18,7 +18,7 @@ from eth_utils import keccak, to_checksum_address
 from sqlalchemy import Connection, select, update
 
 from andchain.chains.client import Call, ChainClient, Receipt
-from andchain.chains.contracts import artifact, memo32
+from andchain.chains.contracts import artifact, encode_memo
 from andchain.context import Context
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
@@ -411,7 +411,7 @@ class TokenService:
         self._deployed(network)
         if amount_minor <= 0:
             raise DomainError(f"amount must be positive, was {amount_minor}", code="amount_must_be_positive")
-        memo32(memo)  # refuses a memo over 32 bytes now rather than at signing
+        encode_memo(memo, self.ctx.settings.network(network).memo_format)  # refuses a bad memo now, not at signing
         source, target = self.wallet(payer.id, network), self.wallet(payee.id, network)
         mirror = self.ledger.account(holder_account(network, TOKENS[DEPOSIT_TOKEN], source.address))
         if mirror.balance_posted < amount_minor:
