@@ -649,6 +649,27 @@ def bench_mint(
     out.print(table)
 
 
+@bench_app.command("move")
+@clean_errors
+def bench_move(
+    count: Annotated[int, typer.Option(help="moves per network pair")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Moves per second and p50/p99 latency to finality for each network pair (internal <-> base)."""
+    from andchain.bench import move as bench
+
+    if count < 1:
+        fail("--count must be at least 1", 2)
+    result = bench.run(count)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("pair", "moves/s", "p50 ms", "p99 ms")
+    for pair, figures in result["pairs"].items():
+        table.add_row(pair, str(figures["moves_per_s"]), str(figures["latency_ms_p50"]), str(figures["latency_ms_p99"]))
+    out.print(table)
+
+
 cli_tokens.register(app)
 
 

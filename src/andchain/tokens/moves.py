@@ -335,9 +335,16 @@ class MoveAction(_Base):
                 "remint",
                 source,
             )
-        if bank_managed and "approve" not in done:
+        if (
+            bank_managed
+            and "approve" not in done
+            and self.s.chain(source).read(src_token, TOKEN_ABI, "allowance", p["from"], minter) < p["amount"]
+        ):
+            # A bank-managed wallet lets the bank's own minter burn from it without limit, once:
+            # the bank holds both keys anyway, and per-move approvals of concurrent moves would
+            # overwrite one another (an ERC-20 approval replaces, it does not add).
             return PlannedCall(
-                p["from"], Call(src_token, TOKEN_ABI.encode_call("approve", minter, p["amount"])), "approve", source
+                p["from"], Call(src_token, TOKEN_ABI.encode_call("approve", minter, 2**256 - 1)), "approve", source
             )
         if "burn" not in done:
             return PlannedCall(
