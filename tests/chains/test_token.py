@@ -161,3 +161,16 @@ def test_seize_moves_or_burns_only_a_frozen_holders_tokens(token: TokenWorld):
     token.tx(token.compliance, "seizeAndBurn", token.alice, 700, order)
     assert (token.read("balanceOf", token.alice), token.read("balanceOf", token.minter)) == (0, 300)
     assert token.read("totalSupply") == 300
+
+
+def test_burn_from_needs_a_minter_the_holders_allowance_and_no_pause(token: TokenWorld):
+    fund(token, token.alice, 1_000)
+    assert token.refused(token.minter, "burnFrom", token.alice, 100, MEMO) == "insufficient allowance"
+    token.tx(token.alice, "approve", token.minter, 300)
+    assert token.refused(token.bob, "burnFrom", token.alice, 100, MEMO) == "not a minter"
+    receipt = token.tx(token.minter, "burnFrom", token.alice, 250, MEMO)
+    assert ("Burn", {"burner": token.alice, "value": 250, "memo": MEMO}) in token.events(receipt)
+    assert (token.read("balanceOf", token.alice), token.read("totalSupply")) == (750, 750)
+    assert token.read("allowance", token.alice, token.minter) == 50
+    token.tx(token.pauser, "pause")
+    assert token.refused(token.minter, "burnFrom", token.alice, 10, MEMO) == "paused"
