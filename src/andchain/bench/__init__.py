@@ -25,7 +25,7 @@ def machine() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def throwaway_internal_chain(prefix: str) -> Iterator[Any]:
+def throwaway_internal_chain(prefix: str, extra_networks: dict[str, dict[str, Any]] | None = None) -> Iterator[Any]:
     """A Context on a temporary directory with its own anvil node (internal profile) and SQLite.
 
     The node runs with `--prune-history`: anvil otherwise keeps every block's state in
@@ -38,24 +38,32 @@ def throwaway_internal_chain(prefix: str) -> Iterator[Any]:
     from andchain.devtools.postgres import free_port
 
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        network = NetworkSettings(
-            display_name="bench internal",
-            chain_id=770077,
-            rpc_url=f"http://127.0.0.1:{free_port()}",
-            kind="permissioned",
-            confirmations=1,
-            gas_policy="zero",
-            gas_limit=1_000_000_000,
-        )
-        node = LocalNode("internal", network, Path(tmp), persist=False, extra_args=("--prune-history",))
-        node.start()
+        networks = {
+            "internal": NetworkSettings(
+                display_name="bench internal",
+                chain_id=770077,
+                rpc_url=f"http://127.0.0.1:{free_port()}",
+                kind="permissioned",
+                confirmations=1,
+                gas_policy="zero",
+                gas_limit=1_000_000_000,
+            )
+        }
+        for name, fields in (extra_networks or {}).items():
+            networks[name] = NetworkSettings(**{"rpc_url": f"http://127.0.0.1:{free_port()}", **fields})
+        nodes = [
+            LocalNode(name, n, Path(tmp), persist=False, extra_args=("--prune-history",))
+            for name, n in networks.items()
+        ]
         try:
+            for node in nodes:
+                node.start()
             settings = Settings.model_validate(
                 {
                     "data_dir": Path(tmp),
                     "networks": {
-                        "internal": network.model_dump(),
                         **{n: {"enabled": False} for n in ("ethereum", "base", "tempo")},
+                        **{name: n.model_dump() for name, n in networks.items()},
                     },
                     "keystore": {"passphrase": "bench-only", "scrypt_n": 1024},
                 }
@@ -67,4 +75,5 @@ def throwaway_internal_chain(prefix: str) -> Iterator[Any]:
             finally:
                 ctx.close()
         finally:
-            node.stop()
+            for node in nodes:
+                node.stop()

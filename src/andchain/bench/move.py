@@ -12,17 +12,12 @@ mint, wait for the mint's finality, post.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from andchain.bench import machine
+from andchain.bench import machine, throwaway_internal_chain
 from andchain.chains.client import Call
-from andchain.chains.nodes import LocalNode
-from andchain.config import NetworkSettings, Settings
 from andchain.context import Context
-from andchain.devtools.postgres import free_port
 from andchain.ops import OpStatus
 from andchain.reconcile import reconcile
 from andchain.tokens.moves import Moves
@@ -32,58 +27,17 @@ from andchain.tokens.service import TOKEN_ABI, TokenService
 CLIENTS = 20
 
 
-def _networks() -> dict[str, NetworkSettings]:
-    return {
-        "internal": NetworkSettings(
-            display_name="bench internal",
-            chain_id=770077,
-            rpc_url=f"http://127.0.0.1:{free_port()}",
-            kind="permissioned",
-            confirmations=1,
-            gas_policy="zero",
-            gas_limit=1_000_000_000,
-        ),
-        "base": NetworkSettings(
-            display_name="bench base",
-            chain_id=8453,
-            rpc_url=f"http://127.0.0.1:{free_port()}",
-            kind="public",
-            confirmations=2,
-            gas_policy="eip1559",
-            block_time_s=1.0,
-        ),
-    }
-
-
 def run(count: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="andchain-bench-move-") as tmp:
-        networks = _networks()
-        nodes = [
-            LocalNode(name, n, Path(tmp), persist=False, extra_args=("--prune-history",))
-            for name, n in networks.items()
-        ]
-        for node in nodes:
-            node.start()
-        try:
-            settings = Settings.model_validate(
-                {
-                    "data_dir": Path(tmp),
-                    "networks": {
-                        **{k: v.model_dump() for k, v in networks.items()},
-                        **{n: {"enabled": False} for n in ("ethereum", "tempo")},
-                    },
-                    "keystore": {"passphrase": "bench-only", "scrypt_n": 1024},
-                }
-            )
-            ctx = Context(settings)
-            ctx.upgrade_database()
-            try:
-                return _measure(ctx, count)
-            finally:
-                ctx.close()
-        finally:
-            for node in nodes:
-                node.stop()
+    base = {
+        "display_name": "bench base",
+        "chain_id": 8453,
+        "kind": "public",
+        "confirmations": 2,
+        "gas_policy": "eip1559",
+        "block_time_s": 1.0,
+    }
+    with throwaway_internal_chain("andchain-bench-move-", {"base": base}) as ctx:
+        return _measure(ctx, count)
 
 
 def _percentile(values: list[float], fraction: float) -> float:

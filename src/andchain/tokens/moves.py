@@ -219,27 +219,6 @@ class Moves:
         self.s._holder_accounts(None, network, address)
         return address
 
-    def registered(self, client_id: str, network: str) -> str | None:
-        a = schema.client_addresses
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(a.c.address)
-                .where(a.c.client_id == client_id, a.c.network == network, a.c.status == "verified")
-                .order_by(a.c.registered_at_us)
-            ).scalar()
-
-    def holder(self, client_id: str, network: str) -> str:
-        """Where the client's tokens live on a network: a bank-managed wallet on a permissioned one,
-        the client's own registered address on a public one."""
-        if self.ctx.settings.network(network).kind == "permissioned":
-            return self.s.wallet(client_id, network).address
-        address = self.registered(client_id, network)
-        if address is None:
-            raise DomainError(
-                f"the client has no verified address on {network}; register one first", code="no_registered_address"
-            )
-        return address
-
     # ----------------------------------------------------------------- move
 
     def move(
@@ -254,7 +233,7 @@ class Moves:
             )
         for network in (source, destination):
             self.s._deployed(network)
-        from_holder, to_holder = self.holder(client.id, source), self.holder(client.id, destination)
+        from_holder, to_holder = self.s.holder(client.id, source), self.s.holder(client.id, destination)
         payload = {
             "client": client.id,
             "source": source,
