@@ -119,3 +119,15 @@ def test_bench_ledger_prints_one_json_object_with_the_ratio():
     assert figures["transfers_per_s"] > 0 and figures["raw_limit_per_s"] > 0
     assert figures["ratio"] == pytest.approx(figures["transfers_per_s"] / figures["raw_limit_per_s"], rel=0.01)
     assert figures["balances_verified"] is True
+
+
+def test_bench_chain_and_mint_print_their_figures_as_json():
+    chain = run("bench", "chain", "--seconds", "0.2", "--json")
+    assert chain.exit_code == 0, chain.output
+    figures = json.loads(chain.stdout)
+    assert figures["transfers_per_s"] > 0 and figures["raw_limit_per_s"] > 0 and figures["batched_transfers_per_s"] > 0
+    mint = run("bench", "mint", "--count", "10", "--json")
+    assert mint.exit_code == 0, mint.output
+    figures = json.loads(mint.stdout)
+    assert figures["mints_per_s"] > 0 and figures["mint_latency_ms_p99"] >= figures["mint_latency_ms_p50"]
+    assert figures["reconcile_flags_raw_mints"] is True  # raw mints bypass the ledger, and reconcile sees it
