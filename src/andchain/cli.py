@@ -385,7 +385,7 @@ def networks_status(names: Annotated[list[str] | None, typer.Argument()] = None,
     """Chain id, block height and health of every configured network."""
     ctx = _context()
     chosen = names or list(ctx.settings.networks)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in chosen:
         network = ctx.settings.network(name)
         status = ctx.node(name).status()

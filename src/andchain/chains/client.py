@@ -528,7 +528,7 @@ class ChainClient:
                 raise NotFound(f"nothing named {name!r} is deployed on network {self.name}", code="not_deployed")
             return None
         self._deployments[name] = address
-        return address
+        return str(address)
 
     def deployments(self) -> dict[str, tuple[str, str]]:
         table = schema.deployments

@@ -264,8 +264,8 @@ class Listener:
                 .where(b.c.listener == self.name, b.c.chain_id == self.chain_id)
                 .order_by(b.c.block_number.desc())
             ).all()
-        canonical = self._hashes([int(n) for n, _ in known]) if known else {}
-        ancestor = next((int(n) for n, h in known if canonical.get(int(n)) == h), self.start_block - 1)
+        canonical = self._hashes([int(str(n)) for n, _ in known]) if known else {}
+        ancestor = next((int(str(n)) for n, h in known if canonical.get(int(str(n))) == h), self.start_block - 1)
         log.warning(
             "reorg below confirmations name=%s checkpoint=%d ancestor=%d", self.name, checkpoint_block, ancestor
         )

@@ -89,7 +89,7 @@ def _tx_of(state: dict[str, Any]) -> SentTx:
         state["nonce"],
         call,
         state["gas"],
-        tuple(state["fee"]),  # type: ignore[arg-type]
+        tuple(state["fee"]),
         bytes.fromhex(state["raw"]),
     )
 

@@ -10,6 +10,7 @@ the single writer's lock serialises them).
 
 from __future__ import annotations
 
+import builtins
 import enum
 import hashlib
 import json
@@ -207,7 +208,7 @@ class Operations:
         network: str | None = None,
         limit: int = 100,
         after_id: str | None = None,
-    ) -> list[Operation]:
+    ) -> builtins.list[Operation]:
         t = schema.operations
         query = select(t).order_by(t.c.id).limit(limit)
         if status:
@@ -221,7 +222,7 @@ class Operations:
         with self.engine.connect() as conn:
             return [_op_of(r) for r in conn.execute(query)]
 
-    def history(self, op_id: str) -> list[HistoryEntry]:
+    def history(self, op_id: str) -> builtins.list[HistoryEntry]:
         h = schema.history
         with self.engine.connect() as conn:
             rows = conn.execute(select(h.c.status, h.c.detail, h.c.at_us).where(h.c.op_id == op_id).order_by(h.c.seq))
@@ -232,7 +233,7 @@ class Operations:
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
 
-    def stuck(self, older_than_s: float) -> list[Operation]:
+    def stuck(self, older_than_s: float) -> builtins.list[Operation]:
         t = schema.operations
         cutoff = self.clock() - int(older_than_s * 1_000_000)
         with self.engine.connect() as conn:
@@ -303,7 +304,7 @@ class Operations:
 
     def claim(
         self, owner: str, *, kinds: Sequence[str] | None = None, limit: int = CLAIM_MAX, lease_s: float = LEASE_S
-    ) -> list[Operation]:
+    ) -> builtins.list[Operation]:
         """Lease due, unfinished operations to `owner` (never one another worker holds)."""
         t = schema.operations
         now = self.clock()
