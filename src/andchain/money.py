@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from andchain.errors import DomainError
 
@@ -210,10 +210,3 @@ def parse_amount(text: str, registry: AssetRegistry, *, allow_negative: bool = F
         raise MoneyError(f"amount must look like '12.34 USD', was {text!r}")
     asset = registry.get(match["code"])
     return Amount(asset, parse_minor(match["number"], asset.scale, allow_negative=allow_negative))
-
-
-def decimal_of(amount: Amount) -> Decimal:
-    try:
-        return Decimal(amount.minor).scaleb(-amount.asset.scale)
-    except InvalidOperation as exc:  # pragma: no cover - Decimal handles any int
-        raise MoneyError(str(exc)) from exc

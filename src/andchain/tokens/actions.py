@@ -12,7 +12,7 @@ from andchain.errors import DomainError
 from andchain.ledger import Result, TransferFlags, TransferSpec
 from andchain.ops import Operation
 from andchain.ops.chain import PlannedCall
-from andchain.tokens.model import DEPOSIT_TOKEN, DVP, FUND_SHARE, TOKENS, holder_account
+from andchain.tokens.model import DEPOSIT_TOKEN, DVP, FUND_SHARE, TOKENS
 from andchain.tokens.service import DVP_ABI, TOKEN_ABI, TokenService
 
 _ALLOWLIST = TOKEN_ABI.function("setAllowlisted").selector
@@ -268,7 +268,3 @@ def all_actions(service: TokenService) -> list[Any]:
         DvPAction(service),
         MoveAction(service),
     ]
-
-
-def mirror_names(network: str, address: str) -> list[str]:
-    return [holder_account(network, token, address) for token in TOKENS.values()]

@@ -302,14 +302,6 @@ class TokenService:
             self._owners[key] = owner
         return owner
 
-    def wallets(self, network: str | None = None) -> list[Wallet]:
-        t = schema.wallets
-        query = select(t).order_by(t.c.created_at_us)
-        if network:
-            query = query.where(t.c.network == network)
-        with self.ctx.engine.connect() as conn:
-            return [Wallet(r.client_id, r.network, r.address, bool(r.allowlisted)) for r in conn.execute(query)]
-
     def allowlisted_wallet(self, network: str, address: str) -> bool:
         """Whether the bank already allow-listed this client wallet on the deposit token (from the cache first)."""
         for wallet in self._wallets.values():
