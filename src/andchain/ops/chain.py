@@ -156,24 +156,12 @@ class ChainOpsHandler:
             action = self.actions[op.kind]
             if not receipt.status:
                 reason = chain.why_reverted(_tx_of(tx), receipt)
-                on_revert = getattr(action, "reverted", None)
-                changes = on_revert(op, tx.get("step", ""), reason) if on_revert else None
-                if changes is not None:
-                    # The action has a way on (a compensating step): the operation continues.
-                    self.ops.update(
-                        op,
-                        state={**op.state, **changes, "tx": None},
-                        retry_in_us=0,
-                        detail=f"{tx.get('step') or 'step'} reverted: {reason}; compensating",
-                    )
-                    continue
-                action.failed(op, "tx_reverted", reason)
-                self.ops.update(
+                self._reverted(
                     op,
-                    status=OpStatus.FAILED,
-                    error=("tx_reverted", reason),
-                    state={**op.state, "tx": None, "reverted": tx["hash"]},
-                    detail=f"reverted: {reason} ({tx['hash']})",
+                    tx.get("step", ""),
+                    reason,
+                    f"{tx.get('step') or 'step'} reverted: {reason} ({tx['hash']})",
+                    reverted_hash=tx["hash"],
                 )
                 continue
             if head - receipt.block_number + 1 < chain.network.confirmations:
@@ -284,6 +272,21 @@ class ChainOpsHandler:
             failpoints.hit(f"{items[0][0].kind}:after_submit")
             failpoints.hit(f"{items[0][0].kind}:{items[0][1].step}:after_submit")
 
+    def _reverted(self, op: Operation, step: str, reason: str, detail: str, reverted_hash: str | None = None) -> None:
+        """A step reverted (or its gas estimate says it would): compensate if the action can, else fail."""
+        action = self.actions[op.kind]
+        on_revert = getattr(action, "reverted", None)
+        changes = on_revert(op, step, reason) if on_revert else None
+        if changes is not None:
+            # The action has a way on (a compensating step): the operation continues.
+            self.ops.update(
+                op, state={**op.state, **changes, "tx": None}, retry_in_us=0, detail=f"{detail}; compensating"
+            )
+            return
+        action.failed(op, "tx_reverted", reason)
+        state = {**op.state, "tx": None, **({"reverted": reverted_hash} if reverted_hash else {})}
+        self.ops.update(op, status=OpStatus.FAILED, error=("tx_reverted", reason), state=state, detail=detail)
+
     def _sign_one_by_one(
         self, chain: ChainClient, sender: str, items: list[tuple[Operation, PlannedCall]]
     ) -> tuple[list[tuple[Operation, PlannedCall]], list[SentTx]]:
@@ -293,24 +296,7 @@ class ChainOpsHandler:
                 signed += chain.sign_calls(sender, [call.call])
                 kept.append((op, call))
             except TxReverted as exc:
-                action = self.actions[op.kind]
-                on_revert = getattr(action, "reverted", None)
-                changes = on_revert(op, call.step, exc.reason) if on_revert else None
-                if changes is not None:
-                    self.ops.update(
-                        op,
-                        state={**op.state, **changes, "tx": None},
-                        retry_in_us=0,
-                        detail=f"{call.step or 'step'} would revert: {exc.reason}; compensating",
-                    )
-                    continue
-                action.failed(op, "tx_reverted", exc.reason)
-                self.ops.update(
-                    op,
-                    status=OpStatus.FAILED,
-                    error=("tx_reverted", exc.reason),
-                    detail=f"{call.step or 'step'} would revert: {exc.reason}",
-                )
+                self._reverted(op, call.step, exc.reason, f"{call.step or 'step'} would revert: {exc.reason}")
         return kept, signed
 
     def _refused(self, op: Operation, message: str, conn: Any) -> None:
