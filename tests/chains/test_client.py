@@ -196,3 +196,13 @@ def test_memos_follow_the_networks_profile():
     assert encode_memo("INV-77") == b"INV-77".ljust(32, b"\0")
     with pytest.raises(DomainError):
         encode_memo("E" * 35, "iso20022")  # an ISO 20022 EndToEndId may be 35 long: refused, never cut
+
+
+def test_personal_sign_is_what_eth_account_recovers():
+    from eth_account.messages import encode_defunct
+
+    signer = Signer(KEY)
+    message = "andchain address registration\nnonce: 42"
+    assert Account.recover_message(encode_defunct(text=message), signature=signer.sign_personal(message)) == (
+        signer.address
+    )
