@@ -268,7 +268,7 @@ class Moves:
             self._consume(conn, source, destination, amount_minor)
             op, _ = self.s.ops.create("move", idempotency_key, payload, network=source, conn=conn)
         self.reserve(op)
-        return op
+        return self.s.ops.update(op, state={**op.state, "reserved": True})
 
     def reserve(self, op: Operation) -> None:
         p = op.payload
@@ -299,7 +299,8 @@ class MoveAction(_Base):
 
     def next_call(self, op: Operation) -> PlannedCall | None:
         p = op.payload
-        self.moves.reserve(op)
+        if not op.state.get("reserved"):  # only a crash between recording and reserving leaves it undone
+            self.moves.reserve(op)
         done = _done(op)
         source, destination = p["source"], p["destination"]
         minter = self.s.bank("minter")
