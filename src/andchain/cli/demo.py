@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule as Divider
@@ -118,7 +119,7 @@ def run(console: Console | None = None) -> Report:
 
     step("8. Reconcile: the ledger, every chain and every holder agree")
     report = reconcile(ctx)
-    from andchain.cli_tokens import render_report
+    from andchain.cli.common import render_report
 
     render_report(report)
     if report.breaks:
@@ -171,3 +172,12 @@ def _moves(ctx: Context, service: TokenService, say: Any, step: Any, complete: A
         address = service.holder(client, network)
         balance = service.ledger.account(holder_account(network, TOKENS[DEPOSIT_TOKEN], address)).balance_posted
         say(f"  Acme on {network:8} {usd(balance)}")
+
+
+def demo() -> None:
+    """The deposit-token story end to end on the embedded defaults; exit 0 only if reconcile is clean."""
+    from andchain.cli.common import out
+
+    report = run(out)
+    if report.breaks:
+        raise typer.Exit(1)

@@ -1,0 +1,56 @@
+"""The `andchain` command: one module per noun, assembled here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from andchain import __version__
+from andchain.cli import bench, clients, db, demo, ledger, networks, ops, rules, serve, tokens, worker
+from andchain.cli.common import clean_errors, out
+
+app = typer.Typer(
+    help="andchain: the bank's book of record and digital-asset platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at DEBUG")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+app.add_typer(db.app, name="db")
+app.add_typer(ledger.app, name="ledger")
+app.add_typer(networks.app, name="networks")
+app.add_typer(clients.app, name="clients")
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(rules.app, name="rules")
+app.add_typer(ops.app, name="ops")
+app.add_typer(bench.app, name="bench")
+app.command("deposit")(clean_errors(clients.deposit))
+app.command("serve")(serve.serve)
+app.command("worker")(clean_errors(worker.worker))
+app.command("reconcile")(clean_errors(worker.reconcile_command))
+app.command("demo")(clean_errors(demo.demo))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from andchain.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""`andchain bench`: figures against the raw limit measured in the same run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from andchain.cli.common import (
+    JsonOpt,
+    clean_errors,
+    emit_json,
+    fail,
+    out,
+)
+
+app = typer.Typer(help="Benchmarks against the raw limit measured in the same run.", no_args_is_help=True)
+
+
+@app.command("ledger")
+@clean_errors
+def bench_ledger(
+    backend: Annotated[str, typer.Option(help="sqlite or postgresql")] = "sqlite",
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Transfers/s through the ledger (batches of 1,000, one hot account) vs plain INSERTs of the same rows."""
+    from andchain.bench import ledger as bench
+
+    if backend not in ("sqlite", "postgresql"):
+        fail(f"--backend must be sqlite or postgresql, was {backend!r}", 2)
+    result = bench.run(backend, seconds)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in ("backend", "engine", "transfers_per_s", "single_transfers_per_s", "raw_limit_per_s", "ratio"):
+        table.add_row(key, str(result[key]))
+    out.print(table)
+
+
+@app.command("chain")
+@clean_errors
+def bench_chain(
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Token transfers/s through the chain client vs pre-signed raw transfers, and via batchTransfer."""
+    from andchain.bench import chain as bench
+
+    result = bench.run(seconds)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in ("transfers_per_s", "raw_limit_per_s", "ratio", "batched_transfers_per_s"):
+        table.add_row(key, str(result[key]))
+    out.print(table)
+
+
+@app.command("mint")
+@clean_errors
+def bench_mint(
+    count: Annotated[int, typer.Option(help="mints, then as many payments")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mints and payments per second end to end (ledger + chain + listener), p50/p99 latency to finality."""
+    from andchain.bench import mint as bench
+
+    if count < 10:
+        fail("--count must be at least 10", 2)
+    result = bench.run(count)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in (
+        "mints_per_s",
+        "mint_latency_ms_p50",
+        "mint_latency_ms_p99",
+        "pays_per_s",
+        "pay_latency_ms_p50",
+        "pay_latency_ms_p99",
+        "raw_limit_per_s",
+        "mint_ratio",
+        "pay_ratio",
+    ):
+        table.add_row(key, str(result[key]))
+    out.print(table)
+
+
+@app.command("move")
+@clean_errors
+def bench_move(
+    count: Annotated[int, typer.Option(help="moves per network pair")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Moves per second and p50/p99 latency to finality for each network pair (internal <-> base)."""
+    from andchain.bench import move as bench
+
+    if count < 1:
+        fail("--count must be at least 1", 2)
+    result = bench.run(count)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("pair", "moves/s", "p50 ms", "p99 ms")
+    for pair, figures in result["pairs"].items():
+        table.add_row(pair, str(figures["moves_per_s"]), str(figures["latency_ms_p50"]), str(figures["latency_ms_p99"]))
+    out.print(table)

@@ -1,0 +1,121 @@
+"""Helpers shared by the command modules: consoles, clean errors, JSON output, common options."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from andchain.context import Context
+from andchain.errors import DomainError
+from andchain.money import parse_amount
+
+if TYPE_CHECKING:
+    from andchain.ops import Operation
+    from andchain.reconcile import Report
+    from andchain.tokens.service import TokenService
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, emoji=False, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print data as JSON")]
+NetworkOpt = Annotated[str, typer.Option("--network", "-n", help="network name")]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="idempotency key (generated when absent)")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def clean_errors(fn: F) -> F:
+    """Domain errors become a one-line message and exit code 1, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DomainError as exc:
+            fail(f"{exc.message} [{exc.code}]")
+        except OSError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def context() -> Context:
+    return Context()
+
+
+def token_service() -> TokenService:
+    from andchain.tokens.service import TokenService
+
+    return TokenService(Context())
+
+
+def usd_minor(ctx: Context, text: str) -> int:
+    amount = parse_amount(text if " " in text.strip() else f"{text} USD", ctx.assets)
+    if amount.asset.code != "USD":
+        fail(f"deposit tokens are USD: give an amount like '100.00 USD', was {text!r}")
+    return amount.minor
+
+
+def idempotency_key(key: str | None) -> str:
+    if key:
+        return key
+    generated = f"cli-{uuid.uuid4()}"
+    err.print(f"idempotency key: {generated}")
+    return generated
+
+
+def op_row(op: Operation) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "kind": op.kind,
+        "network": op.network,
+        "status": op.status.value,
+        "key": op.idempotency_key,
+        "attempts": op.attempts,
+        "error": op.error_code,
+        "payload": op.payload,
+        "result": op.result,
+    }
+
+
+def print_op(op: Operation, as_json: bool) -> None:
+    if as_json:
+        emit_json(op_row(op))
+    else:
+        out.print(f"operation {op.id} {op.kind} {op.status.value}  (key {escape(op.idempotency_key)})")
+
+
+def render_report(report: Report) -> None:
+    table = Table("check", "subject", "expected", "found", "result", title="reconciliation")
+    for c in report.checks:
+        table.add_row(
+            c.check,
+            escape(c.subject),
+            escape(c.expected),
+            escape(c.found),
+            "[green]ok[/green]" if c.ok else "[red]BREAK[/red]",
+        )
+    out.print(table)
+    if report.in_flight:
+        out.print(f"{len(report.in_flight)} operation(s) in flight (not breaks)")
+    for alert in report.alerts:
+        out.print(f"[yellow]alert:[/yellow] {escape(alert)}")
+    out.print("[green]no breaks[/green]" if not report.breaks else f"[red]{len(report.breaks)} break(s)[/red]")

@@ -1,0 +1,89 @@
+"""`andchain serve`: the HTTP API, optionally with the worker beside it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from andchain import __version__
+from andchain.cli.common import (
+    clean_errors,
+    context,
+    err,
+    fail,
+)
+from andchain.context import Context
+from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
+
+SAMPLE_ACCOUNTS = [
+    AccountSpec("bank:usd:cash", "USD", kind=AccountKind.ASSET),
+    AccountSpec(
+        "clients:acme:usd:dda",
+        "USD",
+        kind=AccountKind.LIABILITY,
+        flags=int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    ),
+    AccountSpec(
+        "clients:globex:usd:dda",
+        "USD",
+        kind=AccountKind.LIABILITY,
+        flags=int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+    ),
+    AccountSpec("bank:usd:fees", "USD", kind=AccountKind.INCOME),
+]
+
+
+def seed_sample(ctx: Context) -> None:
+    results = ctx.ledger.create_accounts(SAMPLE_ACCOUNTS)
+    assert all(r.ok for r in results), results
+    cash, acme, globex = (r.account_id for r in results[:3])
+    ctx.ledger.create_transfers(
+        [
+            TransferSpec(cash, acme, 1_000_000, id="sample:deposit:acme", code="deposit", memo="opening deposit"),
+            TransferSpec(cash, globex, 250_000, id="sample:deposit:globex", code="deposit", memo="opening deposit"),
+        ]
+    )
+
+
+@clean_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="default from config: 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="default from config: 8000")] = None,
+    sample_data: Annotated[bool, typer.Option("--sample-data", help="open a few sample accounts first")] = False,
+    with_worker: Annotated[
+        bool, typer.Option("--worker", help="also run the operations worker in this process")
+    ] = False,
+) -> None:
+    """Run the HTTP API (uvicorn). Migrates the database first."""
+    import socket
+
+    import uvicorn
+
+    from andchain.api import create_app
+
+    ctx = context()
+    host = host or ctx.settings.api.host
+    port = port or ctx.settings.api.port
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            fail(f"port {port} on {host} is already in use; stop what holds it or pass --port")
+    ctx.upgrade_database()
+    if sample_data:
+        seed_sample(ctx)
+    if with_worker:
+        import threading
+
+        from andchain.tokens.runtime import token_worker
+
+        worker_ctx = Context()
+        thread = threading.Thread(
+            target=lambda: token_worker(worker_ctx).run(seconds=10**9), name="andchain-worker", daemon=True
+        )
+        thread.start()
+        err.print("operations worker running (operations, listeners, rules)")
+    err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
