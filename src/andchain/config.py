@@ -38,6 +38,25 @@ class LedgerSettings(BaseModel):
     expire_batch_max: int = Field(default=1000, ge=1, le=8190)
 
 
+class OpsSettings(BaseModel):
+    """How operations are retried and supervised."""
+
+    # Transient failures (a node that does not answer, a refused nonce, a timeout) of one
+    # operation are retried this many times with backoff; then the operation compensates
+    # (a move's destination that never answers) or stops in needs_attention, its holds kept.
+    attempts_max: int = Field(default=8, ge=1, le=1000)
+    backoff_base_s: float = Field(default=0.5, gt=0, le=3600)
+    backoff_max_s: float = Field(default=60.0, gt=0, le=86_400)
+    # How long a worker's claim on an operation (or a listener's lease) lasts without renewal.
+    lease_s: float = Field(default=30.0, ge=1, le=3600)
+    # An active operation older than this is reported by reconcile.
+    stuck_after_s: float = Field(default=600.0, ge=1)
+    # A nonce gap that stays this long is filled: by the transaction that owns the nonce, or a no-op.
+    nonce_gap_grace_s: float = Field(default=3.0, ge=0, le=3600)
+    # /health calls a worker alive when its last round ended within this many seconds.
+    worker_stale_after_s: float = Field(default=30.0, ge=1)
+
+
 class NetworkSettings(BaseModel):
     """One EVM network andchain reaches over JSON-RPC."""
 
@@ -177,6 +196,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     api: ApiSettings = Field(default_factory=ApiSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
     keystore: KeystoreSettings = Field(default_factory=KeystoreSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)

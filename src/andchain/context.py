@@ -15,7 +15,7 @@ from andchain.config import Settings, load_settings
 from andchain.db import make_engine
 from andchain.ledger import Ledger
 from andchain.ledger.model import Clock, system_clock_us
-from andchain.money import AssetRegistry
+from andchain.money import Asset, AssetRegistry
 
 if TYPE_CHECKING:
     from andchain.chains.client import ChainClient
@@ -63,6 +63,21 @@ class Context:
                 network, self.settings.network(network), self.engine, self.keys, clock=self.clock
             )
         return self._chains[network]
+
+    def register_assets(self, assets: list[Asset]) -> None:
+        """Make assets known to the ledger (persisted, so that every process knows them)."""
+        for asset in assets:
+            self.assets.add(asset)
+        register = getattr(self.ledger, "register_assets", None)
+        if register is not None:
+            register(assets)
+
+    def fund_gas(self, network: str, addresses: list[str]) -> None:
+        """Give the bank's signers gas on a local development node; elsewhere the bank funds its own
+        gas wallets (reconcile alerts when one runs low)."""
+        settings = self.settings.network(network)
+        if settings.local and settings.gas_policy != "zero":
+            self.node(network).fund(addresses)
 
     def node(self, network: str) -> LocalNode:
         from andchain.chains.nodes import LocalNode

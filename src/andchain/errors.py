@@ -14,6 +14,10 @@ class DomainError(Exception):
 
     code: ClassVar[str] = "invalid_request"
     http_status: ClassVar[int] = 422
+    # A transient error (a node that does not answer, a timeout, a busy database) says
+    # nothing about the request: whoever meets it waits and tries again. Only a refusal
+    # that is not transient (a revert with a reason, a ledger refusal) may end an operation.
+    transient: ClassVar[bool] = False
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -31,6 +35,23 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     code = "conflict"
     http_status = 409
+
+
+class Unavailable(DomainError):
+    """Something andchain depends on did not answer in time (a node, the database): try again later."""
+
+    code = "unavailable"
+    http_status = 503
+    transient = True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error means "wait and try again" rather than "this request is refused"."""
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, DomainError):
+        return exc.transient
+    return isinstance(exc, OperationalError | TimeoutError | ConnectionError)
 
 
 class InvariantBroken(AssertionError):

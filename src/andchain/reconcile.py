@@ -3,26 +3,44 @@
 Checks, each reported with what was expected and what was found:
 - ledger: debits == credits per asset; every cached balance equals the one derived
   from the transfers; every flagged account within its bound;
-- for every network with a bank token: on-chain totalSupply == the ledger's mirror of
-  all holders, give or take what operations have moved on chain but not yet booked
-  (shown as in flight, not as a break);
-- every holder's on-chain balance == its ledger mirror (same allowance for in-flight ops);
-- no operation unfinished beyond its bound.
+- for every network with a bank token, and every token there: on-chain totalSupply ==
+  the ledger's mirror of all its holders, and each holder's balance == its mirror,
+  give or take what operations did on chain that the ledger does not hold yet (or
+  holds already while the chain does not), shown as in flight, not as a break;
+- per token, the sum of supplies over every network == what the ledger owes;
+- no operation active beyond its bound, none waiting for an operator (needs_attention).
+
+The chain is read at one block per network: the last block both final and delivered
+by the network's listener, so that events not yet delivered are not mistaken for
+breaks. Nothing is capped: holders and operations are read page by page. A node that
+does not answer is a break (nothing can be proven about it), never skipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from andchain.chains.rpc import NodeUnreachable
-from andchain.context import Context
-from andchain.money import format_minor
-from andchain.ops import OpStatus
-from andchain.tokens.model import TOKENS, holders_prefix
-from andchain.tokens.service import TOKEN_ABI, TokenService
+from sqlalchemy import select
 
-STUCK_AFTER_S = 600.0
+from andchain.chains import schema as chain_schema
+from andchain.chains.client import ChainClient
+from andchain.chains.rpc import NodeUnreachable, RpcError
+from andchain.context import Context
+from andchain.errors import DomainError
+from andchain.money import format_minor
+from andchain.ops import OpStatus, journal
+from andchain.ops.journal import TxRecord
+from andchain.ops.worker import worker_status
+from andchain.tokens.booking import TOKEN_ABI, event_transfer_id
+from andchain.tokens.model import TOKENS, TokenDef, holders_prefix
+from andchain.tokens.service import TokenService
+
+PAGE = 1000
+READ_BATCH = 500
+EVENT_ORDINALS_MAX = 8
+LAG_ALERT_BLOCKS = 20
 
 
 @dataclass
@@ -50,73 +68,253 @@ class Report:
             "breaks": [asdict(c) for c in self.breaks],
             "checks": [asdict(c) for c in self.checks],
             "in_flight": self.in_flight,
+            "alerts": self.alerts,
         }
 
 
-def _in_flight(service: TokenService) -> tuple[dict[tuple[str, str], int], list[dict[str, Any]]]:
-    """What unfinished operations changed on chain but not yet in the ledger, per (network, holder).
+def _fmt(value: int, token: TokenDef) -> str:
+    return f"{format_minor(value, token.decimals)} {token.symbol}"
 
-    A mint mined but not yet posted has raised supply ahead of the ledger; a move's burn
-    has lowered the source ahead of it, its mint raised the destination, and a
-    compensating mint restored the source.
-    """
-    effect: dict[tuple[str, str], int] = {}
-    listed = []
 
-    def add(network: str, holder: str, amount: int) -> None:
-        key = (network, holder.lower())
-        effect[key] = effect.get(key, 0) + amount
+class _Reconciler:
+    def __init__(self, ctx: Context, service: TokenService) -> None:
+        self.ctx = ctx
+        self.service = service
+        self.ops = service.ops
+        self.actions = {kind: action for action in service.actions() for kind in action.kinds}
+        self.unfinished = {op.id: op for op in self.ops.unfinished()}
+        self._ops: dict[str, Any] = dict(self.unfinished)
+        self.report = Report()
+        self.totals: dict[str, list[int]] = {}  # symbol -> [sum of supplies, ledger + in flight]
 
-    for status in (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING):
-        for op in service.ops.list(status=status.value, limit=100_000):
+    def op(self, op_id: str) -> Any:
+        if op_id not in self._ops:
+            self._ops[op_id] = self.ops.get(op_id)
+        return self._ops[op_id]
+
+    # ------------------------------------------------------------- in flight
+
+    def _booked_from_events(self, chain_id: int, tx_hash: str) -> bool:
+        ids = [event_transfer_id(chain_id, tx_hash, i) for i in range(EVENT_ORDINALS_MAX)]
+        return bool(self.ctx.ledger.lookup_transfers(ids))
+
+    def effects(self, chain: ChainClient, at_block: int) -> dict[tuple[str, str], int]:
+        """Per (token deployment, holder): what the chain at `at_block` holds that the ledger does not."""
+        rows = self._journal_rows(chain.name, at_block)
+        signed = [r for r in rows if r.status == TxRecord.SIGNED]
+        mined = chain.receipts([r.hash for r in signed]) if signed else {}
+        out: dict[tuple[str, str], int] = {}
+        for row in rows:
+            op = self.op(row.op_id)
+            action = self.actions.get(op.kind)
+            if action is None:
+                continue
+            changes = [e for e in action.effects(op, row.step) if e[0] == chain.name]
+            if not changes:
+                continue
+            if row.status == TxRecord.SIGNED:
+                receipt = mined.get(row.hash)
+                on_chain = receipt is not None and receipt.status and receipt.block_number <= at_block
+            else:
+                on_chain = row.status == TxRecord.FINAL and (row.block_number or 0) <= at_block
+            if action.event_booked:
+                in_ledger = self._booked_from_events(chain.chain_id, row.hash)
+            else:
+                in_ledger = action.booked(op, row.step)
+            factor = int(bool(on_chain)) - int(bool(in_ledger))
+            if not factor:
+                continue
+            for _, deployment, holder, delta in changes:
+                key = (deployment, holder.lower())
+                out[key] = out.get(key, 0) + factor * delta
+        return out
+
+    def _journal_rows(self, network: str, at_block: int) -> list[journal.JournalEntry]:
+        t = journal.T
+        wanted = (t.c.status == TxRecord.DROPPED.value) | (
+            (t.c.status == TxRecord.FINAL.value) & (t.c.block_number > at_block)
+        )
+        with self.ctx.engine.connect() as conn:
+            rows = [journal.entry_of(r) for r in conn.execute(select(t).where(t.c.network == network, wanted))]
+            ids = sorted(self.unfinished)
+            for start in range(0, len(ids), PAGE):
+                chunk = ids[start : start + PAGE]
+                rows += [
+                    journal.entry_of(r)
+                    for r in conn.execute(
+                        select(t).where(
+                            t.c.network == network,
+                            t.c.op_id.in_(chunk),
+                            t.c.status.in_([TxRecord.SIGNED.value, TxRecord.FINAL.value]),
+                        )
+                    )
+                ]
+        unique = {r.hash: r for r in rows}
+        return list(unique.values())
+
+    # ---------------------------------------------------------------- chains
+
+    def read_block(self, chain: ChainClient) -> int:
+        """The last block that is final and delivered by the network's listener."""
+        final = chain.block_number() - chain.network.confirmations + 1
+        c = chain_schema.checkpoints
+        with self.ctx.engine.connect() as conn:
+            delivered = conn.execute(
+                select(c.c.block_number).where(c.c.listener == f"tokens:{chain.name}", c.c.chain_id == chain.chain_id)
+            ).scalar()
+        if delivered is not None and final - int(delivered) > LAG_ALERT_BLOCKS:
+            self.report.alerts.append(
+                f"the ledger follows {chain.name} up to block {delivered}, {final - int(delivered)} final blocks "
+                "behind the chain: is a worker running? (checked at the ledger's block)"
+            )
+        return max(0, final if delivered is None else min(final, int(delivered)))
+
+    def mirrors(self, network: str, token: TokenDef) -> Iterable[Any]:
+        after = 0
+        while True:
+            page = self.ctx.ledger.list_accounts(prefix=holders_prefix(network, token), after_id=after, limit=PAGE)
+            yield from page
+            if len(page) < PAGE:
+                return
+            after = page[-1].id
+
+    def network(self, name: str) -> None:
+        chain = self.ctx.chain(name)
+        deployed = {token.deployment: chain.deployment(token.deployment, required=False) for token in TOKENS.values()}
+        if not any(deployed.values()):
+            return
+        try:
+            at = self.read_block(chain)
+            effects = self.effects(chain, at)
+            readings = []
+            for token in TOKENS.values():
+                address = deployed[token.deployment]
+                if not address:
+                    continue
+                mirrors = list(self.mirrors(name, token))
+                supply = chain.read(address, TOKEN_ABI, "totalSupply", block=at)
+                balances: list[int] = []
+                for start in range(0, len(mirrors), READ_BATCH):
+                    chunk = mirrors[start : start + READ_BATCH]
+                    balances += chain.read_many(
+                        address, TOKEN_ABI, [("balanceOf", (m.name.rsplit(":", 1)[1],)) for m in chunk], block=at
+                    )
+                readings.append((token, mirrors, supply, balances))
+        except (NodeUnreachable, RpcError, DomainError) as exc:
+            self.report.checks.append(
+                Check("chain", name, "the node answers", f"{type(exc).__name__}: {getattr(exc, 'message', exc)}", False)
+            )
+            return
+        for token, mirrors, supply, balances in readings:
+            effect = {h: v for (d, h), v in effects.items() if d == token.deployment}
+            booked = sum(m.balance_posted for m in mirrors)
+            in_flight = sum(effect.values())
+            total = self.totals.setdefault(token.symbol, [0, 0])
+            total[0] += supply
+            total[1] += booked + in_flight
+            self.report.checks.append(
+                Check(
+                    "supply",
+                    f"{token.symbol} on {name} (block {at})",
+                    f"ledger {_fmt(booked, token)}" + (f" + in flight {_fmt(in_flight, token)}" if in_flight else ""),
+                    f"totalSupply {_fmt(supply, token)}",
+                    supply == booked + in_flight,
+                )
+            )
+            for mirror, on_chain in zip(mirrors, balances, strict=True):
+                holder = mirror.name.rsplit(":", 1)[1]
+                want = mirror.balance_posted + effect.get(holder, 0)
+                if on_chain != want or mirror.balance_posted or on_chain:
+                    self.report.checks.append(
+                        Check(
+                            "holder",
+                            f"{token.symbol} {holder} on {name}",
+                            f"ledger {_fmt(want, token)}",
+                            f"chain {_fmt(on_chain, token)}",
+                            on_chain == want,
+                        )
+                    )
+
+    # ------------------------------------------------------------ operations
+
+    def operations(self) -> None:
+        stuck_after_s = self.ctx.settings.ops.stuck_after_s
+        for op in self.unfinished.values():
             p = op.payload
-            listed.append(
+            self.report.in_flight.append(
                 {
                     "operation": op.id,
                     "kind": op.kind,
                     "status": op.status.value,
                     "network": op.network,
-                    "amount": p.get("amount"),
+                    "amount": p.get("amount", p.get("cash")),
                     **({"from": p["source"], "to": p["destination"]} if op.kind == "move" else {}),
+                    **({"error": op.error_code, "reason": op.error_message} if op.error_code else {}),
                 }
             )
-            done = {d.get("step") for d in op.state.get("done", [])}
-            if op.kind == "mint" and "mint" in done:
-                add(p["network"], p["holder"], p["amount"])
-            elif op.kind == "move":
-                if "burn" in done:
-                    add(p["source"], p["from"], -p["amount"])
-                if "remint" in done:
-                    add(p["source"], p["from"], p["amount"])
-                if "mint" in done:
-                    add(p["destination"], p["to"], p["amount"])
-    return effect, listed
-
-
-def _gas_alerts(ctx: Context, service: TokenService) -> list[str]:
-    """Bank signers on paid networks whose gas balance is below the network's alert threshold."""
-    alerts = []
-    for name, network in ctx.settings.networks.items():
-        if network.gas_policy == "zero" or not ctx.chain(name).deployment("deposit_token", required=False):
-            continue
-        for role in ("minter", "compliance", "admin"):
-            address = service.bank(role)
-            try:
-                balance = ctx.chain(name).balance(address)
-            except NodeUnreachable:
-                continue
-            if balance < network.gas_alert_below_wei:
-                alerts.append(
-                    f"gas wallet low on {name}: bank {role} {address} holds {balance} wei, "
-                    f"below {network.gas_alert_below_wei}"
+            if op.status == OpStatus.NEEDS_ATTENTION:
+                self.report.checks.append(
+                    Check(
+                        "operation",
+                        f"{op.kind} {op.id}",
+                        "finished, or on its way",
+                        f"needs attention ({op.error_code}): {op.error_message}; "
+                        f"`andchain ops retry {op.id}` resumes it",
+                        False,
+                    )
                 )
-    return alerts
+        for op in self.ops.stuck(stuck_after_s):
+            self.report.checks.append(
+                Check(
+                    "operation",
+                    f"{op.kind} {op.id}",
+                    f"finished within {stuck_after_s:g}s",
+                    f"{op.status.value} since {op.created_at_us}",
+                    False,
+                )
+            )
+        for row in journal.dropped(self.ctx.engine):
+            op = self.op(row.op_id)
+            self.report.alerts.append(
+                f"finality violation on {row.network}: {op.kind} {op.id} step {row.step} ({row.hash}) left the chain "
+                "after it was final; its same bytes are being sent again"
+            )
+            self.report.in_flight.append(
+                {"operation": op.id, "kind": op.kind, "status": "resending", "network": row.network, "tx": row.hash}
+            )
+
+    def gas_alerts(self) -> None:
+        """Bank signers on paid networks whose gas balance is below the network's alert threshold."""
+        for name, network in self.ctx.settings.networks.items():
+            if network.gas_policy == "zero" or not self.ctx.chain(name).deployment("deposit_token", required=False):
+                continue
+            for role in ("minter", "compliance", "admin"):
+                address = self.service.bank(role)
+                try:
+                    balance = self.ctx.chain(name).balance(address)
+                except (NodeUnreachable, RpcError) as exc:
+                    self.report.alerts.append(f"gas wallet of bank {role} on {name} not read: {exc.message}")
+                    continue
+                if balance < network.gas_alert_below_wei:
+                    self.report.alerts.append(
+                        f"gas wallet low on {name}: bank {role} {address} holds {balance} wei, "
+                        f"below {network.gas_alert_below_wei}"
+                    )
+
+    def worker_alerts(self) -> None:
+        for worker in worker_status(self.ops, self.ctx.settings.ops.worker_stale_after_s):
+            if not worker["alive"]:
+                continue
+            for part, state in (worker.get("parts") or {}).items():
+                if not state.get("ok", True):
+                    self.report.alerts.append(f"worker {worker['owner']}: {part} failing: {state.get('last_error')}")
 
 
-def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
-    report = Report()
+def reconcile(ctx: Context) -> Report:
+    service = TokenService(ctx)
+    r = _Reconciler(ctx, service)
     breaks = ctx.ledger.verify()
-    report.checks.append(
+    r.report.checks.append(
         Check(
             "ledger",
             "debits == credits per asset; balances derive from transfers",
@@ -125,80 +323,21 @@ def reconcile(ctx: Context, *, stuck_after_s: float = STUCK_AFTER_S) -> Report:
             not breaks,
         )
     )
-    service = TokenService(ctx)
-    effects, listed = _in_flight(service)
-    report.in_flight.extend(listed)
-    total_supply = total_booked = 0
-    for name in ctx.settings.networks:
-        chain = ctx.chain(name)
-        for token in TOKENS.values():
-            address = chain.deployment(token.deployment, required=False)
-            if not address:
-                continue
-            mirrors = ctx.ledger.list_accounts(prefix=holders_prefix(name, token), limit=100_000)
-            try:
-                supply = chain.read(address, TOKEN_ABI, "totalSupply")
-                balances = (
-                    chain.read_many(address, TOKEN_ABI, [("balanceOf", (m.name.rsplit(":", 1)[1],)) for m in mirrors])
-                    if mirrors
-                    else []
-                )
-            except NodeUnreachable as exc:
-                report.checks.append(Check("chain", f"{name}", "node answers", exc.message, False))
-                continue
-            deposit = token.deployment == "deposit_token"
-            effect = {h: v for (n, h), v in effects.items() if n == name} if deposit else {}
-            booked = sum(m.balance_posted for m in mirrors)
-            in_flight = sum(effect.values())
-            if deposit:
-                total_supply += supply
-                total_booked += booked + in_flight
-            scale = token.decimals
-
-            def fmt(value: int, symbol: str = token.symbol, decimals: int = scale) -> str:
-                return f"{format_minor(value, decimals)} {symbol}"
-
-            report.checks.append(
-                Check(
-                    "supply",
-                    f"{token.symbol} on {name}",
-                    f"ledger {fmt(booked)}" + (f" + in flight {fmt(in_flight)}" if in_flight else ""),
-                    f"totalSupply {fmt(supply)}",
-                    supply == booked + in_flight,
-                )
-            )
-            for mirror, on_chain in zip(mirrors, balances, strict=True):
-                holder = mirror.name.rsplit(":", 1)[1]
-                want = mirror.balance_posted + effect.get(holder, 0)
-                if on_chain != want or mirror.balance_posted:
-                    report.checks.append(
-                        Check(
-                            "holder",
-                            f"{token.symbol} {holder} on {name}",
-                            f"ledger {fmt(want)}",
-                            f"chain {fmt(on_chain)}",
-                            on_chain == want,
-                        )
-                    )
-    report.alerts.extend(_gas_alerts(ctx, service))
-    if total_supply or total_booked:
-        report.checks.append(
+    for name, network in ctx.settings.networks.items():
+        if network.enabled or ctx.chain(name).deployment("deposit_token", required=False):
+            r.network(name)
+    for symbol, (supply, owed) in r.totals.items():
+        token = next(t for t in TOKENS.values() if t.symbol == symbol)
+        r.report.checks.append(
             Check(
                 "total",
-                "USDD over every network",
-                f"ledger {format_minor(total_booked, 2)} USDD",
-                f"sum of supplies {format_minor(total_supply, 2)} USDD",
-                total_supply == total_booked,
+                f"{symbol} over every network",
+                f"ledger {_fmt(owed, token)}",
+                f"sum of supplies {_fmt(supply, token)}",
+                supply == owed,
             )
         )
-    for op in service.ops.stuck(stuck_after_s):
-        report.checks.append(
-            Check(
-                "operation",
-                f"{op.kind} {op.id}",
-                f"finished within {stuck_after_s:g}s",
-                f"{op.status.value} since {op.created_at_us}",
-                False,
-            )
-        )
-    return report
+    r.operations()
+    r.gas_alerts()
+    r.worker_alerts()
+    return r.report

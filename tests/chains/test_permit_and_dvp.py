@@ -53,7 +53,7 @@ def test_permit_refuses_expired_forged_and_malleable_signatures(token: TokenWorl
 def dvp(ctx, token: TokenWorld):
     """The deposit token, a tokenized fund share, and the DvP contract allow-listed on both."""
     fund_share = deploy_token(ctx, name="mmf_share", decimals=6)
-    address = token.chain.deploy("dvp", "DvPSettlement", [], token.admin)
+    address = token.chain.deploy("dvp", "DvPSettlement", [token.admin], token.admin)
     for t in (token, fund_share):
         t.tx(t.compliance, "batchSetAllowlisted", [address, token.alice, token.bob], True)
     token.tx(token.minter, "mint", token.alice, 10_000, memo32("cash"))

@@ -42,11 +42,13 @@ _ERROR_SELECTOR = keccak(text="Error(string)")[:4]
 class ChainError(DomainError):
     code = "chain_error"
     http_status = 502
+    transient = True  # a node's trouble, not a refusal: TxReverted says when the chain refuses
 
 
 class TxReverted(ChainError):
     code = "tx_reverted"
     http_status = 422
+    transient = False
 
     def __init__(self, reason: str, *, tx_hash: str | None = None) -> None:
         super().__init__(f"transaction reverted: {reason}" + (f" ({tx_hash})" if tx_hash else ""))
@@ -184,6 +186,10 @@ class ChainClient:
         if block is None:
             raise NotFound(f"network {self.name} has no block {number}", code="block_not_found")
         return dict(block)
+
+    def block_timestamp(self, number: int | str = "latest") -> int:
+        """A block's timestamp, in seconds (the chain's own clock)."""
+        return int(self.block(number)["timestamp"], 16)
 
     def balance(self, address: str) -> int:
         return int(self.rpc.call("eth_getBalance", [address, "latest"]), 16)
@@ -352,8 +358,17 @@ class ChainClient:
                 log.error("nonce gap fill failed network=%s nonce=%d error=%s", self.name, nonce, reply.rpc_message)
         return filled
 
+    def fill_nonces(self, sender: str, nonces: Sequence[int]) -> dict[int, str]:
+        """Send a no-op from `sender` at each of `nonces` (gaps no recorded transaction owns)."""
+        self.check_chain()
+        return self._fill(self.signer(sender), nonces, self._fees())
+
     def repair_nonce_gaps(self, sender: str) -> list[int]:
-        """Fill nonces reserved but never sent (a process died in between) with no-op transactions."""
+        """Fill every nonce reserved but never sent (a process died in between) with a no-op, and wait.
+
+        For a sender no operation signs for; the operations worker repairs its own senders'
+        gaps with the transactions that own the nonces (ops/chain.py).
+        """
         self.check_chain()
         signer = self.signer(sender)
         gap = list(self.nonces.gaps(signer.address))

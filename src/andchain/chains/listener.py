@@ -8,10 +8,22 @@ writes through the connection it is given commit together, so a crash or a faili
 handler delivers the whole batch or none of it, and a replay is skipped. A
 handler that writes elsewhere must be idempotent on `event.uid`.
 
+An event is known by its transaction and its ordinal: its position among the logs
+of the listened contracts in that transaction. Unlike the block-wide log index, the
+ordinal does not change when the same transaction is mined again in another block
+(after a reorg), so what was booked from it is recognised.
+
 Should a reorg deeper than the confirmations remove a block the listener already
 finalised, the checkpoint's hash no longer matches the node's: the listener walks
-back to the last block whose hash still matches and retracts, through the handler,
-every event it delivered above it, newest first. Then it reads forward again.
+back to the last block whose hash still matches and offers every event it delivered
+above it to the handler to retract, newest first. An event the handler retracts is
+delivered again, as a new generation, if its transaction comes back; one the handler
+keeps (an operation's own transaction, which the operation sends again) is not.
+Then it reads forward again.
+
+Several workers may run the same listener: with an owner, a poll runs only under the
+listener's lease, and each delivery batch checks the lease in its own transaction, so
+no range is ever delivered twice.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, delete, select, update
@@ -31,7 +43,8 @@ from andchain.chains.client import ChainClient
 from andchain.chains.contracts import ContractAbi, DecodedEvent
 from andchain.chains.rpc import NodeUnreachable, RpcError
 from andchain.db import write_transaction
-from andchain.errors import InvariantBroken
+from andchain.errors import DomainError
+from andchain.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +64,70 @@ class ChainEvent:
     block_number: int
     block_hash: str
     tx_hash: str
-    log_index: int
+    log_index: int  # block-wide, as the node numbers it
+    ordinal: int = 0  # position among the listened contracts' logs of its transaction
+    generation: int = 0  # how many times a reorg retracted it before this delivery
 
     @property
     def uid(self) -> str:
-        return f"{self.chain_id}:{self.tx_hash}:{self.log_index}"
+        return f"{self.chain_id}:{self.tx_hash.lower()}:{self.ordinal}"
 
 
 class EventHandler(Protocol):
     def deliver(self, event: ChainEvent, conn: Connection) -> None: ...
 
-    def retract(self, event: ChainEvent, conn: Connection) -> None: ...
+    def retract(self, event: ChainEvent, conn: Connection) -> bool | None:
+        """Undo what the event booked; return False to keep it (it will not be delivered again)."""
+
+
+class LeaseLost(DomainError):
+    """Another worker holds this listener now: this one stops delivering."""
+
+    code = "listener_lease_lost"
+    transient = True
+
+
+def decode_logs(
+    network: str, chain_id: int, contracts: Mapping[str, ContractAbi], logs: Sequence[dict[str, Any]]
+) -> list[ChainEvent]:
+    """The events of `contracts` (lower-case address -> ABI) among raw logs (of eth_getLogs or a receipt),
+    in chain order, each with its ordinal in its transaction."""
+    ours = [raw for raw in logs if raw["address"].lower() in contracts]
+    positions = ordinals(ours)
+    events = []
+    for raw in sorted(ours, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16))):
+        decoded = contracts[raw["address"].lower()].decode_log(
+            [bytes.fromhex(t[2:]) for t in raw["topics"]], bytes.fromhex(raw["data"][2:])
+        )
+        if decoded is None:
+            continue
+        log_index = int(raw["logIndex"], 16)
+        events.append(
+            ChainEvent(
+                network=network,
+                chain_id=chain_id,
+                address=raw["address"],
+                name=decoded.name,
+                args=decoded.args,
+                block_number=int(raw["blockNumber"], 16),
+                block_hash=raw["blockHash"],
+                tx_hash=raw["transactionHash"],
+                log_index=log_index,
+                ordinal=positions[(raw["transactionHash"].lower(), log_index)],
+            )
+        )
+    return events
+
+
+def ordinals(logs: Sequence[dict[str, Any]]) -> dict[tuple[str, int], int]:
+    """(tx hash, block log index) -> position among these logs in its transaction."""
+    out: dict[tuple[str, int], int] = {}
+    counts: dict[str, int] = {}
+    for raw in sorted(logs, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16))):
+        tx = raw["transactionHash"].lower()
+        out[(tx, int(raw["logIndex"], 16))] = counts.get(tx, 0)
+        counts[tx] = counts.get(tx, 0) + 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -84,6 +150,8 @@ class Listener:
         start_block: int = 0,
         range_max: int = RANGE_MAX,
         clock: Callable[[], int] | None = None,
+        owner: str | None = None,
+        lease_s: float = 30.0,
     ) -> None:
         self.name = name
         self.client = client
@@ -94,6 +162,11 @@ class Listener:
         self.clock = clock or client.clock
         self.engine = client.engine
         self.chain_id = client.chain_id
+        self.owner = owner
+        self.lease_s = lease_s
+        self.lease_name = f"listener:{name}:{self.chain_id}"
+        self.caught_up = False
+        self.lag_blocks: int | None = None
 
     # ------------------------------------------------------------ checkpoint
 
@@ -144,6 +217,12 @@ class Listener:
 
     def poll(self) -> PollResult:
         """One bounded step: detect a deep reorg, then deliver the next final range."""
+        if self.owner is not None:
+            from andchain.ops import leases
+
+            if not leases.acquire(self.engine, self.lease_name, self.owner, self.lease_s, self.clock):
+                self.caught_up = True  # another worker runs this listener
+                return PollResult(0, -1, 0, 0, 0)
         head = self.client.block_number()
         final = head - self.client.network.confirmations + 1
         retracted = 0
@@ -153,7 +232,9 @@ class Listener:
             cp = self.checkpoint()
         start = cp[0] + 1 if cp is not None else self.start_block
         end = min(final, start + self.range_max - 1)
+        self.lag_blocks = max(0, final - (start - 1))
         if end < start:
+            self.caught_up = True
             return PollResult(start, start - 1, 0, 0, retracted)
         before = self._hashes([end])[end]
         logs = self.client.get_logs(list(self.contracts), start, end) if self.contracts else []
@@ -161,22 +242,34 @@ class Listener:
         if before is None or before != after:
             # The range changed under us (a reorg while reading): read it again next poll.
             log.warning("listener range moved name=%s end=%d", self.name, end)
+            self.caught_up = False
             return PollResult(start, start - 1, 0, 0, retracted)
+        raws = {(raw["transactionHash"].lower(), int(raw["logIndex"], 16)): raw for raw in logs}
+        events = [
+            (event, raws[(event.tx_hash.lower(), event.log_index)])
+            for event in decode_logs(self.client.name, self.chain_id, self.contracts, logs)
+        ]
         delivered = skipped = 0
-        events = []
-        for raw in sorted(logs, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16))):
-            event = self._event(raw)
-            if event is not None:
-                events.append((event, raw))
-        for start in range(0, len(events), DELIVER_BATCH):
-            done, seen = self._deliver_batch(events[start : start + DELIVER_BATCH])
+        for batch in _batches(events, DELIVER_BATCH):
+            done, seen = self._deliver_batch(batch)
             delivered += done
             skipped += seen
         with write_transaction(self.engine) as conn:
+            self._check_lease(conn)
             self._save_checkpoint(conn, end, after)
+        self.caught_up = end >= final
+        self.lag_blocks = max(0, final - end)
         return PollResult(start, end, delivered, skipped, retracted)
 
-    def _event(self, raw: dict[str, Any]) -> ChainEvent | None:
+    def _check_lease(self, conn: Connection) -> None:
+        if self.owner is None:
+            return
+        from andchain.ops import leases
+
+        if not leases.held(conn, self.lease_name, self.owner, self.clock()):
+            raise LeaseLost(f"listener {self.name} on chain {self.chain_id} is now run by another worker")
+
+    def _event(self, raw: dict[str, Any], positions: dict[tuple[str, int], int]) -> ChainEvent | None:
         abi = self.contracts.get(raw["address"].lower())
         if abi is None:
             return None
@@ -185,6 +278,7 @@ class Listener:
         )
         if decoded is None:
             return None
+        log_index = int(raw["logIndex"], 16)
         return ChainEvent(
             network=self.client.name,
             chain_id=self.chain_id,
@@ -194,25 +288,30 @@ class Listener:
             block_number=int(raw["blockNumber"], 16),
             block_hash=raw["blockHash"],
             tx_hash=raw["transactionHash"],
-            log_index=int(raw["logIndex"], 16),
+            log_index=log_index,
+            ordinal=positions.get((raw["transactionHash"].lower(), log_index), 0),
         )
 
     def _deliver_batch(self, batch: list[tuple[ChainEvent, dict[str, Any]]]) -> tuple[int, int]:
-        """Deliver events in one transaction: their records and the handler's writes commit together."""
+        """Deliver events in one transaction: their records and the handler's writes commit together.
+
+        The `log_index` column of a delivery holds the event's ordinal in its transaction.
+        """
         d = schema.deliveries
         delivered = skipped = 0
         with write_transaction(self.engine) as conn:
+            self._check_lease(conn)
             hashes = sorted({event.tx_hash for event, _ in batch})
             known = {
-                (r.tx_hash, int(r.log_index)): r.status
+                (r.tx_hash, int(r.log_index)): (r.status, int(r.generation))
                 for r in conn.execute(
-                    select(d.c.tx_hash, d.c.log_index, d.c.status).where(
+                    select(d.c.tx_hash, d.c.log_index, d.c.status, d.c.generation).where(
                         d.c.listener == self.name, d.c.chain_id == self.chain_id, d.c.tx_hash.in_(hashes)
                     )
                 )
             }
             for event, raw in batch:
-                status = known.get((event.tx_hash, event.log_index))
+                status, generation = known.get((event.tx_hash, event.ordinal), (None, 0))
                 if status == "delivered":
                     skipped += 1
                     continue
@@ -234,12 +333,13 @@ class Listener:
                                     listener=self.name,
                                     chain_id=self.chain_id,
                                     tx_hash=event.tx_hash,
-                                    log_index=event.log_index,
+                                    log_index=event.ordinal,
+                                    generation=0,
                                     **values,
                                 )
                             )
                     except IntegrityError:  # another process of the same listener got there first
-                        raise InvariantBroken(f"listener {self.name} runs twice on chain {self.chain_id}") from None
+                        raise LeaseLost(f"listener {self.name} on chain {self.chain_id} runs elsewhere too") from None
                 else:
                     conn.execute(
                         update(d)
@@ -247,11 +347,11 @@ class Listener:
                             d.c.listener == self.name,
                             d.c.chain_id == self.chain_id,
                             d.c.tx_hash == event.tx_hash,
-                            d.c.log_index == event.log_index,
+                            d.c.log_index == event.ordinal,
                         )
                         .values(**values)
                     )
-                self.handler.deliver(event, conn)
+                self.handler.deliver(replace(event, generation=generation), conn)
                 delivered += 1
         return delivered, skipped
 
@@ -291,20 +391,24 @@ class Listener:
                 "transactionHash": row.tx_hash,
                 "logIndex": hex(row.log_index),
             }
-            event = self._event(raw)
+            event = self._event(raw, {(row.tx_hash.lower(), int(row.log_index)): int(row.log_index)})
+            where = (
+                d.c.listener == self.name,
+                d.c.chain_id == self.chain_id,
+                d.c.tx_hash == row.tx_hash,
+                d.c.log_index == row.log_index,
+            )
             with write_transaction(self.engine) as conn:
-                conn.execute(
-                    update(d)
-                    .where(
-                        d.c.listener == self.name,
-                        d.c.chain_id == self.chain_id,
-                        d.c.tx_hash == row.tx_hash,
-                        d.c.log_index == row.log_index,
-                    )
-                    .values(status="retracted", updated_at_us=self.clock())
-                )
+                self._check_lease(conn)
+                kept = False
                 if event is not None:
-                    self.handler.retract(event, conn)
+                    kept = self.handler.retract(replace(event, generation=int(row.generation)), conn) is False
+                if not kept:
+                    conn.execute(
+                        update(d)
+                        .where(*where)
+                        .values(status="retracted", generation=int(row.generation) + 1, updated_at_us=self.clock())
+                    )
         with write_transaction(self.engine) as conn:
             c = schema.checkpoints
             conn.execute(
@@ -333,18 +437,35 @@ class Listener:
         """Poll for `seconds`, riding out a node that goes away; returns events delivered."""
         deadline = time.monotonic() + seconds
         delivered = 0
-        backoff = poll_interval_s
+        waits = 0
         for _ in range(POLLS_MAX):
             if stop() or time.monotonic() >= deadline:
                 break
             try:
                 result = self.poll()
                 delivered += result.delivered
-                backoff = poll_interval_s
-                if result.to_block >= result.from_block and result.delivered:
-                    continue  # more may be waiting: read on without sleeping
+                waits = 0
+                if result.to_block >= result.from_block and not self.caught_up:
+                    continue  # more is final already: read on without sleeping
+                sleep(poll_interval_s)
             except NodeUnreachable as exc:
+                waits += 1
                 log.warning("listener waiting for node name=%s error=%s", self.name, exc.message)
-                backoff = min(backoff * 2, 10.0)
-            sleep(backoff)
+                sleep(Backoff(poll_interval_s, 10.0).delay_s(waits))
         return delivered
+
+
+def _batches(
+    events: list[tuple[ChainEvent, dict[str, Any]]], size: int
+) -> list[list[tuple[ChainEvent, dict[str, Any]]]]:
+    """Batches of about `size` events that never split one transaction's events."""
+    out: list[list[tuple[ChainEvent, dict[str, Any]]]] = []
+    current: list[tuple[ChainEvent, dict[str, Any]]] = []
+    for item in events:
+        if len(current) >= size and current[-1][0].tx_hash != item[0].tx_hash:
+            out.append(current)
+            current = []
+        current.append(item)
+    if current:
+        out.append(current)
+    return out

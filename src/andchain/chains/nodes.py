@@ -222,6 +222,19 @@ class LocalNode:
         finally:
             rpc.close()
 
+    def fund(self, addresses: list[str], *, floor_wei: int = 10**18, amount_wei: int = 100 * 10**18) -> None:
+        """Development only: top up addresses with the node's own ether (anvil_setBalance)."""
+        rpc = self._rpc(timeout_s=5.0)
+        try:
+            balances = rpc.batch([("eth_getBalance", [a, "latest"]) for a in addresses])
+            low = [
+                a for a, b in zip(addresses, balances, strict=True) if isinstance(b, RpcError) or int(b, 16) < floor_wei
+            ]
+            if low:
+                rpc.batch([("anvil_setBalance", [a, hex(amount_wei)]) for a in low])
+        finally:
+            rpc.close()
+
     def _log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

@@ -21,6 +21,7 @@ BATCH_SIZE_MAX = 1000
 class NodeUnreachable(DomainError):
     code = "node_unreachable"
     http_status = 503
+    transient = True
 
 
 class RpcError(DomainError):
@@ -28,6 +29,9 @@ class RpcError(DomainError):
 
     code = "rpc_error"
     http_status = 502
+    # An error answer that is not a revert (nonce too low, underpriced, out of gas money,
+    # a node in trouble) may well pass: the caller retries. Reverts are raised as TxReverted.
+    transient = True
 
     def __init__(self, method: str, error: dict[str, Any]) -> None:
         self.rpc_code = int(error.get("code", 0))

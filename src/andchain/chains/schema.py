@@ -64,5 +64,7 @@ deliveries = Table(
     Column("data", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # How many times the event was retracted by a reorg: a re-delivery books under a new id.
+    Column("generation", Integer, nullable=False, server_default="0"),
     Index("ix_listener_deliveries_block", "listener", "chain_id", "block_number"),
 )

@@ -42,7 +42,7 @@ def clients_onboard(
 def clients_list(as_json: JsonOpt = False) -> None:
     """Clients with their deposit account balances."""
     service = token_service()
-    rows = [{**asdict(c), "dda": format_minor(service.dda_balance(c.id), 2)} for c in service.clients()]
+    rows = [{**asdict(c), "dda": format_minor(service.dda_balance(c.id), 2)} for c in service.clients.clients()]
     if as_json:
         emit_json(rows)
         return

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from andchain.context import Context
 from andchain.errors import DomainError
@@ -47,6 +48,16 @@ def clean_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except DomainError as exc:
             fail(f"{exc.message} [{exc.code}]")
+        except OperationalError as exc:
+            detail = str(exc.orig or exc).splitlines()[0][:200]
+            if "locked" in detail or "busy" in detail:
+                fail(
+                    "the database is busy (another process holds its write lock); the request was not taken: "
+                    f"try again [database_busy: {detail}]"
+                )
+            fail(f"the database is unavailable; the request was not taken: try again [database_unavailable: {detail}]")
+        except DBAPIError as exc:
+            fail(f"the database refused the request; nothing was taken [database_error: {str(exc.orig or exc)[:200]}]")
         except OSError as exc:
             fail(str(exc))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -23,9 +24,21 @@ app = typer.Typer(help="Operations: every external side effect, with its history
 
 @app.command("list")
 @clean_errors
-def ops_list(status: str | None = None, kind: str | None = None, limit: int = 100, as_json: JsonOpt = False) -> None:
+def ops_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="received, submitted, confirming, needs_attention, succeeded, failed, cancelled"),
+    ] = None,
+    kind: str | None = None,
+    unfinished: Annotated[bool, typer.Option("--unfinished", help="only operations not finished yet")] = False,
+    limit: int = 100,
+    as_json: JsonOpt = False,
+) -> None:
     """Operations, oldest first."""
-    ops = token_service().ops.list(status=status, kind=kind, limit=limit)
+    from andchain.ops.core import UNFINISHED
+
+    statuses = [s.value for s in UNFINISHED] if unfinished else status
+    ops = token_service().ops.list(status=statuses, kind=kind, limit=limit)
     if as_json:
         emit_json([op_row(op) for op in ops])
         return
@@ -74,7 +87,7 @@ def ops_show(op_id: str, as_json: JsonOpt = False) -> None:
 @app.command("retry")
 @clean_errors
 def ops_retry(op_id: str) -> None:
-    """Ask for another attempt now (unfinished operations only)."""
+    """Ask for another attempt now; an operation waiting in needs_attention resumes with a fresh retry budget."""
     op = token_service().ops.retry(op_id)
     out.print(f"operation {op.id} will be retried ({op.status.value})")
 

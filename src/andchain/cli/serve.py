@@ -57,6 +57,7 @@ def serve(
 ) -> None:
     """Run the HTTP API (uvicorn). Migrates the database first."""
     import socket
+    import threading
 
     import uvicorn
 
@@ -74,16 +75,22 @@ def serve(
     ctx.upgrade_database()
     if sample_data:
         seed_sample(ctx)
+    app = create_app(ctx)
+    stop = threading.Event()
     if with_worker:
-        import threading
-
+        from andchain.ops.worker import supervise
         from andchain.tokens.runtime import token_worker
 
         worker_ctx = Context()
+        # A supervisor builds the worker again should its loop ever die; /health shows its heartbeat.
         thread = threading.Thread(
-            target=lambda: token_worker(worker_ctx).run(seconds=10**9), name="andchain-worker", daemon=True
+            target=supervise, args=(lambda: token_worker(worker_ctx), stop), name="andchain-worker", daemon=True
         )
         thread.start()
-        err.print("operations worker running (operations, listeners, rules)")
+        app.state.worker_thread = thread
+        err.print("operations worker running (operations, listeners, rules, maintenance)")
     err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(ctx), host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        stop.set()

@@ -14,6 +14,7 @@ from andchain.cli.common import (
     NetworkOpt,
     clean_errors,
     emit_json,
+    fail,
     idempotency_key,
     out,
     print_op,
@@ -196,3 +197,24 @@ def tokens_move(
     print_op(
         Moves(service).move(client, source, destination, usd_minor(service.ctx, amount), idempotency_key(key)), as_json
     )
+
+
+@app.command("return-stray")
+@clean_errors
+def tokens_return_stray(
+    receiver: Annotated[str, typer.Argument(help="the address the tokens go back to")],
+    amount: Annotated[str, typer.Argument(help="e.g. '12.50' (in the token's units)")],
+    network: NetworkOpt = "internal",
+    token: Annotated[str, typer.Option(help="deposit_token or mmf_share")] = "deposit_token",
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Return tokens sent to the DvP contract outside any trade (a plain transfer by mistake)."""
+    from andchain.money import parse_minor
+    from andchain.tokens.model import TOKENS
+
+    if token not in TOKENS:
+        fail(f"--token must be one of {', '.join(TOKENS)}, was {token!r}", 2)
+    service = token_service()
+    minor = parse_minor(amount, TOKENS[token].decimals)
+    print_op(service.return_stray(network, receiver, minor, idempotency_key(key), deployment=token), as_json)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from andchain.cli.common import (
     JsonOpt,
@@ -17,11 +18,20 @@ from andchain.context import Context
 
 
 def worker(
-    seconds: Annotated[float, typer.Option(help="stop after this long (default: run until interrupted)")] = 10**9,
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="stop once no operation is unfinished")] = False,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="stop after this long (default: run until interrupted; with --until-idle, at most 1 h)"),
+    ] = None,
+    until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--until-idle",
+            help="stop once no operation is active and every listener has caught up with its network",
+        ),
+    ] = False,
 ) -> None:
-    """Run operations, the listeners and the programmable payment rules."""
-    from andchain.tokens.runtime import run_until_idle, token_worker
+    """Run operations, the listeners, the programmable payment rules and each network's maintenance."""
+    from andchain.tokens.runtime import UNTIL_IDLE_S, run_until_idle, token_worker
 
     ctx = Context()
     ctx.upgrade_database()
@@ -29,10 +39,19 @@ def worker(
     running = token_worker(ctx)
     try:
         if until_idle:
-            if not run_until_idle(running, seconds=seconds):
-                fail(f"operations still unfinished after {seconds:g}s: {running.ops.counts()}")
+            bound = seconds if seconds is not None else UNTIL_IDLE_S
+            if not run_until_idle(running, seconds=bound):
+                fail(f"not idle after {bound:g}s: operations {running.ops.counts()}; parts {running.failing_parts()}")
+            attention = running.ops.counts().get("needs_attention", 0)
+            if attention:
+                err.print(
+                    f"[yellow]{attention} operation(s) need attention:[/yellow] "
+                    "`andchain ops list --status needs_attention`"
+                )
+            for part, error in running.failing_parts().items():
+                err.print(f"[yellow]{part} failing:[/yellow] {escape(error)}")
         else:
-            running.run(seconds=seconds)
+            running.run(seconds=seconds if seconds is not None else float("inf"))
     except KeyboardInterrupt:
         err.print("worker stopped")
 

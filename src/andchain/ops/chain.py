@@ -2,33 +2,54 @@
 
 For each step of an operation the handler asks the domain action for the call to
 make, reserves a nonce and signs it, and **persists the signed transaction in the
-operation before broadcasting it**. So after a crash at any point the operation
-knows its transaction: it is re-broadcast (the same bytes, the same hash) or looked
-up by hash, never signed twice for the same step. Once the receipt has the
-network's confirmations the action books the step; when no step is left the action
-finishes (posts the ledger) and the operation succeeds. A revert fails it and the
-action releases what it reserved.
+operation (and in the journal) before broadcasting it**. So after a crash at any
+point the operation knows its transaction: it is re-broadcast (the same bytes, the
+same hash) or looked up by hash, never signed twice for the same step. Once the
+receipt has the network's confirmations the action books the step, in the database
+transaction that records it; when no step is left the action finishes (posts the
+ledger) and the operation succeeds, again in one transaction.
+
+What goes wrong is sorted in two:
+- transient (a node that does not answer, an RPC error, a timeout, a refused nonce
+  or fee): the operation waits with backoff and tries again; once the retry budget
+  is spent it compensates if its action can (a move whose destination never answers
+  mints back on the source) or stops in needs_attention with its holds kept;
+- a refusal (a revert with a reason, a ledger refusal): before value has left the
+  operation fails and its holds are released in one transaction; after, the action
+  compensates, or the operation stops in needs_attention. A compensation is a step
+  like any other, retried the same way.
+
+Every write is conditional on the operation's version (see ops/core.py): a copy that
+went stale is dropped, and a transaction it signed is never broadcast.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from andchain.chains import schema as chain_schema
 from andchain.chains.client import Call, ChainClient, Receipt, SentTx, TxReverted
+from andchain.chains.rpc import RpcError
 from andchain.db import write_transaction
-from andchain.errors import DomainError
-from andchain.ops import failpoints
-from andchain.ops.core import ATTEMPTS_MAX, Operation, Operations, OpStatus, backoff_us
+from andchain.errors import DomainError, is_transient
+from andchain.ops import failpoints, journal
+from andchain.ops.core import Operation, Operations, OpStatus
+from andchain.ops.journal import TxRecord
 
 log = logging.getLogger(__name__)
 
 POLL_US = 50_000
+NONCE_CHECK_EVERY_S = 1.0
+NONCE_SENDERS_RECENT_S = 3600.0
+NONCE_FILL_MAX = 256
+WATCH_WINDOW_BLOCKS = 512
+WATCH_ROWS_MAX = 5000
 
 
 @dataclass(frozen=True)
@@ -48,21 +69,41 @@ class OperationFailed(DomainError):
         self.result = result
 
 
+class NotYet(DomainError):
+    """The next step cannot be taken before a known time (e.g. a refund after a deadline): wait, uncounted."""
+
+    code = "not_yet"
+    transient = True
+
+    def __init__(self, message: str, *, retry_in_s: float) -> None:
+        super().__init__(message)
+        self.retry_in_s = max(0.0, retry_in_s)
+
+
 class ChainAction(Protocol):
     kinds: tuple[str, ...]
 
     def next_call(self, op: Operation) -> PlannedCall | None:
-        """The next transaction of this operation (state["steps_done"] were confirmed), or None when done.
-        Raises DomainError to refuse the operation."""
+        """The next transaction of this operation (the steps in state["done"] are final), or None when done.
+        Raises a DomainError that is not transient to refuse the operation."""
 
-    def step_done(self, op: Operation, receipt: Receipt) -> dict[str, Any]:
-        """A step's transaction is final: book what it did; returns state to keep."""
+    def step_done(self, op: Operation, receipt: Receipt, conn: Connection) -> dict[str, Any]:
+        """A step's transaction is final: book what it did through `conn`; returns state to keep."""
 
-    def finish(self, op: Operation) -> dict[str, Any]:
-        """Every step is final: book the result (idempotent); returns the operation's result."""
+    def finish(self, op: Operation, conn: Connection) -> dict[str, Any]:
+        """Every step is final: book the result through `conn`; returns the operation's result."""
 
-    def failed(self, op: Operation, code: str, reason: str) -> None:
-        """The operation failed for good: release what it reserved (idempotent)."""
+    def release(self, op: Operation, conn: Connection) -> None:
+        """The operation ends without having moved value: release what it reserved, through `conn`."""
+
+    def irreversible(self, op: Operation) -> bool:
+        """Whether value has left (a burn is final): the operation may then never end failed silently."""
+
+    def reverted(self, op: Operation, step: str, reason: str) -> dict[str, Any] | None:
+        """A step was refused for good: state that starts a compensating path, or None."""
+
+    def exhausted(self, op: Operation) -> dict[str, Any] | None:
+        """Transient failures outlasted the retry budget: state that starts a compensating path, or None."""
 
 
 def _tx_state(tx: SentTx, step: str = "", network: str | None = None) -> dict[str, Any]:
@@ -94,47 +135,147 @@ def _tx_of(state: dict[str, Any]) -> SentTx:
     )
 
 
+def _nonce_consumed(error: RpcError) -> bool:
+    message = error.rpc_message.lower()
+    return "nonce too low" in message or "nonce is too low" in message or "already used" in message
+
+
+class _Stale(Exception):
+    """The operation changed under us: roll the whole write back."""
+
+
 class ChainOpsHandler:
-    def __init__(self, ops: Operations, chains: Callable[[str], ChainClient], actions: list[ChainAction]) -> None:
+    def __init__(self, ops: Operations, chains: Callable[[str], ChainClient], actions: list[Any]) -> None:
         self.ops = ops
         self.chains = chains
-        self.actions = {kind: action for action in actions for kind in action.kinds}
+        self.actions: dict[str, Any] = {kind: action for action in actions for kind in action.kinds}
         self.kinds = tuple(self.actions)
+        self._gaps: dict[tuple[int, str], tuple[int, float]] = {}
+        self._nonce_checked: dict[str, float] = {}
+        self._watch_anchor: dict[str, tuple[int, str]] = {}
+
+    # --------------------------------------------------------------- writing
+
+    def _write(self, op: Operation, book: Callable[[Connection], Any] | None = None, **changes: Any) -> Any:
+        """Book (through `book`) and change the operation in one transaction; nothing if it went stale."""
+        try:
+            with write_transaction(self.ops.engine) as conn:
+                booked = book(conn) if book is not None else None
+                updated = self.ops.update_if_current(op, conn=conn, **changes)
+                if updated is None:
+                    raise _Stale
+        except _Stale:
+            return None
+        return booked if booked is not None else updated
+
+    def _postpone(self, op: Operation, exc: BaseException, *, detail: str = "") -> None:
+        """A transient failure: wait with backoff; once the budget is spent, compensate or stop for an operator."""
+        code = getattr(exc, "code", type(exc).__name__)
+        message = getattr(exc, "message", str(exc))
+        if isinstance(exc, NotYet):
+            self.ops.update_if_current(op, retry_in_us=int(exc.retry_in_s * 1_000_000), error=(code, message))
+            return
+        if op.attempts + 1 >= self.ops.settings.attempts_max:
+            self._exhausted(op, code, f"{detail or 'waiting'}: {message}")
+            return
+        self.ops.update_if_current(
+            op,
+            retry_in_us=self.ops.backoff_us(op.attempts + 1),
+            count_attempt=True,
+            error=(code, message),
+            detail=f"{detail or 'will retry'}: {message}" if detail else "",
+        )
+
+    def _exhausted(self, op: Operation, code: str, reason: str) -> None:
+        action = self.actions[op.kind]
+        changes = action.exhausted(op)
+        if changes is not None:
+            self.ops.update_if_current(
+                op,
+                state={**op.state, **changes, "tx": None},
+                retry_in_us=0,
+                reset_attempts=True,
+                error=(code, reason),
+                detail=f"retry budget spent ({reason}); compensating",
+            )
+            return
+        self.ops.attention(op, code, f"retry budget spent: {reason}")
+
+    def _refuse(self, op: Operation, step: str, code: str, reason: str, *, reverted_hash: str | None = None) -> None:
+        """A step (or the operation's plan) was refused for good."""
+        action = self.actions[op.kind]
+        changes = action.reverted(op, step, reason)
+        detail = f"{step or 'step'} refused: {reason}" + (f" ({reverted_hash})" if reverted_hash else "")
+        state = {**op.state, "tx": None, **({"reverted": reverted_hash} if reverted_hash else {})}
+        if changes is not None:
+            self.ops.update_if_current(
+                op, state={**state, **changes}, retry_in_us=0, reset_attempts=True, detail=f"{detail}; compensating"
+            )
+        elif action.irreversible(op):
+            self.ops.attention(op, code, f"{detail} after value had left; holds kept")
+        else:
+            self._write(
+                op,
+                lambda conn: action.release(op, conn),
+                status=OpStatus.FAILED,
+                error=(code, reason),
+                state=state,
+                detail=detail,
+            )
+
+    def _complete(
+        self,
+        op: Operation,
+        state: dict[str, Any],
+        detail: str,
+        step_book: Callable[[Connection], dict[str, Any]] | None = None,
+    ) -> None:
+        """Every step is final: book the last step (if given) and the result, and record the outcome, in one write."""
+        action = self.actions[op.kind]
+        try:
+            with write_transaction(self.ops.engine) as conn:
+                if step_book is not None:
+                    state.update(step_book(conn))
+                changes: dict[str, Any]
+                try:
+                    result = action.finish(replace(op, state=state), conn)
+                    changes = dict(status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
+                except OperationFailed as failed:
+                    changes = dict(
+                        status=OpStatus.FAILED,
+                        result=failed.result,
+                        error=(failed.code, failed.message),
+                        detail=f"{detail}; failed: {failed.message}",
+                    )
+                if self.ops.update_if_current(op, state=state, conn=conn, **changes) is None:
+                    raise _Stale
+        except _Stale:
+            return
 
     # ---------------------------------------------------------------- advance
 
     def advance(self, batch: list[Operation]) -> None:
-        if any(op.network is None for op in batch):
-            raise DomainError(f"operation {batch[0].id} names no network")
         by_network: dict[str, list[Operation]] = {}
+        fresh = []
         for op in batch:
             if op.state.get("tx"):
                 by_network.setdefault(op.state["tx"].get("network") or op.network or "", []).append(op)
+            else:
+                fresh.append(op)
         for network, ops in by_network.items():
-            self._follow(self.chains(network), ops)
-        fresh = [op for op in batch if not op.state.get("tx")]
+            try:
+                self._follow(self.chains(network), ops)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                for op in ops:
+                    self._postpone(self.ops.get(op.id), exc, detail=f"{network} unavailable")
         if fresh:
             self._send(fresh)
 
-    def _complete(self, action: ChainAction, op: Operation, state: dict[str, Any], detail: str) -> None:
-        """Every step is final: book the result and record success (or a failure with its result) in one write."""
-        provisional = replace(op, state=state)
-        try:
-            result = action.finish(provisional)
-        except OperationFailed as failed:
-            self.ops.update(
-                op,
-                state=state,
-                status=OpStatus.FAILED,
-                result=failed.result,
-                error=(failed.code, failed.message),
-                detail=f"{detail}; failed: {failed.message}",
-            )
-            return
-        self.ops.update(op, state=state, status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
-
     def _follow(self, chain: ChainClient, ops: list[Operation]) -> None:
-        receipts = chain.receipts([op.state["tx"]["hash"] for op in ops])
+        hashes = [op.state["tx"]["hash"] for op in ops]
+        receipts = chain.receipts(hashes)
         head = chain.block_number() if receipts else 0
         unknown = [op for op in ops if op.state["tx"]["hash"] not in receipts]
         known = chain.known([op.state["tx"]["hash"] for op in unknown]) if unknown else set()
@@ -153,16 +294,12 @@ class ChainOpsHandler:
                 else:
                     simple.append((op, {"retry_in_us": POLL_US}))
                 continue
-            action = self.actions[op.kind]
+            step = tx.get("step", "")
             if not receipt.status:
                 reason = chain.why_reverted(_tx_of(tx), receipt)
-                self._reverted(
-                    op,
-                    tx.get("step", ""),
-                    reason,
-                    f"{tx.get('step') or 'step'} reverted: {reason} ({tx['hash']})",
-                    reverted_hash=tx["hash"],
-                )
+                with write_transaction(self.ops.engine) as conn:
+                    journal.mark(conn, chain.name, tx["hash"], TxRecord.REVERTED, self.ops.clock())
+                self._refuse(op, step, "tx_reverted", reason, reverted_hash=tx["hash"])
                 continue
             if head - receipt.block_number + 1 < chain.network.confirmations:
                 if op.status != OpStatus.CONFIRMING:
@@ -181,43 +318,74 @@ class ChainOpsHandler:
                     simple.append((op, {"retry_in_us": POLL_US}))
                 continue
             failpoints.hit(f"{op.kind}:after_receipt")
-            failpoints.hit(f"{op.kind}:{tx.get('step', '')}:after_receipt")
-            kept = action.step_done(op, receipt)
-            done = [
-                *op.state.get("done", []),
-                {"step": tx.get("step", ""), "hash": tx["hash"], "block": receipt.block_number},
-            ]
-            state = {**op.state, **kept, "tx": None, "steps_done": int(op.state.get("steps_done", 0)) + 1, "done": done}
-            detail = f"{tx.get('step') or 'step'} final in block {receipt.block_number} ({tx['hash']})"
-            if action.next_call(replace(op, state=state)) is None:
-                self._complete(action, op, state, detail)
-            else:
-                self.ops.update(op, state=state, retry_in_us=0, detail=detail)
+            failpoints.hit(f"{op.kind}:{step}:after_receipt")
+            self._step_final(chain, op, receipt)
         if simple:
             with write_transaction(self.ops.engine) as conn:
                 for op, change in simple:
-                    self.ops.update(op, conn=conn, **change)
+                    self.ops.update_if_current(op, conn=conn, **change)
+
+    def _step_final(self, chain: ChainClient, op: Operation, receipt: Receipt) -> None:
+        action = self.actions[op.kind]
+        tx = op.state["tx"]
+        step = tx.get("step", "")
+        done = [*op.state.get("done", []), {"step": step, "hash": tx["hash"], "block": receipt.block_number}]
+        state = {**op.state, "tx": None, "steps_done": int(op.state.get("steps_done", 0)) + 1, "done": done}
+        detail = f"{step or 'step'} final in block {receipt.block_number} ({tx['hash']})"
+        try:
+            finished = action.next_call(replace(op, state=state)) is None
+        except Exception:
+            finished = False  # the next step is planned (and refused, or retried) on the next round
+        now = self.ops.clock()
+
+        def book(conn: Connection) -> dict[str, Any]:
+            journal.mark(
+                conn,
+                chain.name,
+                tx["hash"],
+                TxRecord.FINAL,
+                now,
+                block_number=receipt.block_number,
+                block_hash=receipt.block_hash,
+            )
+            kept: dict[str, Any] = action.step_done(op, receipt, conn)
+            return kept
+
+        if finished:
+            self._complete(op, state, detail, step_book=book)
+            return
+
+        def book_and_keep(conn: Connection) -> None:
+            state.update(book(conn))
+
+        self._write(op, book_and_keep, state=state, retry_in_us=0, reset_attempts=True, detail=detail)
 
     def _resend(self, chain: ChainClient, op: Operation) -> None:
         tx = _tx_of(op.state["tx"])
         refused = chain.rebroadcast([tx])
         if not refused:
-            self.ops.update(
+            self.ops.update_if_current(
                 op,
                 status=OpStatus.SUBMITTED if op.status == OpStatus.RECEIVED else op.status,
                 retry_in_us=POLL_US,
                 detail=f"sent {tx.hash}",
             )
             return
-        message = refused[0][1].rpc_message
+        error = refused[0][1]
+        if not _nonce_consumed(error):
+            # Underpriced, no gas money, a node in trouble: the same bytes may go through later.
+            self._postpone(op, error, detail=f"{tx.hash} not accepted by the node")
+            return
         # The nonce went to another transaction (a gap filler after a crash): this one will
         # never be mined. Sign the step again with a new nonce.
-        log.warning("transaction replaced op=%s hash=%s error=%s", op.id, tx.hash, message)
-        self.ops.update(
+        log.warning("transaction replaced op=%s hash=%s error=%s", op.id, tx.hash, error.rpc_message)
+        now = self.ops.clock()
+        self._write(
             op,
+            lambda conn: journal.mark(conn, chain.name, tx.hash, TxRecord.REPLACED, now),
             state={**op.state, "tx": None, "replaced": [*op.state.get("replaced", []), tx.hash]},
             retry_in_us=0,
-            detail=f"{tx.hash} cannot be sent ({message}); signing again",
+            detail=f"{tx.hash} cannot be sent ({error.rpc_message}); signing again",
         )
 
     def _send(self, ops: list[Operation]) -> None:
@@ -226,66 +394,86 @@ class ChainOpsHandler:
             action = self.actions[op.kind]
             try:
                 call = action.next_call(op)
-            except DomainError as exc:
-                action.failed(op, exc.code, exc.message)
-                self.ops.update(
-                    op, status=OpStatus.FAILED, error=(exc.code, exc.message), detail=f"refused: {exc.message}"
-                )
+            except Exception as exc:
+                if is_transient(exc):
+                    self._postpone(op, exc, detail="planning the next step")
+                elif isinstance(exc, DomainError):
+                    self._refuse(op, "plan", exc.code, exc.message)
+                else:
+                    raise
                 continue
             if call is None:
-                self._complete(action, op, op.state, "no step left")
+                self._complete(op, op.state, "no step left")
                 continue
             planned.setdefault((call.network or op.network or "", call.sender), []).append((op, call))
         for (network, sender), items in planned.items():
-            chain = self.chains(network)
             try:
-                signed = chain.sign_calls(sender, [c.call for _, c in items])
-            except TxReverted:
-                # The node's gas estimate says one of them would revert: find which, one by one.
-                items, signed = self._sign_one_by_one(chain, sender, items)
-                if not items:
-                    continue
-            # Persisted before anything leaves the process.
-            recorded = []
-            with write_transaction(self.ops.engine) as conn:
-                for (op, call), tx in zip(items, signed, strict=True):
-                    recorded.append(
-                        self.ops.update(
-                            op,
-                            state={**op.state, "tx": _tx_state(tx, call.step, network)},
-                            conn=conn,
-                            detail=f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
-                        )
-                    )
-            failpoints.hit(f"{items[0][0].kind}:before_submit")
-            failpoints.hit(f"{items[0][0].kind}:{items[0][1].step}:before_submit")
-            refused = {tx.hash: err for tx, err in chain.broadcast(signed)}
-            with write_transaction(self.ops.engine) as conn:
-                for (_, _), tx, current in zip(items, signed, recorded, strict=True):
-                    if tx.hash in refused:
-                        self._refused(current, refused[tx.hash].rpc_message, conn)
-                    else:
-                        status = OpStatus.SUBMITTED
-                        self.ops.update(
-                            current, status=status, retry_in_us=POLL_US, conn=conn, detail=f"sent {tx.hash}"
-                        )
-            failpoints.hit(f"{items[0][0].kind}:after_submit")
-            failpoints.hit(f"{items[0][0].kind}:{items[0][1].step}:after_submit")
+                self._sign_and_send(network, sender, items)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                for op, _ in items:
+                    current = self.ops.get(op.id)
+                    if not current.terminal and current.status != OpStatus.NEEDS_ATTENTION:
+                        self._postpone(current, exc, detail=f"{network} unavailable")
 
-    def _reverted(self, op: Operation, step: str, reason: str, detail: str, reverted_hash: str | None = None) -> None:
-        """A step reverted (or its gas estimate says it would): compensate if the action can, else fail."""
-        action = self.actions[op.kind]
-        on_revert = getattr(action, "reverted", None)
-        changes = on_revert(op, step, reason) if on_revert else None
-        if changes is not None:
-            # The action has a way on (a compensating step): the operation continues.
-            self.ops.update(
-                op, state={**op.state, **changes, "tx": None}, retry_in_us=0, detail=f"{detail}; compensating"
-            )
+    def _sign_and_send(self, network: str, sender: str, items: list[tuple[Operation, PlannedCall]]) -> None:
+        chain = self.chains(network)
+        try:
+            signed = chain.sign_calls(sender, [c.call for _, c in items])
+        except TxReverted:
+            # The node's gas estimate says one of them would revert: find which, one by one.
+            items, signed = self._sign_one_by_one(chain, sender, items)
+            if not items:
+                return
+        # Persisted before anything leaves the process; a copy that went stale is not sent.
+        now = self.ops.clock()
+        recorded: list[tuple[Operation, SentTx]] = []
+        with write_transaction(self.ops.engine) as conn:
+            for (op, call), tx in zip(items, signed, strict=True):
+                updated = self.ops.update_if_current(
+                    op,
+                    state={**op.state, "tx": _tx_state(tx, call.step, network)},
+                    conn=conn,
+                    detail=f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
+                )
+                if updated is not None:
+                    journal.record(conn, network, chain.chain_id, op.id, call.step, tx, now)
+                    recorded.append((updated, tx))
+        if not recorded:
             return
-        action.failed(op, "tx_reverted", reason)
-        state = {**op.state, "tx": None, **({"reverted": reverted_hash} if reverted_hash else {})}
-        self.ops.update(op, status=OpStatus.FAILED, error=("tx_reverted", reason), state=state, detail=detail)
+        kind, step = items[0][0].kind, items[0][1].step
+        failpoints.hit(f"{kind}:before_submit")
+        failpoints.hit(f"{kind}:{step}:before_submit")
+        refused = {tx.hash: err for tx, err in chain.broadcast([tx for _, tx in recorded])}
+        with write_transaction(self.ops.engine) as conn:
+            for current, tx in recorded:
+                if tx.hash in refused:
+                    continue
+                self.ops.update_if_current(
+                    current, status=OpStatus.SUBMITTED, retry_in_us=POLL_US, conn=conn, detail=f"sent {tx.hash}"
+                )
+        for current, tx in recorded:
+            if tx.hash in refused:
+                self._refused(chain, current, tx, refused[tx.hash])
+        failpoints.hit(f"{kind}:after_submit")
+        failpoints.hit(f"{kind}:{step}:after_submit")
+
+    def _refused(self, chain: ChainClient, op: Operation, tx: SentTx, error: RpcError) -> None:
+        """The node refused a freshly signed transaction: it never entered the pool, so it is signed again later."""
+        now = self.ops.clock()
+        if op.attempts + 1 >= self.ops.settings.attempts_max:
+            self._exhausted(op, "tx_refused", f"the node refuses {tx.hash}: {error.rpc_message}")
+            return
+        self._write(
+            op,
+            lambda conn: journal.mark(conn, chain.name, tx.hash, TxRecord.REPLACED, now),
+            state={**op.state, "tx": None, "replaced": [*op.state.get("replaced", []), tx.hash]},
+            retry_in_us=self.ops.backoff_us(op.attempts + 1),
+            count_attempt=True,
+            error=("tx_refused", error.rpc_message),
+            detail=f"refused by the node, will retry: {error.rpc_message}",
+        )
 
     def _sign_one_by_one(
         self, chain: ChainClient, sender: str, items: list[tuple[Operation, PlannedCall]]
@@ -296,59 +484,171 @@ class ChainOpsHandler:
                 signed += chain.sign_calls(sender, [call.call])
                 kept.append((op, call))
             except TxReverted as exc:
-                self._reverted(op, call.step, exc.reason, f"{call.step or 'step'} would revert: {exc.reason}")
+                self._refuse(op, call.step, "tx_reverted", f"{call.step or 'step'} would revert: {exc.reason}")
         return kept, signed
 
-    def _refused(self, op: Operation, message: str, conn: Any) -> None:
-        if op.attempts + 1 >= ATTEMPTS_MAX:
-            self.actions[op.kind].failed(op, "tx_refused", message)
-            self.ops.update(
-                op,
-                status=OpStatus.FAILED,
-                error=("tx_refused", message),
-                conn=conn,
-                state={**op.state, "tx": None},
-                detail=f"refused by the node: {message}",
-            )
-        else:
-            self.ops.update(
-                op,
-                state={**op.state, "tx": None},
-                retry_in_us=backoff_us(op.attempts + 1),
-                count_attempt=True,
-                error=("tx_refused", message),
-                conn=conn,
-                detail=f"refused by the node, will retry: {message}",
-            )
-
-    # --------------------------------------------------------------- recovery
+    # ----------------------------------------------------------- supervision
 
     def recover(self) -> None:
-        """Re-send every signed transaction of an unfinished operation, then fill nonce gaps."""
-        networks: dict[str, list[Operation]] = {}
-        for status in (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING):
-            for op in self.ops.list(status=status.value, limit=100_000):
-                if op.kind in self.actions and op.network:
-                    tx_network = (op.state.get("tx") or {}).get("network") or op.network
-                    networks.setdefault(tx_network, []).append(op)
-        for network, ops in networks.items():
-            chain = self.chains(network)
-            pending = [_tx_of(op.state["tx"]) for op in ops if op.state.get("tx")]
-            if pending:
-                mined = chain.receipts([tx.hash for tx in pending])
-                chain.rebroadcast([tx for tx in pending if tx.hash not in mined])
-            with self.ops.engine.connect() as conn:
-                senders = [
-                    r[0]
-                    for r in conn.execute(
-                        select(chain_schema.nonces.c.address).where(chain_schema.nonces.c.chain_id == chain.chain_id)
-                    )
-                ]
-            for sender in senders:
-                try:
-                    chain.repair_nonce_gaps(sender)
-                except DomainError as exc:
-                    log.warning("nonce repair skipped sender=%s error=%s", sender, exc)
+        """After a crash nothing is needed beyond what advance() and maintain() do on every round."""
 
-    def cancelled(self, op: Operation) -> None:
-        self.actions[op.kind].failed(op, "cancelled", "cancelled by operator")
+    def release(self, op: Operation, conn: Connection) -> None:
+        """An operator cancelled an operation that sent nothing: release its holds (same transaction)."""
+        self.actions[op.kind].release(op, conn)
+
+    def quarantine(self, op: Operation, exc: BaseException) -> None:
+        """An operation whose processing hit a bug stops where an operator sees it; the others go on."""
+        current = self.ops.get(op.id)
+        if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
+            return
+        self.ops.attention(current, "internal_error", f"{type(exc).__name__}: {exc}")
+
+    def maintain(self, networks: list[str]) -> None:
+        """Periodic care of every network: nonce gaps, and final transactions a deep reorg removed."""
+        for network in networks:
+            chain = self.chains(network)
+            self.repair_nonce_gaps(chain)
+            self.watch_finality(chain)
+
+    # ---------------------------------------------------------------- nonces
+
+    def repair_nonce_gaps(self, chain: ChainClient, *, force: bool = False) -> list[int]:
+        """Fill every nonce gap that has lasted the grace period: with the transaction that owns the
+        nonce (sent again, byte for byte), or a no-op when no recorded transaction does.
+
+        A gap is a nonce the database reserved but the node has not seen, below ones it waits
+        for: after a crash between reserving and recording, a dropped transaction, or a node
+        that lost its last seconds of state. Every later transaction of that sender waits.
+        """
+        now_s = time.monotonic()
+        if not force and now_s - self._nonce_checked.get(chain.name, 0.0) < NONCE_CHECK_EVERY_S:
+            return []
+        self._nonce_checked[chain.name] = now_s
+        n = chain_schema.nonces
+        since = self.ops.clock() - int(NONCE_SENDERS_RECENT_S * 1_000_000)
+        with self.ops.engine.connect() as conn:
+            rows = conn.execute(
+                select(n.c.address, n.c.next_nonce).where(n.c.chain_id == chain.chain_id, n.c.updated_at_us >= since)
+            ).all()
+        if not rows:
+            return []
+        replies = chain.rpc.batch([("eth_getTransactionCount", [r.address, "pending"]) for r in rows])
+        filled: list[int] = []
+        grace = self.ops.settings.nonce_gap_grace_s
+        for row, reply in zip(rows, replies, strict=True):
+            if isinstance(reply, RpcError):
+                continue
+            node, stored, key = int(reply, 16), int(row.next_nonce), (chain.chain_id, row.address)
+            if stored <= node:
+                self._gaps.pop(key, None)
+                continue
+            seen = self._gaps.get(key)
+            if not force and (seen is None or seen[0] != node):
+                self._gaps[key] = (node, now_s)
+                continue
+            if not force and seen is not None and now_s - seen[1] < grace:
+                continue
+            self._gaps.pop(key, None)
+            filled += self._fill_gap(chain, row.address, range(node, min(stored, node + NONCE_FILL_MAX)))
+        return filled
+
+    def _fill_gap(self, chain: ChainClient, sender: str, gap: range) -> list[int]:
+        owners = journal.at_nonces(self.ops.engine, chain.chain_id, sender, list(gap))
+        resend = [entry for nonce in gap for entry in owners.get(nonce, [])[:1]]
+        held = [e.nonce for e in resend]
+        # Orphans above the highest owned nonce may belong to a transaction another worker is
+        # recording right now; they are left for the next round unless nothing at all is owned.
+        limit = max(held) if held else gap.stop
+        orphans = [nonce for nonce in gap if nonce not in owners and nonce < limit]
+        if resend:
+            sent = [SentTx(e.hash, e.sender, e.nonce, Call(None, b""), 0, (0, 0), e.raw) for e in resend]
+            chain.rebroadcast(sent)
+        if orphans:
+            chain.fill_nonces(sender, orphans)
+        log.warning("nonce gap repaired network=%s sender=%s resent=%s filled=%s", chain.name, sender, held, orphans)
+        return [*held, *orphans]
+
+    # ------------------------------------------------------------- finality
+
+    def watch_finality(self, chain: ChainClient) -> list[str]:
+        """Find final transactions of operations that a reorg deeper than the confirmations removed
+        (a finality violation), raise an alert, and send their recorded bytes again until they are
+        final again. Returns the hashes found dropped this time."""
+        head = chain.block_number()
+        since = max(0, head - WATCH_WINDOW_BLOCKS)
+        rows = journal.watched(self.ops.engine, chain.name, since, WATCH_ROWS_MAX)
+        if not rows:
+            return []
+        final = [r for r in rows if r.status == TxRecord.FINAL]
+        dropped = [r for r in rows if r.status == TxRecord.DROPPED]
+        suspect = []
+        if final:
+            # A reorg that replaced any watched block also replaced every block above it:
+            # checking the newest one is enough to know whether to look closer.
+            top = final[0]
+            anchor = (top.block_number or 0, top.block_hash or "")
+            if self._watch_anchor.get(chain.name) != anchor:
+                block = chain.rpc.call("eth_getBlockByNumber", [hex(anchor[0]), False])
+                if block is not None and block.get("hash") == anchor[1]:
+                    self._watch_anchor[chain.name] = anchor
+                else:
+                    suspect = final
+        found: list[str] = []
+        now = self.ops.clock()
+        if suspect:
+            receipts = chain.receipts([r.hash for r in suspect])
+            with write_transaction(self.ops.engine) as conn:
+                for r in suspect:
+                    receipt = receipts.get(r.hash)
+                    if receipt is None:
+                        journal.mark(conn, chain.name, r.hash, TxRecord.DROPPED, now)
+                        found.append(r.hash)
+                        log.error(
+                            "finality violation network=%s op=%s step=%s tx=%s block=%s: the final transaction "
+                            "left the chain; sending it again",
+                            chain.name,
+                            r.op_id,
+                            r.step,
+                            r.hash,
+                            r.block_number,
+                        )
+                    elif receipt.block_hash != r.block_hash:
+                        journal.mark(
+                            conn,
+                            chain.name,
+                            r.hash,
+                            TxRecord.FINAL,
+                            now,
+                            block_number=receipt.block_number,
+                            block_hash=receipt.block_hash,
+                        )
+            dropped += [r for r in suspect if r.hash in found]
+        if dropped:
+            self._restore(chain, dropped, head)
+        return found
+
+    def _restore(self, chain: ChainClient, dropped: list[journal.JournalEntry], head: int) -> None:
+        receipts = chain.receipts([r.hash for r in dropped])
+        now = self.ops.clock()
+        again = []
+        with write_transaction(self.ops.engine) as conn:
+            for r in dropped:
+                receipt = receipts.get(r.hash)
+                if receipt is None:
+                    again.append(r)
+                elif head - receipt.block_number + 1 >= chain.network.confirmations:
+                    status = TxRecord.FINAL if receipt.status else TxRecord.REVERTED
+                    journal.mark(
+                        conn,
+                        chain.name,
+                        r.hash,
+                        status,
+                        now,
+                        block_number=receipt.block_number,
+                        block_hash=receipt.block_hash,
+                    )
+                    if not receipt.status:
+                        log.error("re-sent transaction reverted network=%s op=%s tx=%s", chain.name, r.op_id, r.hash)
+        if again:
+            sent = [SentTx(e.hash, e.sender, e.nonce, Call(None, b""), 0, (0, 0), e.raw) for e in again]
+            chain.rebroadcast(sent)

@@ -1,11 +1,17 @@
 """The operations store: persisted before anything is sent, advanced by workers, auditable.
 
 An operation moves received -> submitted -> confirming -> succeeded, or ends failed
-or cancelled. Terminal states never change: every update is conditional on the row
-not being terminal, and an attempt to change one is a broken invariant. Each status
-change is written to the history in the same transaction. Workers claim due
-operations with a lease (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite
-the single writer's lock serialises them).
+or cancelled; `needs_attention` is where one stops, its holds kept, when it cannot go
+on by itself (value has left and neither completing nor compensating worked, or a
+transient failure outlasted the retry budget) until an operator resumes it.
+
+No lost update: every change is conditional on the version its writer read and bumps
+it, so a stale copy (a request that read the operation before the worker recorded a
+signed transaction, a second worker whose lease ran out) never overwrites a newer
+state: its write fails with `StaleOperation` and changes nothing. Terminal states
+never change. Each status change is written to the history in the same transaction.
+Workers claim due operations with a lease (`SELECT ... FOR UPDATE SKIP LOCKED` on
+PostgreSQL; on SQLite the single writer's lock serialises them).
 """
 
 from __future__ import annotations
@@ -17,39 +23,50 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from andchain.config import OpsSettings
 from andchain.db import write_transaction
 from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
 from andchain.ledger.model import Clock, IdSource, system_clock_us
 from andchain.ops import schema
+from andchain.retry import Backoff
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS_MAX = 8
-BACKOFF_BASE_S = 0.5
-BACKOFF_MAX_S = 60.0
-LEASE_S = 30.0
 CLAIM_MAX = 500
+PAGE_MAX = 1000
+KEY_LENGTH_MAX = 255
+DETAIL_LENGTH_MAX = 2000
 
 
 class OpStatus(enum.StrEnum):
     RECEIVED = "received"
     SUBMITTED = "submitted"
     CONFIRMING = "confirming"
+    NEEDS_ATTENTION = "needs_attention"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 TERMINAL = frozenset({OpStatus.SUCCEEDED, OpStatus.FAILED, OpStatus.CANCELLED})
+# What workers pick up by themselves.
 ACTIVE = (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING)
+# Not finished: its holds are kept and reconcile counts what it did on chain.
+UNFINISHED = (*ACTIVE, OpStatus.NEEDS_ATTENTION)
+
+
+class StaleOperation(Conflict):
+    """The operation changed since the writer read it: nothing was written; read it again."""
+
+    code = "operation_changed"
 
 
 @dataclass(frozen=True)
@@ -68,10 +85,16 @@ class Operation:
     next_attempt_at_us: int
     created_at_us: int
     updated_at_us: int
+    version: int = 1
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def sent(self) -> bool:
+        """Whether anything of this operation may have left the process (a signed transaction, a done step)."""
+        return bool(self.state.get("tx") or self.state.get("done") or self.state.get("replaced"))
 
 
 @dataclass(frozen=True)
@@ -81,8 +104,12 @@ class HistoryEntry:
     at_us: int
 
 
-def _canonical(payload: dict[str, Any]) -> str:
+def canonical_json(payload: Any) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def request_digest(request: Any) -> str:
+    return hashlib.sha256(canonical_json(request).encode()).hexdigest()
 
 
 def _op_of(row: Any) -> Operation:
@@ -102,6 +129,7 @@ def _op_of(row: Any) -> Operation:
         next_attempt_at_us=int(m["next_attempt_at_us"]),
         created_at_us=int(m["created_at_us"]),
         updated_at_us=int(m["updated_at_us"]),
+        version=int(m["version"]),
     )
 
 
@@ -109,15 +137,26 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def backoff_us(attempts: int) -> int:
-    return int(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1)) * 1_000_000)
+Release = Callable[[Operation, Connection], None]
 
 
 class Operations:
-    def __init__(self, engine: Engine, *, clock: Clock = system_clock_us, ids: IdSource | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock = system_clock_us,
+        ids: IdSource | None = None,
+        settings: OpsSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.ids = ids or IdSource(clock_us=clock)
+        self.settings = settings or OpsSettings()
+        self.backoff = Backoff(self.settings.backoff_base_s, self.settings.backoff_max_s)
+
+    def backoff_us(self, attempts: int) -> int:
+        return self.backoff.delay_us(attempts)
 
     # ----------------------------------------------------------------- create
 
@@ -127,17 +166,24 @@ class Operations:
         key: str,
         payload: dict[str, Any],
         *,
+        request: Any = None,
         network: str | None = None,
+        state: dict[str, Any] | None = None,
         conn: Connection | None = None,
     ) -> tuple[Operation, bool]:
-        """Persist a new operation, or return the existing one for the same key and payload.
+        """Persist a new operation, or return the existing one for the same key and request.
 
-        Returns (operation, created). The same key with another payload is a conflict.
+        `request` is what the caller sent (defaults to the payload): the same key with
+        another request is a conflict, whatever the payload derived from it at the time.
+        With `conn` the operation joins the caller's transaction, so that whatever the
+        caller reserves for it (a ledger hold) commits or rolls back with it.
+        Returns (operation, created).
         """
-        if not key or len(key) > 255:
-            raise DomainError("an operation needs an idempotency key of 1-255 characters", code="invalid_request")
-        text = _canonical(payload)
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        if not isinstance(key, str) or not key or len(key) > KEY_LENGTH_MAX or "\x00" in key:
+            raise DomainError(
+                f"an operation needs an idempotency key of 1-{KEY_LENGTH_MAX} characters", code="invalid_request"
+            )
+        digest = request_digest(payload if request is None else request)
         now = self.clock()
         op_id = self.ids.new_id()
         values = dict(
@@ -146,8 +192,8 @@ class Operations:
             kind=kind,
             network=network,
             status=OpStatus.RECEIVED.value,
-            payload=text,
-            state=json.dumps({"payload_sha256": digest}),
+            payload=canonical_json(payload),
+            state=canonical_json(state or {}),
             result=None,
             error_code=None,
             error_message=None,
@@ -157,38 +203,58 @@ class Operations:
             lease_until_us=None,
             created_at_us=now,
             updated_at_us=now,
+            version=1,
+            request_sha256=digest,
         )
-        try:
-            if conn is not None:
-                with conn.begin_nested():
-                    conn.execute(schema.operations.insert().values(**values))
-                    self._log(conn, op_id, OpStatus.RECEIVED, f"{kind} received")
-            else:
-                with write_transaction(self.engine) as c:
+
+        def insert(c: Connection) -> Operation | None:
+            try:
+                with c.begin_nested():
                     c.execute(schema.operations.insert().values(**values))
                     self._log(c, op_id, OpStatus.RECEIVED, f"{kind} received")
-        except IntegrityError:
-            existing = self.by_key(key)
-            if existing.kind != kind or _canonical(existing.payload) != text:
-                raise Conflict(
-                    f"idempotency key {key!r} was already used for another {existing.kind} request",
-                    code="idempotency_key_reused",
-                ) from None
-            return existing, False
-        if conn is not None:  # not committed yet: read it back through the caller's transaction
+            except IntegrityError:
+                row = c.execute(select(schema.operations).where(schema.operations.c.idempotency_key == key)).first()
+                if row is None:
+                    raise
+                existing = _op_of(row)
+                known = row._mapping["request_sha256"] or request_digest(existing.payload)
+                if existing.kind != kind or known != digest:
+                    raise Conflict(
+                        f"idempotency key {key!r} was already used for another {existing.kind} request",
+                        code="idempotency_key_reused",
+                        operation=existing.id,
+                    ) from None
+                return existing
+            return None
+
+        if conn is not None:
+            existing = insert(conn)
+            if existing is not None:
+                return existing, False
             return _op_of(conn.execute(select(schema.operations).where(schema.operations.c.id == op_id)).one()), True
-        return self.get(op_id), True
+        with write_transaction(self.engine) as own:
+            existing = insert(own)
+            if existing is not None:
+                return existing, False
+            row = own.execute(select(schema.operations).where(schema.operations.c.id == op_id)).one()
+        return _op_of(row), True
 
     def _log(self, conn: Connection, op_id: str, status: OpStatus | str, detail: str) -> None:
         conn.execute(
-            schema.history.insert().values(op_id=op_id, status=str(status), detail=detail[:2000], at_us=self.clock())
+            schema.history.insert().values(
+                op_id=op_id, status=str(status), detail=detail[:DETAIL_LENGTH_MAX], at_us=self.clock()
+            )
         )
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, op_id: str) -> Operation:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(schema.operations).where(schema.operations.c.id == op_id)).first()
+    def get(self, op_id: str, *, conn: Connection | None = None) -> Operation:
+        query = select(schema.operations).where(schema.operations.c.id == op_id)
+        if conn is not None:
+            row = conn.execute(query).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(query).first()
         if row is None:
             raise NotFound(f"no operation {op_id!r}", code="operation_not_found")
         return _op_of(row)
@@ -200,19 +266,27 @@ class Operations:
             raise NotFound(f"no operation with idempotency key {key!r}", code="operation_not_found")
         return _op_of(row)
 
+    def find_by_key(self, key: str) -> Operation | None:
+        try:
+            return self.by_key(key)
+        except NotFound:
+            return None
+
     def list(
         self,
         *,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
         kind: str | None = None,
         network: str | None = None,
         limit: int = 100,
         after_id: str | None = None,
     ) -> builtins.list[Operation]:
         t = schema.operations
-        query = select(t).order_by(t.c.id).limit(limit)
-        if status:
+        query = select(t).order_by(t.c.id).limit(max(1, min(limit, PAGE_MAX)))
+        if isinstance(status, str):
             query = query.where(t.c.status == status)
+        elif status:
+            query = query.where(t.c.status.in_([str(s) for s in status]))
         if kind:
             query = query.where(t.c.kind == kind)
         if network:
@@ -221,6 +295,21 @@ class Operations:
             query = query.where(t.c.id > after_id)
         with self.engine.connect() as conn:
             return [_op_of(r) for r in conn.execute(query)]
+
+    def iterate(
+        self, *, status: str | Sequence[str] | None = None, kind: str | None = None, network: str | None = None
+    ) -> Iterator[Operation]:
+        """Every matching operation, page by page: no cap on how many there are."""
+        after: str | None = None
+        while True:
+            page = self.list(status=status, kind=kind, network=network, limit=PAGE_MAX, after_id=after)
+            yield from page
+            if len(page) < PAGE_MAX:
+                return
+            after = page[-1].id
+
+    def unfinished(self, *, kind: str | None = None, network: str | None = None) -> Iterator[Operation]:
+        return self.iterate(status=[s.value for s in UNFINISHED], kind=kind, network=network)
 
     def history(self, op_id: str) -> builtins.list[HistoryEntry]:
         h = schema.history
@@ -233,18 +322,54 @@ class Operations:
         with self.engine.connect() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
 
-    def stuck(self, older_than_s: float) -> builtins.list[Operation]:
-        t = schema.operations
+    def active_count(self) -> int:
+        counts = self.counts()
+        return sum(counts.get(s.value, 0) for s in ACTIVE)
+
+    def stuck(self, older_than_s: float) -> Iterator[Operation]:
+        """Active operations older than `older_than_s` (needs_attention ones are reported on their own)."""
         cutoff = self.clock() - int(older_than_s * 1_000_000)
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(t).where(t.c.status.in_([s.value for s in ACTIVE]), t.c.created_at_us < cutoff).order_by(t.c.id)
-            )
-            return [_op_of(r) for r in rows]
+        for op in self.iterate(status=[s.value for s in ACTIVE]):
+            if op.created_at_us < cutoff:
+                yield op
 
     # ------------------------------------------------------------ transitions
 
-    def update(
+    def _values(
+        self,
+        op: Operation,
+        *,
+        status: OpStatus | None,
+        state: dict[str, Any] | None,
+        result: dict[str, Any] | None,
+        error: tuple[str, str] | None,
+        retry_in_us: int | None,
+        count_attempt: bool,
+        reset_attempts: bool,
+    ) -> dict[str, Any]:
+        if op.terminal:
+            raise InvariantBroken(f"operation {op.id} is {op.status}: a terminal operation never changes")
+        now = self.clock()
+        new_status = status or op.status
+        values: dict[str, Any] = {"updated_at_us": now, "status": new_status.value, "version": op.version + 1}
+        if state is not None:
+            values["state"] = canonical_json(state)
+        if result is not None:
+            values["result"] = canonical_json(result)
+        if error is not None:
+            values["error_code"], values["error_message"] = error[0], error[1][:DETAIL_LENGTH_MAX]
+        if reset_attempts:
+            values["attempts"] = 0
+        elif count_attempt:
+            values["attempts"] = op.attempts + 1
+        if retry_in_us is not None:
+            values["next_attempt_at_us"] = now + retry_in_us
+        if new_status in TERMINAL or new_status == OpStatus.NEEDS_ATTENTION:
+            values["lease_owner"] = None
+            values["lease_until_us"] = None
+        return values
+
+    def update_if_current(
         self,
         op: Operation,
         *,
@@ -256,58 +381,74 @@ class Operations:
         detail: str = "",
         conn: Connection | None = None,
         count_attempt: bool = False,
-    ) -> Operation:
-        """Change a non-terminal operation; the history records every status change."""
-        new_status = status or op.status
-        values: dict[str, Any] = {"updated_at_us": self.clock(), "status": new_status.value}
-        if state is not None:
-            values["state"] = json.dumps(state, default=str)
-        if result is not None:
-            values["result"] = json.dumps(result, default=str)
-        if error is not None:
-            values["error_code"], values["error_message"] = error[0], error[1][:2000]
-        if count_attempt:
-            values["attempts"] = op.attempts + 1
-        if retry_in_us is not None:
-            values["next_attempt_at_us"] = self.clock() + retry_in_us
-        if new_status in TERMINAL:
-            values["lease_owner"] = None
-            values["lease_until_us"] = None
+        reset_attempts: bool = False,
+    ) -> Operation | None:
+        """Change `op` if it is still at the version this copy was read at; None (and no change) if not."""
+        values = self._values(
+            op,
+            status=status,
+            state=state,
+            result=result,
+            error=error,
+            retry_in_us=retry_in_us,
+            count_attempt=count_attempt,
+            reset_attempts=reset_attempts,
+        )
+        new_status = OpStatus(values["status"])
 
-        def apply(c: Connection) -> None:
+        def apply(c: Connection) -> bool:
             t = schema.operations
             done = c.execute(
-                update(t).where(t.c.id == op.id, t.c.status.notin_([s.value for s in TERMINAL])).values(**values)
+                update(t)
+                .where(t.c.id == op.id, t.c.version == op.version, t.c.status.notin_([s.value for s in TERMINAL]))
+                .values(**values)
             )
             if done.rowcount != 1:
-                current = c.execute(select(t.c.status).where(t.c.id == op.id)).scalar()
-                raise InvariantBroken(f"operation {op.id} is {current}: a terminal operation never changes")
+                return False
             if new_status != op.status or detail:
                 self._log(c, op.id, new_status, detail or f"{op.status} -> {new_status}")
+            return True
 
         if conn is not None:
-            apply(conn)
+            applied = apply(conn)
         else:
             with write_transaction(self.engine) as c:
-                apply(c)
+                applied = apply(c)
+        if not applied:
+            log.info("stale operation write skipped op=%s version=%d", op.id, op.version)
+            return None
         return replace(
             op,
             status=new_status,
             updated_at_us=values["updated_at_us"],
             state=state if state is not None else op.state,
             result=result if result is not None else op.result,
-            error_code=error[0] if error else op.error_code,
-            error_message=error[1][:2000] if error else op.error_message,
+            error_code=values.get("error_code", op.error_code),
+            error_message=values.get("error_message", op.error_message),
             attempts=values.get("attempts", op.attempts),
             next_attempt_at_us=values.get("next_attempt_at_us", op.next_attempt_at_us),
+            version=values["version"],
         )
 
+    def update(self, op: Operation, **changes: Any) -> Operation:
+        """Like update_if_current, but a stale copy raises StaleOperation (and nothing changed)."""
+        updated = self.update_if_current(op, **changes)
+        if updated is None:
+            current = self.get(op.id, conn=changes.get("conn"))
+            raise StaleOperation(
+                f"operation {op.id} changed since it was read (version {op.version}, now {current.version}, "
+                f"{current.status}); read it again",
+                operation=op.id,
+            )
+        return updated
+
     def claim(
-        self, owner: str, *, kinds: Sequence[str] | None = None, limit: int = CLAIM_MAX, lease_s: float = LEASE_S
+        self, owner: str, *, kinds: Sequence[str] | None = None, limit: int = CLAIM_MAX, lease_s: float | None = None
     ) -> builtins.list[Operation]:
-        """Lease due, unfinished operations to `owner` (never one another worker holds)."""
+        """Lease due, active operations to `owner` (never one another live worker holds)."""
         t = schema.operations
         now = self.clock()
+        lease_us = int((lease_s if lease_s is not None else self.settings.lease_s) * 1_000_000)
         due = and_(
             t.c.status.in_([s.value for s in ACTIVE]),
             t.c.next_attempt_at_us <= now,
@@ -315,18 +456,14 @@ class Operations:
         )
         if kinds:
             due = and_(due, t.c.kind.in_(list(kinds)))
-        query = select(t.c.id).where(due).order_by(t.c.created_at_us, t.c.id).limit(limit)
+        query = select(t.c.id).where(due).order_by(t.c.next_attempt_at_us, t.c.id).limit(limit)
         if self.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         with write_transaction(self.engine) as conn:
             ids = [r[0] for r in conn.execute(query)]
             if not ids:
                 return []
-            conn.execute(
-                update(t)
-                .where(t.c.id.in_(ids))
-                .values(lease_owner=owner, lease_until_us=now + int(lease_s * 1_000_000))
-            )
+            conn.execute(update(t).where(t.c.id.in_(ids)).values(lease_owner=owner, lease_until_us=now + lease_us))
             rows = conn.execute(select(t).where(t.c.id.in_(ids)).order_by(t.c.created_at_us, t.c.id)).all()
         return [_op_of(r) for r in rows]
 
@@ -348,23 +485,57 @@ class Operations:
                     freed += done.rowcount
         return freed
 
-    def retry(self, op_id: str) -> Operation:
-        """An operator asks for another attempt now (only for unfinished operations)."""
-        op = self.get(op_id)
-        if op.terminal:
-            raise Conflict(
-                f"operation {op_id} is {op.status}; a finished operation cannot be retried", code="operation_terminal"
-            )
-        return self.update(op, retry_in_us=0, detail="retry requested by operator")
+    def attention(self, op: Operation, code: str, reason: str, *, conn: Connection | None = None) -> Operation | None:
+        """Stop an operation where an operator sees it; its holds stay reserved."""
+        log.error("operation needs attention op=%s kind=%s code=%s reason=%s", op.id, op.kind, code, reason)
+        return self.update_if_current(
+            op, status=OpStatus.NEEDS_ATTENTION, error=(code, reason), detail=f"needs attention: {reason}", conn=conn
+        )
 
-    def cancel(self, op_id: str, reason: str = "cancelled by operator") -> Operation:
-        """Cancel an operation that has not been sent anywhere yet."""
-        op = self.get(op_id)
-        if op.terminal:
-            raise Conflict(f"operation {op_id} is already {op.status}", code="operation_terminal")
-        if op.state.get("tx") or op.status != OpStatus.RECEIVED:
-            raise Conflict(
-                f"operation {op_id} has already been sent ({op.status}); it can no longer be cancelled",
-                code="operation_in_flight",
+    def retry(self, op_id: str) -> Operation:
+        """An operator asks for another attempt now; an operation in needs_attention resumes with a fresh budget."""
+        for _ in range(3):
+            op = self.get(op_id)
+            if op.terminal:
+                raise Conflict(
+                    f"operation {op_id} is {op.status}; a finished operation cannot be retried",
+                    code="operation_terminal",
+                )
+            if op.status == OpStatus.NEEDS_ATTENTION:
+                resumed = OpStatus.SUBMITTED if op.sent else OpStatus.RECEIVED
+                done = self.update_if_current(
+                    op, status=resumed, retry_in_us=0, reset_attempts=True, detail="resumed by operator"
+                )
+            else:
+                done = self.update_if_current(
+                    op, retry_in_us=0, reset_attempts=True, detail="retry requested by operator"
+                )
+            if done is not None:
+                return done
+        raise StaleOperation(f"operation {op_id} keeps changing; try again", operation=op_id)
+
+    def cancel(self, op_id: str, reason: str = "cancelled by operator", *, release: Release | None = None) -> Operation:
+        """Cancel an operation that has sent nothing, releasing its holds, in one transaction.
+
+        The check that nothing was sent, the cancellation and the release commit together:
+        a worker that recorded a signed transaction in between makes this write stale,
+        and a worker that comes after finds the operation cancelled.
+        """
+        with write_transaction(self.engine) as conn:
+            op = self.get(op_id, conn=conn)
+            if op.terminal:
+                raise Conflict(f"operation {op_id} is already {op.status}", code="operation_terminal")
+            if op.sent:
+                raise Conflict(
+                    f"operation {op_id} has already sent a transaction ({op.status}); it can no longer be "
+                    "cancelled: let it finish, or retry it",
+                    code="operation_in_flight",
+                )
+            done = self.update_if_current(
+                op, status=OpStatus.CANCELLED, error=("cancelled", reason), detail=reason, conn=conn
             )
-        return self.update(op, status=OpStatus.CANCELLED, error=("cancelled", reason), detail=reason)
+            if done is None:
+                raise StaleOperation(f"operation {op_id} changed while being cancelled; try again", operation=op_id)
+            if release is not None:
+                release(done, conn)
+        return done

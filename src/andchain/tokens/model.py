@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from andchain.money import Asset
+from andchain.errors import DomainError
+from andchain.money import AMOUNT_MAX_MINOR, Asset
 
 DEPOSIT_TOKEN = "deposit_token"
 FUND_SHARE = "mmf_share"
@@ -72,3 +73,14 @@ def holders_prefix(network: str, token: TokenDef) -> str:
 BANK_CASH = "bank:usd:cash"
 BANK_SUSPENSE = "bank:usd:suspense"
 BANK_SEIZED = "bank:usd:seized"
+
+
+def check_amount(amount_minor: object, what: str = "amount") -> int:
+    """The one check every entry point applies to an amount of minor units: a positive int that fits."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+        raise DomainError(
+            f"{what} must be a positive integer of minor units, was {amount_minor!r}", code="amount_must_be_positive"
+        )
+    if amount_minor > AMOUNT_MAX_MINOR:
+        raise DomainError(f"{what} exceeds the maximum of 2^128-1 minor units", code="amount_exceeds_maximum")
+    return amount_minor

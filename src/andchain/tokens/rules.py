@@ -19,7 +19,6 @@ from sqlalchemy import select, update
 
 from andchain.db import write_transaction
 from andchain.errors import DomainError, NotFound
-from andchain.ops import OpStatus
 from andchain.tokens import schema
 from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
 from andchain.tokens.service import TokenService
@@ -75,8 +74,10 @@ class Rules:
         client, payee = self.s.client(client_ref), self.s.client(to_ref)
         if client.id == payee.id:
             raise DomainError("a scheduled payment needs a different payee", code="invalid_rule")
-        if amount_minor <= 0:
-            raise DomainError(f"amount must be positive, was {amount_minor}", code="invalid_rule")
+        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+            raise DomainError(
+                f"amount must be a positive integer of minor units, was {amount_minor!r}", code="invalid_rule"
+            )
         if every_s is not None and every_s < EVERY_MIN_S:
             raise DomainError(
                 f"a repeating payment runs at most every {EVERY_MIN_S}s, was {every_s}", code="invalid_rule"
@@ -159,6 +160,10 @@ class Rules:
             try:
                 created += self._run(rule, now)
             except DomainError as exc:
+                if exc.transient:
+                    # A node or the database away: the rule stays due and runs on a later tick.
+                    log.warning("rule run postponed rule=%s error=%s", rule.id, exc.message)
+                    continue
                 log.warning("rule run skipped rule=%s error=%s", rule.id, exc.message)
                 self._advance(rule, now, failed=True)
         return created
@@ -172,17 +177,14 @@ class Rules:
             self._advance(rule, now)
             return 1
         # Sweep: one redemption at a time, sized from the ledger's mirror of the holder.
-        active = [
-            op
-            for status in (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING)
-            for op in self.s.ops.list(status=status.value, kind="redeem", network=rule.network, limit=1000)
-            if op.idempotency_key.startswith(f"sweep:{rule.id}:")
-        ]
-        if active:
+        prefix = f"sweep:{rule.id}:"
+        if any(
+            op.idempotency_key.startswith(prefix) for op in self.s.ops.unfinished(kind="redeem", network=rule.network)
+        ):
             return 0
-        wallet = self.s.wallet(rule.client_id, rule.network)
-        held = self.s.ledger.account(holder_account(rule.network, TOKENS[DEPOSIT_TOKEN], wallet.address))
-        excess = held.balance_posted - rule.params["max"]
+        holder = self.s.holder(rule.client_id, rule.network)
+        held = self.s.ledger.account(holder_account(rule.network, TOKENS[DEPOSIT_TOKEN], holder))
+        excess = held.available - rule.params["max"]
         if excess <= 0:
             return 0
         self.s.redeem(rule.client_id, rule.network, excess, f"sweep:{rule.id}:{held.credits_posted}")

@@ -1,63 +1,133 @@
-"""The token worker: operations, the listener of every network with a token, and the rules."""
+"""The token worker: operations, and beside them the listener of every network with a token, the
+rules engine, and each network's maintenance (nonce gaps, finality violations)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
-from andchain.chains.rpc import NodeUnreachable
+from andchain.chains.listener import Listener
 from andchain.context import Context
+from andchain.ops import leases
 from andchain.ops.chain import ChainOpsHandler
 from andchain.ops.worker import Worker
-from andchain.tokens.actions import all_actions
-from andchain.tokens.mirror import token_listener
+from andchain.tokens.booking import Booking, token_listener
+from andchain.tokens.model import DEPOSIT_TOKEN
 from andchain.tokens.rules import Rules
 from andchain.tokens.service import TokenService
 
 log = logging.getLogger(__name__)
 
+LISTENER_POLLS_PER_ROUND = 10
+UNTIL_IDLE_S = 3600.0
 
-def token_worker(ctx: Context, service: TokenService | None = None) -> Worker:
+
+class ListenerPart:
+    """One network's listener: reads its final blocks under its lease, up to a bounded number of ranges a round."""
+
+    def __init__(self, ctx: Context, booking: Booking, network: str, owner: str) -> None:
+        self.ctx = ctx
+        self.booking = booking
+        self.network = network
+        self.owner = owner
+        self.name = f"listener:{network}"
+        self.listener: Listener | None = None
+
+    def run(self) -> None:
+        if self.listener is None:
+            if not self.ctx.chain(self.network).deployment(DEPOSIT_TOKEN, required=False):
+                return  # no token on this network (yet): nothing to listen to
+            self.listener = token_listener(
+                self.booking, self.network, owner=self.owner, lease_s=self.ctx.settings.ops.lease_s
+            )
+            if self.listener is None:
+                return
+        for _ in range(LISTENER_POLLS_PER_ROUND):
+            self.listener.poll()
+            if self.listener.caught_up:
+                return
+
+    def idle(self) -> bool:
+        if self.listener is None:
+            return not self.ctx.chain(self.network).deployment(DEPOSIT_TOKEN, required=False)
+        return self.listener.caught_up
+
+    def status(self) -> dict[str, Any]:
+        return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks}
+
+
+class RulesPart:
+    """The programmable payments: one worker at a time runs the due rules."""
+
+    name = "rules"
+
+    def __init__(self, ctx: Context, rules: Rules, owner: str) -> None:
+        self.ctx = ctx
+        self.rules = rules
+        self.owner = owner
+        self.created = 1
+
+    def run(self) -> None:
+        if not leases.acquire(self.ctx.engine, "rules", self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock):
+            self.created = 0
+            return
+        self.created = self.rules.tick()
+
+    def idle(self) -> bool:
+        return self.created == 0
+
+
+class MaintenancePart:
+    """A network's nonce gaps and final transactions a deep reorg removed, under the network's lease."""
+
+    def __init__(self, ctx: Context, handler: ChainOpsHandler, network: str, owner: str) -> None:
+        self.ctx = ctx
+        self.handler = handler
+        self.network = network
+        self.owner = owner
+        self.name = f"maintenance:{network}"
+
+    def run(self) -> None:
+        chain = self.ctx.chain(self.network)
+        if not chain.deployment(DEPOSIT_TOKEN, required=False):
+            return
+        name = f"maintenance:{self.network}:{chain.chain_id}"
+        if not leases.acquire(self.ctx.engine, name, self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock):
+            return
+        self.handler.repair_nonce_gaps(chain)
+        self.handler.watch_finality(chain)
+
+    def idle(self) -> bool:
+        return True
+
+
+def token_worker(ctx: Context, service: TokenService | None = None, *, owner: str | None = None) -> Worker:
     service = service or TokenService(ctx)
-    handler = ChainOpsHandler(service.ops, ctx.chain, all_actions(service))
-    rules = Rules(service)
-    listeners: dict[str, object] = {}
-
-    def tick() -> None:
-        for name, network in ctx.settings.networks.items():
-            if not network.enabled:
-                continue
-            listener = listeners.get(name)
-            if listener is None:
-                try:
-                    listener = token_listener(service, name)
-                except NodeUnreachable:
-                    continue
-                if listener is None:
-                    continue
-                listeners[name] = listener
-            try:
-                listener.poll()  # type: ignore[attr-defined]
-            except NodeUnreachable as exc:
-                log.warning("listener waiting network=%s error=%s", name, exc.message)
-        rules.tick()
-
-    return Worker(service.ops, [handler], tick=tick)
+    handler = service.handler()
+    worker = Worker(service.ops, [handler]) if owner is None else Worker(service.ops, [handler], owner=owner)
+    networks = [name for name, network in ctx.settings.networks.items() if network.enabled]
+    worker.parts.extend(ListenerPart(ctx, service.booking, n, worker.owner) for n in networks)
+    worker.parts.append(RulesPart(ctx, Rules(service), worker.owner))
+    worker.parts.extend(MaintenancePart(ctx, handler, n, worker.owner) for n in networks)
+    return worker
 
 
-def run_until_idle(worker: Worker, *, seconds: float = 120.0, rounds_max: int = 5) -> bool:
-    """Work until no operation is unfinished, then one more tick for the listener and the rules.
+def idle(worker: Worker) -> bool:
+    return worker.ops.active_count() == 0 and worker.parts_idle()
 
-    A tick can itself create operations (a rule fires), so this repeats, at most
-    `rounds_max` times. Returns whether everything finished.
+
+def run_until_idle(worker: Worker, *, seconds: float = UNTIL_IDLE_S, **_: Any) -> bool:
+    """Work until no operation is active and every listener has caught up with its final blocks (or is
+    failing, and says so); returns whether that was reached within `seconds`.
+
+    Operations that stopped in needs_attention do not keep it waiting: they wait for an operator.
     """
-
-    def idle() -> bool:
-        counts = worker.ops.counts()
-        return not any(counts.get(s, 0) for s in ("received", "submitted", "confirming"))
-
-    for _ in range(rounds_max):
-        worker.run(seconds=seconds, idle_sleep_s=0.02, until=idle)
-        worker.run_once()
-        if idle():
-            return True
-    return False
+    deadline = time.monotonic() + seconds
+    first = worker.rounds
+    # At least one whole round first: what parts said about being idle may be older than the caller's work.
+    worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
+    done = idle(worker)
+    if not done and time.monotonic() >= deadline:
+        log.warning("worker not idle after %.0fs: %s", seconds, worker.ops.counts())
+    return done

@@ -4,6 +4,8 @@
 #         here and swapped atomically when the second leg arrives, or refunded after
 #         the deadline. A hash-locked variant escrows one leg against a secret whose
 #         reveal settles the matching leg on another chain (HTLC).
+#         Tokens sent here outside any trade or lock (a plain transfer by mistake) are
+#         not escrow: the operator can return them, never touching what is escrowed.
 # @dev On a permissioned token this contract must itself be allow-listed.
 
 from ethereum.ercs import IERC20
@@ -70,18 +72,58 @@ event Claimed:
 event LockRefunded:
     lock_id: indexed(bytes32)
 
+event StrayReturned:
+    token: indexed(address)
+    receiver: indexed(address)
+    amount: uint256
+    reference: bytes32
+
+event OperatorChanged:
+    previous: indexed(address)
+    operator: indexed(address)
+
 trades: public(HashMap[bytes32, Trade])
 locks: public(HashMap[bytes32, Lock])
+# What open trades and locks hold of each token; anything above it is stray.
+escrowed: public(HashMap[address, uint256])
+operator: public(address)
+
+
+@deploy
+def __init__(operator_: address):
+    assert operator_ != empty(address), "operator is zero"
+    self.operator = operator_
 
 
 @internal
 def _pull(token: address, sender: address, amount: uint256):
+    self.escrowed[token] += amount
     assert extcall IERC20(token).transferFrom(sender, self, amount, default_return_value=True), "pull failed"
 
 
 @internal
 def _push(token: address, receiver: address, amount: uint256):
+    self.escrowed[token] -= amount
     assert extcall IERC20(token).transfer(receiver, amount, default_return_value=True), "push failed"
+
+
+@external
+def returnStray(token: address, receiver: address, amount: uint256, reference: bytes32):
+    """The operator returns tokens that were sent here outside any trade or lock; escrow stays untouched."""
+    assert msg.sender == self.operator, "not the operator"
+    assert amount > 0, "amount is zero"
+    held: uint256 = staticcall IERC20(token).balanceOf(self)
+    assert held >= self.escrowed[token] + amount, "not stray"
+    assert extcall IERC20(token).transfer(receiver, amount, default_return_value=True), "push failed"
+    log StrayReturned(token=token, receiver=receiver, amount=amount, reference=reference)
+
+
+@external
+def setOperator(operator_: address):
+    assert msg.sender == self.operator, "not the operator"
+    assert operator_ != empty(address), "operator is zero"
+    log OperatorChanged(previous=self.operator, operator=operator_)
+    self.operator = operator_
 
 
 @external

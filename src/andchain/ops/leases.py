@@ -1,0 +1,53 @@
+"""Named leases: at most one live holder of a piece of work at a time, on SQLite and PostgreSQL.
+
+A lease is taken (or renewed by its holder) for `lease_s`; another owner gets it only
+once it has run out. Work that must not run twice at once (a listener's next range,
+the rules engine, the nonce repair of a network) takes its lease first, and checks it
+again in the transaction that commits the work.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import IntegrityError
+
+from andchain.db import write_transaction
+from andchain.ledger.model import Clock
+from andchain.ops import schema
+
+L = schema.leases
+
+
+def acquire(engine: Engine, name: str, owner: str, lease_s: float, clock: Clock) -> bool:
+    """Take or renew the lease `name` for `owner`; False when another live holder has it."""
+    now = clock()
+    until = now + int(lease_s * 1_000_000)
+    try:
+        with write_transaction(engine) as conn:
+            query = select(L.c.owner, L.c.until_us).where(L.c.name == name)
+            if engine.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                conn.execute(L.insert().values(name=name, owner=owner, until_us=until, updated_at_us=now))
+                return True
+            if row.owner != owner and int(row.until_us) >= now:
+                return False
+            conn.execute(update(L).where(L.c.name == name).values(owner=owner, until_us=until, updated_at_us=now))
+            return True
+    except IntegrityError:  # another process inserted it first
+        return False
+
+
+def held(conn: Connection, name: str, owner: str, now_us: int) -> bool:
+    """Inside a write transaction: whether `owner` still holds `name` (locks the row on PostgreSQL)."""
+    query = select(L.c.owner, L.c.until_us).where(L.c.name == name)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return row is not None and row.owner == owner and int(row.until_us) >= now_us
+
+
+def release(engine: Engine, name: str, owner: str) -> None:
+    with write_transaction(engine) as conn:
+        conn.execute(update(L).where(L.c.name == name, L.c.owner == owner).values(until_us=0))

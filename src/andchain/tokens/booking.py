@@ -1,0 +1,209 @@
+"""What the chain's events book in the ledger: the mirror of every holder of every bank token.
+
+Every movement of tokens between two addresses is booked from its `Transfer` event,
+whoever sent it and wherever it went (a stranger's address, the DvP contract itself:
+each address has its own mirror account), under a transfer id made from the event
+(chain id, transaction hash, ordinal, and the generation after a reorg), so whether
+the operation that caused it or the listener books it first, it is booked once.
+Tokens that leave the supply are booked from their own events: `Redeemed` credits the
+holder's deposit account (or suspense when the holder is unknown), a burning `Seized`
+goes to the seizure account; mints and a move's burn are booked by their operations
+(posting their holds), never here.
+
+Events that move no value (a zero amount, a transfer to oneself, approvals, permits,
+role changes, DvP bookkeeping) are recorded as seen by the listener and book nothing:
+anyone can emit them, and none may stop the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection
+
+from andchain.chains.client import ChainClient, Receipt
+from andchain.chains.contracts import ContractAbi, artifact
+from andchain.chains.listener import ChainEvent, Listener, decode_logs
+from andchain.ledger import Ledger, TransferSpec
+from andchain.ops import journal
+from andchain.ops.holds import book
+from andchain.tokens.clients import Clients
+from andchain.tokens.model import (
+    BANK_SEIZED,
+    BANK_SUSPENSE,
+    DEPOSIT_TOKEN,
+    DVP,
+    FUND_SHARE,
+    TOKENS,
+    TokenDef,
+    dda_account,
+)
+
+TOKEN_ABI = artifact("PermissionedToken").abi
+DVP_ABI = artifact("DvPSettlement").abi
+ZERO = "0x" + "00" * 20
+MMF_ISSUANCE = "bank:mmf:issuance"
+
+
+def event_transfer_id(chain_id: int, tx_hash: str, ordinal: int, generation: int = 0) -> str:
+    base = f"chain:{chain_id}:{tx_hash.lower()}:{ordinal}"
+    return base if not generation else f"{base}:g{generation}"
+
+
+class Booking:
+    def __init__(self, ledger: Ledger, clients: Clients, chains: Callable[[str], ChainClient]) -> None:
+        self.ledger = ledger
+        self.clients = clients
+        self.chains = chains
+        self._contracts: dict[str, dict[str, ContractAbi]] = {}
+        self._tokens: dict[str, dict[str, TokenDef]] = {}
+
+    # ------------------------------------------------------------ contracts
+
+    def contracts(self, network: str) -> Mapping[str, ContractAbi]:
+        """The bank's contracts on `network`: lower-case address -> ABI (cached once the token is deployed)."""
+        cached = self._contracts.get(network)
+        if cached is not None:
+            return cached
+        chain = self.chains(network)
+        found: dict[str, ContractAbi] = {}
+        tokens: dict[str, TokenDef] = {}
+        for token in TOKENS.values():
+            address = chain.deployment(token.deployment, required=False)
+            if address:
+                found[address.lower()] = TOKEN_ABI
+                tokens[address.lower()] = token
+        dvp = chain.deployment(DVP, required=False)
+        if dvp:
+            found[dvp.lower()] = DVP_ABI
+        if DEPOSIT_TOKEN in {t.deployment for t in tokens.values()} and dvp:
+            self._contracts[network], self._tokens[network] = found, tokens
+        return found
+
+    def token_at(self, network: str, address: str) -> TokenDef | None:
+        self.contracts(network)
+        tokens = self._tokens.get(network)
+        if tokens is None:
+            chain = self.chains(network)
+            for token in TOKENS.values():
+                deployed = chain.deployment(token.deployment, required=False)
+                if deployed and deployed.lower() == address.lower():
+                    return token
+            return None
+        return tokens.get(address.lower())
+
+    # --------------------------------------------------------------- events
+
+    def specs(self, event: ChainEvent, conn: Connection) -> list[TransferSpec]:
+        """The transfers one event books (none for an event that moves no value)."""
+        token = self.token_at(event.network, event.address)
+        if token is None:
+            return []  # the DvP contract's own events: its Transfers carry the movements
+        args = event.args
+        tid = event_transfer_id(event.chain_id, event.tx_hash, event.ordinal, event.generation)
+        network = event.network
+        if event.name == "Transfer":
+            sender, receiver, value = args["sender"], args["receiver"], int(args["value"])
+            if value <= 0 or sender.lower() == receiver.lower() or ZERO in (sender.lower(), receiver.lower()):
+                return []
+            return [
+                TransferSpec(
+                    self.clients.holder_id(network, token, sender, conn),
+                    self.clients.holder_id(network, token, receiver, conn),
+                    value,
+                    id=tid,
+                    code="token_transfer",
+                    memo=f"{event.tx_hash[:18]}:{event.ordinal}",
+                )
+            ]
+        if event.name == "Redeemed" and int(args["value"]) > 0:
+            if token.deployment == FUND_SHARE:
+                target = MMF_ISSUANCE
+            else:
+                owner = self.clients.wallet_owner(network, args["holder"])
+                target = dda_account(owner) if owner else BANK_SUSPENSE
+            return [
+                TransferSpec(
+                    self.clients.holder_id(network, token, args["holder"], conn),
+                    self.clients.account_id(target, conn),
+                    int(args["value"]),
+                    id=tid,
+                    code="redeem",
+                    memo=f"redeemed on {network}",
+                )
+            ]
+        if event.name == "Seized" and args["burned"] and int(args["value"]) > 0:
+            target = BANK_SEIZED if token.deployment == DEPOSIT_TOKEN else MMF_ISSUANCE
+            return [
+                TransferSpec(
+                    self.clients.holder_id(network, token, args["holder"], conn),
+                    self.clients.account_id(target, conn),
+                    int(args["value"]),
+                    id=tid,
+                    code="seize",
+                    memo="seized and burned",
+                )
+            ]
+        return []
+
+    def book_event(self, event: ChainEvent, conn: Connection) -> None:
+        """Book one event, once (the transfer id comes from the event)."""
+        book(
+            self.ledger,
+            self.specs(event, conn),
+            conn=conn,
+            what=f"{event.name} {event.tx_hash}:{event.ordinal} on {event.network}",
+        )
+
+    def book_receipt(self, network: str, receipt: Receipt, conn: Connection) -> None:
+        """Book every event of a final receipt (the listener books the same ids)."""
+        chain = self.chains(network)
+        events = decode_logs(network, chain.chain_id, self.contracts(network), receipt.logs)
+        specs = [spec for event in events for spec in self.specs(event, conn)]
+        book(self.ledger, specs, conn=conn, what=f"events of {receipt.tx_hash} on {network}")
+
+    def retract(self, event: ChainEvent, conn: Connection) -> bool:
+        """A block the ledger had booked left the chain. An operation's own transaction is kept (its
+        operation sends the same bytes again and reconcile shows it in flight); any other event's
+        booking is reversed, and booked anew if its transaction comes back."""
+        if journal.owned(conn, event.network, [event.tx_hash]):
+            return False
+        base = event_transfer_id(event.chain_id, event.tx_hash, event.ordinal, event.generation)
+        booked = self.ledger.lookup_transfers([base])
+        reversals = [
+            TransferSpec(
+                t.credit_account_id,
+                t.debit_account_id,
+                t.amount,
+                id=f"retract:{t.id}",
+                code="reorg_reversal",
+                memo=f"block {event.block_number} left the chain",
+            )
+            for t in booked
+        ]
+        book(self.ledger, reversals, conn=conn, what=f"retraction of {base}")
+        return True
+
+
+class TokenMirror:
+    """The listener's handler for one network's bank contracts."""
+
+    def __init__(self, booking: Booking, network: str) -> None:
+        self.booking = booking
+        self.network = network
+
+    def deliver(self, event: ChainEvent, conn: Connection) -> None:
+        self.booking.book_event(event, conn)
+
+    def retract(self, event: ChainEvent, conn: Connection) -> bool:
+        return self.booking.retract(event, conn)
+
+
+def token_listener(booking: Booking, network: str, **kwargs: Any) -> Listener | None:
+    """The listener of the bank's contracts on `network`, or None while the token is not deployed there."""
+    contracts = booking.contracts(network)
+    chain = booking.chains(network)
+    if not chain.deployment(DEPOSIT_TOKEN, required=False):
+        return None
+    return Listener(f"tokens:{network}", chain, dict(contracts), TokenMirror(booking, network), **kwargs)

@@ -1,0 +1,383 @@
+"""Requests that move tokens: each one is checked, then recorded as an operation together with
+the ledger hold it needs, in one database transaction, before anything is sent.
+
+A request is identified by its idempotency key and by what the caller asked (client,
+network, amount...): a retry with the same key and the same request returns the first
+operation, whatever the state of the world when it is retried; the same key with a
+different request is a conflict. Values derived while taking the request (the
+holder's address, a deadline) are kept in the operation, never compared.
+A request the ledger refuses (insufficient funds) records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from sqlalchemy import Connection, Engine
+
+from andchain.chains.client import ChainClient
+from andchain.chains.contracts import encode_memo
+from andchain.config import Settings
+from andchain.db import write_transaction
+from andchain.errors import DomainError
+from andchain.ledger import Ledger
+from andchain.ops import Operation, Operations, holds
+from andchain.tokens.booking import TOKEN_ABI
+from andchain.tokens.clients import Clients
+from andchain.tokens.controls import NetworkControls
+from andchain.tokens.model import (
+    DEPOSIT_TOKEN,
+    DVP,
+    FUND_SHARE,
+    TOKENS,
+    check_amount,
+    dda_account,
+    holder_account,
+)
+from andchain.tokens.setup import TokenSetup
+
+DEPOSIT = TOKENS[DEPOSIT_TOKEN]
+SHARES = TOKENS[FUND_SHARE]
+MMF_ISSUANCE = "bank:mmf:issuance"
+DVP_TTL_MAX_S = 30 * 86_400
+
+
+def mint_hold(op_id: str) -> holds.Hold:
+    return holds.Hold(f"mint:{op_id}", "mint")
+
+
+def redeem_hold(op_id: str) -> holds.Hold:
+    return holds.Hold(f"redeem:{op_id}", "redeem")
+
+
+def move_hold(op_id: str) -> holds.Hold:
+    return holds.Hold(f"move:{op_id}", "move")
+
+
+def issue_hold(op_id: str) -> holds.Hold:
+    return holds.Hold(f"issue:{op_id}", "issue_shares")
+
+
+class Requests:
+    def __init__(
+        self,
+        engine: Engine,
+        ops: Operations,
+        ledger: Ledger,
+        clients: Clients,
+        setup: TokenSetup,
+        controls: NetworkControls,
+        chains: Callable[[str], ChainClient],
+        settings: Settings,
+    ) -> None:
+        self.engine = engine
+        self.ops = ops
+        self.ledger = ledger
+        self.clients = clients
+        self.setup = setup
+        self.controls = controls
+        self.chains = chains
+        self.settings = settings
+
+    def _replay(self, kind: str, key: str, request: dict[str, Any]) -> Operation | None:
+        """The operation a key already names, if any: the same request returns it (whatever has changed
+        since: a retry must find its operation), another request under the key is a conflict."""
+        existing = self.ops.find_by_key(key)
+        if existing is None:
+            return None
+        return self.ops.create(kind, key, existing.payload, request=request, network=existing.network)[0]
+
+    def _record(
+        self,
+        kind: str,
+        key: str,
+        request: dict[str, Any],
+        payload: dict[str, Any],
+        network: str,
+        reserve: Callable[[Operation, Connection], None] | None = None,
+        before: Callable[[Connection], None] | None = None,
+    ) -> Operation:
+        """The operation and what it reserves, in one transaction (a concurrent twin request finds it)."""
+        with write_transaction(self.engine) as conn:
+            op, created = self.ops.create(
+                kind, key, payload, request=request, network=network, conn=conn, state={"reserved": True}
+            )
+            if created:
+                if before is not None:
+                    before(conn)
+                if reserve is not None:
+                    reserve(op, conn)
+        return op
+
+    def _allowance_for_minter(self, network: str, holder: str, amount_minor: int) -> None:
+        """On a public network the client signs itself: the bank's minter burns only what it was approved for."""
+        if self.settings.network(network).kind != "public":
+            return
+        minter = self.setup.bank("minter")
+        allowance = self.chains(network).read(self.setup.token_address(network), TOKEN_ABI, "allowance", holder, minter)
+        if allowance < amount_minor:
+            raise DomainError(
+                f"{holder} must first approve the bank's minter {minter} for {amount_minor} on {network} "
+                f"(allowance {allowance})",
+                code="approval_required",
+            )
+
+    # ---------------------------------------------------------------- mint
+
+    def mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation:
+        """Mint deposit tokens to the client's holder on `network`: reserve the DDA now, mint, post when final."""
+        request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
+        replay = self._replay("mint", key, request)
+        if replay is not None:
+            return replay
+        client = self.clients.active(client_ref)
+        check_amount(amount_minor)
+        self.setup.token_address(network)
+        holder = self.clients.holder(client.id, network)
+        self.clients.holder_accounts(network, holder)
+        payload = {**request, "holder": holder}
+
+        def reserve(op: Operation, conn: Connection) -> None:
+            holds.reserve(
+                self.ledger,
+                mint_hold(op.id),
+                self.clients.account_id(dda_account(client.id), conn),
+                self.clients.account_id(holder_account(network, DEPOSIT, holder), conn),
+                amount_minor,
+                "USD",
+                memo=f"mint on {network}",
+                conn=conn,
+            )
+
+        return self._record("mint", key, request, payload, network, reserve)
+
+    # ----------------------------------------------------------------- pay
+
+    def pay(self, from_ref: str, to_ref: str, network: str, amount_minor: int, memo: str, key: str) -> Operation:
+        """A client-to-client token payment with a memo, signed by the payer's bank-managed wallet."""
+        request = {
+            "from": self.clients.client(from_ref).id,
+            "to": self.clients.client(to_ref).id,
+            "network": network,
+            "amount": amount_minor,
+            "memo": memo,
+        }
+        replay = self._replay("pay", key, request)
+        if replay is not None:
+            return replay
+        payer, payee = self.clients.active(from_ref), self.clients.active(to_ref)
+        if payer.id == payee.id:
+            raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
+        check_amount(amount_minor)
+        self.setup.token_address(network)
+        if not isinstance(memo, str):
+            raise DomainError("a memo is text", code="invalid_memo")
+        encode_memo(memo, self.settings.network(network).memo_format)  # refuses a bad memo now, not at signing
+        source = self.clients.holder(payer.id, network)
+        target = self.clients.holder(payee.id, network)
+        if not self.clients.bank_managed(network, source):
+            raise DomainError(
+                f"{payer.name} holds its tokens on {network} at its own address {source}: it pays from its own wallet",
+                code="not_bank_managed",
+            )
+        mirror = self.ledger.account(holder_account(network, DEPOSIT, source))
+        if mirror.available < amount_minor:
+            raise DomainError(
+                f"{payer.name} holds {mirror.available} minor units of tokens on {network}, cannot pay {amount_minor}",
+                code="insufficient_funds",
+            )
+        self.clients.holder_accounts(network, target)
+        payload = {**request, "sender": source, "receiver": target}
+        return self._record("pay", key, request, payload, network)
+
+    # -------------------------------------------------------------- redeem
+
+    def redeem(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation:
+        """Redeem deposit tokens to the client's DDA: the bank's minter burns them from the client's holder
+        on `network` (its managed wallet, or its registered address within the allowance it gave), and the
+        DDA is credited from a hold posted when the burn is final."""
+        request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
+        replay = self._replay("redeem", key, request)
+        if replay is not None:
+            return replay
+        client = self.clients.active(client_ref)
+        check_amount(amount_minor)
+        self.setup.token_address(network)
+        holder = self.clients.holder(client.id, network)
+        mirror = self.ledger.account(holder_account(network, DEPOSIT, holder))
+        if mirror.available < amount_minor:
+            raise DomainError(
+                f"{client.name} holds {mirror.available} minor units of tokens on {network}, "
+                f"cannot redeem {amount_minor}",
+                code="insufficient_funds",
+            )
+        self._allowance_for_minter(network, holder, amount_minor)
+        payload = {**request, "holder": holder}
+
+        def reserve(op: Operation, conn: Connection) -> None:
+            holds.reserve(
+                self.ledger,
+                redeem_hold(op.id),
+                self.clients.account_id(holder_account(network, DEPOSIT, holder), conn),
+                self.clients.account_id(dda_account(client.id), conn),
+                amount_minor,
+                "USD",
+                memo=f"redeemed on {network}",
+                conn=conn,
+            )
+
+        return self._record("redeem", key, request, payload, network, reserve)
+
+    # ---------------------------------------------------------- fund shares
+
+    def issue_shares(self, client_ref: str, network: str, shares_minor: int, key: str) -> Operation:
+        """Issue tokenized fund shares to a client (booked against the fund's issuance account)."""
+        request = {"client": self.clients.client(client_ref).id, "network": network, "amount": shares_minor}
+        replay = self._replay("issue_shares", key, request)
+        if replay is not None:
+            return replay
+        client = self.clients.active(client_ref)
+        check_amount(shares_minor, "shares")
+        self.setup.token_address(network, FUND_SHARE)
+        holder = self.clients.holder(client.id, network)
+        self.clients.holder_accounts(network, holder)
+        payload = {**request, "holder": holder}
+
+        def reserve(op: Operation, conn: Connection) -> None:
+            holds.reserve(
+                self.ledger,
+                issue_hold(op.id),
+                self.clients.account_id(MMF_ISSUANCE, conn),
+                self.clients.account_id(holder_account(network, SHARES, holder), conn),
+                shares_minor,
+                "MMF",
+                memo=f"shares issued on {network}",
+                conn=conn,
+            )
+
+        return self._record("issue_shares", key, request, payload, network, reserve)
+
+    def dvp(
+        self,
+        buyer_ref: str,
+        seller_ref: str,
+        network: str,
+        cash_minor: int,
+        shares_minor: int,
+        key: str,
+        *,
+        ttl_s: int = 3600,
+    ) -> Operation:
+        """Deposit tokens against fund shares through DvPSettlement: both legs settle atomically or neither."""
+        request = {
+            "buyer": self.clients.client(buyer_ref).id,
+            "seller": self.clients.client(seller_ref).id,
+            "network": network,
+            "cash": cash_minor,
+            "shares": shares_minor,
+            "ttl_s": ttl_s,
+        }
+        replay = self._replay("dvp", key, request)
+        if replay is not None:
+            return replay
+        buyer, seller = self.clients.active(buyer_ref), self.clients.active(seller_ref)
+        if buyer.id == seller.id:
+            raise DomainError("buyer and seller must be different clients", code="accounts_must_be_different")
+        check_amount(cash_minor, "cash")
+        check_amount(shares_minor, "shares")
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 60 <= ttl_s <= DVP_TTL_MAX_S:
+            raise DomainError(f"ttl_s must be within 60..{DVP_TTL_MAX_S}, was {ttl_s!r}", code="invalid_request")
+        for deployment in (DEPOSIT_TOKEN, FUND_SHARE, DVP):
+            self.setup.token_address(network, deployment)
+        b, s = self.clients.holder(buyer.id, network), self.clients.holder(seller.id, network)
+        for address, client in ((b, buyer), (s, seller)):
+            if not self.clients.bank_managed(network, address):
+                raise DomainError(
+                    f"{client.name} signs for itself on {network}: a DvP there is its own to send",
+                    code="not_bank_managed",
+                )
+        payload = {**request, "buyer_address": b, "seller_address": s}
+        return self._record("dvp", key, request, payload, network)
+
+    # ---------------------------------------------------------------- move
+
+    def move(self, client_ref: str, source: str, destination: str, amount_minor: int, key: str) -> Operation:
+        """Burn on the source network, mint on the destination; the ledger moves the liability in two phases."""
+        request = {
+            "client": self.clients.client(client_ref).id,
+            "source": source,
+            "destination": destination,
+            "amount": amount_minor,
+        }
+        replay = self._replay("move", key, request)
+        if replay is not None:
+            return replay
+        client = self.clients.active(client_ref)
+        if source == destination:
+            raise DomainError("source and destination networks must differ", code="same_network")
+        check_amount(amount_minor)
+        for network in (source, destination):
+            self.setup.token_address(network)
+        from_holder, to_holder = self.clients.holder(client.id, source), self.clients.holder(client.id, destination)
+        payload = {**request, "from": from_holder, "to": to_holder}
+        held = self.ledger.account(holder_account(source, DEPOSIT, from_holder)).available
+        if held < amount_minor:
+            raise DomainError(
+                f"the client holds {held} minor units of tokens on {source}, cannot move {amount_minor}",
+                code="insufficient_funds",
+            )
+        self._allowance_for_minter(source, from_holder, amount_minor)
+        self.clients.holder_accounts(destination, to_holder)
+
+        def reserve(op: Operation, conn: Connection) -> None:
+            holds.reserve(
+                self.ledger,
+                move_hold(op.id),
+                self.clients.account_id(holder_account(source, DEPOSIT, from_holder), conn),
+                self.clients.account_id(holder_account(destination, DEPOSIT, to_holder), conn),
+                amount_minor,
+                "USD",
+                memo=f"{source} -> {destination}",
+                conn=conn,
+            )
+
+        return self._record(
+            "move",
+            key,
+            request,
+            payload,
+            source,
+            reserve,
+            before=lambda conn: self.controls.consume(conn, source, destination, amount_minor),
+        )
+
+    # --------------------------------------------------------- stray tokens
+
+    def return_stray(
+        self, network: str, receiver: str, amount_minor: int, key: str, *, deployment: str = DEPOSIT_TOKEN
+    ) -> Operation:
+        """Return tokens sent to the DvP contract outside any trade (a plain transfer by mistake)."""
+        request = {"network": network, "receiver": receiver, "amount": amount_minor, "token": deployment}
+        replay = self._replay("return_stray", key, request)
+        if replay is not None:
+            return replay
+        check_amount(amount_minor)
+        if deployment not in TOKENS:
+            raise DomainError(f"unknown token {deployment!r}; known: {', '.join(TOKENS)}", code="invalid_request")
+        self.setup.token_address(network, deployment)
+        dvp = self.setup.token_address(network, DVP)
+        if not isinstance(receiver, str) or not is_address(receiver):
+            raise DomainError(f"not an address: {receiver!r}", code="invalid_address")
+        receiver = to_checksum_address(receiver)
+        escrow = self.ledger.account(holder_account(network, TOKENS[deployment], dvp)).available
+        if escrow < amount_minor:
+            raise DomainError(
+                f"the DvP contract's mirror holds {escrow} of {TOKENS[deployment].symbol} on {network}, "
+                f"cannot return {amount_minor}",
+                code="insufficient_funds",
+            )
+        self.clients.holder_accounts(network, receiver)
+        payload = {**request, "receiver": receiver, "dvp": dvp}
+        return self._record("return_stray", key, request, payload, network)
