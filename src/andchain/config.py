@@ -8,7 +8,9 @@ All state lives under `data_dir` (`./var/` by default).
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +25,8 @@ from pydantic_settings import (
 )
 
 from andchain.money import AssetRegistry
+
+log = logging.getLogger(__name__)
 
 
 class ApiSettings(BaseModel):
@@ -166,9 +170,19 @@ DEFAULT_NETWORKS: dict[str, dict[str, Any]] = {
 
 
 class KeystoreSettings(BaseModel):
-    # None in development: a passphrase is generated under <data_dir>/keys. Set it in production.
+    # Required in production. In development, None means a passphrase generated once and kept
+    # beside the keys under <data_dir>/keys, with a warning each time a process uses it.
     passphrase: SecretStr | None = None
-    scrypt_n: int = Field(default=2**15, ge=2**10, le=2**20)
+    # scrypt's cost N for new keys (r = 8, so memory is N x 1 KiB: 256 MiB at 2^18). Each key
+    # costs one derivation when created and one per process that signs with it.
+    scrypt_n: int = Field(default=2**18, ge=2**10, le=2**20)
+
+    @field_validator("scrypt_n")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"keystore.scrypt_n must be a power of two, was {value}")
+        return value
 
 
 class ComplianceSettings(BaseModel):
@@ -189,6 +203,9 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
+    # "production" refuses to start without keystore.passphrase; "development" (the embedded
+    # defaults on one machine) generates one and warns that it is for development only.
+    environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("var")
     database_url: str | None = None
     # Extra assets beyond the built-in ones, as code -> scale (decimal places).
@@ -213,6 +230,21 @@ class Settings(BaseSettings):
             base = merged.get(name, {})
             merged[name] = {**base, **(profile.model_dump() if isinstance(profile, BaseModel) else profile)}
         return {**data, "networks": merged}
+
+    @model_validator(mode="after")
+    def _production_has_a_passphrase(self) -> Settings:
+        # A DomainError, not a ValueError: it leaves pydantic unwrapped, so the CLI and the
+        # server print one line at start instead of a validation report.
+        secret = self.keystore.passphrase
+        if self.environment == "production" and (secret is None or not secret.get_secret_value()):
+            from andchain.errors import DomainError
+
+            raise DomainError(
+                "environment is production but keystore.passphrase is not set: set "
+                "ANDCHAIN_KEYSTORE__PASSPHRASE (or [keystore] passphrase) from the bank's secret manager",
+                code="keystore_passphrase_missing",
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -254,7 +286,23 @@ class Settings(BaseSettings):
             ) from None
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """The data directory, created private to the bank's service user (0700) whatever the umask.
+
+        A directory that already exists is left as the operator made it (it may be shared with
+        a backup agent's group on purpose), with a warning when others can read it.
+        """
+        try:
+            self.data_dir.mkdir(parents=True)
+        except FileExistsError:
+            mode = stat.S_IMODE(self.data_dir.stat().st_mode)
+            if mode & 0o077:
+                log.warning(
+                    "data_dir=%s mode=%o: others than its owner can reach keys and the database; chmod 700 it",
+                    self.data_dir,
+                    mode,
+                )
+        else:
+            os.chmod(self.data_dir, 0o700)
         return self.data_dir
 
 

@@ -47,11 +47,13 @@ class Context:
 
     @cached_property
     def keys(self) -> EncryptedKeyStore:
-        from andchain.chains.keys import EncryptedKeyStore, dev_passphrase
+        from andchain.chains.keys import EncryptedKeyStore, keystore_passphrase
 
-        directory = self.settings.data_dir / "keys"
+        directory = self.settings.ensure_data_dir() / "keys"
         secret = self.settings.keystore.passphrase
-        passphrase = secret.get_secret_value() if secret else dev_passphrase(directory)
+        passphrase = keystore_passphrase(
+            directory, secret.get_secret_value() if secret else None, self.settings.environment
+        )
         return EncryptedKeyStore(directory, passphrase, scrypt_n=self.settings.keystore.scrypt_n)
 
     def chain(self, network: str) -> ChainClient:

@@ -10,7 +10,10 @@ values as Python ints.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -24,6 +27,8 @@ from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from andchain.money import BALANCE_MAX_MINOR
+
+log = logging.getLogger(__name__)
 
 AMOUNT_DIGITS = 40
 assert BALANCE_MAX_MINOR == 10**AMOUNT_DIGITS - 1
@@ -119,7 +124,25 @@ class _SqliteExactSum:
         return f"{self.total:040d}" if self.total >= 0 else str(self.total)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+SQLITE_FILE_MODE = 0o600
+
+
+def _private_file(path: Path, *, create: bool) -> None:
+    """Create `path` readable and writable by its owner only, or tighten it to that, whatever the umask."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), SQLITE_FILE_MODE)
+    except FileNotFoundError:
+        return  # a -wal or -shm file removed by the last connection's close: nothing to protect
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != SQLITE_FILE_MODE:
+            os.fchmod(fd, SQLITE_FILE_MODE)
+    except PermissionError:
+        log.warning("sqlite file=%s is not ours to chmod; it stays readable by others", path)
+    finally:
+        os.close(fd)
+
+
+def _configure_sqlite(engine: Engine, path: Path | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Autocommit at the driver level: SQLAlchemy's "begin" event below decides how
@@ -132,6 +155,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        if path is not None:
+            # SQLite gives -wal and -shm the database file's mode when it creates them; files
+            # left by an older version (created under the umask) are tightened here.
+            for suffix in ("-wal", "-shm"):
+                _private_file(path.with_name(path.name + suffix), create=False)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -146,10 +174,14 @@ def _configure_sqlite(engine: Engine) -> None:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        file = None
+        if path and path != ":memory:" and not path.startswith("file:"):
+            file = Path(path.split("?", 1)[0])
+            file.parent.mkdir(parents=True, exist_ok=True)
+            # Created before SQLite opens it, so that it is never readable by others, not even briefly.
+            _private_file(file, create=True)
         engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, file)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]

@@ -181,7 +181,13 @@ def test_the_static_abi_encoder_refuses_what_eth_abi_refuses():
     from andchain.chains.contracts import artifact
 
     abi = artifact("PermissionedToken").abi
-    for bad in [("0x1234", 1), ("0x" + "11" * 20, -1), ("0x" + "11" * 20, 2**256), ("0x" + "11" * 20, True)]:
+    for bad in [
+        ("0x1234", 1),
+        ("0x" + "gg" * 20, 1),
+        ("0x" + "11" * 20, -1),
+        ("0x" + "11" * 20, 2**256),
+        ("0x" + "11" * 20, True),
+    ]:
         with pytest.raises(eth_abi.exceptions.EncodingError):
             abi.encode_call("transfer", *bad)
 

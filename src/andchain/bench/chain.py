@@ -10,6 +10,12 @@ and funds two senders. Then, in alternating rounds on the same node:
 - batched: batchTransfer calls of BATCH_RECIPIENTS transfers each, through the client.
 Every figure is the median over rounds; the ratio is the median of each round's
 client/raw pair, measured back to back.
+
+Then the client's two hand-written hot paths against the libraries they replace, in
+alternating half-second slices: signing the bench's transfers with `Signer` against
+eth-account's `Account.sign_transaction` (legacy and EIP-1559), and encoding them with
+the one-word fast path against `eth_abi.encode`. Each side's outputs are first checked
+byte for byte against the other's, so the speed-up compares the same work.
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
 from typing import Any
 
+import eth_abi
+from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 from andchain.bench import machine, throwaway_internal_chain
 from andchain.chains.client import Call
 from andchain.chains.contracts import artifact, memo32
-from andchain.chains.keys import LegacyTx
+from andchain.chains.keys import DynamicFeeTx, LegacyTx, Signer
 from andchain.chains.nodes import anvil_binary
 from andchain.context import Context
 
@@ -32,6 +42,11 @@ CHUNK = 200
 RECIPIENTS = 500
 BATCH_RECIPIENTS = 500
 ROUND_TXS = 1_000
+SLICE_S_MAX = 0.5
+SLICES_MIN = 3
+# Local work (signing, encoding) gets this share of --seconds per comparison, at most the max.
+LOCAL_SHARE = 0.25
+LOCAL_SECONDS_MAX = 10.0
 
 
 def run(seconds: float) -> dict[str, Any]:
@@ -123,6 +138,7 @@ def _measure(ctx: Context, seconds: float) -> dict[str, Any]:
         rounds["ratio"].append(client_rate / raw_rate)
         rounds["batched"].append(4 * BATCH_RECIPIENTS / batched_round(4))
     rate = {k: statistics.median(v) for k, v in rounds.items()}
+    local = compare_local_work(token, recipients, chain.chain_id, min(LOCAL_SECONDS_MAX, seconds * LOCAL_SHARE))
     return {
         "bench": "chain",
         "node": "anvil, one block per transaction, zero gas price, --prune-history",
@@ -135,5 +151,105 @@ def _measure(ctx: Context, seconds: float) -> dict[str, Any]:
         "transfers_measured": len(rounds["ratio"]) * (2 * ROUND_TXS + 4 * BATCH_RECIPIENTS),
         "chunk": CHUNK,
         "seconds": seconds,
+        **local,
         "machine": {**machine(), "anvil": os.path.basename(str(anvil_binary()))},
     }
+
+
+def _alternate(fast: Callable[[int], Any], library: Callable[[int], Any], seconds: float) -> dict[str, float]:
+    """Operations per second of two implementations of the same work, in alternating slices.
+
+    Each side runs for one slice (half a second, shorter when `seconds` would not hold
+    SLICES_MIN pairs of them), then the other; rates and the speed-up are medians over
+    slices (the speed-up of each back-to-back pair), so a pause of the shared machine
+    spoils one slice instead of favouring one side.
+    """
+    slice_s = min(SLICE_S_MAX, seconds / (2 * SLICES_MIN))
+    rates: dict[str, list[float]] = {"fast": [], "library": [], "speedup": []}
+    counter = 0
+
+    def one_slice(work: Callable[[int], Any]) -> float:
+        nonlocal counter
+        done = 0
+        t0 = time.perf_counter()
+        while (spent := time.perf_counter() - t0) < slice_s:
+            for _ in range(10):
+                work(counter)
+                counter += 1
+            done += 10
+        return done / spent
+
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates["speedup"]) < SLICES_MIN:
+        fast_rate, library_rate = one_slice(fast), one_slice(library)
+        rates["fast"].append(fast_rate)
+        rates["library"].append(library_rate)
+        rates["speedup"].append(fast_rate / library_rate)
+    return {k: statistics.median(v) for k, v in rates.items()} | {"slices": len(rates["speedup"])}
+
+
+def compare_local_work(token: str, recipients: Sequence[str], chain_id: int, seconds: float) -> dict[str, Any]:
+    """The hand-written signer and ABI encoder against eth-account and eth_abi, on the bench's transfers."""
+    abi = artifact("PermissionedToken").abi
+    transfer = abi.function("transfer")
+    private_key = keccak(text="andchain bench signer")
+    signer = Signer(private_key)
+    token_bytes = bytes.fromhex(token[2:])
+
+    calls = [abi.encode_call("transfer", to, 1) for to in recipients]
+
+    def call(i: int) -> bytes:
+        return calls[i % len(calls)]
+
+    def legacy(i: int) -> bytes:
+        return signer.sign(LegacyTx(i, 0, 120_000, token_bytes, 0, call(i), chain_id))
+
+    def legacy_library(i: int) -> bytes:
+        tx = {"nonce": i, "gasPrice": 0, "gas": 120_000, "to": token, "value": 0, "data": call(i), "chainId": chain_id}
+        return bytes(Account.sign_transaction(tx, private_key).raw_transaction)
+
+    def dynamic(i: int) -> bytes:
+        return signer.sign(DynamicFeeTx(i, 10**9, 3 * 10**10, 120_000, token_bytes, 0, call(i), chain_id))
+
+    def dynamic_library(i: int) -> bytes:
+        tx = {
+            "type": 2,
+            "nonce": i,
+            "maxPriorityFeePerGas": 10**9,
+            "maxFeePerGas": 3 * 10**10,
+            "gas": 120_000,
+            "to": token,
+            "value": 0,
+            "data": call(i),
+            "chainId": chain_id,
+        }
+        return bytes(Account.sign_transaction(tx, private_key).raw_transaction)
+
+    def encode(i: int) -> bytes:
+        # What the chain client calls: the one-word fast path behind encode_call.
+        return abi.encode_call("transfer", recipients[i % len(recipients)], i + 1)
+
+    def encode_library(i: int) -> bytes:
+        return transfer.selector + eth_abi.encode(transfer.inputs, (recipients[i % len(recipients)], i + 1))
+
+    pairs = {
+        "sign_legacy": (legacy, legacy_library, "eth_account.Account.sign_transaction"),
+        "sign_eip1559": (dynamic, dynamic_library, "eth_account.Account.sign_transaction"),
+        "encode_transfer": (encode, encode_library, "eth_abi.encode"),
+    }
+    out: dict[str, Any] = {
+        "library_versions": {d: version(d) for d in ("eth-account", "eth-abi", "coincurve")},
+    }
+    for name, (fast, library, library_name) in pairs.items():
+        for i in range(0, 1_000, 7):
+            if fast(i) != library(i):
+                raise AssertionError(f"{name}: the hand-written path and {library_name} differ at example {i}")
+        rate = _alternate(fast, library, seconds)
+        out[name] = {
+            "andchain_per_s": round(rate["fast"]),
+            "library": library_name,
+            "library_per_s": round(rate["library"]),
+            "speedup": round(rate["speedup"], 2),
+            "slices": int(rate["slices"]),
+        }
+    return out

@@ -1,8 +1,8 @@
 """The Vyper contracts, compiled from source by the pinned vyper package, and their ABIs.
 
-Encoding and decoding go through eth_abi directly (the codec under web3.py), with
-selectors and event topics computed once per contract, because the chain client
-encodes thousands of calls a second.
+Encoding and decoding go through eth_abi directly, with selectors and event topics
+computed once per contract, and calls whose arguments are all one word take a
+hand-written fast path, because the chain client encodes thousands of calls a second.
 """
 
 from __future__ import annotations
@@ -43,15 +43,21 @@ _STATIC_TYPES = frozenset({"address", "bool", "bytes32", *(f"uint{n}" for n in r
 def _encode_static(types: tuple[str, ...], args: tuple[Any, ...]) -> bytes:
     """ABI encoding of one-word arguments (address, uintN, bool, bytes32), checked like eth_abi.
 
-    The chain client encodes thousands of transfers a second; this path is several times
-    faster than eth_abi's general encoder and tests check it byte for byte against it.
+    The chain client encodes thousands of transfers a second; this path is about eight times
+    faster than eth_abi's general encoder (`andchain bench chain` measures both in the same
+    run, docs/benchmarks.md) and tests check it byte for byte against it.
     """
     if len(types) != len(args):
         raise TypeError(f"expected {len(types)} arguments, got {len(args)}")
     words = []
     for typ, value in zip(types, args, strict=True):
         if typ == "address":
-            raw = bytes.fromhex(value[2:]) if isinstance(value, str) and value.startswith("0x") else value
+            raw = value
+            if isinstance(value, str) and value.startswith("0x"):
+                try:
+                    raw = bytes.fromhex(value[2:])
+                except ValueError:
+                    raise eth_abi.exceptions.EncodingError(f"not an address: {value!r}") from None
             if not isinstance(raw, bytes) or len(raw) != 20:
                 raise eth_abi.exceptions.EncodingError(f"not an address: {value!r}")
             words.append(b"\0" * 12 + raw)

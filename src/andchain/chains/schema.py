@@ -1,8 +1,8 @@
-"""Tables of the chains layer: deployments, nonces, listener checkpoints and deliveries."""
+"""Tables of the chains layer: deployments, nonces, listener checkpoints and deliveries, non-EVM submissions."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
 
 from andchain.db import metadata
 
@@ -67,4 +67,21 @@ deliveries = Table(
     # How many times the event was retracted by a reorg: a re-delivery books under a new id.
     Column("generation", Integer, nullable=False, server_default="0"),
     Index("ix_listener_deliveries_block", "listener", "chain_id", "block_number"),
+)
+
+# Transactions signed for a non-EVM network (GCUL), kept under the caller's idempotency key
+# before they are sent: a retry after a crash resubmits these bytes (same nonce, same digest)
+# instead of signing a second, different transaction.
+network_submissions = Table(
+    "network_submissions",
+    metadata,
+    Column("network", String(64), primary_key=True),
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("request_sha256", String(64), nullable=False),
+    Column("sender", String(200), nullable=False),
+    Column("nonce", BigInteger, nullable=False),
+    Column("signed_tx", LargeBinary, nullable=False),
+    Column("tx_id", String(64), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("submitted_at_us", BigInteger, nullable=True),
 )
