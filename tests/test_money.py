@@ -101,3 +101,59 @@ def test_amounts_at_ten_to_the_thirty_format_and_parse_back():
 @given(minor=st.integers(min_value=-(2**130), max_value=2**130), scale=st.integers(min_value=0, max_value=18))
 def test_format_then_parse_is_identity(minor, scale):
     assert parse_minor(format_minor(minor, scale), scale, allow_negative=True) == minor
+
+
+# Unicode has many digits that Python's int() accepts; money is written with ASCII digits only.
+NON_ASCII_DIGITS = [
+    "١٢",  # Arabic-Indic
+    "۱۲",  # extended Arabic-Indic (Persian)
+    "１２",  # full-width
+    "१२",  # Devanagari
+    "²",  # superscript: isdigit() is True but int() refuses it
+    "1²",
+    "12.٣",
+    "12.３",
+]
+
+
+@pytest.mark.parametrize("text", NON_ASCII_DIGITS)
+def test_parse_minor_refuses_digits_that_are_not_ascii(text):
+    with pytest.raises(MoneyError) as caught:
+        parse_minor(text, 2)
+    assert caught.value.code == "invalid_amount"
+
+
+@pytest.mark.parametrize("text", NON_ASCII_DIGITS)
+def test_parse_amount_refuses_digits_that_are_not_ascii(text):
+    with pytest.raises(MoneyError) as caught:
+        parse_amount(f"{text} USD", REGISTRY)
+    assert caught.value.code == "invalid_amount"
+
+
+@pytest.mark.parametrize("text", ["\u200312.34", "12.34\u3000", "\u00a012 USD"])
+def test_only_ascii_whitespace_surrounds_an_amount(text):
+    with pytest.raises(MoneyError):
+        parse_amount(text, REGISTRY) if "USD" in text else parse_minor(text, 2)
+
+
+def test_ascii_whitespace_around_an_amount_is_still_accepted():
+    assert parse_minor(" 12.34\n", 2) == 1234
+    assert parse_amount("  12.34 USD \n", REGISTRY).minor == 1234
+
+
+def test_an_amount_with_thousands_of_digits_is_a_money_error_not_a_crash():
+    with pytest.raises(MoneyError):
+        parse_minor("9" * 5000, 0)
+    with pytest.raises(MoneyError):
+        parse_amount("9" * 5000 + " USD", REGISTRY)
+    with pytest.raises(MoneyError):
+        parse_minor(10**5000, 0)
+
+
+@given(st.text(max_size=50))
+def test_whatever_parse_minor_accepts_is_written_in_ascii(text):
+    try:
+        parse_minor(text, 36, allow_negative=True)
+    except MoneyError:
+        return
+    assert all(c in "0123456789+-. \t\n\r\f\v" for c in text)

@@ -19,9 +19,18 @@ AMOUNT_MAX_MINOR = 2**128 - 1
 BALANCE_MAX_MINOR = 10**40 - 1
 SCALE_MAX = 36
 
-_CODE_RE = re.compile(r"^[A-Z][A-Z0-9_.-]{0,15}$")
-_AMOUNT_RE = re.compile(r"^\s*(?P<number>[+-]?\d+(?:\.\d+)?)\s+(?P<code>[A-Za-z][A-Za-z0-9_.-]{0,15})\s*$")
-_NUMBER_RE = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+# Digits are spelled [0-9], never \d: in Python \d matches every Unicode decimal digit
+# (Arabic-Indic, full-width...) and int() then parses them, so "١٢" would be booked as 12.
+# re.ASCII keeps \s to ASCII whitespace; fullmatch keeps "$" from accepting a final newline.
+_CODE_RE = re.compile(r"[A-Z][A-Z0-9_.-]{0,15}", re.ASCII)
+_AMOUNT_RE = re.compile(
+    r"\s*(?P<number>[+-]?[0-9]+(?:\.[0-9]+)?)\s+(?P<code>[A-Za-z][A-Za-z0-9_.-]{0,15})\s*", re.ASCII
+)
+_NUMBER_RE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_ASCII_WHITESPACE = " \t\n\r\f\v"
+# A uint256 has 78 decimal digits; no amount the platform books is longer. The bound
+# also keeps int() far from Python's 4,300-digit conversion limit.
+WHOLE_DIGITS_MAX = 78
 
 
 class MoneyError(DomainError):
@@ -38,7 +47,7 @@ class Asset:
     scale: int
 
     def __post_init__(self) -> None:
-        if not _CODE_RE.match(self.code):
+        if not _CODE_RE.fullmatch(self.code):
             raise MoneyError(f"asset code must be 1-16 upper-case letters/digits, was {self.code!r}")
         if not 0 <= self.scale <= SCALE_MAX:
             raise MoneyError(f"asset scale must be within 0..{SCALE_MAX}, was {self.scale}")
@@ -173,20 +182,30 @@ def parse_minor(value: str | int | Decimal, scale: int, *, allow_negative: bool 
     if isinstance(value, bool | float):
         raise MoneyError(f"amounts must be given as decimal strings, not {type(value).__name__} ({value!r})")
     if isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, Decimal):
+        # Whole units: exact without a detour through text (str() refuses ints over 4,300 digits).
+        if abs(value) >= 10**WHOLE_DIGITS_MAX:
+            raise MoneyError(f"amount must have at most {WHOLE_DIGITS_MAX} digits before the point")
+        if value < 0 and not allow_negative:
+            raise MoneyError(f"amount must not be negative, was {value!r}")
+        return int(value * 10**scale)
+    if isinstance(value, Decimal):
         if not value.is_finite():
             raise MoneyError(f"amount must be a finite number, was {value}")
         text = format(value, "f")
     elif isinstance(value, str):
-        text = value.strip()
+        text = value.strip(_ASCII_WHITESPACE)
     else:
         raise MoneyError(f"amount must be a decimal string, was {type(value).__name__}")
-    if not _NUMBER_RE.match(text):
-        raise MoneyError(f"amount must be a plain decimal number like 12.34, was {value!r}")
+    if not _NUMBER_RE.fullmatch(text):
+        raise MoneyError(f"amount must be a plain decimal number like 12.34 (ASCII digits), was {value!r}")
     negative = text.startswith("-")
     text = text.lstrip("+-")
     whole, _, fraction = text.partition(".")
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > WHOLE_DIGITS_MAX:
+        raise MoneyError(
+            f"amount must have at most {WHOLE_DIGITS_MAX} digits before the point, had {len(whole)}",
+        )
     fraction_digits = fraction.rstrip("0")
     if len(fraction_digits) > scale:
         raise MoneyError(
@@ -205,7 +224,7 @@ def parse_amount(text: str, registry: AssetRegistry, *, allow_negative: bool = F
     """Parse "12.34 USD" into an exact Amount."""
     if not isinstance(text, str):
         raise MoneyError(f"amount must be a string like '12.34 USD', was {type(text).__name__}")
-    match = _AMOUNT_RE.match(text)
+    match = _AMOUNT_RE.fullmatch(text)
     if not match:
         raise MoneyError(f"amount must look like '12.34 USD', was {text!r}")
     asset = registry.get(match["code"])

@@ -22,6 +22,12 @@ def idempotency(request: Request) -> IdempotencyStore:
     return store
 
 
+# Cursors carry a row id or sequence number: a 64-bit signed integer in the database.
+CURSOR_VALUE_MAX = 2**63 - 1
+# A cursor this API returns is at most 30 characters; anything far longer is not one.
+CURSOR_LENGTH_MAX = 64
+
+
 def encode_cursor(value: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{value}".encode()).decode().rstrip("=")
 
@@ -30,10 +36,16 @@ def decode_cursor(cursor: str | None) -> int:
     if not cursor:
         return 0
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if len(cursor) > CURSOR_LENGTH_MAX or not cursor.isascii():
+            raise ValueError(cursor)
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         prefix, _, value = text.partition(":")
-        if prefix != "v1" or not value.isdigit():
+        # ASCII digits only: "²".isdigit() is True, and int() refuses it.
+        if prefix != "v1" or not value.isascii() or not value.isdigit() or len(value) > 19:
             raise ValueError(text)
-        return int(value)
+        number = int(value)
+        if number > CURSOR_VALUE_MAX:
+            raise ValueError(text)
+        return number
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiProblem(400, "invalid_cursor", "cursor is not one this API returned; start without a cursor") from None

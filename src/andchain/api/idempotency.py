@@ -3,8 +3,9 @@
 Same key + same body returns the first response (with `Idempotent-Replayed: true`);
 the same key with a different body is a 409. A key whose first request is still
 running is a 409 too, until it goes stale: the domain operations under it are
-idempotent themselves (a transfer's id defaults to the key), so re-running a
-request whose process died half-way cannot book anything twice.
+idempotent themselves (a transfer's id is derived from the key, see
+`default_transfer_id`), so re-running a request whose process died half-way cannot
+book anything twice.
 """
 
 from __future__ import annotations
@@ -14,21 +15,29 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import BigInteger, Column, Engine, Integer, String, Table, Text, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from andchain.api.problems import ApiProblem
+from andchain.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, body_of
 from andchain.db import metadata, write_transaction
 from andchain.errors import DomainError
-from andchain.ledger.model import Clock
+from andchain.ledger.model import BATCH_SIZE_MAX, ID_LENGTH_MAX, Clock
 
 KEY_LENGTH_MAX = 255
+SCOPE_LENGTH_MAX = 200
+HEADER = "Idempotency-Key"
+# A batch's transfer i defaults to f"{base}:{i}"; the widest index is BATCH_SIZE_MAX - 1.
+_BATCH_SUFFIX_MAX = 1 + len(str(BATCH_SIZE_MAX - 1))
+DIGEST_PREFIX = "key-sha256:"
+# Printable ASCII, at least one of them not a space.
+KEY_PATTERN = r"^[ -~]*[!-~][ -~]*$"
 
 keys = Table(
     "api_idempotency_keys",
     metadata,
-    Column("scope", String(200), primary_key=True),
+    Column("scope", String(SCOPE_LENGTH_MAX), primary_key=True),
     Column("key", String(KEY_LENGTH_MAX), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("state", String(16), nullable=False),
@@ -46,19 +55,63 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def default_transfer_id(key: str, index: int | None = None) -> str:
+    """The id of a transfer whose request names none, derived from the Idempotency-Key.
+
+    Transfer ids are at most 128 characters and keys up to 255, so a key that does not
+    fit is replaced by a stable digest of it: `key-sha256:<64 hex digits>`. A single
+    transfer's id is the key itself when it fits; a batch's transfer i is `<key>:<i>`
+    when every index fits (keys up to 123 characters), else `key-sha256:<hex>:<i>`.
+    The same key always gives the same ids, so a retried request finds its transfers.
+    """
+    if index is None:
+        return key if len(key) <= ID_LENGTH_MAX else _digest(key)
+    base = key if len(key) + _BATCH_SUFFIX_MAX <= ID_LENGTH_MAX else _digest(key)
+    return f"{base}:{index}"
+
+
+def _digest(key: str) -> str:
+    return DIGEST_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def openapi_parameter() -> dict[str, Any]:
+    """The header as the OpenAPI document states it: required on every POST."""
+    return {
+        "name": HEADER,
+        "in": "header",
+        "required": True,
+        "description": (
+            "Unique per request: 1 to 255 printable ASCII characters, not only spaces. The same key "
+            "with the same body returns the first response (Idempotent-Replayed: true); with another "
+            "body it is 409 idempotency_key_reused. Missing or invalid: 400 idempotency_key_required / "
+            "idempotency_key_invalid. A transfer's id defaults to one derived from it (docs/api.md)."
+        ),
+        "schema": {"type": "string", "minLength": 1, "maxLength": KEY_LENGTH_MAX, "pattern": KEY_PATTERN},
+    }
+
+
+def idempotency_key(request: Request) -> str:
+    """The request's Idempotency-Key (a dependency of every POST), checked."""
+    return check_key(request.headers.get(HEADER))
+
+
 def check_key(key: str | None) -> str:
-    if key is None or not key.strip():
+    if key is None or not key.strip(" \t"):
         raise ApiProblem(
             400,
             "idempotency_key_required",
             "this request moves or creates something: send an "
-            "Idempotency-Key header (any unique string up to 255 characters)",
+            "Idempotency-Key header (any unique string of printable ASCII, up to 255 characters)",
         )
     if len(key) > KEY_LENGTH_MAX:
         raise ApiProblem(
             400,
             "idempotency_key_invalid",
             f"Idempotency-Key must be at most {KEY_LENGTH_MAX} characters, was {len(key)}",
+        )
+    if not all(" " <= c <= "~" for c in key):
+        raise ApiProblem(
+            400, "idempotency_key_invalid", "Idempotency-Key must be printable ASCII (no control characters)"
         )
     return key
 
@@ -70,6 +123,11 @@ class IdempotencyStore:
         self.stale_after_us = stale_after_s * 1_000_000
 
     def run(self, scope: str, key: str, payload: Any, handler: Handler) -> JSONResponse:
+        """Run `handler` once per (scope, key). The scope is the route's template, never a
+        value from the request (the column holds 200 characters); whatever else tells two
+        requests apart, such as a path's transfer id, belongs in `payload`."""
+        if len(scope) > SCOPE_LENGTH_MAX:
+            raise AssertionError(f"idempotency scope must be at most {SCOPE_LENGTH_MAX} characters: {scope[:80]!r}")
         digest = request_hash(payload)
         replay = self._claim(scope, key, digest)
         if replay is not None:
@@ -78,16 +136,10 @@ class IdempotencyStore:
             status, body = handler()
         except DomainError as exc:
             # A refusal is a result too: the same request will be refused the same way.
-            status = exc.status if isinstance(exc, ApiProblem) else exc.http_status
-            body = {
-                "type": "https://andchain.dev/problems/" + exc.code,
-                "title": exc.code.replace("_", " "),
-                "status": status,
-                "code": exc.code,
-                "detail": exc.message,
-            }
+            body = body_of(exc)
+            status = body["status"]
             self._finish(scope, key, status, body)
-            return JSONResponse(body, status_code=status, media_type="application/problem+json")
+            return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
         except BaseException:
             # Unexpected failure: forget the key so that a retry runs again.
             with write_transaction(self.engine) as conn:
@@ -125,7 +177,7 @@ class IdempotencyStore:
                     "different request; use a new key for a new request",
                 )
             if row.state == "done":
-                media = "application/problem+json" if row.status_code >= 400 else "application/json"
+                media = PROBLEM_MEDIA_TYPE if row.status_code >= 400 else "application/json"
                 return JSONResponse(
                     json.loads(row.response_body),
                     status_code=row.status_code,

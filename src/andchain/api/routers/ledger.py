@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
+from andchain.api import refs
+from andchain.api.body import StrictJSONRoute
 from andchain.api.deps import context, decode_cursor, encode_cursor, idempotency
-from andchain.api.idempotency import IdempotencyStore, check_key
-from andchain.api.problems import ApiProblem
+from andchain.api.idempotency import IdempotencyStore, default_transfer_id, idempotency_key, openapi_parameter
+from andchain.api.problems import ERRORS_MAX, ApiProblem, responses
 from andchain.context import Context
-from andchain.errors import DomainError
+from andchain.errors import DomainError, NotFound
 from andchain.ledger import (
     BATCH_SIZE_MAX,
     Account,
@@ -24,12 +27,26 @@ from andchain.ledger import (
     TransferFlags,
     TransferSpec,
 )
+from andchain.ledger.model import ID_LENGTH_MAX
 from andchain.money import format_minor, parse_minor
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", description="unique per request")]
-AMOUNT_PATTERN = r"^\d{1,40}(\.\d{1,36})?$"
+# ASCII digits only: pydantic's regex engine, like Python's, lets \d match every Unicode
+# digit (Arabic-Indic, full-width...), which int() would then have parsed.
+AMOUNT_PATTERN = r"^[0-9]{1,40}(\.[0-9]{1,36})?$"
+AMOUNT_DESCRIPTION = "a decimal string of ASCII digits in the asset's units, e.g. '12.34'; never a JSON number"
+ACCOUNT_REF_DESCRIPTION = (
+    "the account: a JSON integer is its id, a string its name, except the explicit form 'id:42' (id 42)"
+)
+PATH_REF_DESCRIPTION = "the account's name, or 'id:42' for the account whose id is 42"
+TRANSFER_ID_DESCRIPTION = f"the transfer's id (at most {ID_LENGTH_MAX} characters)"
+
+
+def idempotent() -> dict[str, Any]:
+    """OpenAPI for every POST: the Idempotency-Key header is required (checked by `idempotency_key`)."""
+    return {"parameters": [openapi_parameter()]}
+
 
 # Which HTTP status each refusal gets; anything else about the content is 422.
 _STATUS = {
@@ -98,7 +115,8 @@ def transfer_view(transfer: Transfer, scale: int) -> dict[str, Any]:
 
 
 class AccountIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no "yes" or 1 for a boolean, no number for a string.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200, examples=["clients:acme:usd:dda"])
     asset: str = Field(min_length=1, max_length=16, examples=["USD"])
@@ -109,12 +127,18 @@ class AccountIn(BaseModel):
 
 
 class TransferIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: an account is never `true`, a flag never "yes" or 1, an amount never a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | None = Field(default=None, max_length=128, description="defaults to the Idempotency-Key")
-    debit_account: int | str = Field(description="account id or name")
-    credit_account: int | str = Field(description="account id or name")
-    amount: str = Field(pattern=AMOUNT_PATTERN, description="decimal string in the asset's units, e.g. '12.34'")
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ID_LENGTH_MAX,
+        description="defaults to one derived from the Idempotency-Key (see docs/api.md)",
+    )
+    debit_account: int | str = Field(description=ACCOUNT_REF_DESCRIPTION)
+    credit_account: int | str = Field(description=ACCOUNT_REF_DESCRIPTION)
+    amount: str = Field(pattern=AMOUNT_PATTERN, description=AMOUNT_DESCRIPTION)
     asset: str = Field(min_length=1, max_length=16)
     code: str = Field(default="", max_length=64)
     memo: str = Field(default="", max_length=256)
@@ -125,16 +149,23 @@ class TransferIn(BaseModel):
 
 
 class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     transfers: list[TransferIn] = Field(min_length=1, max_length=BATCH_SIZE_MAX)
 
 
 class SecondPhaseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | None = Field(default=None, max_length=128)
-    amount: str | None = Field(default=None, pattern=AMOUNT_PATTERN, description="post only: part to post")
+    id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ID_LENGTH_MAX,
+        description="defaults to one derived from the Idempotency-Key (see docs/api.md)",
+    )
+    amount: str | None = Field(
+        default=None, pattern=AMOUNT_PATTERN, description="post only: the part to post; " + AMOUNT_DESCRIPTION
+    )
     memo: str = Field(default="", max_length=256)
 
 
@@ -142,20 +173,13 @@ def _scale(ctx: Context, asset: str) -> int:
     return ctx.assets.get(asset).scale
 
 
-def _account_ref(ctx: Context, ref: int | str) -> int:
-    try:
-        return ctx.ledger.account_id(ref)
-    except DomainError:
-        raise ApiProblem(422, "account_not_found", f"no account {ref!r}") from None
-
-
-def _spec(ctx: Context, body: TransferIn, default_id: str | None) -> TransferSpec:
+def _spec(ctx: Context, body: TransferIn, default_id: str) -> TransferSpec:
     scale = _scale(ctx, body.asset)
     flags = (TransferFlags.PENDING if body.pending else 0) | (TransferFlags.LINKED if body.linked else 0)
     return TransferSpec(
         id=body.id or default_id,
-        debit_account_id=_account_ref(ctx, body.debit_account),
-        credit_account_id=_account_ref(ctx, body.credit_account),
+        debit_account_id=refs.account_id(ctx, body.debit_account, "debit_account"),
+        credit_account_id=refs.account_id(ctx, body.credit_account, "credit_account"),
         amount=parse_minor(body.amount, scale),
         asset=body.asset.upper(),
         flags=int(flags),
@@ -182,15 +206,56 @@ def _single(ctx: Context, spec: TransferSpec) -> tuple[int, dict[str, Any]]:
     return (201 if result.result == Result.OK else 200), transfer_view(transfer, _scale(ctx, transfer.asset))
 
 
-@router.post("/accounts", status_code=201, tags=["ledger"], summary="Open an account")
+def _transfer_id(transfer_id: str) -> str:
+    """A transfer id from a path: one longer than any id can be is simply not found."""
+    if len(transfer_id) > ID_LENGTH_MAX:
+        raise NotFound(
+            f"no transfer with that id (ids are at most {ID_LENGTH_MAX} characters, was {len(transfer_id)})",
+            code="transfer_not_found",
+        )
+    return transfer_id
+
+
+_TRANSFER_CREATED = {
+    201: "booked: the transfer was created",
+    200: "already booked: a transfer with this id and the same fields exists (nothing was booked again)",
+}
+_TRANSFER_REFUSED = {
+    409: "exists_with_different_fields: a transfer with this id exists with other fields",
+    422: (
+        "a refusal with the ledger's stable code (insufficient_funds, asset_mismatch, account_not_found, "
+        "unknown_asset, excess_precision, invalid_amount, ...)"
+    ),
+}
+
+
+@router.post(
+    "/accounts",
+    status_code=201,
+    tags=["ledger"],
+    summary="Open an account",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {201: "opened", 200: "already open: an account with this name and the same fields exists"},
+        {
+            409: "exists_with_different_fields: an account with this name exists with other fields",
+            422: "name_invalid (including names of the form id:<digits>, which mean ids), unknown_asset, kind_invalid",
+        },
+        post=True,
+    ),
+)
 def create_account(
     body: AccountIn,
     request: Request,
-    key: IdempotencyKey = None,
+    key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
     def handler() -> tuple[int, dict[str, Any]]:
+        if isinstance(refs.parse(body.name.strip()), int):
+            raise ApiProblem(
+                422, Result.NAME_INVALID.value, f"account name {body.name!r} is reserved: 'id:<digits>' names an id"
+            )
         flags = (AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS if body.debits_must_not_exceed_credits else 0) | (
             AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS if body.credits_must_not_exceed_debits else 0
         )
@@ -205,10 +270,21 @@ def create_account(
         account = ctx.ledger.account(result.account_id or 0)
         return (201 if result.result == Result.OK else 200), account_view(account, _scale(ctx, account.asset))
 
-    return store.run("POST /v1/accounts", check_key(key), body.model_dump(mode="json"), handler)
+    return store.run("POST /v1/accounts", key, body.model_dump(mode="json"), handler)
 
 
-@router.get("/accounts", tags=["ledger"], summary="List accounts")
+_LIST_REFUSED = {
+    400: "invalid_cursor: the cursor is not one this API returned",
+    422: "invalid_request: a query parameter is out of range (limit is 1 to 1000)",
+}
+
+
+@router.get(
+    "/accounts",
+    tags=["ledger"],
+    summary="List accounts",
+    responses=responses({200: "a page of accounts"}, _LIST_REFUSED),
+)
 def list_accounts(
     ctx: Context = Depends(context),
     cursor: str | None = None,
@@ -223,17 +299,35 @@ def list_accounts(
     }
 
 
-@router.get("/accounts/{ref}", tags=["ledger"], summary="An account and its balances, by id or name")
-def get_account(ref: str, ctx: Context = Depends(context)) -> dict[str, Any]:
-    account = ctx.ledger.account(int(ref) if ref.isdigit() else ref)
+_NO_ACCOUNT = {404: "account_not_found: no account by that name or id"}
+
+
+@router.get(
+    "/accounts/{ref}",
+    tags=["ledger"],
+    summary="An account and its balances, by name or id:<id>",
+    responses=responses({200: "the account"}, _NO_ACCOUNT),
+)
+def get_account(
+    ref: Annotated[str, PathParam(description=PATH_REF_DESCRIPTION)], ctx: Context = Depends(context)
+) -> dict[str, Any]:
+    account = refs.account(ctx, refs.parse(ref))
     return account_view(account, _scale(ctx, account.asset))
 
 
-@router.get("/accounts/{ref}/transfers", tags=["ledger"], summary="An account's history")
+@router.get(
+    "/accounts/{ref}/transfers",
+    tags=["ledger"],
+    summary="An account's history",
+    responses=responses({200: "a page of the account's transfers, oldest first"}, {**_LIST_REFUSED, **_NO_ACCOUNT}),
+)
 def account_history(
-    ref: str, ctx: Context = Depends(context), cursor: str | None = None, limit: int = Query(100, ge=1, le=1000)
+    ref: Annotated[str, PathParam(description=PATH_REF_DESCRIPTION)],
+    ctx: Context = Depends(context),
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    account = ctx.ledger.account(int(ref) if ref.isdigit() else ref)
+    account = refs.account(ctx, refs.parse(ref))
     rows = ctx.ledger.list_transfers(after_seq=decode_cursor(cursor), limit=limit, account_id=account.id)
     scale = _scale(ctx, account.asset)
     return {
@@ -242,33 +336,78 @@ def account_history(
     }
 
 
-@router.post("/transfers", status_code=201, tags=["ledger"], summary="Create a transfer")
+@router.post(
+    "/transfers",
+    status_code=201,
+    tags=["ledger"],
+    summary="Create a transfer",
+    openapi_extra=idempotent(),
+    responses=responses(
+        _TRANSFER_CREATED,
+        {**_TRANSFER_REFUSED, 422: _TRANSFER_REFUSED[422] + "; linked_requires_batch"},
+        post=True,
+    ),
+)
 def create_transfer(
     body: TransferIn,
-    key: IdempotencyKey = None,
+    key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    key = check_key(key)
     if body.linked:
         raise ApiProblem(422, "linked_requires_batch", "linked transfers are created with POST /v1/transfers/batch")
     return store.run(
-        "POST /v1/transfers", key, body.model_dump(mode="json"), lambda: _single(ctx, _spec(ctx, body, key))
+        "POST /v1/transfers",
+        key,
+        body.model_dump(mode="json"),
+        lambda: _single(ctx, _spec(ctx, body, default_transfer_id(key))),
     )
 
 
-@router.post("/transfers/batch", tags=["ledger"], summary="Create up to 8,190 transfers, linked chains atomic")
+def _batch_specs(ctx: Context, body: BatchIn, key: str) -> list[TransferSpec]:
+    """Every transfer's spec, or one 422 problem naming each refused transfer by its index."""
+    specs: list[TransferSpec] = []
+    errors: list[dict[str, Any]] = []
+    for index, transfer in enumerate(body.transfers):
+        try:
+            specs.append(_spec(ctx, transfer, default_transfer_id(key, index)))
+        except DomainError as exc:
+            errors.append(
+                {"index": index, "location": f"body.transfers.{index}", "code": exc.code, "message": exc.message}
+            )
+            if len(errors) == ERRORS_MAX:
+                break
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more, see errors)" if len(errors) > 1 else ""
+        raise ApiProblem(422, first["code"], f"transfer {first['index']}: {first['message']}{more}", errors=errors)
+    return specs
+
+
+@router.post(
+    "/transfers/batch",
+    tags=["ledger"],
+    summary="Create up to 8,190 transfers, linked chains atomic",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {200: "one result per transfer, in order: {index, id, result}; result is ok, exists or the refusal's code"},
+        {
+            422: (
+                "invalid_request, or the code of the first transfer that cannot be read (account_not_found, "
+                "unknown_asset, excess_precision...); `errors` names every such transfer by its index"
+            )
+        },
+        post=True,
+    ),
+)
 def create_batch(
     body: BatchIn,
-    key: IdempotencyKey = None,
+    key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    key = check_key(key)
-
     def handler() -> tuple[int, dict[str, Any]]:
-        specs = [_spec(ctx, t, f"{key}:{i}") for i, t in enumerate(body.transfers)]
-        results = ctx.ledger.create_transfers(specs)
+        results = ctx.ledger.create_transfers(_batch_specs(ctx, body, key))
         return 200, {"results": [{"index": r.index, "id": r.id, "result": r.result.value} for r in results]}
 
     return store.run("POST /v1/transfers/batch", key, body.model_dump(mode="json"), handler)
@@ -277,54 +416,99 @@ def create_batch(
 def _second_phase(ctx: Context, pending_id: str, body: SecondPhaseIn, key: str, flag: TransferFlags) -> Any:
     pending = ctx.ledger.transfer(pending_id)
     amount = parse_minor(body.amount, _scale(ctx, pending.asset)) if body.amount is not None else None
-    spec = TransferSpec(id=body.id or key, flags=int(flag), pending_id=pending_id, amount=amount, memo=body.memo)
+    spec = TransferSpec(
+        id=body.id or default_transfer_id(key), flags=int(flag), pending_id=pending_id, amount=amount, memo=body.memo
+    )
     return _single(ctx, spec)
 
 
-@router.post("/transfers/{transfer_id}/post", status_code=201, tags=["ledger"], summary="Post a pending transfer")
+_SECOND_PHASE_REFUSED = {
+    404: "transfer_not_found / pending_transfer_not_found: no pending transfer with this id",
+    409: _TRANSFER_REFUSED[409],
+    422: (
+        "pending_transfer_already_posted, pending_transfer_already_voided, pending_transfer_expired, "
+        "exceeds_pending_transfer_amount, invalid_request..."
+    ),
+}
+
+
+def _second_phase_payload(transfer_id: str, body: SecondPhaseIn) -> dict[str, Any]:
+    # The path's id is part of what the key stands for: the same key for another pending
+    # transfer is a different request (409), and the stored scope stays the route's template.
+    return {"transfer_id": transfer_id, **body.model_dump(mode="json")}
+
+
+@router.post(
+    "/transfers/{transfer_id}/post",
+    status_code=201,
+    tags=["ledger"],
+    summary="Post a pending transfer",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {201: "posted: the posting transfer was created", 200: _TRANSFER_CREATED[200]},
+        _SECOND_PHASE_REFUSED,
+        post=True,
+    ),
+)
 def post_pending(
-    transfer_id: str,
+    transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)],
     body: SecondPhaseIn,
-    key: IdempotencyKey = None,
+    key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    key = check_key(key)
+    pending_id = _transfer_id(transfer_id)
     return store.run(
-        f"POST /v1/transfers/{transfer_id}/post",
+        "POST /v1/transfers/{transfer_id}/post",
         key,
-        body.model_dump(mode="json"),
-        lambda: _second_phase(ctx, transfer_id, body, key, TransferFlags.POST_PENDING),
+        _second_phase_payload(pending_id, body),
+        lambda: _second_phase(ctx, pending_id, body, key, TransferFlags.POST_PENDING),
     )
 
 
-@router.post("/transfers/{transfer_id}/void", status_code=201, tags=["ledger"], summary="Void a pending transfer")
+@router.post(
+    "/transfers/{transfer_id}/void",
+    status_code=201,
+    tags=["ledger"],
+    summary="Void a pending transfer",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {201: "voided: the voiding transfer was created", 200: _TRANSFER_CREATED[200]},
+        _SECOND_PHASE_REFUSED,
+        post=True,
+    ),
+)
 def void_pending(
-    transfer_id: str,
+    transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)],
     body: SecondPhaseIn,
-    key: IdempotencyKey = None,
+    key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    key = check_key(key)
+    pending_id = _transfer_id(transfer_id)
     if body.amount is not None:
         raise ApiProblem(422, "invalid_request", "a void releases the whole pending amount; send no amount")
     return store.run(
-        f"POST /v1/transfers/{transfer_id}/void",
+        "POST /v1/transfers/{transfer_id}/void",
         key,
-        body.model_dump(mode="json"),
-        lambda: _second_phase(ctx, transfer_id, body, key, TransferFlags.VOID_PENDING),
+        _second_phase_payload(pending_id, body),
+        lambda: _second_phase(ctx, pending_id, body, key, TransferFlags.VOID_PENDING),
     )
 
 
-@router.get("/transfers", tags=["ledger"], summary="List transfers, oldest first, with a cursor")
+@router.get(
+    "/transfers",
+    tags=["ledger"],
+    summary="List transfers, oldest first, with a cursor",
+    responses=responses({200: "a page of transfers, oldest first"}, {**_LIST_REFUSED, **_NO_ACCOUNT}),
+)
 def list_transfers(
     ctx: Context = Depends(context),
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    account: str | None = Query(None, description="only this account's transfers (id or name)"),
+    account: str | None = Query(None, description="only this account's transfers: " + PATH_REF_DESCRIPTION),
 ) -> dict[str, Any]:
-    account_id = ctx.ledger.account(int(account) if account.isdigit() else account).id if account else None
+    account_id = refs.account(ctx, refs.parse(account)).id if account else None
     rows = ctx.ledger.list_transfers(after_seq=decode_cursor(cursor), limit=limit, account_id=account_id)
     return {
         "data": [transfer_view(t, _scale(ctx, t.asset)) for t in rows],
@@ -332,7 +516,14 @@ def list_transfers(
     }
 
 
-@router.get("/transfers/{transfer_id}", tags=["ledger"], summary="A transfer by id")
-def get_transfer(transfer_id: str, ctx: Context = Depends(context)) -> dict[str, Any]:
-    transfer = ctx.ledger.transfer(transfer_id)
+@router.get(
+    "/transfers/{transfer_id}",
+    tags=["ledger"],
+    summary="A transfer by id",
+    responses=responses({200: "the transfer"}, {404: "transfer_not_found: no transfer with this id"}),
+)
+def get_transfer(
+    transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)], ctx: Context = Depends(context)
+) -> dict[str, Any]:
+    transfer = ctx.ledger.transfer(_transfer_id(transfer_id))
     return transfer_view(transfer, _scale(ctx, transfer.asset))

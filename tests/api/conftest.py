@@ -1,0 +1,33 @@
+"""An API client on each database (SQLite and PostgreSQL), with the app's default limits or others."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+from fastapi.testclient import TestClient
+
+from andchain.api import create_app
+from andchain.api.limits import RequestLimits
+from andchain.config import Settings
+from andchain.context import Context
+
+
+@pytest.fixture
+def make_client(engine, clock, tmp_path) -> Iterator[Callable[..., TestClient]]:
+    with ExitStack() as stack:
+
+        def make(limits: RequestLimits | None = None) -> TestClient:
+            url = str(engine.url.render_as_string(hide_password=False))
+            ctx = Context(Settings(data_dir=tmp_path, database_url=url), clock=clock)
+            ctx.__dict__["engine"] = engine
+            app = create_app(ctx, limits=limits) if limits is not None else create_app(ctx)
+            return stack.enter_context(TestClient(app, raise_server_exceptions=False))
+
+        yield make
+
+
+@pytest.fixture
+def client(make_client) -> TestClient:
+    return make_client()
