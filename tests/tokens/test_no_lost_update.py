@@ -1,0 +1,125 @@
+"""No lost update: every change to an operation is conditional on the version its writer read."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from andchain.errors import Conflict
+from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
+from andchain.ops import Operations, OpStatus, holds
+from andchain.ops.core import StaleOperation
+
+
+def test_two_writers_racing_on_one_operation_never_overwrite_each_other(engine, clock):
+    ops = Operations(engine, clock=clock)
+    op, _ = ops.create("mint", "race-1", {"amount": 1})
+    worker_copy, request_copy = ops.get(op.id), ops.get(op.id)
+    # The worker records its signed transaction first.
+    recorded = ops.update(worker_copy, state={"tx": {"hash": "0xabc"}}, detail="signed 0xabc")
+    # A request that read the operation before writes its old copy: refused, nothing changes.
+    with pytest.raises(StaleOperation):
+        ops.update(request_copy, state={"reserved": True})
+    assert ops.update_if_current(request_copy, status=OpStatus.CANCELLED) is None
+    current = ops.get(op.id)
+    assert current.state == {"tx": {"hash": "0xabc"}} and current.status == OpStatus.RECEIVED
+    assert current.version == recorded.version == op.version + 1
+
+
+def test_many_threads_updating_one_operation_apply_each_change_once(engine, clock):
+    ops = Operations(engine, clock=clock)
+    op, _ = ops.create("pay", "race-2", {"amount": 1})
+    applied: list[int] = []
+    lock = threading.Lock()
+
+    def bump(n: int) -> None:
+        for _ in range(20):
+            current = ops.get(op.id)
+            done = ops.update_if_current(current, state={**current.state, f"w{n}": current.state.get(f"w{n}", 0) + 1})
+            if done is not None:
+                with lock:
+                    applied.append(n)
+
+    threads = [threading.Thread(target=bump, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = ops.get(op.id)
+    # Each successful write saw the one before it: the counters add up to the writes that won.
+    assert sum(v for k, v in final.state.items() if k.startswith("w")) == len(applied)
+    assert final.version == 1 + len(applied)
+
+
+def test_cancel_is_atomic_with_the_check_that_nothing_was_sent_and_releases_the_hold(engine, clock, ledger):
+    ops = Operations(engine, clock=clock)
+    ledger.create_accounts(
+        [
+            AccountSpec("bank:usd:cash", "USD"),
+            AccountSpec(
+                "clients:a:usd:dda",
+                "USD",
+                kind=AccountKind.LIABILITY,
+                flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+            ),
+            AccountSpec("tokens:internal:usdd:0xa", "USD", kind=AccountKind.LIABILITY),
+        ]
+    )
+    cash, dda, mirror = (
+        ledger.account(n).id for n in ("bank:usd:cash", "clients:a:usd:dda", "tokens:internal:usdd:0xa")
+    )
+    ledger.create_transfer(TransferSpec(cash, dda, 1_000, id="fund"))
+
+    def released(op, conn):
+        holds.void(ledger, holds.Hold(f"mint:{op.id}", "mint"), conn=conn)
+
+    first, _ = ops.create("mint", "c-1", {"amount": 400})
+    holds.reserve(ledger, holds.Hold(f"mint:{first.id}", "mint"), dda, mirror, 400, "USD")
+    assert ledger.account(dda).available == 600
+    cancelled = ops.cancel(first.id, release=released)
+    assert cancelled.status == OpStatus.CANCELLED
+    assert ledger.account(dda).available == 1_000
+    assert ledger.transfer(f"mint:{first.id}").pending_status == "voided"
+
+    # A worker recorded a signed transaction: the operation can no longer be cancelled, its hold stays.
+    second, _ = ops.create("mint", "c-2", {"amount": 300})
+    holds.reserve(ledger, holds.Hold(f"mint:{second.id}", "mint"), dda, mirror, 300, "USD")
+    ops.update(second, state={"tx": {"hash": "0xdef"}})
+    with pytest.raises(Conflict) as caught:
+        ops.cancel(second.id, release=released)
+    assert caught.value.code == "operation_in_flight"
+    assert ledger.account(dda).available == 700 and ops.get(second.id).status == OpStatus.RECEIVED
+
+    # A release that fails rolls the cancellation back with it.
+    third, _ = ops.create("mint", "c-3", {"amount": 100})
+
+    def broken(op, conn):
+        raise RuntimeError("ledger away")
+
+    with pytest.raises(RuntimeError):
+        ops.cancel(third.id, release=broken)
+    assert ops.get(third.id).status == OpStatus.RECEIVED
+
+
+def test_an_idempotency_key_names_the_request_the_caller_sent_not_what_was_derived_from_it(engine, clock):
+    ops = Operations(engine, clock=clock)
+    request = {"buyer": "b", "seller": "s", "cash": 10, "ttl_s": 3600}
+    first, created = ops.create("dvp", "trade-1", {**request, "deadline": 1}, request=request)
+    again, created_again = ops.create("dvp", "trade-1", {**request, "deadline": 2}, request=request)
+    assert created and not created_again and again.id == first.id
+    with pytest.raises(Conflict) as caught:
+        ops.create("dvp", "trade-1", {**request, "cash": 11}, request={**request, "cash": 11})
+    assert caught.value.code == "idempotency_key_reused"
+
+
+def test_needs_attention_is_kept_out_of_claims_until_an_operator_resumes_it(engine, clock):
+    ops = Operations(engine, clock=clock)
+    op, _ = ops.create("move", "stuck-1", {"amount": 5})
+    stopped = ops.attention(op, "tx_reverted", "the re-mint was refused")
+    assert stopped is not None and stopped.status == OpStatus.NEEDS_ATTENTION
+    assert ops.claim("w1") == []
+    assert [o.id for o in ops.unfinished()] == [op.id]
+    resumed = ops.retry(op.id)
+    assert resumed.status == OpStatus.RECEIVED and resumed.attempts == 0
+    assert [o.id for o in ops.claim("w1")] == [op.id]
