@@ -1,8 +1,11 @@
-"""The book of record: exact, double-entry, idempotent, batched (after TigerBeetle).
+"""The book of record's store: exact, double-entry, idempotent, batched (after TigerBeetle).
 
-`create_transfers` validates a whole batch in memory against the locked balances of
-the accounts it touches, then writes it with one statement per table. A transfer's
-id is its idempotency key: replaying it returns `exists` and changes nothing.
+`create_transfers` loads and locks the rows a batch touches (the accounts, the
+pending transfers it resolves or that are due to expire, the ids it supplies), lets
+the pure rules of `andchain.ledger.rules` apply the whole batch in memory, asserts
+that the batch is balanced, then writes it with one statement per table. A
+transfer's id is its idempotency key: replaying it returns `exists` and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -10,23 +13,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from andchain.db import amount_encoder, decode_amount, exact_sum, placeholder, write_transaction
-from andchain.errors import DomainError, InvariantBroken, NotFound
+from andchain.errors import DomainError, NotFound
 from andchain.ledger import schema
 from andchain.ledger.model import (
     BATCH_SIZE_MAX,
-    CODE_LENGTH_MAX,
-    ID_LENGTH_MAX,
-    MEMO_LENGTH_MAX,
     NAME_LENGTH_MAX,
     Account,
-    AccountFlags,
     AccountKind,
     AccountSpec,
     Clock,
@@ -39,23 +37,28 @@ from andchain.ledger.model import (
     TransferSpec,
     system_clock_us,
 )
-from andchain.money import AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, AssetRegistry
+from andchain.ledger.rules import (
+    CMNED,
+    DMNEC,
+    KNOWN_ACCOUNT_FLAGS,
+    Balance,
+    Batch,
+    Pending,
+    StoredFields,
+    apply_batch,
+    check_batch,
+    dump_metadata,
+    expire,
+)
+from andchain.money import AssetRegistry
 
 log = logging.getLogger(__name__)
 
 RETRIES_MAX = 5
 SELECT_IN_CHUNK = 900
-_LINKED = int(TransferFlags.LINKED)
 _PENDING = int(TransferFlags.PENDING)
-_POST = int(TransferFlags.POST_PENDING)
 _VOID = int(TransferFlags.VOID_PENDING)
-_PHASE_FLAGS = _PENDING | _POST | _VOID
-_KNOWN_TRANSFER_FLAGS = _LINKED | _PHASE_FLAGS
-_DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
-_CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
-_KNOWN_ACCOUNT_FLAGS = _DMNEC | _CMNED
-_OK = Result.OK
-_EXISTS = Result.EXISTS
+_POST_OR_VOID = int(TransferFlags.POST_PENDING) | _VOID
 
 
 class BatchTooLarge(DomainError):
@@ -63,70 +66,8 @@ class BatchTooLarge(DomainError):
     http_status = 413
 
 
-def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
-    if not metadata:
-        return None
-    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
-
-
 def _load_metadata(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
-
-
-class _Balance:
-    """An account's balances while a batch is being applied."""
-
-    __slots__ = ("asset", "closed", "cp", "cpo", "dp", "dpo", "flags", "id", "initial")
-
-    def __init__(self, row: Sequence[Any]) -> None:
-        self.id = int(row[0])
-        self.asset = row[1]
-        self.flags = int(row[2])
-        self.closed = bool(row[3])
-        self.dp = decode_amount(row[4])
-        self.dpo = decode_amount(row[5])
-        self.cp = decode_amount(row[6])
-        self.cpo = decode_amount(row[7])
-        self.initial = (self.dp, self.dpo, self.cp, self.cpo)
-
-    def state(self) -> tuple[int, int, int, int]:
-        return (self.dp, self.dpo, self.cp, self.cpo)
-
-    def restore(self, state: tuple[int, int, int, int]) -> None:
-        self.dp, self.dpo, self.cp, self.cpo = state
-
-
-class _Pending:
-    __slots__ = ("amount", "asset", "credit", "debit", "expires_at_us", "id", "status")
-
-    def __init__(
-        self, id: str, debit: int, credit: int, amount: int, asset: str, status: str, expires_at_us: int | None
-    ) -> None:
-        self.id = id
-        self.debit = debit
-        self.credit = credit
-        self.amount = amount
-        self.asset = asset
-        self.status = status
-        self.expires_at_us = expires_at_us
-
-
-# What a stored transfer is compared on when its id is replayed.
-_Fields = tuple[int, int, int, str, int, str | None, int, str, str, str | None]
-
-
-@dataclass
-class _Batch:
-    """The in-memory work of one create_transfers call."""
-
-    now_us: int
-    balances: dict[int, _Balance]
-    pendings: dict[str, _Pending | None]
-    existing: dict[str, _Fields]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    pending_new: dict[str, _Pending] = field(default_factory=dict)
-    pending_resolved: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    undo: list[tuple[Any, ...]] | None = None
 
 
 class Ledger:
@@ -175,7 +116,7 @@ class Ledger:
             kind = AccountKind(spec.kind).value
         except ValueError:
             return CreateResult(index, name, Result.KIND_INVALID)
-        if spec.flags & ~_KNOWN_ACCOUNT_FLAGS or (spec.flags & _DMNEC and spec.flags & _CMNED):
+        if spec.flags & ~KNOWN_ACCOUNT_FLAGS or (spec.flags & DMNEC and spec.flags & CMNED):
             return CreateResult(index, name, Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE)
         meta = dump_metadata(spec.metadata)
         found = conn.execute(
@@ -285,8 +226,8 @@ class Ledger:
     def _create_transfers(self, conn: Connection, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
         now = self.clock()
         due = self._lock_due_pendings(conn, now)
-        referenced = {s.pending_id for s in specs if s.pending_id and s.flags & (_POST | _VOID)}
-        pendings: dict[str, _Pending | None] = {p.id: p for p in due}
+        referenced = {s.pending_id for s in specs if s.pending_id and s.flags & _POST_OR_VOID}
+        pendings: dict[str, Pending | None] = {p.id: p for p in due}
         pendings.update(self._lock_pendings(conn, referenced - pendings.keys()))
         # Pendings already past their timeout are expired before anything else, so
         # a post or void that names one sees `pending_transfer_expired`.
@@ -299,8 +240,6 @@ class Ledger:
                 and p not in due
             ):
                 due.append(p)
-        supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
-        existing = self._existing_fields(conn, supplied)
         account_ids: set[int] = set()
         for spec in specs:
             if spec.debit_account_id is not None:
@@ -311,261 +250,16 @@ class Ledger:
             if p is not None:
                 account_ids.add(p.debit)
                 account_ids.add(p.credit)
-        batch = _Batch(
-            now_us=now, balances=self._lock_accounts(conn, account_ids), pendings=pendings, existing=existing
-        )
+        supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
+        existing = self._existing_fields(conn, supplied)
+        balances = self._lock_accounts(conn, account_ids)
+        batch = Batch(now_us=now, balances=balances, pendings=pendings, existing=existing)
         for p in due:
-            self._expire(batch, p)
-        results = self._apply_all(batch, specs, ids)
-        self._check_batch(batch)
+            expire(batch, p)
+        results = apply_batch(batch, specs, ids)
+        check_batch(batch)
         self._write(conn, batch)
         return results
-
-    def _apply_all(self, batch: _Batch, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
-        results: list[CreateResult] = []
-        count = len(specs)
-        index = 0
-        while index < count:
-            end = index
-            while end < count - 1 and specs[end].flags & _LINKED:
-                end += 1
-            chain_open = bool(specs[end].flags & _LINKED)
-            if end == index and not chain_open:
-                results.append(CreateResult(index, ids[index], self._apply(batch, specs[index], ids[index])))
-                index += 1
-                continue
-            batch.undo = []
-            marks = (len(batch.rows),)
-            codes: list[Result] = []
-            failed_at = -1
-            for k in range(index, end + 1):
-                code = self._apply(batch, specs[k], ids[k])
-                codes.append(code)
-                if code is not _OK and code is not _EXISTS:
-                    failed_at = k
-                    break
-            if failed_at < 0 and chain_open:
-                failed_at = end
-                codes[-1] = Result.LINKED_EVENT_CHAIN_OPEN
-            if failed_at >= 0:
-                self._rollback_chain(batch, marks[0])
-                for k in range(index, end + 1):
-                    code = codes[k - index] if k == failed_at else Result.LINKED_EVENT_FAILED
-                    results.append(CreateResult(k, ids[k], code))
-            else:
-                results.extend(CreateResult(k, ids[k], codes[k - index]) for k in range(index, end + 1))
-            batch.undo = None
-            index = end + 1
-        return results
-
-    def _rollback_chain(self, batch: _Batch, rows_mark: int) -> None:
-        assert batch.undo is not None
-        del batch.rows[rows_mark:]
-        for entry in reversed(batch.undo):
-            kind = entry[0]
-            if kind == "balance":
-                entry[1].restore(entry[2])
-            elif kind == "pending_new":
-                batch.pending_new.pop(entry[1], None)
-                batch.pendings.pop(entry[1], None)
-            elif kind == "pending_status":
-                pending, status = entry[1], entry[2]
-                pending.status = status
-                batch.pending_resolved.pop(pending.id, None)
-            elif kind == "existing":
-                batch.existing.pop(entry[1], None)
-
-    def _remember(self, batch: _Batch, *balances: _Balance) -> None:
-        if batch.undo is not None:
-            for balance in balances:
-                batch.undo.append(("balance", balance, balance.state()))
-
-    def _apply(self, batch: _Batch, spec: TransferSpec, tid: str) -> Result:
-        if not tid:
-            return Result.ID_MUST_NOT_BE_EMPTY
-        if len(tid) > ID_LENGTH_MAX:
-            return Result.ID_TOO_LONG
-        flags = spec.flags
-        if flags & ~_KNOWN_TRANSFER_FLAGS or bin(flags & _PHASE_FLAGS).count("1") > 1:
-            return Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-        prior = batch.existing.get(tid)
-        if prior is not None:
-            return _EXISTS if _same_fields(spec, prior) else Result.EXISTS_WITH_DIFFERENT_FIELDS
-        if len(spec.code) > CODE_LENGTH_MAX:
-            return Result.CODE_TOO_LONG
-        if len(spec.memo) > MEMO_LENGTH_MAX:
-            return Result.MEMO_TOO_LONG
-        if flags & (_POST | _VOID):
-            return self._apply_second_phase(batch, spec, tid)
-        if spec.pending_id:
-            return Result.PENDING_ID_MUST_BE_EMPTY
-        if (spec.timeout_s and not flags & _PENDING) or spec.timeout_s < 0:
-            return Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-        if spec.debit_account_id is None:
-            return Result.DEBIT_ACCOUNT_ID_MUST_NOT_BE_EMPTY
-        if spec.credit_account_id is None:
-            return Result.CREDIT_ACCOUNT_ID_MUST_NOT_BE_EMPTY
-        if spec.debit_account_id == spec.credit_account_id:
-            return Result.ACCOUNTS_MUST_BE_DIFFERENT
-        amount = spec.amount
-        if amount is None or isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            return Result.AMOUNT_MUST_BE_POSITIVE
-        if amount > AMOUNT_MAX_MINOR:
-            return Result.AMOUNT_EXCEEDS_MAXIMUM
-        dr = batch.balances.get(spec.debit_account_id)
-        if dr is None:
-            return Result.DEBIT_ACCOUNT_NOT_FOUND
-        cr = batch.balances.get(spec.credit_account_id)
-        if cr is None:
-            return Result.CREDIT_ACCOUNT_NOT_FOUND
-        if dr.closed:
-            return Result.DEBIT_ACCOUNT_CLOSED
-        if cr.closed:
-            return Result.CREDIT_ACCOUNT_CLOSED
-        if dr.asset != cr.asset or (spec.asset is not None and spec.asset.upper() != dr.asset):
-            return Result.ASSET_MISMATCH
-        if dr.flags & _DMNEC and dr.dp + dr.dpo + amount > dr.cpo:
-            return Result.INSUFFICIENT_FUNDS
-        if cr.flags & _CMNED and cr.cp + cr.cpo + amount > cr.dpo:
-            return Result.EXCEEDS_CREDITS
-        self._remember(batch, dr, cr)
-        if flags & _PENDING:
-            if dr.dp + amount > BALANCE_MAX_MINOR or cr.cp + amount > BALANCE_MAX_MINOR:
-                return Result.OVERFLOWS_BALANCE
-            dr.dp += amount
-            cr.cp += amount
-            expires = batch.now_us + spec.timeout_s * 1_000_000 if spec.timeout_s else None
-            pending = _Pending(tid, dr.id, cr.id, amount, dr.asset, PendingStatus.PENDING, expires)
-            batch.pendings[tid] = pending
-            batch.pending_new[tid] = pending
-            if batch.undo is not None:
-                batch.undo.append(("pending_new", tid))
-        else:
-            if dr.dpo + amount > BALANCE_MAX_MINOR or cr.cpo + amount > BALANCE_MAX_MINOR:
-                return Result.OVERFLOWS_BALANCE
-            dr.dpo += amount
-            cr.cpo += amount
-        self._record(batch, spec, tid, dr.id, cr.id, amount, dr.asset)
-        return _OK
-
-    def _apply_second_phase(self, batch: _Batch, spec: TransferSpec, tid: str) -> Result:
-        pid = spec.pending_id
-        if not pid:
-            return Result.PENDING_ID_MUST_NOT_BE_EMPTY
-        if spec.timeout_s:
-            return Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-        if pid not in batch.pendings:
-            return Result.PENDING_TRANSFER_NOT_FOUND
-        pending = batch.pendings[pid]
-        if pending is None:
-            return Result.PENDING_TRANSFER_NOT_PENDING
-        if (
-            (spec.debit_account_id is not None and spec.debit_account_id != pending.debit)
-            or (spec.credit_account_id is not None and spec.credit_account_id != pending.credit)
-            or (spec.asset is not None and spec.asset.upper() != pending.asset)
-        ):
-            return Result.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS
-        status = pending.status
-        if status == PendingStatus.POSTED:
-            return Result.PENDING_TRANSFER_ALREADY_POSTED
-        if status == PendingStatus.VOIDED:
-            return Result.PENDING_TRANSFER_ALREADY_VOIDED
-        if status == PendingStatus.EXPIRED:
-            return Result.PENDING_TRANSFER_EXPIRED
-        post = bool(spec.flags & _POST)
-        amount = spec.amount
-        if post:
-            if amount is None:
-                amount = pending.amount
-            elif isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-                return Result.AMOUNT_MUST_BE_POSITIVE
-            elif amount > pending.amount:
-                return Result.EXCEEDS_PENDING_TRANSFER_AMOUNT
-        else:
-            if amount is not None and amount != pending.amount:
-                return Result.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS
-            amount = pending.amount
-        dr = batch.balances[pending.debit]
-        cr = batch.balances[pending.credit]
-        if post and (dr.dpo + amount > BALANCE_MAX_MINOR or cr.cpo + amount > BALANCE_MAX_MINOR):
-            return Result.OVERFLOWS_BALANCE
-        self._remember(batch, dr, cr)
-        dr.dp -= pending.amount
-        cr.cp -= pending.amount
-        if post:
-            dr.dpo += amount
-            cr.cpo += amount
-        if batch.undo is not None:
-            batch.undo.append(("pending_status", pending, pending.status))
-        pending.status = PendingStatus.POSTED if post else PendingStatus.VOIDED
-        batch.pending_resolved[pid] = (str(pending.status), tid)
-        self._record(batch, spec, tid, dr.id, cr.id, amount, pending.asset)
-        return _OK
-
-    def _expire(self, batch: _Batch, pending: _Pending) -> None:
-        dr = batch.balances[pending.debit]
-        cr = batch.balances[pending.credit]
-        dr.dp -= pending.amount
-        cr.cp -= pending.amount
-        pending.status = PendingStatus.EXPIRED
-        batch.pending_resolved[pending.id] = (PendingStatus.EXPIRED.value, None)
-
-    def _record(
-        self, batch: _Batch, spec: TransferSpec, tid: str, debit: int, credit: int, amount: int, asset: str
-    ) -> None:
-        meta = dump_metadata(spec.metadata)
-        batch.rows.append(
-            (
-                tid,
-                debit,
-                credit,
-                self._encode(amount),
-                asset,
-                spec.flags,
-                spec.pending_id,
-                spec.timeout_s,
-                spec.code,
-                spec.memo,
-                meta,
-                batch.now_us,
-            )
-        )
-        batch.existing[tid] = (
-            debit,
-            credit,
-            amount,
-            asset,
-            spec.flags,
-            spec.pending_id,
-            spec.timeout_s,
-            spec.code,
-            spec.memo,
-            meta,
-        )
-        if batch.undo is not None:
-            batch.undo.append(("existing", tid))
-
-    def _check_batch(self, batch: _Batch) -> None:
-        """Assert the batch is balanced per asset and every flagged account within its bound."""
-        deltas: dict[str, list[int]] = {}
-        for b in batch.balances.values():
-            d = deltas.setdefault(b.asset, [0, 0, 0, 0])
-            d[0] += b.dp - b.initial[0]
-            d[1] += b.dpo - b.initial[1]
-            d[2] += b.cp - b.initial[2]
-            d[3] += b.cpo - b.initial[3]
-            if b.flags & _DMNEC and b.dp + b.dpo > b.cpo and (b.dp, b.dpo) != b.initial[:2]:
-                raise InvariantBroken(f"account {b.id} would have debits {b.dp + b.dpo} above credits {b.cpo}")
-            if b.flags & _CMNED and b.cp + b.cpo > b.dpo and (b.cp, b.cpo) != b.initial[2:]:
-                raise InvariantBroken(f"account {b.id} would have credits {b.cp + b.cpo} above debits {b.dpo}")
-            if min(b.dp, b.dpo, b.cp, b.cpo) < 0:
-                raise InvariantBroken(f"account {b.id} would have a negative balance field: {b.state()}")
-        for asset, (dp, dpo, cp, cpo) in deltas.items():
-            if dp != cp or dpo != cpo:
-                raise InvariantBroken(
-                    f"batch unbalanced in {asset}: pending debits {dp} != credits {cp} or "
-                    f"posted debits {dpo} != credits {cpo}"
-                )
 
     # -------------------------------------------------------------- persistence
 
@@ -580,7 +274,7 @@ class Ledger:
             rows.extend(conn.exec_driver_sql(f"{sql} IN ({marks}){suffix}", tuple(chunk)).fetchall())
         return rows
 
-    def _lock_due_pendings(self, conn: Connection, now: int) -> list[_Pending]:
+    def _lock_due_pendings(self, conn: Connection, now: int) -> list[Pending]:
         ph = self._ph
         lock = " FOR UPDATE OF p" if self._dialect == "postgresql" else ""
         rows = conn.exec_driver_sql(
@@ -592,7 +286,7 @@ class Ledger:
         ).fetchall()
         return [_pending_of(row) for row in rows]
 
-    def _lock_pendings(self, conn: Connection, ids: set[str]) -> dict[str, _Pending | None]:
+    def _lock_pendings(self, conn: Connection, ids: set[str]) -> dict[str, Pending | None]:
         if not ids:
             return {}
         lock = " FOR UPDATE OF t" if self._dialect == "postgresql" else ""
@@ -605,7 +299,7 @@ class Ledger:
         )
         return {row[0]: (_pending_of(row) if row[5] is not None else None) for row in rows}
 
-    def _existing_fields(self, conn: Connection, ids: list[str]) -> dict[str, _Fields]:
+    def _existing_fields(self, conn: Connection, ids: list[str]) -> dict[str, StoredFields]:
         if not ids:
             return {}
         rows = self._select_in(
@@ -630,7 +324,7 @@ class Ledger:
             for row in rows
         }
 
-    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, _Balance]:
+    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, Balance]:
         if not ids:
             return {}
         clean = sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63)
@@ -641,12 +335,14 @@ class Ledger:
             clean,
             f" ORDER BY id{self._for_update}",
         )
-        return {int(row[0]): _Balance(row) for row in rows}
+        return {int(row[0]): _balance_of(row) for row in rows}
 
-    def _write(self, conn: Connection, batch: _Batch) -> None:
+    def _write(self, conn: Connection, batch: Batch) -> None:
         ph = self._ph
+        enc = self._encode
         if batch.rows:
-            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, batch.rows)
+            rows = [(r[0], r[1], r[2], enc(r[3]), *r[4:]) for r in batch.rows]
+            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, rows)
         if batch.pending_new:
             # A pending created and resolved in the same batch is inserted in its final state.
             pending_rows = []
@@ -663,12 +359,7 @@ class Ledger:
             conn.exec_driver_sql(
                 f"UPDATE ledger_pending SET status = {ph}, resolved_by = {ph} WHERE id = {ph}", updates
             )
-        enc = self._encode
-        changed = [
-            (enc(b.dp), enc(b.dpo), enc(b.cp), enc(b.cpo), b.id)
-            for b in batch.balances.values()
-            if b.state() != b.initial
-        ]
+        changed = [(enc(b.dp), enc(b.dpo), enc(b.cp), enc(b.cpo), b.id) for b in batch.balances.values() if b.changed()]
         if not changed:
             return
         if self._pg:
@@ -697,10 +388,10 @@ class Ledger:
                 if not due:
                     return total
                 ids = {p.debit for p in due} | {p.credit for p in due}
-                batch = _Batch(now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={})
+                batch = Batch(now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={})
                 for p in due:
-                    self._expire(batch, p)
-                self._check_batch(batch)
+                    expire(batch, p)
+                check_batch(batch)
                 self._write(conn, batch)
                 total += len(due)
         return total
@@ -807,9 +498,9 @@ class Ledger:
                 have = [account.debits_pending, account.debits_posted, account.credits_pending, account.credits_posted]
                 if want != have:
                     breaks.append(f"account {account.name}: cached balances {have} != derived from transfers {want}")
-                if account.flags & _DMNEC and account.debits_pending + account.debits_posted > account.credits_posted:
+                if account.flags & DMNEC and account.debits_pending + account.debits_posted > account.credits_posted:
                     breaks.append(f"account {account.name}: debits exceed credits despite its flag")
-                if account.flags & _CMNED and account.credits_pending + account.credits_posted > account.debits_posted:
+                if account.flags & CMNED and account.credits_pending + account.credits_posted > account.debits_posted:
                     breaks.append(f"account {account.name}: credits exceed debits despite its flag")
         return breaks
 
@@ -870,24 +561,21 @@ def _valid_account_name(name: str) -> bool:
     return all(part and all(c.isalnum() or c in "_-." for c in part) for part in parts)
 
 
-def _same_fields(spec: TransferSpec, prior: _Fields) -> bool:
-    debit, credit, amount, asset, flags, pending_id, timeout_s, code, memo, meta = prior
-    return (
-        (spec.debit_account_id is None or spec.debit_account_id == debit)
-        and (spec.credit_account_id is None or spec.credit_account_id == credit)
-        and (spec.amount is None or spec.amount == amount)
-        and (spec.asset is None or spec.asset.upper() == asset)
-        and spec.flags == flags
-        and spec.pending_id == pending_id
-        and spec.timeout_s == timeout_s
-        and spec.code == code
-        and spec.memo == memo
-        and dump_metadata(spec.metadata) == meta
+def _pending_of(row: Sequence[Any]) -> Pending:
+    return Pending(row[0], int(row[1]), int(row[2]), decode_amount(row[3]), row[4], row[5], row[6])
+
+
+def _balance_of(row: Sequence[Any]) -> Balance:
+    return Balance(
+        int(row[0]),
+        row[1],
+        int(row[2]),
+        bool(row[3]),
+        decode_amount(row[4]),
+        decode_amount(row[5]),
+        decode_amount(row[6]),
+        decode_amount(row[7]),
     )
-
-
-def _pending_of(row: Sequence[Any]) -> _Pending:
-    return _Pending(row[0], int(row[1]), int(row[2]), decode_amount(row[3]), row[4], row[5], row[6])
 
 
 def _account_of(row: Any) -> Account:
