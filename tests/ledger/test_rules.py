@@ -96,3 +96,24 @@ def test_an_unbalanced_batch_is_a_broken_invariant_not_a_refusal():
     batch.balances[1].cpo += 1
     with pytest.raises(InvariantBroken, match="unbalanced in USD"):
         check_batch(batch)
+
+
+def test_only_a_refusal_that_depends_on_the_book_is_recorded_as_failed():
+    batch = book()
+    results = apply_batch(
+        batch,
+        [
+            TransferSpec(2, 1, 101),  # insufficient_funds: depends on the balances
+            TransferSpec(2, 1, 0),  # amount_must_be_positive: depends on the transfer alone
+            TransferSpec(flags=POST, pending_id="later"),  # pending_transfer_not_found
+            TransferSpec(2, 1, 1),  # the first id again
+        ],
+        ["a", "b", "c", "a"],
+    )
+    assert codes(results) == [
+        "insufficient_funds",
+        "amount_must_be_positive",
+        "pending_transfer_not_found",
+        "id_already_failed",
+    ]
+    assert batch.failed_new == {"a": Result.INSUFFICIENT_FUNDS, "c": Result.PENDING_TRANSFER_NOT_FOUND}

@@ -5,7 +5,7 @@ pending transfers it resolves or that are due to expire, the ids it supplies), l
 the pure rules of `andchain.ledger.rules` apply the whole batch in memory, asserts
 that the batch is balanced, then writes it with one statement per table. A
 transfer's id is its idempotency key: replaying it returns `exists` and changes
-nothing.
+nothing, and an id that failed for a transient reason answers `id_already_failed`.
 """
 
 from __future__ import annotations
@@ -250,10 +250,14 @@ class Ledger:
             if p is not None:
                 account_ids.add(p.debit)
                 account_ids.add(p.credit)
+        balances = self._lock_accounts(conn, account_ids)
+        # The ids are read once the accounts are locked: a concurrent batch that booked
+        # the same transfer on the same accounts has committed by now, so this one sees
+        # `exists` instead of failing the transfer against the balances it left.
         supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
         existing = self._existing_fields(conn, supplied)
-        balances = self._lock_accounts(conn, account_ids)
-        batch = Batch(now_us=now, balances=balances, pendings=pendings, existing=existing)
+        failed = self._failed_results(conn, supplied)
+        batch = Batch(now_us=now, balances=balances, pendings=pendings, existing=existing, failed=failed)
         for p in due:
             expire(batch, p)
         results = apply_batch(batch, specs, ids)
@@ -324,6 +328,12 @@ class Ledger:
             for row in rows
         }
 
+    def _failed_results(self, conn: Connection, ids: list[str]) -> dict[str, Result]:
+        if not ids:
+            return {}
+        rows = self._select_in(conn, "SELECT id, result FROM ledger_failed_transfers WHERE id", ids)
+        return {row[0]: Result(row[1]) for row in rows}
+
     def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, Balance]:
         if not ids:
             return {}
@@ -343,6 +353,9 @@ class Ledger:
         if batch.rows:
             rows = [(r[0], r[1], r[2], enc(r[3]), *r[4:]) for r in batch.rows]
             insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, rows)
+        if batch.failed_new:
+            failed = [(tid, result.value, batch.now_us) for tid, result in batch.failed_new.items()]
+            insert_rows(conn, "ledger_failed_transfers", FAILED_COLUMNS, failed)
         if batch.pending_new:
             # A pending created and resolved in the same batch is inserted in its final state.
             pending_rows = []
@@ -504,6 +517,13 @@ class Ledger:
                     breaks.append(f"account {account.name}: credits exceed debits despite its flag")
         return breaks
 
+    def failed_result(self, transfer_id: str) -> Result | None:
+        """The transient result a transfer id failed with, or None: such an id answers id_already_failed."""
+        table = schema.failed_transfers
+        with self.engine.connect() as conn:
+            found = conn.execute(select(table.c.result).where(table.c.id == transfer_id)).scalar_one_or_none()
+        return None if found is None else Result(found)
+
     def count_transfers(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(schema.transfers)).scalar_one())
@@ -524,6 +544,7 @@ TRANSFER_COLUMNS = (
     ("created_at_us", "bigint"),
 )
 PENDING_COLUMNS = (("id", "text"), ("status", "text"), ("resolved_by", "text"), ("expires_at_us", "bigint"))
+FAILED_COLUMNS = (("id", "text"), ("result", "text"), ("created_at_us", "bigint"))
 
 
 def insert_rows(

@@ -110,20 +110,49 @@ class ChainUndo:
 class Batch:
     """The in-memory work of one create_transfers call.
 
-    The store fills the first four fields from the rows it locked: the balances of
+    The store fills the first five fields from the rows it locked: the balances of
     every account the batch may touch, the pending transfers it may resolve (None for
-    a transfer that exists but is not pending) and the stored fields of the ids it
-    supplies. The rules fill the rest.
+    a transfer that exists but is not pending), the stored fields of the ids it
+    supplies, and which of those ids already failed. The rules fill the rest.
     """
 
     now_us: int
     balances: dict[int, Balance]
     pendings: dict[str, Pending | None]
     existing: dict[str, StoredFields]
+    failed: dict[str, Result] = field(default_factory=dict)
     rows: list[NewTransfer] = field(default_factory=list)
     pending_new: dict[str, Pending] = field(default_factory=dict)
     pending_resolved: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    failed_new: dict[str, Result] = field(default_factory=dict)
     undo: ChainUndo | None = None
+
+
+# Results that depend on the state of the book when the transfer was applied, so that
+# the very same transfer could succeed later: TigerBeetle's "transient" results
+# (CreateTransferResult.transient in its src/tigerbeetle.zig), under this ledger's
+# names, plus overflows_balance. A transfer failing with one of these has its id
+# recorded, and that id answers id_already_failed from then on. Every other refusal
+# either depends only on the transfer's own fields, or on state that never comes back
+# (a pending transfer posted, voided or expired; a transfer's fields; an account's
+# asset): a retry is refused anyway, so its id is not recorded.
+TRANSIENT_RESULTS = frozenset(
+    {
+        Result.DEBIT_ACCOUNT_NOT_FOUND,
+        Result.CREDIT_ACCOUNT_NOT_FOUND,
+        Result.DEBIT_ACCOUNT_CLOSED,
+        Result.CREDIT_ACCOUNT_CLOSED,
+        Result.PENDING_TRANSFER_NOT_FOUND,
+        # TigerBeetle's exceeds_credits: the debit account would owe more than it holds.
+        Result.INSUFFICIENT_FUNDS,
+        # TigerBeetle's exceeds_debits: the credit account would be credited beyond its debits.
+        Result.EXCEEDS_CREDITS,
+        # TigerBeetle counts its u128 overflows as permanent; here a balance's bound is
+        # 10^40 - 1 against transfers of up to 2^128 - 1, so it can be reached, and a
+        # pending balance falls again when its reserves are posted, voided or expire.
+        Result.OVERFLOWS_BALANCE,
+    }
+)
 
 
 def apply_batch(batch: Batch, specs: Sequence[TransferSpec], ids: Sequence[str]) -> list[CreateResult]:
@@ -137,7 +166,9 @@ def apply_batch(batch: Batch, specs: Sequence[TransferSpec], ids: Sequence[str])
             end += 1
         chain_open = bool(specs[end].flags & _LINKED)
         if end == index and not chain_open:
-            results.append(CreateResult(index, ids[index], apply_transfer(batch, specs[index], ids[index])))
+            code = apply_transfer(batch, specs[index], ids[index])
+            _remember_failure(batch, ids[index], code)
+            results.append(CreateResult(index, ids[index], code))
             index += 1
             continue
         batch.undo = ChainUndo()
@@ -156,6 +187,10 @@ def apply_batch(batch: Batch, specs: Sequence[TransferSpec], ids: Sequence[str])
         if failed_at >= 0:
             _rollback_chain(batch, rows_mark)
             batch.undo = None
+            # As in TigerBeetle, the transfer that broke the chain has its id recorded
+            # when its own result is transient (after the chain's rollback, so that the
+            # record stays); the others answer linked_event_failed and may be retried.
+            _remember_failure(batch, ids[failed_at], codes[failed_at - index])
             for k in range(index, end + 1):
                 code = codes[k - index] if k == failed_at else Result.LINKED_EVENT_FAILED
                 results.append(CreateResult(k, ids[k], code))
@@ -164,6 +199,12 @@ def apply_batch(batch: Batch, specs: Sequence[TransferSpec], ids: Sequence[str])
             results.extend(CreateResult(k, ids[k], codes[k - index]) for k in range(index, end + 1))
         index = end + 1
     return results
+
+
+def _remember_failure(batch: Batch, tid: str, code: Result) -> None:
+    if code in TRANSIENT_RESULTS:
+        batch.failed[tid] = code
+        batch.failed_new[tid] = code
 
 
 def _rollback_chain(batch: Batch, rows_mark: int) -> None:
@@ -201,6 +242,8 @@ def apply_transfer(batch: Batch, spec: TransferSpec, tid: str) -> Result:
     prior = batch.existing.get(tid)
     if prior is not None:
         return _EXISTS if same_fields(spec, prior) else Result.EXISTS_WITH_DIFFERENT_FIELDS
+    if tid in batch.failed:
+        return Result.ID_ALREADY_FAILED
     if len(spec.code) > CODE_LENGTH_MAX:
         return Result.CODE_TOO_LONG
     if len(spec.memo) > MEMO_LENGTH_MAX:
@@ -380,6 +423,9 @@ def check_batch(batch: Batch) -> None:
                 f"batch unbalanced in {asset}: pending debits {dp} != credits {cp} or "
                 f"posted debits {dpo} != credits {cpo}"
             )
+    overlap = batch.failed_new.keys() & {row[0] for row in batch.rows}
+    if overlap:
+        raise InvariantBroken(f"ids both created and recorded as failed in one batch: {sorted(overlap)[:3]}")
 
 
 def same_fields(spec: TransferSpec, prior: StoredFields) -> bool:

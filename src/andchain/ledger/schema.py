@@ -68,3 +68,13 @@ pending = Table(
     Column("resolved_by", String(ID_LENGTH_MAX), nullable=True),
     Index("ix_ledger_pending_status_expires", "status", "expires_at_us"),
 )
+
+# Ids of transfers that failed for a transient reason, with that result: such an id
+# answers id_already_failed forever (TigerBeetle's rule), so a retry never books it.
+failed_transfers = Table(
+    "ledger_failed_transfers",
+    metadata,
+    Column("id", String(ID_LENGTH_MAX), primary_key=True),
+    Column("result", String(CODE_LENGTH_MAX), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
