@@ -23,7 +23,6 @@ from andchain.errors import DomainError, NotFound
 from andchain.ledger import schema
 from andchain.ledger.model import (
     BATCH_SIZE_MAX,
-    NAME_LENGTH_MAX,
     Account,
     AccountKind,
     AccountSpec,
@@ -45,10 +44,12 @@ from andchain.ledger.rules import (
     Batch,
     Pending,
     StoredFields,
+    account_ref,
     apply_batch,
     check_batch,
     dump_metadata,
     expire,
+    valid_account_name,
 )
 from andchain.money import AssetRegistry
 
@@ -107,7 +108,7 @@ class Ledger:
 
     def _create_account(self, conn: Connection, index: int, spec: AccountSpec, now: int) -> CreateResult:
         name = spec.name.strip() if isinstance(spec.name, str) else ""
-        if not _valid_account_name(name):
+        if not valid_account_name(name):
             return CreateResult(index, name, Result.NAME_INVALID)
         if spec.asset not in self.assets:
             return CreateResult(index, name, Result.UNKNOWN_ASSET)
@@ -152,21 +153,25 @@ class Ledger:
         return CreateResult(index, name, Result.OK, account_id=int(account_id))
 
     def account(self, ref: int | str) -> Account:
-        """An account by id or by name."""
+        """An account by reference: an int or `id:42` is an id, any other string a name."""
+        key = account_ref(ref)
         table = schema.accounts
-        where = table.c.id == ref if isinstance(ref, int) else table.c.name == ref
+        where = table.c.id == key if isinstance(key, int) else table.c.name == key
         with self.engine.connect() as conn:
             row = conn.execute(select(table).where(where)).first()
         if row is None:
-            raise NotFound(f"no account {ref!r}", code="account_not_found")
+            hint = (
+                f"; an account id is written id:{ref}"
+                if isinstance(ref, str) and ref.isascii() and ref.isdigit()
+                else ""
+            )
+            raise NotFound(f"no account {ref!r}{hint}", code="account_not_found")
         return _account_of(row)
 
     def account_id(self, ref: int | str) -> int:
-        if isinstance(ref, int):
-            return ref
-        if ref.isdigit():
-            return int(ref)
-        return self.account(ref).id
+        """The id an account reference names; an id is returned as given, a name is looked up."""
+        key = account_ref(ref)
+        return key if isinstance(key, int) else self.account(key).id
 
     def list_accounts(
         self, *, after_id: int = 0, limit: int = 100, asset: str | None = None, prefix: str | None = None
@@ -573,13 +578,6 @@ def _is_retryable(exc: DBAPIError) -> bool:
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return sqlstate in ("40P01", "40001")  # deadlock_detected, serialization_failure
-
-
-def _valid_account_name(name: str) -> bool:
-    if not name or len(name) > NAME_LENGTH_MAX:
-        return False
-    parts = name.split(":")
-    return all(part and all(c.isalnum() or c in "_-." for c in part) for part in parts)
 
 
 def _pending_of(row: Sequence[Any]) -> Pending:

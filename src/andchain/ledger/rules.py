@@ -9,15 +9,17 @@ can be tested without a database.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from andchain.errors import InvariantBroken
+from andchain.errors import InvariantBroken, NotFound
 from andchain.ledger.model import (
     CODE_LENGTH_MAX,
     ID_LENGTH_MAX,
     MEMO_LENGTH_MAX,
+    NAME_LENGTH_MAX,
     AccountFlags,
     CreateResult,
     PendingStatus,
@@ -45,6 +47,50 @@ StoredFields = tuple[int, int, int, str, int, str | None, int, str, str, str | N
 
 # A transfer the batch created, in the order of TRANSFER_COLUMNS, with its amount as an int.
 NewTransfer = tuple[str, int, int, int, str, int, str | None, int, str, str, str | None, int]
+
+
+# Account ids are positive 64-bit integers (BIGINT on PostgreSQL, the rowid on SQLite).
+ACCOUNT_ID_MAX = 2**63 - 1
+# A name is a colon path of ASCII letters, digits and _.- (the character classes are
+# spelt out: \w and str.isalnum() would let in Unicode letters and digits like "²").
+_NAME = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*")
+_DIGITS = re.compile(r"[0-9]+")
+_ID_PREFIX = "id:"
+
+
+def valid_account_name(name: str) -> bool:
+    """A colon path of ASCII letters, digits and _.-, that can never be read as an id.
+
+    A name made only of digits is refused, and so is one starting with `id:`: a
+    reference to an account is then either its name or its id, never both.
+    """
+    return (
+        0 < len(name) <= NAME_LENGTH_MAX
+        and _NAME.fullmatch(name) is not None
+        and _DIGITS.fullmatch(name) is None
+        and not name.lower().startswith(_ID_PREFIX)
+    )
+
+
+def account_ref(ref: int | str) -> int | str:
+    """What an account reference names: an int is an id, `id:<digits>` is an id, any other string a name.
+
+    An id that cannot exist (not within 1..2^63-1, or a malformed `id:`) is account_not_found.
+    """
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if 0 < ref <= ACCOUNT_ID_MAX:
+            return ref
+        raise NotFound(f"no account with id {ref}: ids run from 1 to 2^63-1", code="account_not_found")
+    if not isinstance(ref, str):
+        raise NotFound(f"no account {ref!r}: give an id or a name", code="account_not_found")
+    if not ref.startswith(_ID_PREFIX):
+        return ref
+    digits = ref[len(_ID_PREFIX) :]
+    if _DIGITS.fullmatch(digits) is not None and 0 < int(digits) <= ACCOUNT_ID_MAX:
+        return int(digits)
+    raise NotFound(
+        f"no account {ref!r}: an id is written id:<digits>, from id:1 to id:{ACCOUNT_ID_MAX}", code="account_not_found"
+    )
 
 
 def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
