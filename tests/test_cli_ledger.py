@@ -8,6 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from andchain.cli import app
+from andchain.context import Context
+from andchain.ledger import AccountSpec, TransferSpec
+from andchain.money import Asset
 
 runner = CliRunner()
 
@@ -64,3 +67,43 @@ def test_a_name_that_could_be_read_as_an_id_or_is_not_ascii_is_refused(name):
 def test_the_help_says_how_an_id_is_written():
     assert "id:42" in run("ledger", "accounts", "show", "--help").stdout
     assert "id:42" in run("ledger", "transfer", "--help").stdout
+
+
+@pytest.mark.parametrize("how", ["register_assets", "in memory only, as tokens setup does today"])
+def test_every_command_prints_a_token_asset_at_its_scale_in_a_later_process(how):
+    assert run("db", "upgrade").exit_code == 0
+    setup = Context()  # the process that ran `andchain tokens setup`
+    mmf = Asset("MMF", 6)
+    if how == "register_assets":
+        setup.ledger.register_assets([mmf])
+    else:
+        setup.assets.add(mmf)
+    issuance, treasury = (
+        r.account_id
+        for r in setup.ledger.create_accounts(
+            [AccountSpec("bank:mmf:issuance", "MMF"), AccountSpec("bank:mmf:treasury", "MMF")]
+        )
+    )
+    setup.ledger.create_transfer(TransferSpec(issuance, treasury, 1_500_000, id="m1"))
+    setup.close()
+
+    listed = {a["name"]: a for a in run_json("ledger", "accounts", "list")}
+    assert listed["bank:mmf:treasury"]["posted"] == "1.500000"
+    shown = run_json("ledger", "accounts", "show", "bank:mmf:issuance")
+    assert shown["account"]["posted"] == "-1.500000" and shown["history"][0]["amount"] == "1.500000"
+    assert run_json("ledger", "balances") == [
+        {
+            "asset": "MMF",
+            "debits_pending": "0.000000",
+            "debits_posted": "1.500000",
+            "credits_pending": "0.000000",
+            "credits_posted": "1.500000",
+            "balanced": True,
+        }
+    ]
+    moved = run_json(
+        "ledger", "transfer", "--from", "bank:mmf:treasury", "--to", "bank:mmf:issuance", "--amount", "0.000001 MMF"
+    )
+    assert moved["result"] == "ok"
+    table = run("ledger", "accounts", "list")
+    assert table.exit_code == 0 and "1.499999" in table.stdout

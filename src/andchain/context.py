@@ -14,8 +14,8 @@ from andchain import migrate
 from andchain.config import Settings, load_settings
 from andchain.db import make_engine
 from andchain.ledger import Ledger
+from andchain.ledger.assets import BookAssets
 from andchain.ledger.model import Clock, system_clock_us
-from andchain.money import AssetRegistry
 
 if TYPE_CHECKING:
     from andchain.chains.client import ChainClient
@@ -35,9 +35,14 @@ class Context:
             self.settings.ensure_data_dir()
         return make_engine(self.settings.resolved_database_url)
 
-    @property
-    def assets(self) -> AssetRegistry:
-        return self.settings.asset_registry
+    @cached_property
+    def assets(self) -> BookAssets:
+        """The built-in and configured assets, and those recorded in the ledger's database.
+
+        The ledger shares this registry: an asset added here (in this process's memory)
+        is known to it, and one another process recorded is found on first use.
+        """
+        return BookAssets(lambda: self.engine, self.settings.asset_registry)
 
     @cached_property
     def ledger(self) -> Ledger:

@@ -229,7 +229,7 @@ def ledger_balances(as_json: JsonOpt = False) -> None:
     totals = ctx.ledger.totals()
     rows: list[dict[str, Any]] = []
     for asset, t in totals.items():
-        scale = ctx.assets.get(asset).scale if asset in ctx.assets else 0
+        scale = ctx.assets.get(asset).scale
         rows.append(
             {
                 "asset": asset,

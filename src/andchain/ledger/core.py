@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from andchain.db import amount_encoder, decode_amount, exact_sum, placeholder, write_transaction
 from andchain.errors import DomainError, NotFound
 from andchain.ledger import schema
+from andchain.ledger.assets import BookAssets, conflict
 from andchain.ledger.model import (
     BATCH_SIZE_MAX,
     Account,
@@ -51,7 +52,7 @@ from andchain.ledger.rules import (
     expire,
     valid_account_name,
 )
-from andchain.money import AssetRegistry
+from andchain.money import DEFAULT_ASSETS, Asset, AssetRegistry, MoneyError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ class Ledger:
         expire_batch_max: int = 1000,
     ) -> None:
         self.engine = engine
-        self.assets = assets or AssetRegistry()
+        # The registry knows the assets recorded in this database too. A plain registry
+        # given here is copied: the context passes its BookAssets, shared with the CLI and API.
+        self.assets = assets if isinstance(assets, BookAssets) else BookAssets(engine, assets or DEFAULT_ASSETS)
         self.clock = clock
         self.ids = ids or IdSource(clock_us=clock)
         self.expire_batch_max = expire_batch_max
@@ -102,9 +105,57 @@ class Ledger:
             raise BatchTooLarge(f"a batch holds at most {BATCH_SIZE_MAX} accounts, was {len(specs)}")
         now = self.clock()
         if conn is not None:
-            return [self._create_account(conn, index, spec, now) for index, spec in enumerate(specs)]
+            return self._create_accounts(conn, specs, now)
         with write_transaction(self.engine) as own:
-            return [self._create_account(own, index, spec, now) for index, spec in enumerate(specs)]
+            return self._create_accounts(own, specs, now)
+
+    def _create_accounts(self, conn: Connection, specs: Sequence[AccountSpec], now: int) -> list[CreateResult]:
+        results = [self._create_account(conn, index, spec, now) for index, spec in enumerate(specs)]
+        # The book records the asset of every account it holds, so that another process
+        # (one that never added the asset to its memory) still knows its scale.
+        opened = {self.assets.get(specs[r.index].asset) for r in results if r.ok}
+        if opened:
+            self._record_assets(conn, opened, now)
+        return results
+
+    def register_assets(self, assets: Iterable[Asset]) -> list[Asset]:
+        """Record assets in the book so that every process on this database knows them (idempotent).
+
+        An asset whose code is already known with another scale (built in, configured,
+        or recorded by anyone) is refused with `asset_scale_conflict`, and nothing is recorded.
+        """
+        wanted: dict[str, Asset] = {}
+        for asset in assets:
+            if not isinstance(asset, Asset):
+                raise MoneyError(f"register_assets takes Asset values, was {type(asset).__name__}")
+            prior = wanted.setdefault(asset.code, asset)
+            if prior != asset:
+                raise conflict(prior, asset, "given twice, once")
+            if asset.code in self.assets and self.assets.get(asset.code) != asset:
+                raise conflict(self.assets.get(asset.code), asset, "known")
+        if wanted:
+            with write_transaction(self.engine) as conn:
+                self._record_assets(conn, wanted.values(), self.clock())
+            for asset in wanted.values():
+                self.assets.add(asset)
+        return list(wanted.values())
+
+    def _record_assets(self, conn: Connection, assets: Iterable[Asset], now: int) -> None:
+        rows = sorted((asset.code, asset.scale, now) for asset in assets)
+        ph = self._ph
+        # Another process may record the same code at the same time: the first one wins,
+        # and the read below refuses a scale that differs from the one recorded.
+        conn.exec_driver_sql(
+            f"INSERT INTO ledger_assets (code, scale, created_at_us) VALUES ({ph}, {ph}, {ph}) "
+            "ON CONFLICT (code) DO NOTHING",
+            rows,
+        )
+        table = schema.assets
+        found = conn.execute(select(table.c.code, table.c.scale).where(table.c.code.in_([row[0] for row in rows])))
+        stored = {str(row[0]): int(row[1]) for row in found}
+        for code, scale, _ in rows:
+            if stored[code] != scale:
+                raise conflict(Asset(code, stored[code]), Asset(code, scale), "recorded in the ledger's database")
 
     def _create_account(self, conn: Connection, index: int, spec: AccountSpec, now: int) -> CreateResult:
         name = spec.name.strip() if isinstance(spec.name, str) else ""

@@ -78,3 +78,14 @@ failed_transfers = Table(
     Column("result", String(CODE_LENGTH_MAX), nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
 )
+
+# The assets the book knows beyond the built-in ones (token assets such as MMF/6),
+# recorded when registered or when an account is opened in them, so that every
+# process on this database prints and parses their amounts at the right scale.
+assets = Table(
+    "ledger_assets",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("scale", Integer, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)

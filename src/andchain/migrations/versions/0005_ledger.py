@@ -21,7 +21,15 @@ def upgrade() -> None:
         sa.Column("created_at_us", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_failed_transfers"),
     )
+    op.create_table(
+        "ledger_assets",
+        sa.Column("code", sa.String(16), nullable=False),
+        sa.Column("scale", sa.Integer, nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("code", name="pk_ledger_assets"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("ledger_assets")
     op.drop_table("ledger_failed_transfers")
