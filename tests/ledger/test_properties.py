@@ -1,8 +1,12 @@
-"""Property tests: any sequence of batches keeps the book balanced and every bound held."""
+"""Property tests: any sequence of batches keeps the book balanced and every bound held.
+
+How many examples, and whether they are derandomized, comes from the hypothesis
+profile (tests/conftest.py): fixed for `make test`, random and many for `make test-deep`.
+"""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from andchain.ledger import AccountFlags, AccountSpec, Ledger, Result, TransferFlags, TransferSpec
@@ -49,7 +53,6 @@ def chains(specs: list[TransferSpec]) -> list[range]:
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=batches, seed_amount=st.integers(min_value=0, max_value=1000))
 def test_any_sequence_of_batches_keeps_the_book_balanced(ledger: Ledger, clock, batches, seed_amount):
     reset(ledger.engine)
@@ -108,7 +111,6 @@ def test_any_sequence_of_batches_keeps_the_book_balanced(ledger: Ledger, clock, 
         clock.advance(3)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     holds=st.lists(
         st.tuples(st.integers(min_value=1, max_value=50), st.sampled_from([0, 2, 10])), min_size=1, max_size=8
