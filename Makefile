@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo test lint format bench clean
+.PHONY: setup run demo test test-deep lint format bench clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -31,8 +31,14 @@ demo: setup
 	$(BIN)/andchain demo
 
 # pytest's exit code 5 means no test ran: that must fail, never pass silently.
+# Property tests run derandomized (the hypothesis profile of tests/conftest.py): the same examples every run.
 test: setup
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@HYPOTHESIS_PROFILE=derandomized $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The property tests only, with random seeds and 1,000 examples each (profile "deep").
+test-deep: setup
+	@HYPOTHESIS_PROFILE=deep $(BIN)/python -m pytest -m property $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 lint: setup

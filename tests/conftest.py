@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, is_hypothesis_test, settings
 from sqlalchemy import Engine, text
 
 from andchain import migrate
@@ -16,6 +17,31 @@ from andchain.ledger import Ledger
 from andchain.tables import metadata
 
 BACKENDS = ["sqlite", "postgresql"]
+
+# Property tests (hypothesis). `make test` runs them derandomized: the examples come
+# from a seed fixed per test and no example database is replayed, so every run tries
+# the same examples and the suite cannot flake. `make test-deep` runs them with random
+# seeds and 1,000 examples each, to find what the fixed examples miss; a failure
+# prints a blob to replay it with @reproduce_failure. Choose a profile with
+# HYPOTHESIS_PROFILE=deep or `pytest --hypothesis-profile deep`. No profile has a
+# deadline or a too_slow check: timings on a shared machine must not fail a test.
+# (The ledger's property tests reset the book per example, so a function-scoped
+# fixture is what they want.)
+_UNTIMED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "derandomized", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=_UNTIMED
+)
+settings.register_profile(
+    "deep", max_examples=1000, derandomize=False, deadline=None, print_blob=True, suppress_health_check=_UNTIMED
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "derandomized"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every hypothesis test `property`, so that `make test-deep` selects them all (-m property)."""
+    for item in items:
+        if isinstance(item, pytest.Function) and is_hypothesis_test(item.obj):
+            item.add_marker(pytest.mark.property)
 
 
 class FakeClock:

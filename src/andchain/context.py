@@ -14,8 +14,9 @@ from andchain import migrate
 from andchain.config import Settings, load_settings
 from andchain.db import make_engine
 from andchain.ledger import Ledger
+from andchain.ledger.assets import BookAssets
 from andchain.ledger.model import Clock, system_clock_us
-from andchain.money import Asset, AssetRegistry
+from andchain.money import Asset
 
 if TYPE_CHECKING:
     from andchain.chains.client import ChainClient
@@ -35,9 +36,14 @@ class Context:
             self.settings.ensure_data_dir()
         return make_engine(self.settings.resolved_database_url)
 
-    @property
-    def assets(self) -> AssetRegistry:
-        return self.settings.asset_registry
+    @cached_property
+    def assets(self) -> BookAssets:
+        """The built-in and configured assets, and those recorded in the ledger's database.
+
+        The ledger shares this registry: an asset added here (in this process's memory)
+        is known to it, and one another process recorded is found on first use.
+        """
+        return BookAssets(lambda: self.engine, self.settings.asset_registry)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -68,11 +74,7 @@ class Context:
 
     def register_assets(self, assets: list[Asset]) -> None:
         """Make assets known to the ledger (persisted, so that every process knows them)."""
-        for asset in assets:
-            self.assets.add(asset)
-        register = getattr(self.ledger, "register_assets", None)
-        if register is not None:
-            register(assets)
+        self.ledger.register_assets(assets)
 
     def fund_gas(self, network: str, addresses: list[str]) -> None:
         """Give the bank's signers gas on a local development node; elsewhere the bank funds its own
@@ -84,7 +86,7 @@ class Context:
     def node(self, network: str) -> LocalNode:
         from andchain.chains.nodes import LocalNode
 
-        return LocalNode(network, self.settings.network(network), self.settings.data_dir)
+        return LocalNode(network, self.settings.network(network), self.settings.ensure_data_dir())
 
     def upgrade_database(self) -> str | None:
         migrate.upgrade(self.engine)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from andchain.db import write_transaction
 from andchain.errors import NotFound
 from andchain.ledger import (
     BATCH_SIZE_MAX,
@@ -337,3 +338,93 @@ def test_accounts_are_idempotent_by_name_and_validated(ledger: Ledger):
     ]
     with pytest.raises(NotFound):
         ledger.account("bad name")
+
+
+def test_a_post_placed_before_its_pending_stays_failed_when_the_batch_is_replayed(ledger: Ledger):
+    bank, client = funded_client(ledger, 100)
+    batch = [
+        TransferSpec(id="capture", flags=POST, pending_id="hold"),
+        TransferSpec(client, bank, 30, id="hold", flags=PENDING),
+    ]
+    assert codes(ledger.create_transfers(batch)) == ["pending_transfer_not_found", "ok"]
+    assert codes(ledger.create_transfers(batch)) == ["id_already_failed", "exists"]
+    assert ledger.lookup_transfers(["capture"]) == []
+    client_account = ledger.account(client)
+    assert (client_account.debits_pending, client_account.debits_posted) == (30, 0)
+    assert ledger.failed_result("capture") == Result.PENDING_TRANSFER_NOT_FOUND
+    assert ledger.verify() == []
+
+
+@pytest.mark.parametrize(
+    ("failing", "code", "fix"),
+    [
+        # Each transfer fails on the state of the book, then the state changes so that
+        # the very same transfer would pass: its id still answers id_already_failed.
+        ("overdraw", "insufficient_funds", "fund"),
+        ("to-nobody", "credit_account_not_found", "open"),
+    ],
+)
+def test_an_id_that_failed_on_the_state_of_the_book_never_succeeds_later(ledger: Ledger, failing, code, fix):
+    bank, client = funded_client(ledger, 10)
+    specs = {"overdraw": TransferSpec(client, bank, 50, id="t"), "to-nobody": TransferSpec(bank, 3, 5, id="t")}
+    assert ledger.create_transfer(specs[failing]).result.value == code
+    if fix == "fund":
+        ledger.create_transfer(TransferSpec(bank, client, 100, id="more"))
+    else:
+        open_accounts(ledger, ("clients:late:usd", "USD", 0))
+    before = balances(ledger, bank, client)
+    assert ledger.create_transfer(specs[failing]).result == Result.ID_ALREADY_FAILED
+    # The id is burned whatever the new transfer says: a caller must use a new id.
+    assert ledger.create_transfer(TransferSpec(bank, client, 1, id="t")).result == Result.ID_ALREADY_FAILED
+    assert balances(ledger, bank, client) == before
+    assert ledger.lookup_transfers(["t"]) == []
+    assert ledger.create_transfer(TransferSpec(**{**_fields(specs[failing]), "id": "t2"})).result == Result.OK
+
+
+def _fields(spec: TransferSpec) -> dict:
+    return {name: getattr(spec, name) for name in TransferSpec.__dataclass_fields__}
+
+
+def test_a_refusal_that_depends_only_on_the_transfer_is_not_recorded(ledger: Ledger):
+    bank, client = funded_client(ledger, 10)
+    assert ledger.create_transfer(TransferSpec(bank, client, 0, id="t")).result == Result.AMOUNT_MUST_BE_POSITIVE
+    assert ledger.create_transfer(TransferSpec(bank, bank, 5, id="t")).result == Result.ACCOUNTS_MUST_BE_DIFFERENT
+    assert ledger.failed_result("t") is None
+    assert ledger.create_transfer(TransferSpec(bank, client, 5, id="t")).result == Result.OK
+
+
+def test_in_a_failed_chain_only_the_transfer_that_broke_it_keeps_its_id_failed(ledger: Ledger):
+    bank, client = funded_client(ledger, 100)
+    chain = [
+        TransferSpec(client, bank, 60, id="a", flags=LINKED),
+        TransferSpec(client, bank, 50, id="b", flags=LINKED),  # 60 + 50 > 100
+        TransferSpec(bank, client, 1, id="c"),
+    ]
+    assert codes(ledger.create_transfers(chain)) == ["linked_event_failed", "insufficient_funds", "linked_event_failed"]
+    assert codes(ledger.create_transfers(chain)) == ["linked_event_failed", "id_already_failed", "linked_event_failed"]
+    assert [ledger.failed_result(i) for i in "abc"] == [None, Result.INSUFFICIENT_FUNDS, None]
+    assert codes(ledger.create_transfers([chain[0], chain[2]])) == ["ok", "ok"]
+    assert ledger.account(client).balance_posted == 41
+
+
+def test_an_id_failed_earlier_in_the_same_batch_answers_id_already_failed(ledger: Ledger):
+    bank, client = funded_client(ledger, 10)
+    results = ledger.create_transfers(
+        [
+            TransferSpec(client, bank, 50, id="t"),
+            TransferSpec(bank, client, 100, id="top-up"),
+            TransferSpec(client, bank, 50, id="t"),
+        ]
+    )
+    assert codes(results) == ["insufficient_funds", "ok", "id_already_failed"]
+    assert ledger.account(client).balance_posted == 110
+
+
+def test_recorded_failures_roll_back_with_the_callers_transaction(ledger: Ledger):
+    bank, client = funded_client(ledger, 10)
+    with pytest.raises(RuntimeError), write_transaction(ledger.engine) as conn:
+        result = ledger.create_transfer(TransferSpec(client, bank, 50, id="t"), conn=conn)
+        assert result.result == Result.INSUFFICIENT_FUNDS
+        raise RuntimeError("the caller's own write failed")
+    assert ledger.failed_result("t") is None
+    assert ledger.create_transfer(TransferSpec(client, bank, 10, id="t")).result == Result.OK

@@ -21,8 +21,13 @@ from andchain.context import Context
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferFlags, TransferSpec
 from andchain.money import format_minor, parse_amount
 
-app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
-accounts_app = typer.Typer(help="Ledger accounts.", no_args_is_help=True)
+# Accounts are named by their name or by their id written id:42, never by a bare number.
+ACCOUNT_REF_HELP = "account name (e.g. clients:acme:usd:dda) or id written id:42"
+
+app = typer.Typer(
+    help="The double-entry ledger. Accounts are given by name or by id written id:42.", no_args_is_help=True
+)
+accounts_app = typer.Typer(help="Ledger accounts, given by name or by id written id:42.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 
 
@@ -48,7 +53,7 @@ def _account_row(ctx: Context, a: Any) -> dict[str, Any]:
 @accounts_app.command("create")
 @clean_errors
 def accounts_create(
-    name: Annotated[str, typer.Argument(help="colon path, e.g. clients:acme:usd:dda")],
+    name: Annotated[str, typer.Argument(help="colon path of ASCII letters, digits and _.-, e.g. clients:acme:usd:dda")],
     asset: Annotated[str, typer.Option(help="asset code, e.g. USD")],
     kind: Annotated[AccountKind, typer.Option(help="accounting kind")] = AccountKind.ASSET,
     no_overdraft: Annotated[bool, typer.Option("--no-overdraft", help="debits must not exceed credits")] = False,
@@ -102,13 +107,13 @@ def accounts_list(
 @accounts_app.command("show")
 @clean_errors
 def accounts_show(
-    account: Annotated[str, typer.Argument(help="id or name")],
+    account: Annotated[str, typer.Argument(help=ACCOUNT_REF_HELP)],
     history: Annotated[int, typer.Option(help="how many recent transfers to show")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """One account, its balances and its recent history."""
+    """One account, its balances and its recent history. An id is written id:42."""
     ctx = context()
-    a = ctx.ledger.account(int(account) if account.isdigit() else account)
+    a = ctx.ledger.account(account)
     row = _account_row(ctx, a)
     transfers = ctx.ledger.list_transfers(account_id=a.id, limit=history, newest_first=True)
     scale = ctx.assets.get(a.asset).scale
@@ -149,8 +154,8 @@ def accounts_show(
 @app.command("transfer")
 @clean_errors
 def ledger_transfer(
-    debit: Annotated[str, typer.Option("--from", help="debit account (id or name)")],
-    credit: Annotated[str, typer.Option("--to", help="credit account (id or name)")],
+    debit: Annotated[str, typer.Option("--from", help=f"debit account: {ACCOUNT_REF_HELP}")],
+    credit: Annotated[str, typer.Option("--to", help=f"credit account: {ACCOUNT_REF_HELP}")],
     amount: Annotated[str, typer.Option(help="amount with asset, e.g. '12.34 USD'")],
     transfer_id: Annotated[str | None, typer.Option("--id", help="idempotency key; generated if absent")] = None,
     code: Annotated[str, typer.Option(help="reason code, e.g. deposit")] = "",
@@ -159,7 +164,10 @@ def ledger_transfer(
     timeout_s: Annotated[int, typer.Option(help="pending only: expire after this many seconds")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Book one transfer. Replaying the same --id books nothing new."""
+    """Book one transfer between two accounts (names, or ids written id:42).
+
+    Replaying an --id books nothing new. An --id refused on the state of the book stays refused.
+    """
     ctx = context()
     value = parse_amount(amount, ctx.assets)
     spec = TransferSpec(
@@ -221,7 +229,7 @@ def ledger_balances(as_json: JsonOpt = False) -> None:
     totals = ctx.ledger.totals()
     rows: list[dict[str, Any]] = []
     for asset, t in totals.items():
-        scale = ctx.assets.get(asset).scale if asset in ctx.assets else 0
+        scale = ctx.assets.get(asset).scale
         rows.append(
             {
                 "asset": asset,

@@ -1,5 +1,6 @@
 """The double-entry book of record."""
 
+from andchain.ledger.assets import AssetConflict, BookAssets
 from andchain.ledger.core import BatchTooLarge, Ledger
 from andchain.ledger.model import (
     BATCH_SIZE_MAX,
@@ -22,7 +23,9 @@ __all__ = [
     "AccountFlags",
     "AccountKind",
     "AccountSpec",
+    "AssetConflict",
     "BatchTooLarge",
+    "BookAssets",
     "CreateResult",
     "IdSource",
     "Ledger",

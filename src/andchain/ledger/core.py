@@ -1,8 +1,11 @@
-"""The book of record: exact, double-entry, idempotent, batched (after TigerBeetle).
+"""The book of record's store: exact, double-entry, idempotent, batched (after TigerBeetle).
 
-`create_transfers` validates a whole batch in memory against the locked balances of
-the accounts it touches, then writes it with one statement per table. A transfer's
-id is its idempotency key: replaying it returns `exists` and changes nothing.
+`create_transfers` loads and locks the rows a batch touches (the accounts, the
+pending transfers it resolves or that are due to expire, the ids it supplies), lets
+the pure rules of `andchain.ledger.rules` apply the whole batch in memory, asserts
+that the batch is balanced, then writes it with one statement per table. A
+transfer's id is its idempotency key: replaying it returns `exists` and changes
+nothing, and an id that failed for a transient reason answers `id_already_failed`.
 """
 
 from __future__ import annotations
@@ -10,23 +13,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from andchain.db import amount_encoder, decode_amount, exact_sum, placeholder, write_transaction
-from andchain.errors import DomainError, InvariantBroken, NotFound
+from andchain.errors import DomainError, NotFound
 from andchain.ledger import schema
+from andchain.ledger.assets import BookAssets, conflict
 from andchain.ledger.model import (
     BATCH_SIZE_MAX,
-    CODE_LENGTH_MAX,
-    ID_LENGTH_MAX,
-    MEMO_LENGTH_MAX,
-    NAME_LENGTH_MAX,
     Account,
-    AccountFlags,
     AccountKind,
     AccountSpec,
     Clock,
@@ -39,23 +37,30 @@ from andchain.ledger.model import (
     TransferSpec,
     system_clock_us,
 )
-from andchain.money import AMOUNT_MAX_MINOR, BALANCE_MAX_MINOR, AssetRegistry
+from andchain.ledger.rules import (
+    CMNED,
+    DMNEC,
+    KNOWN_ACCOUNT_FLAGS,
+    Balance,
+    Batch,
+    Pending,
+    StoredFields,
+    account_ref,
+    apply_batch,
+    check_batch,
+    dump_metadata,
+    expire,
+    valid_account_name,
+)
+from andchain.money import DEFAULT_ASSETS, Asset, AssetRegistry, MoneyError
 
 log = logging.getLogger(__name__)
 
 RETRIES_MAX = 5
 SELECT_IN_CHUNK = 900
-_LINKED = int(TransferFlags.LINKED)
 _PENDING = int(TransferFlags.PENDING)
-_POST = int(TransferFlags.POST_PENDING)
 _VOID = int(TransferFlags.VOID_PENDING)
-_PHASE_FLAGS = _PENDING | _POST | _VOID
-_KNOWN_TRANSFER_FLAGS = _LINKED | _PHASE_FLAGS
-_DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
-_CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
-_KNOWN_ACCOUNT_FLAGS = _DMNEC | _CMNED
-_OK = Result.OK
-_EXISTS = Result.EXISTS
+_POST_OR_VOID = int(TransferFlags.POST_PENDING) | _VOID
 
 
 class BatchTooLarge(DomainError):
@@ -63,70 +68,8 @@ class BatchTooLarge(DomainError):
     http_status = 413
 
 
-def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
-    if not metadata:
-        return None
-    return json.dumps(metadata, sort_keys=True, separators=(",", ":"))
-
-
 def _load_metadata(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
-
-
-class _Balance:
-    """An account's balances while a batch is being applied."""
-
-    __slots__ = ("asset", "closed", "cp", "cpo", "dp", "dpo", "flags", "id", "initial")
-
-    def __init__(self, row: Sequence[Any]) -> None:
-        self.id = int(row[0])
-        self.asset = row[1]
-        self.flags = int(row[2])
-        self.closed = bool(row[3])
-        self.dp = decode_amount(row[4])
-        self.dpo = decode_amount(row[5])
-        self.cp = decode_amount(row[6])
-        self.cpo = decode_amount(row[7])
-        self.initial = (self.dp, self.dpo, self.cp, self.cpo)
-
-    def state(self) -> tuple[int, int, int, int]:
-        return (self.dp, self.dpo, self.cp, self.cpo)
-
-    def restore(self, state: tuple[int, int, int, int]) -> None:
-        self.dp, self.dpo, self.cp, self.cpo = state
-
-
-class _Pending:
-    __slots__ = ("amount", "asset", "credit", "debit", "expires_at_us", "id", "status")
-
-    def __init__(
-        self, id: str, debit: int, credit: int, amount: int, asset: str, status: str, expires_at_us: int | None
-    ) -> None:
-        self.id = id
-        self.debit = debit
-        self.credit = credit
-        self.amount = amount
-        self.asset = asset
-        self.status = status
-        self.expires_at_us = expires_at_us
-
-
-# What a stored transfer is compared on when its id is replayed.
-_Fields = tuple[int, int, int, str, int, str | None, int, str, str, str | None]
-
-
-@dataclass
-class _Batch:
-    """The in-memory work of one create_transfers call."""
-
-    now_us: int
-    balances: dict[int, _Balance]
-    pendings: dict[str, _Pending | None]
-    existing: dict[str, _Fields]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    pending_new: dict[str, _Pending] = field(default_factory=dict)
-    pending_resolved: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    undo: list[tuple[Any, ...]] | None = None
 
 
 class Ledger:
@@ -142,7 +85,9 @@ class Ledger:
         expire_batch_max: int = 1000,
     ) -> None:
         self.engine = engine
-        self.assets = assets or AssetRegistry()
+        # The registry knows the assets recorded in this database too. A plain registry
+        # given here is copied: the context passes its BookAssets, shared with the CLI and API.
+        self.assets = assets if isinstance(assets, BookAssets) else BookAssets(engine, assets or DEFAULT_ASSETS)
         self.clock = clock
         self.ids = ids or IdSource(clock_us=clock)
         self.expire_batch_max = expire_batch_max
@@ -160,13 +105,61 @@ class Ledger:
             raise BatchTooLarge(f"a batch holds at most {BATCH_SIZE_MAX} accounts, was {len(specs)}")
         now = self.clock()
         if conn is not None:
-            return [self._create_account(conn, index, spec, now) for index, spec in enumerate(specs)]
+            return self._create_accounts(conn, specs, now)
         with write_transaction(self.engine) as own:
-            return [self._create_account(own, index, spec, now) for index, spec in enumerate(specs)]
+            return self._create_accounts(own, specs, now)
+
+    def _create_accounts(self, conn: Connection, specs: Sequence[AccountSpec], now: int) -> list[CreateResult]:
+        results = [self._create_account(conn, index, spec, now) for index, spec in enumerate(specs)]
+        # The book records the asset of every account it holds, so that another process
+        # (one that never added the asset to its memory) still knows its scale.
+        opened = {self.assets.get(specs[r.index].asset) for r in results if r.ok}
+        if opened:
+            self._record_assets(conn, opened, now)
+        return results
+
+    def register_assets(self, assets: Iterable[Asset]) -> list[Asset]:
+        """Record assets in the book so that every process on this database knows them (idempotent).
+
+        An asset whose code is already known with another scale (built in, configured,
+        or recorded by anyone) is refused with `asset_scale_conflict`, and nothing is recorded.
+        """
+        wanted: dict[str, Asset] = {}
+        for asset in assets:
+            if not isinstance(asset, Asset):
+                raise MoneyError(f"register_assets takes Asset values, was {type(asset).__name__}")
+            prior = wanted.setdefault(asset.code, asset)
+            if prior != asset:
+                raise conflict(prior, asset, "given twice, once")
+            if asset.code in self.assets and self.assets.get(asset.code) != asset:
+                raise conflict(self.assets.get(asset.code), asset, "known")
+        if wanted:
+            with write_transaction(self.engine) as conn:
+                self._record_assets(conn, wanted.values(), self.clock())
+            for asset in wanted.values():
+                self.assets.add(asset)
+        return list(wanted.values())
+
+    def _record_assets(self, conn: Connection, assets: Iterable[Asset], now: int) -> None:
+        rows = sorted((asset.code, asset.scale, now) for asset in assets)
+        ph = self._ph
+        # Another process may record the same code at the same time: the first one wins,
+        # and the read below refuses a scale that differs from the one recorded.
+        conn.exec_driver_sql(
+            f"INSERT INTO ledger_assets (code, scale, created_at_us) VALUES ({ph}, {ph}, {ph}) "
+            "ON CONFLICT (code) DO NOTHING",
+            rows,
+        )
+        table = schema.assets
+        found = conn.execute(select(table.c.code, table.c.scale).where(table.c.code.in_([row[0] for row in rows])))
+        stored = {str(row[0]): int(row[1]) for row in found}
+        for code, scale, _ in rows:
+            if stored[code] != scale:
+                raise conflict(Asset(code, stored[code]), Asset(code, scale), "recorded in the ledger's database")
 
     def _create_account(self, conn: Connection, index: int, spec: AccountSpec, now: int) -> CreateResult:
         name = spec.name.strip() if isinstance(spec.name, str) else ""
-        if not _valid_account_name(name):
+        if not valid_account_name(name):
             return CreateResult(index, name, Result.NAME_INVALID)
         if spec.asset not in self.assets:
             return CreateResult(index, name, Result.UNKNOWN_ASSET)
@@ -175,7 +168,7 @@ class Ledger:
             kind = AccountKind(spec.kind).value
         except ValueError:
             return CreateResult(index, name, Result.KIND_INVALID)
-        if spec.flags & ~_KNOWN_ACCOUNT_FLAGS or (spec.flags & _DMNEC and spec.flags & _CMNED):
+        if spec.flags & ~KNOWN_ACCOUNT_FLAGS or (spec.flags & DMNEC and spec.flags & CMNED):
             return CreateResult(index, name, Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE)
         meta = dump_metadata(spec.metadata)
         found = conn.execute(
@@ -211,21 +204,25 @@ class Ledger:
         return CreateResult(index, name, Result.OK, account_id=int(account_id))
 
     def account(self, ref: int | str) -> Account:
-        """An account by id or by name."""
+        """An account by reference: an int or `id:42` is an id, any other string a name."""
+        key = account_ref(ref)
         table = schema.accounts
-        where = table.c.id == ref if isinstance(ref, int) else table.c.name == ref
+        where = table.c.id == key if isinstance(key, int) else table.c.name == key
         with self.engine.connect() as conn:
             row = conn.execute(select(table).where(where)).first()
         if row is None:
-            raise NotFound(f"no account {ref!r}", code="account_not_found")
+            hint = (
+                f"; an account id is written id:{ref}"
+                if isinstance(ref, str) and ref.isascii() and ref.isdigit()
+                else ""
+            )
+            raise NotFound(f"no account {ref!r}{hint}", code="account_not_found")
         return _account_of(row)
 
     def account_id(self, ref: int | str) -> int:
-        if isinstance(ref, int):
-            return ref
-        if ref.isdigit():
-            return int(ref)
-        return self.account(ref).id
+        """The id an account reference names; an id is returned as given, a name is looked up."""
+        key = account_ref(ref)
+        return key if isinstance(key, int) else self.account(key).id
 
     def list_accounts(
         self, *, after_id: int = 0, limit: int = 100, asset: str | None = None, prefix: str | None = None
@@ -285,8 +282,8 @@ class Ledger:
     def _create_transfers(self, conn: Connection, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
         now = self.clock()
         due = self._lock_due_pendings(conn, now)
-        referenced = {s.pending_id for s in specs if s.pending_id and s.flags & (_POST | _VOID)}
-        pendings: dict[str, _Pending | None] = {p.id: p for p in due}
+        referenced = {s.pending_id for s in specs if s.pending_id and s.flags & _POST_OR_VOID}
+        pendings: dict[str, Pending | None] = {p.id: p for p in due}
         pendings.update(self._lock_pendings(conn, referenced - pendings.keys()))
         # Pendings already past their timeout are expired before anything else, so
         # a post or void that names one sees `pending_transfer_expired`.
@@ -299,8 +296,6 @@ class Ledger:
                 and p not in due
             ):
                 due.append(p)
-        supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
-        existing = self._existing_fields(conn, supplied)
         account_ids: set[int] = set()
         for spec in specs:
             if spec.debit_account_id is not None:
@@ -311,261 +306,20 @@ class Ledger:
             if p is not None:
                 account_ids.add(p.debit)
                 account_ids.add(p.credit)
-        batch = _Batch(
-            now_us=now, balances=self._lock_accounts(conn, account_ids), pendings=pendings, existing=existing
-        )
+        balances = self._lock_accounts(conn, account_ids)
+        # The ids are read once the accounts are locked: a concurrent batch that booked
+        # the same transfer on the same accounts has committed by now, so this one sees
+        # `exists` instead of failing the transfer against the balances it left.
+        supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
+        existing = self._existing_fields(conn, supplied)
+        failed = self._failed_results(conn, supplied)
+        batch = Batch(now_us=now, balances=balances, pendings=pendings, existing=existing, failed=failed)
         for p in due:
-            self._expire(batch, p)
-        results = self._apply_all(batch, specs, ids)
-        self._check_batch(batch)
+            expire(batch, p)
+        results = apply_batch(batch, specs, ids)
+        check_batch(batch)
         self._write(conn, batch)
         return results
-
-    def _apply_all(self, batch: _Batch, specs: Sequence[TransferSpec], ids: list[str]) -> list[CreateResult]:
-        results: list[CreateResult] = []
-        count = len(specs)
-        index = 0
-        while index < count:
-            end = index
-            while end < count - 1 and specs[end].flags & _LINKED:
-                end += 1
-            chain_open = bool(specs[end].flags & _LINKED)
-            if end == index and not chain_open:
-                results.append(CreateResult(index, ids[index], self._apply(batch, specs[index], ids[index])))
-                index += 1
-                continue
-            batch.undo = []
-            marks = (len(batch.rows),)
-            codes: list[Result] = []
-            failed_at = -1
-            for k in range(index, end + 1):
-                code = self._apply(batch, specs[k], ids[k])
-                codes.append(code)
-                if code is not _OK and code is not _EXISTS:
-                    failed_at = k
-                    break
-            if failed_at < 0 and chain_open:
-                failed_at = end
-                codes[-1] = Result.LINKED_EVENT_CHAIN_OPEN
-            if failed_at >= 0:
-                self._rollback_chain(batch, marks[0])
-                for k in range(index, end + 1):
-                    code = codes[k - index] if k == failed_at else Result.LINKED_EVENT_FAILED
-                    results.append(CreateResult(k, ids[k], code))
-            else:
-                results.extend(CreateResult(k, ids[k], codes[k - index]) for k in range(index, end + 1))
-            batch.undo = None
-            index = end + 1
-        return results
-
-    def _rollback_chain(self, batch: _Batch, rows_mark: int) -> None:
-        assert batch.undo is not None
-        del batch.rows[rows_mark:]
-        for entry in reversed(batch.undo):
-            kind = entry[0]
-            if kind == "balance":
-                entry[1].restore(entry[2])
-            elif kind == "pending_new":
-                batch.pending_new.pop(entry[1], None)
-                batch.pendings.pop(entry[1], None)
-            elif kind == "pending_status":
-                pending, status = entry[1], entry[2]
-                pending.status = status
-                batch.pending_resolved.pop(pending.id, None)
-            elif kind == "existing":
-                batch.existing.pop(entry[1], None)
-
-    def _remember(self, batch: _Batch, *balances: _Balance) -> None:
-        if batch.undo is not None:
-            for balance in balances:
-                batch.undo.append(("balance", balance, balance.state()))
-
-    def _apply(self, batch: _Batch, spec: TransferSpec, tid: str) -> Result:
-        if not tid:
-            return Result.ID_MUST_NOT_BE_EMPTY
-        if len(tid) > ID_LENGTH_MAX:
-            return Result.ID_TOO_LONG
-        flags = spec.flags
-        if flags & ~_KNOWN_TRANSFER_FLAGS or bin(flags & _PHASE_FLAGS).count("1") > 1:
-            return Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-        prior = batch.existing.get(tid)
-        if prior is not None:
-            return _EXISTS if _same_fields(spec, prior) else Result.EXISTS_WITH_DIFFERENT_FIELDS
-        if len(spec.code) > CODE_LENGTH_MAX:
-            return Result.CODE_TOO_LONG
-        if len(spec.memo) > MEMO_LENGTH_MAX:
-            return Result.MEMO_TOO_LONG
-        if flags & (_POST | _VOID):
-            return self._apply_second_phase(batch, spec, tid)
-        if spec.pending_id:
-            return Result.PENDING_ID_MUST_BE_EMPTY
-        if (spec.timeout_s and not flags & _PENDING) or spec.timeout_s < 0:
-            return Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-        if spec.debit_account_id is None:
-            return Result.DEBIT_ACCOUNT_ID_MUST_NOT_BE_EMPTY
-        if spec.credit_account_id is None:
-            return Result.CREDIT_ACCOUNT_ID_MUST_NOT_BE_EMPTY
-        if spec.debit_account_id == spec.credit_account_id:
-            return Result.ACCOUNTS_MUST_BE_DIFFERENT
-        amount = spec.amount
-        if amount is None or isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            return Result.AMOUNT_MUST_BE_POSITIVE
-        if amount > AMOUNT_MAX_MINOR:
-            return Result.AMOUNT_EXCEEDS_MAXIMUM
-        dr = batch.balances.get(spec.debit_account_id)
-        if dr is None:
-            return Result.DEBIT_ACCOUNT_NOT_FOUND
-        cr = batch.balances.get(spec.credit_account_id)
-        if cr is None:
-            return Result.CREDIT_ACCOUNT_NOT_FOUND
-        if dr.closed:
-            return Result.DEBIT_ACCOUNT_CLOSED
-        if cr.closed:
-            return Result.CREDIT_ACCOUNT_CLOSED
-        if dr.asset != cr.asset or (spec.asset is not None and spec.asset.upper() != dr.asset):
-            return Result.ASSET_MISMATCH
-        if dr.flags & _DMNEC and dr.dp + dr.dpo + amount > dr.cpo:
-            return Result.INSUFFICIENT_FUNDS
-        if cr.flags & _CMNED and cr.cp + cr.cpo + amount > cr.dpo:
-            return Result.EXCEEDS_CREDITS
-        self._remember(batch, dr, cr)
-        if flags & _PENDING:
-            if dr.dp + amount > BALANCE_MAX_MINOR or cr.cp + amount > BALANCE_MAX_MINOR:
-                return Result.OVERFLOWS_BALANCE
-            dr.dp += amount
-            cr.cp += amount
-            expires = batch.now_us + spec.timeout_s * 1_000_000 if spec.timeout_s else None
-            pending = _Pending(tid, dr.id, cr.id, amount, dr.asset, PendingStatus.PENDING, expires)
-            batch.pendings[tid] = pending
-            batch.pending_new[tid] = pending
-            if batch.undo is not None:
-                batch.undo.append(("pending_new", tid))
-        else:
-            if dr.dpo + amount > BALANCE_MAX_MINOR or cr.cpo + amount > BALANCE_MAX_MINOR:
-                return Result.OVERFLOWS_BALANCE
-            dr.dpo += amount
-            cr.cpo += amount
-        self._record(batch, spec, tid, dr.id, cr.id, amount, dr.asset)
-        return _OK
-
-    def _apply_second_phase(self, batch: _Batch, spec: TransferSpec, tid: str) -> Result:
-        pid = spec.pending_id
-        if not pid:
-            return Result.PENDING_ID_MUST_NOT_BE_EMPTY
-        if spec.timeout_s:
-            return Result.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-        if pid not in batch.pendings:
-            return Result.PENDING_TRANSFER_NOT_FOUND
-        pending = batch.pendings[pid]
-        if pending is None:
-            return Result.PENDING_TRANSFER_NOT_PENDING
-        if (
-            (spec.debit_account_id is not None and spec.debit_account_id != pending.debit)
-            or (spec.credit_account_id is not None and spec.credit_account_id != pending.credit)
-            or (spec.asset is not None and spec.asset.upper() != pending.asset)
-        ):
-            return Result.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS
-        status = pending.status
-        if status == PendingStatus.POSTED:
-            return Result.PENDING_TRANSFER_ALREADY_POSTED
-        if status == PendingStatus.VOIDED:
-            return Result.PENDING_TRANSFER_ALREADY_VOIDED
-        if status == PendingStatus.EXPIRED:
-            return Result.PENDING_TRANSFER_EXPIRED
-        post = bool(spec.flags & _POST)
-        amount = spec.amount
-        if post:
-            if amount is None:
-                amount = pending.amount
-            elif isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-                return Result.AMOUNT_MUST_BE_POSITIVE
-            elif amount > pending.amount:
-                return Result.EXCEEDS_PENDING_TRANSFER_AMOUNT
-        else:
-            if amount is not None and amount != pending.amount:
-                return Result.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS
-            amount = pending.amount
-        dr = batch.balances[pending.debit]
-        cr = batch.balances[pending.credit]
-        if post and (dr.dpo + amount > BALANCE_MAX_MINOR or cr.cpo + amount > BALANCE_MAX_MINOR):
-            return Result.OVERFLOWS_BALANCE
-        self._remember(batch, dr, cr)
-        dr.dp -= pending.amount
-        cr.cp -= pending.amount
-        if post:
-            dr.dpo += amount
-            cr.cpo += amount
-        if batch.undo is not None:
-            batch.undo.append(("pending_status", pending, pending.status))
-        pending.status = PendingStatus.POSTED if post else PendingStatus.VOIDED
-        batch.pending_resolved[pid] = (str(pending.status), tid)
-        self._record(batch, spec, tid, dr.id, cr.id, amount, pending.asset)
-        return _OK
-
-    def _expire(self, batch: _Batch, pending: _Pending) -> None:
-        dr = batch.balances[pending.debit]
-        cr = batch.balances[pending.credit]
-        dr.dp -= pending.amount
-        cr.cp -= pending.amount
-        pending.status = PendingStatus.EXPIRED
-        batch.pending_resolved[pending.id] = (PendingStatus.EXPIRED.value, None)
-
-    def _record(
-        self, batch: _Batch, spec: TransferSpec, tid: str, debit: int, credit: int, amount: int, asset: str
-    ) -> None:
-        meta = dump_metadata(spec.metadata)
-        batch.rows.append(
-            (
-                tid,
-                debit,
-                credit,
-                self._encode(amount),
-                asset,
-                spec.flags,
-                spec.pending_id,
-                spec.timeout_s,
-                spec.code,
-                spec.memo,
-                meta,
-                batch.now_us,
-            )
-        )
-        batch.existing[tid] = (
-            debit,
-            credit,
-            amount,
-            asset,
-            spec.flags,
-            spec.pending_id,
-            spec.timeout_s,
-            spec.code,
-            spec.memo,
-            meta,
-        )
-        if batch.undo is not None:
-            batch.undo.append(("existing", tid))
-
-    def _check_batch(self, batch: _Batch) -> None:
-        """Assert the batch is balanced per asset and every flagged account within its bound."""
-        deltas: dict[str, list[int]] = {}
-        for b in batch.balances.values():
-            d = deltas.setdefault(b.asset, [0, 0, 0, 0])
-            d[0] += b.dp - b.initial[0]
-            d[1] += b.dpo - b.initial[1]
-            d[2] += b.cp - b.initial[2]
-            d[3] += b.cpo - b.initial[3]
-            if b.flags & _DMNEC and b.dp + b.dpo > b.cpo and (b.dp, b.dpo) != b.initial[:2]:
-                raise InvariantBroken(f"account {b.id} would have debits {b.dp + b.dpo} above credits {b.cpo}")
-            if b.flags & _CMNED and b.cp + b.cpo > b.dpo and (b.cp, b.cpo) != b.initial[2:]:
-                raise InvariantBroken(f"account {b.id} would have credits {b.cp + b.cpo} above debits {b.dpo}")
-            if min(b.dp, b.dpo, b.cp, b.cpo) < 0:
-                raise InvariantBroken(f"account {b.id} would have a negative balance field: {b.state()}")
-        for asset, (dp, dpo, cp, cpo) in deltas.items():
-            if dp != cp or dpo != cpo:
-                raise InvariantBroken(
-                    f"batch unbalanced in {asset}: pending debits {dp} != credits {cp} or "
-                    f"posted debits {dpo} != credits {cpo}"
-                )
 
     # -------------------------------------------------------------- persistence
 
@@ -580,7 +334,7 @@ class Ledger:
             rows.extend(conn.exec_driver_sql(f"{sql} IN ({marks}){suffix}", tuple(chunk)).fetchall())
         return rows
 
-    def _lock_due_pendings(self, conn: Connection, now: int) -> list[_Pending]:
+    def _lock_due_pendings(self, conn: Connection, now: int) -> list[Pending]:
         ph = self._ph
         lock = " FOR UPDATE OF p" if self._dialect == "postgresql" else ""
         rows = conn.exec_driver_sql(
@@ -592,7 +346,7 @@ class Ledger:
         ).fetchall()
         return [_pending_of(row) for row in rows]
 
-    def _lock_pendings(self, conn: Connection, ids: set[str]) -> dict[str, _Pending | None]:
+    def _lock_pendings(self, conn: Connection, ids: set[str]) -> dict[str, Pending | None]:
         if not ids:
             return {}
         lock = " FOR UPDATE OF t" if self._dialect == "postgresql" else ""
@@ -605,7 +359,7 @@ class Ledger:
         )
         return {row[0]: (_pending_of(row) if row[5] is not None else None) for row in rows}
 
-    def _existing_fields(self, conn: Connection, ids: list[str]) -> dict[str, _Fields]:
+    def _existing_fields(self, conn: Connection, ids: list[str]) -> dict[str, StoredFields]:
         if not ids:
             return {}
         rows = self._select_in(
@@ -630,7 +384,13 @@ class Ledger:
             for row in rows
         }
 
-    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, _Balance]:
+    def _failed_results(self, conn: Connection, ids: list[str]) -> dict[str, Result]:
+        if not ids:
+            return {}
+        rows = self._select_in(conn, "SELECT id, result FROM ledger_failed_transfers WHERE id", ids)
+        return {row[0]: Result(row[1]) for row in rows}
+
+    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, Balance]:
         if not ids:
             return {}
         clean = sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63)
@@ -641,12 +401,17 @@ class Ledger:
             clean,
             f" ORDER BY id{self._for_update}",
         )
-        return {int(row[0]): _Balance(row) for row in rows}
+        return {int(row[0]): _balance_of(row) for row in rows}
 
-    def _write(self, conn: Connection, batch: _Batch) -> None:
+    def _write(self, conn: Connection, batch: Batch) -> None:
         ph = self._ph
+        enc = self._encode
         if batch.rows:
-            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, batch.rows)
+            rows = [(r[0], r[1], r[2], enc(r[3]), *r[4:]) for r in batch.rows]
+            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, rows)
+        if batch.failed_new:
+            failed = [(tid, result.value, batch.now_us) for tid, result in batch.failed_new.items()]
+            insert_rows(conn, "ledger_failed_transfers", FAILED_COLUMNS, failed)
         if batch.pending_new:
             # A pending created and resolved in the same batch is inserted in its final state.
             pending_rows = []
@@ -663,12 +428,7 @@ class Ledger:
             conn.exec_driver_sql(
                 f"UPDATE ledger_pending SET status = {ph}, resolved_by = {ph} WHERE id = {ph}", updates
             )
-        enc = self._encode
-        changed = [
-            (enc(b.dp), enc(b.dpo), enc(b.cp), enc(b.cpo), b.id)
-            for b in batch.balances.values()
-            if b.state() != b.initial
-        ]
+        changed = [(enc(b.dp), enc(b.dpo), enc(b.cp), enc(b.cpo), b.id) for b in batch.balances.values() if b.changed()]
         if not changed:
             return
         if self._pg:
@@ -697,10 +457,10 @@ class Ledger:
                 if not due:
                     return total
                 ids = {p.debit for p in due} | {p.credit for p in due}
-                batch = _Batch(now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={})
+                batch = Batch(now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={})
                 for p in due:
-                    self._expire(batch, p)
-                self._check_batch(batch)
+                    expire(batch, p)
+                check_batch(batch)
                 self._write(conn, batch)
                 total += len(due)
         return total
@@ -807,11 +567,18 @@ class Ledger:
                 have = [account.debits_pending, account.debits_posted, account.credits_pending, account.credits_posted]
                 if want != have:
                     breaks.append(f"account {account.name}: cached balances {have} != derived from transfers {want}")
-                if account.flags & _DMNEC and account.debits_pending + account.debits_posted > account.credits_posted:
+                if account.flags & DMNEC and account.debits_pending + account.debits_posted > account.credits_posted:
                     breaks.append(f"account {account.name}: debits exceed credits despite its flag")
-                if account.flags & _CMNED and account.credits_pending + account.credits_posted > account.debits_posted:
+                if account.flags & CMNED and account.credits_pending + account.credits_posted > account.debits_posted:
                     breaks.append(f"account {account.name}: credits exceed debits despite its flag")
         return breaks
+
+    def failed_result(self, transfer_id: str) -> Result | None:
+        """The transient result a transfer id failed with, or None: such an id answers id_already_failed."""
+        table = schema.failed_transfers
+        with self.engine.connect() as conn:
+            found = conn.execute(select(table.c.result).where(table.c.id == transfer_id)).scalar_one_or_none()
+        return None if found is None else Result(found)
 
     def count_transfers(self) -> int:
         with self.engine.connect() as conn:
@@ -833,6 +600,7 @@ TRANSFER_COLUMNS = (
     ("created_at_us", "bigint"),
 )
 PENDING_COLUMNS = (("id", "text"), ("status", "text"), ("resolved_by", "text"), ("expires_at_us", "bigint"))
+FAILED_COLUMNS = (("id", "text"), ("result", "text"), ("created_at_us", "bigint"))
 
 
 def insert_rows(
@@ -863,31 +631,21 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return sqlstate in ("40P01", "40001")  # deadlock_detected, serialization_failure
 
 
-def _valid_account_name(name: str) -> bool:
-    if not name or len(name) > NAME_LENGTH_MAX:
-        return False
-    parts = name.split(":")
-    return all(part and all(c.isalnum() or c in "_-." for c in part) for part in parts)
+def _pending_of(row: Sequence[Any]) -> Pending:
+    return Pending(row[0], int(row[1]), int(row[2]), decode_amount(row[3]), row[4], row[5], row[6])
 
 
-def _same_fields(spec: TransferSpec, prior: _Fields) -> bool:
-    debit, credit, amount, asset, flags, pending_id, timeout_s, code, memo, meta = prior
-    return (
-        (spec.debit_account_id is None or spec.debit_account_id == debit)
-        and (spec.credit_account_id is None or spec.credit_account_id == credit)
-        and (spec.amount is None or spec.amount == amount)
-        and (spec.asset is None or spec.asset.upper() == asset)
-        and spec.flags == flags
-        and spec.pending_id == pending_id
-        and spec.timeout_s == timeout_s
-        and spec.code == code
-        and spec.memo == memo
-        and dump_metadata(spec.metadata) == meta
+def _balance_of(row: Sequence[Any]) -> Balance:
+    return Balance(
+        int(row[0]),
+        row[1],
+        int(row[2]),
+        bool(row[3]),
+        decode_amount(row[4]),
+        decode_amount(row[5]),
+        decode_amount(row[6]),
+        decode_amount(row[7]),
     )
-
-
-def _pending_of(row: Sequence[Any]) -> _Pending:
-    return _Pending(row[0], int(row[1]), int(row[2]), decode_amount(row[3]), row[4], row[5], row[6])
 
 
 def _account_of(row: Any) -> Account:

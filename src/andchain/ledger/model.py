@@ -58,6 +58,9 @@ class Result(enum.StrEnum):
     OK = "ok"
     EXISTS = "exists"
     EXISTS_WITH_DIFFERENT_FIELDS = "exists_with_different_fields"
+    # An earlier transfer with this id failed for a transient reason (see rules.TRANSIENT_RESULTS):
+    # the id stays failed, so a retry can never book what was refused.
+    ID_ALREADY_FAILED = "id_already_failed"
     LINKED_EVENT_FAILED = "linked_event_failed"
     LINKED_EVENT_CHAIN_OPEN = "linked_event_chain_open"
     ID_MUST_NOT_BE_EMPTY = "id_must_not_be_empty"

@@ -68,3 +68,24 @@ pending = Table(
     Column("resolved_by", String(ID_LENGTH_MAX), nullable=True),
     Index("ix_ledger_pending_status_expires", "status", "expires_at_us"),
 )
+
+# Ids of transfers that failed for a transient reason, with that result: such an id
+# answers id_already_failed forever (TigerBeetle's rule), so a retry never books it.
+failed_transfers = Table(
+    "ledger_failed_transfers",
+    metadata,
+    Column("id", String(ID_LENGTH_MAX), primary_key=True),
+    Column("result", String(CODE_LENGTH_MAX), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+# The assets the book knows beyond the built-in ones (token assets such as MMF/6),
+# recorded when registered or when an account is opened in them, so that every
+# process on this database prints and parses their amounts at the right scale.
+assets = Table(
+    "ledger_assets",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("scale", Integer, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
