@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 
 from andchain.chains import schema as chain_schema
-from andchain.chains.client import ChainClient
+from andchain.chains.client import ChainClient, TxReverted
 from andchain.chains.rpc import NodeUnreachable, RpcError
 from andchain.context import Context
 from andchain.errors import DomainError
@@ -178,6 +178,25 @@ class _Reconciler:
                 return
             after = page[-1].id
 
+    def _read(
+        self, chain: ChainClient, name: str, deployed: dict[str, str | None], at: int
+    ) -> list[tuple[TokenDef, list[Any], int, list[int]]]:
+        readings = []
+        for token in TOKENS.values():
+            address = deployed[token.deployment]
+            if not address:
+                continue
+            mirrors = list(self.mirrors(name, token))
+            supply = chain.read(address, TOKEN_ABI, "totalSupply", block=at)
+            balances: list[int] = []
+            for start in range(0, len(mirrors), READ_BATCH):
+                chunk = mirrors[start : start + READ_BATCH]
+                balances += chain.read_many(
+                    address, TOKEN_ABI, [("balanceOf", (m.name.rsplit(":", 1)[1],)) for m in chunk], block=at
+                )
+            readings.append((token, mirrors, supply, balances))
+        return readings
+
     def network(self, name: str) -> None:
         chain = self.ctx.chain(name)
         deployed = {token.deployment: chain.deployment(token.deployment, required=False) for token in TOKENS.values()}
@@ -185,21 +204,25 @@ class _Reconciler:
             return
         try:
             at = self.read_block(chain)
-            effects = self.effects(chain, at)
-            readings = []
-            for token in TOKENS.values():
-                address = deployed[token.deployment]
-                if not address:
+            head = chain.block_number()
+            final = head - chain.network.confirmations + 1
+            # A node that keeps no state that old (a pruned node, a development node restarted from its
+            # dump) is read at the newest state it has; events the listener has not delivered yet would
+            # then show as breaks until it has.
+            tried = []
+            for block in dict.fromkeys([at, max(at, final), max(at, head)]):
+                try:
+                    readings = self._read(chain, name, deployed, block)
+                except (TxReverted, RpcError) as exc:
+                    tried.append(f"{block}: {getattr(exc, 'message', exc)}")
                     continue
-                mirrors = list(self.mirrors(name, token))
-                supply = chain.read(address, TOKEN_ABI, "totalSupply", block=at)
-                balances: list[int] = []
-                for start in range(0, len(mirrors), READ_BATCH):
-                    chunk = mirrors[start : start + READ_BATCH]
-                    balances += chain.read_many(
-                        address, TOKEN_ABI, [("balanceOf", (m.name.rsplit(":", 1)[1],)) for m in chunk], block=at
-                    )
-                readings.append((token, mirrors, supply, balances))
+                if block != at:
+                    self.report.alerts.append(f"{name}: no state at block {at}; read at block {block}")
+                at = block
+                break
+            else:
+                raise DomainError(f"no state readable at blocks {'; '.join(tried)}", code="state_unavailable")
+            effects = self.effects(chain, at)
         except (NodeUnreachable, RpcError, DomainError) as exc:
             self.report.checks.append(
                 Check("chain", name, "the node answers", f"{type(exc).__name__}: {getattr(exc, 'message', exc)}", False)

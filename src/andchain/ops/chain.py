@@ -212,7 +212,7 @@ class ChainOpsHandler:
                 op, state={**state, **changes}, retry_in_us=0, reset_attempts=True, detail=f"{detail}; compensating"
             )
         elif action.irreversible(op):
-            self.ops.attention(op, code, f"{detail} after value had left; holds kept")
+            self.ops.attention(op, code, f"{detail} after value had left; holds kept", state=state)
         else:
             self._write(
                 op,

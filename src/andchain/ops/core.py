@@ -485,11 +485,24 @@ class Operations:
                     freed += done.rowcount
         return freed
 
-    def attention(self, op: Operation, code: str, reason: str, *, conn: Connection | None = None) -> Operation | None:
+    def attention(
+        self,
+        op: Operation,
+        code: str,
+        reason: str,
+        *,
+        state: dict[str, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> Operation | None:
         """Stop an operation where an operator sees it; its holds stay reserved."""
         log.error("operation needs attention op=%s kind=%s code=%s reason=%s", op.id, op.kind, code, reason)
         return self.update_if_current(
-            op, status=OpStatus.NEEDS_ATTENTION, error=(code, reason), detail=f"needs attention: {reason}", conn=conn
+            op,
+            status=OpStatus.NEEDS_ATTENTION,
+            state=state,
+            error=(code, reason),
+            detail=f"needs attention: {reason}",
+            conn=conn,
         )
 
     def retry(self, op_id: str) -> Operation:
