@@ -15,6 +15,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from andchain.chains.client import Call
+from andchain.errors import DomainError
 from andchain.ops import OpStatus
 from andchain.reconcile import reconcile
 from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
@@ -69,6 +70,9 @@ def funded_mover(ctx, service: TokenService, moves: Moves, name: str, tokens: in
     nonce, message = moves.challenge(client, "base")
     signature = Account.sign_message(encode_defunct(text=message), account.key).signature.hex()
     address = moves.register(client, "base", nonce, account.address, signature)
+    # The test plays the client's own wallet: its key signs the client's transactions, and it pays gas.
+    ctx.keys.import_key(f"test:{address.lower()}", bytes(account.key))
+    service.chain("base").rpc.call("anvil_setBalance", [address, hex(10**19)])
     assert run_until_idle(token_worker(ctx, service), seconds=60)
     return client, address
 
@@ -205,4 +209,27 @@ def test_a_nonce_gap_is_repaired_while_the_worker_runs(ctx):
     assert service.ops.get(op.id).status == OpStatus.SUCCEEDED
     assert service.ops.get(first.id).status == OpStatus.SUCCEEDED
     assert int(chain.rpc.call("eth_getTransactionCount", [minter, "latest"]), 16) > orphan + 1
+    assert reconcile(ctx).breaks == []
+
+
+def test_a_redeem_on_a_public_network_acts_for_the_clients_registered_address_or_refuses(world):
+    ctx, service, moves = world
+    client, address = funded_mover(ctx, service, moves, "Public redeemer", 2_000)
+    service.deposit(client, 1_500, "fund-base")
+    mint = service.mint(client, "base", 1_500, "mint-for-redeem")
+    assert run_until_idle(token_worker(ctx, service), seconds=60)
+    assert service.ops.get(mint.id).status == OpStatus.SUCCEEDED
+    before = service.dda_balance(client)
+    # The bank holds no key for the client's own address: it burns only within the client's approval.
+    with pytest.raises(DomainError) as caught:
+        service.redeem(client, "base", 600, "redeem-unapproved")
+    assert caught.value.code == "approval_required" and address in caught.value.message
+    assert service.ops.find_by_key("redeem-unapproved") is None
+    token = service.token_address("base")
+    service.chain("base").transact(address, Call(token, TOKEN_ABI.encode_call("approve", service.bank("minter"), 600)))
+    op = service.redeem(client, "base", 600, "redeem-approved")
+    assert run_until_idle(token_worker(ctx, service), seconds=60)
+    assert service.ops.get(op.id).status == OpStatus.SUCCEEDED
+    assert service.dda_balance(client) == before + 600
+    assert balance(service, "base", address) == mirror(service, "base", address) == 900
     assert reconcile(ctx).breaks == []

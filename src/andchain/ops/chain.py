@@ -650,5 +650,9 @@ class ChainOpsHandler:
                     if not receipt.status:
                         log.error("re-sent transaction reverted network=%s op=%s tx=%s", chain.name, r.op_id, r.hash)
         if again:
-            sent = [SentTx(e.hash, e.sender, e.nonce, Call(None, b""), 0, (0, 0), e.raw) for e in again]
+            # In the order they were first mined, one original block at a time: a step that depended
+            # on an earlier one (an allow-listing before a mint) comes back after it, not before.
+            first = min(r.block_number or 0 for r in again)
+            batch = sorted((r for r in again if (r.block_number or 0) == first), key=lambda r: (r.sender, r.nonce))
+            sent = [SentTx(e.hash, e.sender, e.nonce, Call(None, b""), 0, (0, 0), e.raw) for e in batch]
             chain.rebroadcast(sent)
