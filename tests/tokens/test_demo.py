@@ -20,7 +20,10 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     monkeypatch.setenv("ANDCHAIN_NETWORKS__ETHEREUM__ENABLED", "false")
     try:
         result = CliRunner().invoke(app, ["demo"])
-        # And the reconcile command agrees afterwards, as JSON.
+        # The demo stopped the nodes it started; a node that does not answer is a break, never skipped.
+        away = CliRunner().invoke(app, ["reconcile", "--json"])
+        # Started again, they come back with their state, and the reconcile command agrees, as JSON.
+        assert CliRunner().invoke(app, ["networks", "up", "base", "tempo"]).exit_code == 0
         report = CliRunner().invoke(app, ["reconcile", "--json"])
     finally:
         CliRunner().invoke(app, ["networks", "down", "base", "tempo"])
@@ -40,4 +43,6 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     assert "Globex holds $50,000.00 in tokens" in text
     assert "Acme on base     $0.00" in text and "Acme on internal $200,000.00" in text
     assert "tempo -> internal: burned in" in text
+    assert "stopped the nodes the demo started (base, tempo)" in text
+    assert away.exit_code == 1 and '"subject": "base"' in away.stdout and '"subject": "tempo"' in away.stdout
     assert report.exit_code == 0 and '"breaks": []' in report.stdout

@@ -21,9 +21,9 @@ delivered again, as a new generation, if its transaction comes back; one the han
 keeps (an operation's own transaction, which the operation sends again) is not.
 Then it reads forward again.
 
-Several workers may run the same listener: with an owner, a poll runs only under the
-listener's lease, and each delivery batch checks the lease in its own transaction, so
-no range is ever delivered twice.
+Several workers may run the same listener: with a lease, a poll runs only while it
+holds it, and each delivery batch checks the lease in its own transaction, so no
+range is ever delivered twice.
 """
 
 from __future__ import annotations
@@ -78,6 +78,16 @@ class EventHandler(Protocol):
 
     def retract(self, event: ChainEvent, conn: Connection) -> bool | None:
         """Undo what the event booked; return False to keep it (it will not be delivered again)."""
+
+
+class ListenerLease(Protocol):
+    """The right to run this listener now, held by one worker at a time (see ops/leases.py)."""
+
+    def acquire(self) -> bool:
+        """Take or renew the lease; False when another live worker holds it."""
+
+    def held(self, conn: Connection) -> bool:
+        """Inside the transaction that commits a delivery: whether the lease is still ours."""
 
 
 class LeaseLost(DomainError):
@@ -150,8 +160,7 @@ class Listener:
         start_block: int = 0,
         range_max: int = RANGE_MAX,
         clock: Callable[[], int] | None = None,
-        owner: str | None = None,
-        lease_s: float = 30.0,
+        lease: ListenerLease | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -162,9 +171,7 @@ class Listener:
         self.clock = clock or client.clock
         self.engine = client.engine
         self.chain_id = client.chain_id
-        self.owner = owner
-        self.lease_s = lease_s
-        self.lease_name = f"listener:{name}:{self.chain_id}"
+        self.lease = lease
         self.caught_up = False
         self.lag_blocks: int | None = None
 
@@ -217,12 +224,9 @@ class Listener:
 
     def poll(self) -> PollResult:
         """One bounded step: detect a deep reorg, then deliver the next final range."""
-        if self.owner is not None:
-            from andchain.ops import leases
-
-            if not leases.acquire(self.engine, self.lease_name, self.owner, self.lease_s, self.clock):
-                self.caught_up = True  # another worker runs this listener
-                return PollResult(0, -1, 0, 0, 0)
+        if self.lease is not None and not self.lease.acquire():
+            self.caught_up = True  # another worker runs this listener
+            return PollResult(0, -1, 0, 0, 0)
         head = self.client.block_number()
         final = head - self.client.network.confirmations + 1
         retracted = 0
@@ -262,11 +266,7 @@ class Listener:
         return PollResult(start, end, delivered, skipped, retracted)
 
     def _check_lease(self, conn: Connection) -> None:
-        if self.owner is None:
-            return
-        from andchain.ops import leases
-
-        if not leases.held(conn, self.lease_name, self.owner, self.clock()):
+        if self.lease is not None and not self.lease.held(conn):
             raise LeaseLost(f"listener {self.name} on chain {self.chain_id} is now run by another worker")
 
     def _event(self, raw: dict[str, Any], positions: dict[tuple[str, int], int]) -> ChainEvent | None:

@@ -8,7 +8,7 @@ and end with the reconciliation table. Exit code 0 only if reconcile is clean.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,7 +31,7 @@ def usd(cents: int) -> str:
     return f"${cents // 100:,}.{cents % 100:02d}"
 
 
-def run(console: Console | None = None) -> Report:
+def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
     console = console or Console(emoji=False, highlight=False)
     ctx = Context()
     ctx.upgrade_database()
@@ -41,9 +41,11 @@ def run(console: Console | None = None) -> Report:
         say(Divider(f"[bold]{title}[/bold]", align="left"))
 
     step("0. The bank's chain")
+    started: list[str] = []  # the nodes this demo started, stopped again at its end (unless kept)
     node = ctx.node(NETWORK)
     if node.network.local and not node.status().healthy:
         say(f"starting the internal permissioned chain: {node.start()} ({node.network.rpc_url})")
+        started.append(NETWORK)
     say(f"internal chain id {node.network.chain_id}, zero gas, {node.network.confirmations} confirmation(s) to final")
     service = TokenService(ctx)
     addresses = service.setup(NETWORK)
@@ -115,7 +117,7 @@ def run(console: Console | None = None) -> Report:
 
     public = [n for n in ("base", "tempo") if n in ctx.settings.networks and ctx.settings.networks[n].enabled]
     if len(public) == 2:
-        _moves(ctx, service, say, step, complete, acme, run_id)
+        started += _moves(ctx, service, say, step, complete, acme, run_id)
 
     step("8. Reconcile: the ledger, every chain and every holder agree")
     report = reconcile(ctx)
@@ -125,21 +127,31 @@ def run(console: Console | None = None) -> Report:
     if report.breaks:
         for b in report.breaks:
             say(f"[red]break:[/red] {escape(b.subject)}: expected {escape(b.expected)}, found {escape(b.found)}")
+    if started and not keep_nodes:
+        for network in started:
+            ctx.node(network).stop()
+        say(f"stopped the nodes the demo started ({', '.join(started)}); their state stays under the data directory")
+    elif started:
+        say(f"the nodes the demo started are still running ({', '.join(started)}): `andchain networks down` stops them")
     ctx.close()
     return report
 
 
-def _moves(ctx: Context, service: TokenService, say: Any, step: Any, complete: Any, client: str, run_id: str) -> None:
+def _moves(
+    ctx: Context, service: TokenService, say: Any, step: Any, complete: Any, client: str, run_id: str
+) -> list[str]:
     from andchain.chains.client import Call
     from andchain.tokens.moves import Moves
     from andchain.tokens.service import TOKEN_ABI
 
     step("7. Move the token across networks: internal -> Base -> Tempo -> internal")
     moves = Moves(service)
+    started = []
     for network in ("base", "tempo"):
         node = ctx.node(network)
         if node.network.local and not node.status().healthy:
             say(f"  starting {network}: {node.start()} ({node.network.rpc_url})")
+            started.append(network)
         service.setup(network)
     # Acme's own wallet on the public chains. Its key is created here only for the demo;
     # a real client keeps its key and signs the challenge and its approvals itself.
@@ -148,7 +160,7 @@ def _moves(ctx: Context, service: TokenService, say: Any, step: Any, complete: A
         address = ctx.keys.create(f"demo:{run_id}:acme-own")
         nonce, message = moves.challenge(client, network)
         own[network] = moves.register(client, network, nonce, address, ctx.keys.signer(address).sign_personal(message))
-        ctx.chain(network).rpc.call("anvil_setBalance", [address, hex(10**19)])  # gas for its own approvals
+        ctx.node(network).fund([address])  # gas for its own approvals (a local development node)
     say(f"  Acme proved it owns {own['base']} (EIP-191 signature); it was screened and allow-listed on first use")
 
     def approve(network: str, amount: int) -> None:
@@ -172,12 +184,20 @@ def _moves(ctx: Context, service: TokenService, say: Any, step: Any, complete: A
         address = service.holder(client, network)
         balance = service.ledger.account(holder_account(network, TOKENS[DEPOSIT_TOKEN], address)).balance_posted
         say(f"  Acme on {network:8} {usd(balance)}")
+    return started
 
 
-def demo() -> None:
-    """The deposit-token story end to end on the embedded defaults; exit 0 only if reconcile is clean."""
+def demo(
+    keep_nodes: Annotated[
+        bool, typer.Option("--keep-nodes", help="leave the nodes the demo started running, to look around")
+    ] = False,
+) -> None:
+    """The deposit-token story end to end on the embedded defaults; exit 0 only if reconcile is clean.
+
+    The nodes it had to start are stopped at its end (their state is kept) unless --keep-nodes.
+    """
     from andchain.cli.common import out
 
-    report = run(out)
+    report = run(out, keep_nodes=keep_nodes)
     if report.breaks:
         raise typer.Exit(1)

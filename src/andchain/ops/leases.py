@@ -51,3 +51,20 @@ def held(conn: Connection, name: str, owner: str, now_us: int) -> bool:
 def release(engine: Engine, name: str, owner: str) -> None:
     with write_transaction(engine) as conn:
         conn.execute(update(L).where(L.c.name == name, L.c.owner == owner).values(until_us=0))
+
+
+class Lease:
+    """One named lease for one owner, as the listener (and any part) takes it."""
+
+    def __init__(self, engine: Engine, name: str, owner: str, lease_s: float, clock: Clock) -> None:
+        self.engine = engine
+        self.name = name
+        self.owner = owner
+        self.lease_s = lease_s
+        self.clock = clock
+
+    def acquire(self) -> bool:
+        return acquire(self.engine, self.name, self.owner, self.lease_s, self.clock)
+
+    def held(self, conn: Connection) -> bool:
+        return held(conn, self.name, self.owner, self.clock())

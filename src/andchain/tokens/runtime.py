@@ -38,9 +38,15 @@ class ListenerPart:
         if self.listener is None:
             if not self.ctx.chain(self.network).deployment(DEPOSIT_TOKEN, required=False):
                 return  # no token on this network (yet): nothing to listen to
-            self.listener = token_listener(
-                self.booking, self.network, owner=self.owner, lease_s=self.ctx.settings.ops.lease_s
+            chain = self.ctx.chain(self.network)
+            lease = leases.Lease(
+                self.ctx.engine,
+                f"listener:tokens:{self.network}:{chain.chain_id}",
+                self.owner,
+                self.ctx.settings.ops.lease_s,
+                self.ctx.clock,
             )
+            self.listener = token_listener(self.booking, self.network, lease=lease)
             if self.listener is None:
                 return
         for _ in range(LISTENER_POLLS_PER_ROUND):
