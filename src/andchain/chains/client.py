@@ -480,6 +480,18 @@ class ChainClient:
             raise TxReverted(self.why_reverted(tx, receipt), tx_hash=receipt.tx_hash)
         return receipt
 
+    def transact_many(self, sender: str, calls: Sequence[Call], *, timeout_s: float = WAIT_TIMEOUT_S) -> list[Receipt]:
+        """Send several transactions from one sender in one batch and wait for all (one block, not one each);
+        the first that reverts raises TxReverted with its reason."""
+        if not calls:
+            return []
+        sent = self.submit(sender, calls)
+        receipts = self.wait(sent, timeout_s=timeout_s)
+        for tx, receipt in zip(sent, receipts, strict=True):
+            if not receipt.status:
+                raise TxReverted(self.why_reverted(tx, receipt), tx_hash=receipt.tx_hash)
+        return receipts
+
     def why_reverted(self, tx: SentTx, receipt: Receipt) -> str:
         if receipt.gas_used >= tx.gas:
             return "out of gas"
@@ -493,17 +505,32 @@ class ChainClient:
 
     def deploy(self, name: str, contract: str, args: Sequence[Any], sender: str) -> str:
         """Deploy `contract` under `name` on this network, or adopt the recorded deployment."""
-        existing = self.deployment(name, required=False)
-        if existing and self.code(existing):
-            return existing
-        art = artifact(contract)
-        receipt = self.transact(sender, Call(to=None, data=art.deploy_data(*args)))
-        address = receipt.contract_address
-        if address is None:
-            raise ChainError(f"deployment of {contract} on {self.name} returned no address")
-        self.record_deployment(name, art, address, receipt.tx_hash, receipt.block_number)
-        log.info("deployed network=%s name=%s contract=%s address=%s", self.name, name, contract, address)
-        return address
+        return self.deploy_many([(name, contract, args)], sender)[name]
+
+    def deploy_many(self, items: Sequence[tuple[str, str, Sequence[Any]]], sender: str) -> dict[str, str]:
+        """Deploy each (name, contract, args) not deployed yet, all in one batch; adopt the recorded others."""
+        addresses: dict[str, str] = {}
+        wanted = []
+        for name, contract, args in items:
+            existing = self.deployment(name, required=False)
+            if existing and self.code(existing):
+                addresses[name] = existing
+            else:
+                wanted.append((name, artifact(contract), args))
+        receipts = self.transact_many(sender, [Call(to=None, data=art.deploy_data(*args)) for _, art, args in wanted])
+        for (name, art, _), receipt in zip(wanted, receipts, strict=True):
+            if receipt.contract_address is None:
+                raise ChainError(f"deployment of {art.name} on {self.name} returned no address")
+            self.record_deployment(name, art, receipt.contract_address, receipt.tx_hash, receipt.block_number)
+            log.info(
+                "deployed network=%s name=%s contract=%s address=%s",
+                self.name,
+                name,
+                art.name,
+                receipt.contract_address,
+            )
+            addresses[name] = receipt.contract_address
+        return addresses
 
     def record_deployment(
         self, name: str, art: Artifact, address: str, tx_hash: str | None, block_number: int | None

@@ -63,34 +63,39 @@ class TokenSetup:
         self.clients.bank_accounts()
         if self.fund_gas is not None:
             self.fund_gas(network, [self.bank(role) for role in BANK_ROLES])
-        addresses = {}
-        dvp = chain.deploy(DVP, "DvPSettlement", [admin], admin)
-        for token in TOKENS.values():
-            address = chain.deploy(
-                token.deployment,
-                "PermissionedToken",
-                [token.name, token.symbol, token.decimals, SUPPLY_CAP, admin],
-                admin,
-            )
-            addresses[token.deployment] = address
-            self._roles(chain, address, dvp)
-        addresses[DVP] = dvp
-        return addresses
+        # The contracts not deployed yet go out in one batch, then the roles in two: one block each,
+        # not one per transaction.
+        deployments = [(DVP, "DvPSettlement", [admin])] + [
+            (token.deployment, "PermissionedToken", [token.name, token.symbol, token.decimals, SUPPLY_CAP, admin])
+            for token in TOKENS.values()
+        ]
+        addresses = chain.deploy_many(deployments, admin)
+        tokens = [addresses[token.deployment] for token in TOKENS.values()]
+        self._roles(chain, tokens, addresses[DVP])
+        return {name: addresses[name] for name in [t.deployment for t in TOKENS.values()] + [DVP]}
 
-    def _roles(self, chain: ChainClient, token: str, dvp: str) -> None:
-        admin = self.bank("admin")
-        for role, getter in (("MASTER_MINTER", "masterMinter"), ("PAUSER", "pauser"), ("COMPLIANCE", "compliance")):
-            holder = self.bank(role.lower())
-            if chain.read(token, TOKEN_ABI, getter) != holder:
-                chain.transact(admin, Call(token, TOKEN_ABI.encode_call("setRole", keccak(text=role), holder)))
-        minter = self.bank("minter")
-        if chain.read(token, TOKEN_ABI, "minterAllowance", minter) < MINTER_ALLOWANCE // 2:
-            chain.transact(
-                self.bank("master_minter"),
-                Call(token, TOKEN_ABI.encode_call("configureMinter", minter, MINTER_ALLOWANCE)),
-            )
-        wanted = [a for a in (self.bank("treasury"), dvp) if not chain.read(token, TOKEN_ABI, "allowlisted", a)]
-        if wanted:
-            chain.transact(
-                self.bank("compliance"), Call(token, TOKEN_ABI.encode_call("batchSetAllowlisted", wanted, True))
-            )
+    def _roles(self, chain: ChainClient, tokens: list[str], dvp: str) -> None:
+        admin, minter = self.bank("admin"), self.bank("minter")
+        holders = {role: self.bank(role.lower()) for role in ("MASTER_MINTER", "PAUSER", "COMPLIANCE")}
+        getters = {"MASTER_MINTER": "masterMinter", "PAUSER": "pauser", "COMPLIANCE": "compliance"}
+        grants = [
+            Call(token, TOKEN_ABI.encode_call("setRole", keccak(text=role), holders[role]))
+            for token in tokens
+            for role in holders
+            if chain.read(token, TOKEN_ABI, getters[role]) != holders[role]
+        ]
+        chain.transact_many(admin, grants)
+        chain.transact_many(
+            holders["MASTER_MINTER"],
+            [
+                Call(token, TOKEN_ABI.encode_call("configureMinter", minter, MINTER_ALLOWANCE))
+                for token in tokens
+                if chain.read(token, TOKEN_ABI, "minterAllowance", minter) < MINTER_ALLOWANCE // 2
+            ],
+        )
+        listings = []
+        for token in tokens:
+            wanted = [a for a in (self.bank("treasury"), dvp) if not chain.read(token, TOKEN_ABI, "allowlisted", a)]
+            if wanted:
+                listings.append(Call(token, TOKEN_ABI.encode_call("batchSetAllowlisted", wanted, True)))
+        chain.transact_many(holders["COMPLIANCE"], listings)
