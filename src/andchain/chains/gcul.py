@@ -49,6 +49,7 @@ from andchain.chains.rpc import NodeUnreachable
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError
 from andchain.ledger.model import Clock, system_clock_us
+from andchain.retry import Backoff, retrying
 
 DEFAULT_BASE_URL = "https://universalledger.googleapis.com"
 FINAL_STATUSES = frozenset({"FINALIZED"})
@@ -56,6 +57,14 @@ FAILED_STATUSES = frozenset({"FAILED", "REJECTED", "EXPIRED", "INVALID"})
 RETRIES_MAX = 3
 KEY_LENGTH_MAX = 200
 NONCE_MAX = 2**63 - 1  # a BigInteger column on both engines
+
+
+class _Busy(Exception):
+    """GCUL answered 429 or 5xx: worth another try."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
 
 
 class GculError(DomainError):
@@ -168,34 +177,38 @@ class GculNetwork:
     def _request(self, method: str, verb: str, **kwargs: Any) -> dict[str, Any]:
         url = f"/v1/{self.config.resource}:{verb}"
         headers = {"authorization": f"Bearer {self.access_token()}"}
-        delay = 0.2
-        for attempt in range(RETRIES_MAX + 1):
+
+        def once() -> httpx.Response:
+            response = self._http.request(method, url, headers=headers, **kwargs)
+            if response.status_code in (429, 500, 502, 503, 504):
+                raise _Busy(response)
+            return response
+
+        try:
+            response = retrying(
+                once,
+                attempts_max=RETRIES_MAX + 1,
+                retry_on=lambda exc: isinstance(exc, httpx.TransportError | _Busy),
+                backoff=Backoff(0.2, 5.0),
+                sleep=self._sleep,
+            )
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(f"GCUL {self.name} did not answer: {exc}", network=self.name) from None
+        except _Busy as busy:
+            response = busy.response
+        if response.status_code >= 400:
             try:
-                response = self._http.request(method, url, headers=headers, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt == RETRIES_MAX:
-                    raise NodeUnreachable(f"GCUL {self.name} did not answer: {exc}", network=self.name) from None
-                self._sleep(delay)
-                delay *= 2
-                continue
-            if response.status_code in (429, 500, 502, 503, 504) and attempt < RETRIES_MAX:
-                self._sleep(delay)
-                delay *= 2
-                continue
-            if response.status_code >= 400:
-                try:
-                    error = response.json().get("error", {})
-                except ValueError:
-                    error = {}
-                raise GculError(
-                    f"GCUL {verb} refused ({response.status_code} {error.get('status', '')}): "
-                    f"{error.get('message', response.text[:200])}",
-                    code="gcul_refused",
-                    status=str(error.get("status", "")),
-                )
-            data: dict[str, Any] = response.json()
-            return data
-        raise AssertionError("unreachable")  # pragma: no cover
+                error = response.json().get("error", {})
+            except ValueError:
+                error = {}
+            raise GculError(
+                f"GCUL {verb} refused ({response.status_code} {error.get('status', '')}): "
+                f"{error.get('message', response.text[:200])}",
+                code="gcul_refused",
+                status=str(error.get("status", "")),
+            )
+        data: dict[str, Any] = response.json()
+        return data
 
     def submit(self, tx: LedgerTx, *, key: str) -> str:
         """Sign and submit `tx` once under the caller's idempotency `key`; returns its transaction id.

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from andchain.errors import DomainError
+from andchain.retry import Backoff, retrying
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +78,32 @@ class Rpc:
 
     def _post(self, payload: Any) -> Any:
         body = json.dumps(payload, separators=(",", ":"))
-        delay = self.backoff_s
-        for attempt in range(self.retries_max + 1):
-            try:
-                response = self._http.post(self.url, content=body)
-                if response.status_code >= 500:
-                    raise httpx.HTTPStatusError("server error", request=response.request, response=response)
-                response.raise_for_status()
-                return response.json()
-            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                if attempt == self.retries_max:
-                    raise NodeUnreachable(
-                        f"node {self.name} at {self.url} did not answer after {attempt + 1} attempts: "
-                        f"{type(exc).__name__}: {exc}",
-                        network=self.name,
-                    ) from None
-                log.info("rpc retry node=%s attempt=%d error=%s", self.name, attempt + 1, type(exc).__name__)
-                self._sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def once() -> Any:
+            response = self._http.post(self.url, content=body)
+            if response.status_code >= 500:
+                raise httpx.HTTPStatusError("server error", request=response.request, response=response)
+            response.raise_for_status()
+            return response.json()
+
+        def retry(attempt: int, exc: BaseException) -> None:
+            log.info("rpc retry node=%s attempt=%d error=%s", self.name, attempt, type(exc).__name__)
+
+        try:
+            return retrying(
+                once,
+                attempts_max=self.retries_max + 1,
+                retry_on=lambda exc: isinstance(exc, httpx.TransportError | httpx.HTTPStatusError),
+                backoff=Backoff(self.backoff_s, self.backoff_max_s),
+                sleep=self._sleep,
+                on_retry=retry,
+            )
+        except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            raise NodeUnreachable(
+                f"node {self.name} at {self.url} did not answer after {self.retries_max + 1} attempts: "
+                f"{type(exc).__name__}: {exc}",
+                network=self.name,
+            ) from None
 
     def call(self, method: str, params: Sequence[Any] = ()) -> Any:
         reply = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)})
