@@ -23,7 +23,9 @@ Then it reads forward again.
 
 Several workers may run the same listener: with an owner, a poll runs only under the
 listener's lease, and each delivery batch checks the lease in its own transaction, so
-no range is ever delivered twice.
+no range is ever delivered twice. A worker that does not hold the lease is caught up only
+when the shared checkpoint has reached the final head (the holder may have stopped, or
+died with its lease still running); a worker that stops gives its lease up.
 """
 
 from __future__ import annotations
@@ -221,7 +223,9 @@ class Listener:
             from andchain.ops import leases
 
             if not leases.acquire(self.engine, self.lease_name, self.owner, self.lease_s, self.clock):
-                self.caught_up = True  # another worker runs this listener
+                # Another worker holds the lease: it may be reading, or it may have stopped or died with its
+                # lease still running. Caught up is what the shared checkpoint says, never an assumption.
+                self._follow_checkpoint()
                 return PollResult(0, -1, 0, 0, 0)
         head = self.client.block_number()
         final = head - self.client.network.confirmations + 1
@@ -260,6 +264,20 @@ class Listener:
         self.caught_up = end >= final
         self.lag_blocks = max(0, final - end)
         return PollResult(start, end, delivered, skipped, retracted)
+
+    def _follow_checkpoint(self) -> None:
+        final = self.client.block_number() - self.client.network.confirmations + 1
+        cp = self.checkpoint()
+        done = cp[0] if cp is not None else self.start_block - 1
+        self.lag_blocks = max(0, final - done)
+        self.caught_up = done >= final
+
+    def release(self) -> None:
+        """Give the lease up (a worker that stops), so another worker reads on at once rather than after it runs out."""
+        if self.owner is not None:
+            from andchain.ops import leases
+
+            leases.release(self.engine, self.lease_name, self.owner)
 
     def _check_lease(self, conn: Connection) -> None:
         if self.owner is None:

@@ -56,6 +56,10 @@ class ListenerPart:
     def status(self) -> dict[str, Any]:
         return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks}
 
+    def release(self) -> None:
+        if self.listener is not None:
+            self.listener.release()
+
 
 class RulesPart:
     """The programmable payments: one worker at a time runs the due rules."""
@@ -125,9 +129,19 @@ def run_until_idle(worker: Worker, *, seconds: float = UNTIL_IDLE_S, **_: Any) -
     """
     deadline = time.monotonic() + seconds
     first = worker.rounds
-    # At least one whole round first: what parts said about being idle may be older than the caller's work.
-    worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
-    done = idle(worker)
+    try:
+        # At least one whole round first: what parts said about being idle may be older than the caller's work.
+        worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
+        done = idle(worker)
+    finally:
+        # This worker stops reading: the next one (another `--until-idle`, a server) need not wait for its
+        # listener leases to run out.
+        for part in worker.parts:
+            if isinstance(part, ListenerPart):
+                try:
+                    part.release()
+                except Exception as exc:  # the lease then simply runs out
+                    log.warning("listener lease not released part=%s error=%s", part.name, exc)
     if not done and time.monotonic() >= deadline:
         log.warning("worker not idle after %.0fs: %s", seconds, worker.ops.counts())
     return done
