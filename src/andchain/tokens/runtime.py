@@ -4,12 +4,17 @@ rules engine, and each network's maintenance (nonce gaps, finality violations)."
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Any
 
+from sqlalchemy import select
+
 from andchain.chains.listener import Listener
 from andchain.context import Context
+from andchain.devtools.processes import pid_alive
 from andchain.ops import leases
+from andchain.ops import schema as ops_schema
 from andchain.ops.chain import ChainOpsHandler
 from andchain.ops.worker import Worker
 from andchain.tokens.booking import Booking, token_listener
@@ -43,10 +48,24 @@ class ListenerPart:
             )
             if self.listener is None:
                 return
+            self._free_lease_of_dead_worker(self.listener.lease_name)
         for _ in range(LISTENER_POLLS_PER_ROUND):
             self.listener.poll()
             if self.listener.caught_up:
                 return
+
+    def _free_lease_of_dead_worker(self, name: str) -> None:
+        """A worker restarted after a crash takes over at once from its dead predecessor on this host, as
+        operations' leases are freed (the lease of a holder elsewhere, or alive, runs out by itself)."""
+        t = ops_schema.leases
+        with self.ctx.engine.connect() as conn:
+            holder = conn.execute(select(t.c.owner).where(t.c.name == name)).scalar()
+        if holder is None or holder == self.owner:
+            return
+        host, _, pid = str(holder).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+            log.warning("listener lease of a dead worker freed name=%s owner=%s", name, holder)
+            leases.release(self.ctx.engine, name, str(holder))
 
     def idle(self) -> bool:
         if self.listener is None:
