@@ -9,6 +9,7 @@ never through andchain's key store or nonce manager: nothing of theirs is known 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,8 +162,11 @@ class PublicWorld:
         assert run_until_idle(worker, seconds=60), self.service.ops.counts()
         assert worker.failing_parts() == {}
 
+    def read(self, fn: str, *args: Any, deployment: str = DEPOSIT_TOKEN) -> Any:
+        return self.chain.read(self.service.token_address("base", deployment), TOKEN_ABI, fn, *args)
+
     def balance(self, address: str, deployment: str = DEPOSIT_TOKEN) -> int:
-        return int(self.chain.read(self.service.token_address("base", deployment), TOKEN_ABI, "balanceOf", address))
+        return int(self.read("balanceOf", address, deployment=deployment))
 
     def mirror(self, address: str, deployment: str = DEPOSIT_TOKEN) -> int:
         name = holder_account("base", TOKENS[deployment], address)
@@ -194,9 +198,53 @@ class PublicWorld:
         return report
 
 
-@pytest.fixture
-def public(tmp_path: Path, base_node: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[PublicWorld]:
-    env = public_env(tmp_path / "var", base_node.network.rpc_url)
+class CappedProvider:
+    """A public RPC provider in front of the node: like Infura's or Alchemy's, it refuses an `eth_getLogs`
+    whose answer would hold more than `logs_max` logs (error -32005), and passes everything else on."""
+
+    def __init__(self, upstream: str, logs_max: int) -> None:
+        import http.server
+        import threading
+
+        import httpx
+
+        client = httpx.Client(timeout=30)
+        refused: list[int] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                replies = client.post(upstream, content=body, headers={"Content-Type": "application/json"}).json()
+                requests = json.loads(body)
+                pairs = zip(requests, replies, strict=True) if isinstance(requests, list) else [(requests, replies)]
+                for request, reply in pairs:
+                    if request.get("method") == "eth_getLogs" and len(reply.get("result") or []) > logs_max:
+                        refused.append(len(reply["result"]))
+                        reply.pop("result")
+                        reply["error"] = {"code": -32005, "message": f"query returned more than {logs_max} results"}
+                out = json.dumps(replies).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.refused = refused
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def make_public(tmp_path: Path, rpc_url: str, monkeypatch: pytest.MonkeyPatch) -> PublicWorld:
+    env = public_env(tmp_path / "var", rpc_url)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("ANDCHAIN_DATABASE_URL", raising=False)
@@ -206,8 +254,14 @@ def public(tmp_path: Path, base_node: Any, monkeypatch: pytest.MonkeyPatch) -> I
     ctx.upgrade_database()
     service = TokenService(ctx)
     service.setup("base")
-    yield PublicWorld(ctx, service, Moves(service), env)
-    ctx.close()
+    return PublicWorld(ctx, service, Moves(service), env)
+
+
+@pytest.fixture
+def public(tmp_path: Path, base_node: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[PublicWorld]:
+    world = make_public(tmp_path, base_node.network.rpc_url, monkeypatch)
+    yield world
+    world.ctx.close()
 
 
 def run_cli_worker(
