@@ -34,7 +34,7 @@ from andchain.ops import OpStatus, journal
 from andchain.ops.journal import TxRecord
 from andchain.ops.worker import worker_status
 from andchain.tokens.booking import TOKEN_ABI, event_transfer_id
-from andchain.tokens.model import TOKENS, TokenDef, holders_prefix
+from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, TokenDef, holders_prefix
 from andchain.tokens.service import TokenService
 
 PAGE = 1000
@@ -74,6 +74,16 @@ class Report:
 
 def _fmt(value: int, token: TokenDef) -> str:
     return f"{format_minor(value, token.decimals)} {token.symbol}"
+
+
+def _amounts(kind: str, payload: dict[str, Any]) -> dict[str, str]:
+    """What an operation moves, per token, in the token's own units (fund shares have 6 decimals, not 2)."""
+    if kind == "dvp":
+        legs = [(TOKENS[DEPOSIT_TOKEN], payload.get("cash")), (TOKENS[FUND_SHARE], payload.get("shares"))]
+    else:
+        default = FUND_SHARE if kind == "issue_shares" else DEPOSIT_TOKEN
+        legs = [(TOKENS.get(str(payload.get("token", default)), TOKENS[default]), payload.get("amount"))]
+    return {token.symbol: format_minor(value, token.decimals) for token, value in legs if isinstance(value, int)}
 
 
 class _Reconciler:
@@ -271,6 +281,7 @@ class _Reconciler:
                     "status": op.status.value,
                     "network": op.network,
                     "amount": p.get("amount", p.get("cash")),
+                    "amounts": _amounts(op.kind, p),
                     **({"from": p["source"], "to": p["destination"]} if op.kind == "move" else {}),
                     **({"error": op.error_code, "reason": op.error_message} if op.error_code else {}),
                 }

@@ -1,6 +1,7 @@
 """The event listener: every contract event delivered exactly once, and only once final.
 
-A listener reads its contracts' logs in block ranges from a persisted checkpoint.
+A listener reads its contracts' logs in block ranges from a persisted checkpoint (a
+range the node refuses to answer, as public providers cap their answers, is halved).
 An event is delivered when its block has the network's confirmations. Events are
 delivered in batches of at most DELIVER_BATCH, each one database transaction: the
 delivery records (keyed by chain id, tx hash, log index) and whatever the handler
@@ -23,7 +24,9 @@ Then it reads forward again.
 
 Several workers may run the same listener: with a lease, a poll runs only while it
 holds it, and each delivery batch checks the lease in its own transaction, so no
-range is ever delivered twice.
+range is ever delivered twice. A worker that does not hold the lease is caught up only
+when the shared checkpoint has reached the final head (the holder may have stopped, or
+died with its lease still running); a worker that stops gives its lease up.
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ class ListenerLease(Protocol):
 
     def held(self, conn: Connection) -> bool:
         """Inside the transaction that commits a delivery: whether the lease is still ours."""
+
+    def release(self) -> None:
+        """Give the lease up now."""
 
 
 class LeaseLost(DomainError):
@@ -168,6 +174,7 @@ class Listener:
         self.handler = handler
         self.start_block = start_block
         self.range_max = range_max
+        self.span = range_max  # blocks read at once: less while the node refuses a range of range_max
         self.clock = clock or client.clock
         self.engine = client.engine
         self.chain_id = client.chain_id
@@ -225,7 +232,9 @@ class Listener:
     def poll(self) -> PollResult:
         """One bounded step: detect a deep reorg, then deliver the next final range."""
         if self.lease is not None and not self.lease.acquire():
-            self.caught_up = True  # another worker runs this listener
+            # Another worker holds the lease: it may be reading, or it may have stopped or died with its
+            # lease still running. Caught up is what the shared checkpoint says, never an assumption.
+            self._follow_checkpoint()
             return PollResult(0, -1, 0, 0, 0)
         head = self.client.block_number()
         final = head - self.client.network.confirmations + 1
@@ -235,13 +244,12 @@ class Listener:
             retracted = self._unwind(cp[0])
             cp = self.checkpoint()
         start = cp[0] + 1 if cp is not None else self.start_block
-        end = min(final, start + self.range_max - 1)
+        end = min(final, start + self.span - 1)
         self.lag_blocks = max(0, final - (start - 1))
         if end < start:
             self.caught_up = True
             return PollResult(start, start - 1, 0, 0, retracted)
-        before = self._hashes([end])[end]
-        logs = self.client.get_logs(list(self.contracts), start, end) if self.contracts else []
+        end, before, logs = self._read_logs(start, end)
         after = self._hashes([end])[end]
         if before is None or before != after:
             # The range changed under us (a reorg while reading): read it again next poll.
@@ -264,6 +272,41 @@ class Listener:
         self.caught_up = end >= final
         self.lag_blocks = max(0, final - end)
         return PollResult(start, end, delivered, skipped, retracted)
+
+    def _read_logs(self, start: int, end: int) -> tuple[int, str | None, list[dict[str, Any]]]:
+        """The logs of blocks start..end, or of fewer blocks from `start` when the node refuses so many.
+
+        Public providers cap what one eth_getLogs answers (Infura: 10,000 logs; others a block range), and
+        anyone can fill blocks with events of our contracts (zero-amount transfers cost only gas): a refused
+        range is halved until it is answered, and the next ranges grow back. Returns (last block read, its
+        hash before reading, logs)."""
+        for _ in range(self.range_max.bit_length() + 1):
+            before = self._hashes([end])[end]
+            try:
+                logs = self.client.get_logs(list(self.contracts), start, end) if self.contracts else []
+            except RpcError as exc:
+                if end <= start:
+                    raise  # not even one block is answered: the part fails, and says why
+                end = start + (end - start) // 2
+                self.span = end - start + 1
+                log.warning("listener range refused name=%s error=%s; reading %d blocks", self.name, exc, self.span)
+                continue
+            if end - start + 1 >= self.span:
+                self.span = min(self.range_max, self.span * 2)
+            return end, before, logs
+        raise AssertionError(f"a range of {self.range_max} blocks halves to one block within its bit length")
+
+    def _follow_checkpoint(self) -> None:
+        final = self.client.block_number() - self.client.network.confirmations + 1
+        cp = self.checkpoint()
+        done = cp[0] if cp is not None else self.start_block - 1
+        self.lag_blocks = max(0, final - done)
+        self.caught_up = done >= final
+
+    def release(self) -> None:
+        """Give the lease up (a worker that stops), so another worker reads on at once rather than after it runs out."""
+        if self.lease is not None:
+            self.lease.release()
 
     def _check_lease(self, conn: Connection) -> None:
         if self.lease is not None and not self.lease.held(conn):

@@ -68,3 +68,6 @@ class Lease:
 
     def held(self, conn: Connection) -> bool:
         return held(conn, self.name, self.owner, self.clock())
+
+    def release(self) -> None:
+        release(self.engine, self.name, self.owner)

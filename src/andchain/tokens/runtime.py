@@ -4,12 +4,17 @@ rules engine, and each network's maintenance (nonce gaps, finality violations)."
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from typing import Any
 
+from sqlalchemy import select
+
 from andchain.chains.listener import Listener
 from andchain.context import Context
+from andchain.devtools.processes import pid_alive
 from andchain.ops import leases
+from andchain.ops import schema as ops_schema
 from andchain.ops.chain import ChainOpsHandler
 from andchain.ops.worker import Worker
 from andchain.tokens.booking import Booking, token_listener
@@ -49,10 +54,24 @@ class ListenerPart:
             self.listener = token_listener(self.booking, self.network, lease=lease)
             if self.listener is None:
                 return
+            self._free_lease_of_dead_worker(lease.name)
         for _ in range(LISTENER_POLLS_PER_ROUND):
             self.listener.poll()
             if self.listener.caught_up:
                 return
+
+    def _free_lease_of_dead_worker(self, name: str) -> None:
+        """A worker restarted after a crash takes over at once from its dead predecessor on this host, as
+        operations' leases are freed (the lease of a holder elsewhere, or alive, runs out by itself)."""
+        t = ops_schema.leases
+        with self.ctx.engine.connect() as conn:
+            holder = conn.execute(select(t.c.owner).where(t.c.name == name)).scalar()
+        if holder is None or holder == self.owner:
+            return
+        host, _, pid = str(holder).rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+            log.warning("listener lease of a dead worker freed name=%s owner=%s", name, holder)
+            leases.release(self.ctx.engine, name, str(holder))
 
     def idle(self) -> bool:
         if self.listener is None:
@@ -61,6 +80,10 @@ class ListenerPart:
 
     def status(self) -> dict[str, Any]:
         return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks}
+
+    def release(self) -> None:
+        if self.listener is not None:
+            self.listener.release()
 
 
 class RulesPart:
@@ -131,9 +154,19 @@ def run_until_idle(worker: Worker, *, seconds: float = UNTIL_IDLE_S, **_: Any) -
     """
     deadline = time.monotonic() + seconds
     first = worker.rounds
-    # At least one whole round first: what parts said about being idle may be older than the caller's work.
-    worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
-    done = idle(worker)
+    try:
+        # At least one whole round first: what parts said about being idle may be older than the caller's work.
+        worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
+        done = idle(worker)
+    finally:
+        # This worker stops reading: the next one (another `--until-idle`, a server) need not wait for its
+        # listener leases to run out.
+        for part in worker.parts:
+            if isinstance(part, ListenerPart):
+                try:
+                    part.release()
+                except Exception as exc:  # the lease then simply runs out
+                    log.warning("listener lease not released part=%s error=%s", part.name, exc)
     if not done and time.monotonic() >= deadline:
         log.warning("worker not idle after %.0fs: %s", seconds, worker.ops.counts())
     return done
