@@ -182,11 +182,6 @@ def test_a_stranger_using_the_dvp_contract_for_its_own_hash_locked_deal_is_booke
     public.clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requests.return_stray reads the DvP contract's mirror with ledger.account(), which raises "
-    "account_not_found while nothing was ever sent to the contract, instead of refusing with insufficient_funds",
-)
 def test_the_bank_returns_no_more_than_the_contracts_mirror_holds(public: PublicWorld):  # noqa: F811
     with pytest.raises(DomainError) as caught:
         public.service.return_stray("base", public.outsider(allowlisted=False).address, 1, "nothing-stray")

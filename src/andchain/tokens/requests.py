@@ -371,7 +371,8 @@ class Requests:
         if not isinstance(receiver, str) or not is_address(receiver):
             raise DomainError(f"not an address: {receiver!r}", code="invalid_address")
         receiver = to_checksum_address(receiver)
-        escrow = self.ledger.account(holder_account(network, TOKENS[deployment], dvp)).available
+        mirror = self.ledger.list_accounts(prefix=holder_account(network, TOKENS[deployment], dvp), limit=1)
+        escrow = mirror[0].available if mirror else 0  # nothing was ever sent to the contract
         if escrow < amount_minor:
             raise DomainError(
                 f"the DvP contract's mirror holds {escrow} of {TOKENS[deployment].symbol} on {network}, "
