@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from andchain.chains.listener import Listener
+from andchain.chains.listener import LeaseLost, Listener
 from andchain.context import Context
 from andchain.ops import leases
 from andchain.ops.chain import ChainOpsHandler
@@ -24,7 +24,12 @@ UNTIL_IDLE_S = 3600.0
 
 
 class ListenerPart:
-    """One network's listener: reads its final blocks under its lease, up to a bounded number of ranges a round."""
+    """One network's listener: reads its final blocks under its lease, up to a bounded number of ranges a round.
+
+    While another worker holds the listener's lease this part stands by (idle, no lag of its own
+    to report) and takes over once that lease runs out. A lease lost in the middle of a poll
+    (this worker stalled past it) rolls that delivery back and is standing by, not a failure.
+    """
 
     def __init__(self, ctx: Context, booking: Booking, network: str, owner: str) -> None:
         self.ctx = ctx
@@ -33,6 +38,7 @@ class ListenerPart:
         self.owner = owner
         self.name = f"listener:{network}"
         self.listener: Listener | None = None
+        self.standby = False
 
     def run(self) -> None:
         if self.listener is None:
@@ -43,18 +49,32 @@ class ListenerPart:
             )
             if self.listener is None:
                 return
-        for _ in range(LISTENER_POLLS_PER_ROUND):
-            self.listener.poll()
-            if self.listener.caught_up:
-                return
+        lease_s = self.ctx.settings.ops.lease_s
+        self.standby = not leases.acquire(
+            self.ctx.engine, self.listener.lease_name, self.owner, lease_s, self.ctx.clock
+        )
+        if self.standby:
+            return
+        try:
+            for _ in range(LISTENER_POLLS_PER_ROUND):
+                self.listener.poll()
+                if self.listener.caught_up:
+                    return
+        except LeaseLost as exc:
+            self.standby = True
+            log.warning("listener lease lost part=%s owner=%s: %s", self.name, self.owner, exc.message)
 
     def idle(self) -> bool:
         if self.listener is None:
             return not self.ctx.chain(self.network).deployment(DEPOSIT_TOKEN, required=False)
-        return self.listener.caught_up
+        return self.standby or self.listener.caught_up
+
+    def release(self) -> None:
+        if self.listener is not None:
+            leases.release(self.ctx.engine, self.listener.lease_name, self.owner)
 
     def status(self) -> dict[str, Any]:
-        return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks}
+        return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks, "standby": self.standby}
 
 
 class RulesPart:
@@ -77,6 +97,9 @@ class RulesPart:
     def idle(self) -> bool:
         return self.created == 0
 
+    def release(self) -> None:
+        leases.release(self.ctx.engine, "rules", self.owner)
+
 
 class MaintenancePart:
     """A network's nonce gaps and final transactions a deep reorg removed, under the network's lease."""
@@ -87,19 +110,25 @@ class MaintenancePart:
         self.network = network
         self.owner = owner
         self.name = f"maintenance:{network}"
+        self.lease_name: str | None = None
 
     def run(self) -> None:
         chain = self.ctx.chain(self.network)
         if not chain.deployment(DEPOSIT_TOKEN, required=False):
             return
-        name = f"maintenance:{self.network}:{chain.chain_id}"
-        if not leases.acquire(self.ctx.engine, name, self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock):
+        self.lease_name = f"maintenance:{self.network}:{chain.chain_id}"
+        lease_s = self.ctx.settings.ops.lease_s
+        if not leases.acquire(self.ctx.engine, self.lease_name, self.owner, lease_s, self.ctx.clock):
             return
         self.handler.repair_nonce_gaps(chain)
         self.handler.watch_finality(chain)
 
     def idle(self) -> bool:
         return True
+
+    def release(self) -> None:
+        if self.lease_name is not None:
+            leases.release(self.ctx.engine, self.lease_name, self.owner)
 
 
 def token_worker(ctx: Context, service: TokenService | None = None, *, owner: str | None = None) -> Worker:
