@@ -1,19 +1,26 @@
 """The worker supervises what it runs: an operation or a part that fails is isolated, retried within
-its bound and reported; a worker loop that dies is built again."""
+its bound and reported; a worker loop that dies is built again; /health tells whether it lives."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, select
 
+from andchain.api import create_app
 from andchain.chains.rpc import NodeUnreachable
-from andchain.config import OpsSettings
+from andchain.cli.serve import start_worker
+from andchain.config import OpsSettings, Settings
+from andchain.context import Context
 from andchain.ops import Operation, Operations, OpStatus, leases, schema
 from andchain.ops.worker import PART_BACKOFF, Worker, supervise
+from tests.conftest import FakeClock
 
 OPS = OpsSettings(attempts_max=3, backoff_base_s=1.0, backoff_max_s=4.0)
 
@@ -188,3 +195,60 @@ def test_supervise_builds_a_new_worker_when_the_loop_dies(engine, clock):
     assert not thread.is_alive()
     assert [type(w) for w in built] == [DyingWorker, Worker]
     assert ops.get(op.id).status == OpStatus.SUCCEEDED and built[1].rounds > 0
+
+
+@pytest.fixture
+def api_ctx(tmp_path: Path) -> Context:
+    clock = FakeClock()
+    ctx = Context(Settings(data_dir=tmp_path, networks={}), clock=clock)
+    ctx.upgrade_database()
+    return ctx
+
+
+def wait_for(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_health_shows_the_in_process_worker_and_its_lag_and_degraded_once_its_heartbeat_is_stale(api_ctx):
+    ops = Operations(api_ctx.engine, clock=api_ctx.clock, settings=api_ctx.settings.ops)
+    app = create_app(api_ctx)
+    stop = threading.Event()
+    worker = Worker(ops, [FakeHandler(ops)], owner="api-host:1", parts=[HealthyPart(lag_blocks=7)])
+    start_worker(app, lambda: worker, "api-host:1", stop)
+    try:
+        client = TestClient(app)
+        wait_for(lambda: worker.rounds > 0 and client.get("/health").json()["worker"]["in_process"]["heartbeat_fresh"])
+        health = client.get("/health").json()
+        assert health["status"] == "ok"
+        assert health["worker"]["in_process"]["thread_alive"] is True
+        assert health["worker"]["lag_blocks"] == {"internal": 7}
+        assert [w["owner"] for w in health["worker"]["workers"]] == ["api-host:1"]
+        api_ctx.clock.advance(api_ctx.settings.ops.worker_stale_after_s + 60)  # the heartbeat goes stale
+        stale = client.get("/health").json()
+        assert stale["status"] == "degraded"
+        assert stale["worker"]["in_process"]["heartbeat_fresh"] is False
+    finally:
+        stop.set()
+
+
+def test_health_is_degraded_when_the_in_process_worker_thread_is_dead(api_ctx):
+    ops = Operations(api_ctx.engine, clock=api_ctx.clock, settings=api_ctx.settings.ops)
+    app = create_app(api_ctx)
+    stop = threading.Event()
+    worker = Worker(ops, [FakeHandler(ops)], owner="api-host:1")
+    thread = start_worker(app, lambda: worker, "api-host:1", stop)
+    client = TestClient(app)
+    wait_for(lambda: worker.rounds > 0)
+    stop.set()
+    thread.join(timeout=10)
+    health = client.get("/health").json()  # its last heartbeat is still fresh: the thread is what is dead
+    assert health["worker"]["in_process"] == {
+        "owner": "api-host:1",
+        "thread_alive": False,
+        "heartbeat_fresh": True,
+        "last_beat_s_ago": health["worker"]["in_process"]["last_beat_s_ago"],
+    }
+    assert health["status"] == "degraded"
