@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Connection, Engine, MetaData, Numeric, String, create_engine, event
 from sqlalchemy.engine import Dialect
@@ -142,7 +143,26 @@ def _private_file(path: Path, *, create: bool) -> None:
         os.close(fd)
 
 
-def _configure_sqlite(engine: Engine, path: Path | None) -> None:
+BUSY_TIMEOUT_S = 30.0
+
+
+def busy_timeout_s(url: str) -> float:
+    """How long a SQLite writer waits for another's lock: the URL's `timeout` (seconds, as the
+    driver reads it: `sqlite:///var/andchain.db?timeout=5`), else BUSY_TIMEOUT_S.
+
+    Past it the write fails with "database is locked": the worker waits and goes on, the
+    CLI and the API say the database is busy and that nothing was taken.
+    """
+    query = parse_qs(urlsplit(url).query)
+    if "timeout" not in query:
+        return BUSY_TIMEOUT_S
+    value = float(query["timeout"][-1])
+    if not 0 <= value <= 3600:
+        raise ValueError(f"the SQLite busy timeout must be within 0..3600 s, was {value}")
+    return value
+
+
+def _configure_sqlite(engine: Engine, path: Path | None, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         # Autocommit at the driver level: SQLAlchemy's "begin" event below decides how
@@ -153,7 +173,7 @@ def _configure_sqlite(engine: Engine, path: Path | None) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
         if path is not None:
             # SQLite gives -wal and -shm the database file's mode when it creates them; files
@@ -181,7 +201,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # Created before SQLite opens it, so that it is never readable by others, not even briefly.
             _private_file(file, create=True)
         engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine, file)
+        _configure_sqlite(engine, file, int(busy_timeout_s(url) * 1000))
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]

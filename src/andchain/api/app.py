@@ -41,25 +41,53 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
     @app.get(
         "/health",
         tags=["system"],
-        summary="Liveness and database reachability",
+        summary="Liveness, database reachability and the workers' heartbeats",
         responses=problems.responses({200: "the process runs and the database answers"}),
     )
     def health(ctx: Context = Depends(context)) -> dict[str, Any]:
+        """`status` is `degraded` when this process runs a worker (`andchain serve --worker`) whose
+        thread has died or whose heartbeat is older than ops.worker_stale_after_s.
+
+        `worker.lag_blocks` is, per network, how many final blocks the listener has yet to read,
+        as reported by the live worker that holds the listener's lease."""
         with ctx.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         revision = migrate.current(ctx.engine)
         ops = Operations(ctx.engine, clock=ctx.clock, settings=ctx.settings.ops)
         workers = worker_status(ops, ctx.settings.ops.worker_stale_after_s)
+        lag_blocks: dict[str, int | None] = {}
+        for w in workers:
+            if w["alive"]:
+                for network, lag in (w.get("lag_blocks") or {}).items():
+                    if lag is not None or network not in lag_blocks:
+                        lag_blocks[network] = lag
         thread = getattr(app.state, "worker_thread", None)
-        in_process = None if thread is None else thread.is_alive()
-        degraded = in_process is False or (thread is not None and not any(w["alive"] for w in workers))
+        owner = getattr(app.state, "worker_owner", None)
+        in_process: dict[str, Any] | None = None
+        degraded = False
+        if thread is not None:
+            beat = next((w for w in workers if w["owner"] == owner), None)
+            thread_alive = thread.is_alive()
+            beating = beat is not None and bool(beat["alive"])
+            in_process = {
+                "owner": owner,
+                "thread_alive": thread_alive,
+                "heartbeat_fresh": beating,
+                "last_beat_s_ago": None if beat is None else beat["last_beat_s_ago"],
+            }
+            degraded = not (thread_alive and beating)
         return {
             "status": "degraded" if degraded else "ok",
             "version": __version__,
             "database": ctx.engine.dialect.name,
             "schema_revision": revision,
             "schema_current": revision == migrate.head(),
-            "worker": {"in_process": in_process, "workers": workers},
+            "worker": {
+                "in_process": in_process,
+                "alive": any(w["alive"] for w in workers),
+                "lag_blocks": lag_blocks,
+                "workers": workers,
+            },
             "operations": ops.counts(),
         }
 

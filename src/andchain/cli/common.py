@@ -35,8 +35,14 @@ KeyOpt = Annotated[str | None, typer.Option("--key", help="idempotency key (gene
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {escape(message)}")
+    # One line whatever the terminal's width: scripts and log collectors read it whole.
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _first_line(exc: BaseException, length_max: int = 200) -> str:
+    lines = str(exc).splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:length_max]
 
 
 def clean_errors(fn: F) -> F:
@@ -49,7 +55,7 @@ def clean_errors(fn: F) -> F:
         except DomainError as exc:
             fail(f"{exc.message} [{exc.code}]")
         except OperationalError as exc:
-            detail = str(exc.orig or exc).splitlines()[0][:200]
+            detail = _first_line(exc.orig or exc)
             if "locked" in detail or "busy" in detail:
                 fail(
                     "the database is busy (another process holds its write lock); the request was not taken: "
@@ -57,7 +63,9 @@ def clean_errors(fn: F) -> F:
                 )
             fail(f"the database is unavailable; the request was not taken: try again [database_unavailable: {detail}]")
         except DBAPIError as exc:
-            fail(f"the database refused the request; nothing was taken [database_error: {str(exc.orig or exc)[:200]}]")
+            fail(
+                f"the database refused the request; nothing was taken [database_error: {_first_line(exc.orig or exc)}]"
+            )
         except OSError as exc:
             fail(str(exc))
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +17,11 @@ from andchain.cli.common import (
 )
 from andchain.context import Context
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from andchain.ops.worker import Worker
 
 SAMPLE_ACCOUNTS = [
     AccountSpec("bank:usd:cash", "USD", kind=AccountKind.ASSET),
@@ -46,6 +53,18 @@ def seed_sample(ctx: Context) -> None:
     )
 
 
+def start_worker(app: FastAPI, make: Callable[[], Worker], owner: str, stop: threading.Event) -> threading.Thread:
+    """Run the worker `make` builds in a thread beside the API, under a supervisor that builds it
+    again should its loop ever die; /health reports that thread and the heartbeat of `owner`."""
+    from andchain.ops.worker import supervise
+
+    thread = threading.Thread(target=supervise, args=(make, stop), name="andchain-worker", daemon=True)
+    thread.start()
+    app.state.worker_thread = thread
+    app.state.worker_owner = owner
+    return thread
+
+
 @clean_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="default from config: 127.0.0.1")] = None,
@@ -57,7 +76,6 @@ def serve(
 ) -> None:
     """Run the HTTP API (uvicorn). Migrates the database first."""
     import socket
-    import threading
 
     import uvicorn
 
@@ -78,16 +96,12 @@ def serve(
     app = create_app(ctx)
     stop = threading.Event()
     if with_worker:
-        from andchain.ops.worker import supervise
+        from andchain.ops.core import worker_identity
         from andchain.tokens.runtime import token_worker
 
         worker_ctx = Context()
-        # A supervisor builds the worker again should its loop ever die; /health shows its heartbeat.
-        thread = threading.Thread(
-            target=supervise, args=(lambda: token_worker(worker_ctx), stop), name="andchain-worker", daemon=True
-        )
-        thread.start()
-        app.state.worker_thread = thread
+        owner = worker_identity()
+        start_worker(app, lambda: token_worker(worker_ctx, owner=owner), owner, stop)
         err.print("operations worker running (operations, listeners, rules, maintenance)")
     err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     try:

@@ -4,14 +4,21 @@ A lease is taken (or renewed by its holder) for `lease_s`; another owner gets it
 once it has run out. Work that must not run twice at once (a listener's next range,
 the rules engine, the nonce repair of a network) takes its lease first, and checks it
 again in the transaction that commits the work.
+
+A worker gives its leases back when it stops, so that another takes over at once; the
+leases of a worker process that died on this host are freed when the next one starts
+(as its operations' claims are); any other lease simply runs out after `lease_s`.
 """
 
 from __future__ import annotations
+
+import socket
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.db import write_transaction
+from andchain.devtools.processes import pid_alive
 from andchain.ledger.model import Clock
 from andchain.ops import schema
 
@@ -51,6 +58,19 @@ def held(conn: Connection, name: str, owner: str, now_us: int) -> bool:
 def release(engine: Engine, name: str, owner: str) -> None:
     with write_transaction(engine) as conn:
         conn.execute(update(L).where(L.c.name == name, L.c.owner == owner).values(until_us=0))
+
+
+def release_dead(engine: Engine) -> int:
+    """Free the live leases of worker processes on this host that no longer exist (after a crash)."""
+    host = socket.gethostname()
+    freed = 0
+    with write_transaction(engine) as conn:
+        for row in conn.execute(select(L.c.name, L.c.owner).where(L.c.until_us > 0)).all():
+            name, owner = str(row.name), str(row.owner)
+            owner_host, _, pid = owner.rpartition(":")
+            if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
+                freed += conn.execute(update(L).where(L.c.name == name, L.c.owner == owner).values(until_us=0)).rowcount
+    return freed
 
 
 class Lease:

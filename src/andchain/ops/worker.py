@@ -18,21 +18,39 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from andchain.db import write_transaction
 from andchain.errors import is_transient
-from andchain.ops import schema
-from andchain.ops.core import Operation, Operations, worker_identity
+from andchain.ops import leases, schema
+from andchain.ops.core import Operation, Operations, OpStatus, worker_identity
 from andchain.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 LOOPS_MAX = 10_000_000_000
 HEARTBEAT_EVERY_S = 2.0
+# Heartbeats of workers gone this long are deleted by the next heartbeat of any worker.
+WORKER_ROWS_KEEP_S = 7 * 86_400
 PART_BACKOFF = Backoff(base_s=0.5, max_s=30.0)
 LOOP_BACKOFF = Backoff(base_s=0.2, max_s=10.0)
+# How many times an operation or a part that met a concurrent writer (a unique violation) is run
+# again at once, before it counts as failing.
+CONFLICT_RETRIES = 1
+
+
+def database_away(exc: BaseException) -> bool:
+    """A busy, locked or unreachable database: wait and try again (not a fault of any one operation)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def first_line(exc: BaseException, length_max: int = 300) -> str:
+    """An error in one log line: SQLAlchemy's messages run on with the statement and its parameters."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0][:length_max] if lines else ''}"
 
 
 class Handler(Protocol):
@@ -61,13 +79,16 @@ class Part(Protocol):
     def idle(self) -> bool:
         """Whether the part has caught up (a listener at the final head, no rule due)."""
 
+    # Optional: `status() -> dict` (into the heartbeat: a listener's lag_blocks, standby) and
+    # `release()` (give back its leases when the worker stops).
+
 
 @dataclass
 class PartState:
     failures: int = 0
-    next_run_s: float = 0.0
+    next_run_s: float = 0.0  # on the worker's monotonic clock
     last_error: str | None = None
-    last_ok_s: float | None = None
+    last_ok_s: float | None = None  # wall clock
 
 
 @dataclass
@@ -76,12 +97,14 @@ class Worker:
     handlers_in: Iterable[Handler]
     owner: str = field(default_factory=worker_identity)
     parts: list[Part] = field(default_factory=list)
+    # The clock of backoffs and heartbeat spacing (seconds, monotonic); injected by tests.
+    monotonic: Callable[[], float] = time.monotonic
     handlers: dict[str, Handler] = field(init=False, default_factory=dict)
     part_state: dict[str, PartState] = field(init=False, default_factory=dict)
     started_at_us: int = field(init=False, default=0)
     last_round_s: float = field(init=False, default=0.0)
     rounds: int = field(init=False, default=0)
-    _beat_s: float = field(init=False, default=0.0)
+    _beat_s: float | None = field(init=False, default=None)
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -96,6 +119,9 @@ class Worker:
         freed = self.ops.release_dead_leases()
         if freed:
             log.warning("released leases of dead workers count=%d", freed)
+        freed = leases.release_dead(self.ops.engine)
+        if freed:
+            log.warning("released named leases of dead workers count=%d", freed)
         for handler in {id(h): h for h in self.handlers.values()}.values():
             handler.recover()
 
@@ -104,25 +130,62 @@ class Worker:
         handler = self.handlers.get(op.kind)
         return self.ops.cancel(op_id, reason, release=handler.release if handler is not None else None)
 
-    def _advance(self, handler: Handler, batch: list[Operation]) -> None:
+    def _advance(self, handler: Handler, batch: list[Operation], *, conflicts_left: int = CONFLICT_RETRIES) -> None:
+        """Advance a batch; whatever escapes the handler stays with the operations it concerns.
+
+        A busy or unreachable database fails the round (the loop waits and goes on; the
+        operations keep their lease). Another transient failure (a node that does not
+        answer) postpones each operation with backoff and counts an attempt, so the bound
+        `ops.attempts_max` holds whatever the handler does. Anything else is a bug in one
+        operation's processing: the batch is retried one by one, and the operation that
+        fails alone stops in needs_attention while the others go on. A unique violation
+        alone is another worker that wrote the same row first (PostgreSQL, two workers):
+        the operation is read again and advanced once more before it is stopped.
+        """
         try:
             handler.advance(batch)
             return
         except Exception as exc:
+            if database_away(exc):
+                raise
             if is_transient(exc):
-                # The database or a node is away: the operations keep their lease and come back.
-                log.warning("ops batch waiting kind=%s error=%s", batch[0].kind, exc)
+                log.warning("ops batch waiting kind=%s count=%d error=%s", batch[0].kind, len(batch), exc)
+                for op in batch:
+                    self._postpone(op, exc)
                 return
             if len(batch) == 1:
+                if isinstance(exc, IntegrityError) and conflicts_left > 0:
+                    log.warning("operation met a concurrent writer op=%s: %s; again", batch[0].id, first_line(exc))
+                    current = self.ops.get(batch[0].id)
+                    if not (current.terminal or current.status == OpStatus.NEEDS_ATTENTION):
+                        self._advance(handler, [current], conflicts_left=conflicts_left - 1)
+                    return
                 log.exception("operation failed unexpectedly op=%s", batch[0].id)
                 handler.quarantine(batch[0], exc)
                 return
             log.warning("ops batch failed kind=%s error=%r; retrying one by one", batch[0].kind, exc)
         for op in batch:  # isolate the operation that fails; the others go on
             current = self.ops.get(op.id)
-            if current.terminal or current.status.value == "needs_attention":
+            if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
                 continue
             self._advance(handler, [current])
+
+    def _postpone(self, op: Operation, exc: BaseException) -> None:
+        """A transient failure the handler let through: retry later, within the attempt budget."""
+        current = self.ops.get(op.id)
+        if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
+            return
+        code = str(getattr(exc, "code", type(exc).__name__))
+        message = str(getattr(exc, "message", exc))
+        if current.attempts + 1 >= self.ops.settings.attempts_max:
+            self.ops.attention(current, code, f"retry budget spent ({current.attempts + 1} attempts): {message}")
+            return
+        self.ops.update_if_current(
+            current,
+            retry_in_us=self.ops.backoff_us(current.attempts + 1),
+            count_attempt=True,
+            error=(code, message),
+        )
 
     def run_once(self) -> int:
         claimed = self.ops.claim(self.owner, kinds=list(self.handlers))
@@ -145,24 +208,52 @@ class Worker:
     # ----------------------------------------------------------------- parts
 
     def run_parts(self) -> None:
-        now = time.monotonic()
+        """Run each part that is due; one that fails waits with growing backoff and the others go on."""
         for part in self.parts:
             state = self.part_state.setdefault(part.name, PartState())
-            if now < state.next_run_s:
+            if self.monotonic() < state.next_run_s:
                 continue
+            was_failing = state.failures > 0
             try:
-                part.run()
+                self._run_part(part)
             except Exception as exc:
                 state.failures += 1
-                state.last_error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
-                state.next_run_s = now + PART_BACKOFF.delay_s(state.failures)
-                level = logging.WARNING if is_transient(exc) else logging.ERROR
-                log.log(level, "worker part failed part=%s failures=%d error=%s", part.name, state.failures, exc)
-                continue
-            state.failures = 0
-            state.last_error = None
-            state.last_ok_s = time.time()
-            state.next_run_s = 0.0
+                state.last_error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:500]
+                delay_s = PART_BACKOFF.delay_s(state.failures)
+                state.next_run_s = self.monotonic() + delay_s
+                if database_away(exc) or is_transient(exc):
+                    log.warning(
+                        "worker part waiting part=%s failures=%d retry_in_s=%.1f error=%s",
+                        part.name,
+                        state.failures,
+                        delay_s,
+                        first_line(exc),
+                    )
+                else:
+                    log.error(
+                        "worker part failed part=%s failures=%d retry_in_s=%.1f",
+                        part.name,
+                        state.failures,
+                        delay_s,
+                        exc_info=exc,
+                    )
+            else:
+                state.failures = 0
+                state.last_error = None
+                state.last_ok_s = time.time()
+                state.next_run_s = 0.0
+            # A part that starts or stops failing is recorded at once; otherwise at the usual pace.
+            self._beat_quietly(force=was_failing != (state.failures > 0))
+
+    def _run_part(self, part: Part) -> None:
+        for conflicts in range(CONFLICT_RETRIES + 1):
+            try:
+                part.run()
+                return
+            except IntegrityError as exc:
+                if conflicts == CONFLICT_RETRIES:
+                    raise
+                log.warning("worker part met a concurrent writer part=%s: %s; again", part.name, first_line(exc))
 
     def parts_idle(self) -> bool:
         """Every part caught up, or failing (and reported): nothing more will come of waiting."""
@@ -180,22 +271,30 @@ class Worker:
     # ------------------------------------------------------------- heartbeat
 
     def status(self) -> dict[str, Any]:
-        return {
-            "parts": {
-                part.name: {
-                    "ok": not self.part_state.get(part.name, PartState()).failures,
-                    "last_error": self.part_state.get(part.name, PartState()).last_error,
-                    **(part.status() if hasattr(part, "status") else {}),
-                }
-                for part in self.parts
+        """What the heartbeat records: rounds, each part's health, and each listener's lag in blocks."""
+        parts: dict[str, Any] = {}
+        lag_blocks: dict[str, int | None] = {}
+        now_s = self.monotonic()
+        for part in self.parts:
+            state = self.part_state.get(part.name, PartState())
+            detail = part.status() if hasattr(part, "status") else {}
+            parts[part.name] = {
+                "ok": not state.failures,
+                "failures": state.failures,
+                "last_error": state.last_error,
+                "retry_in_s": round(max(0.0, state.next_run_s - now_s), 3) if state.failures else None,
+                **detail,
             }
-        }
+            network = getattr(part, "network", None)
+            if network is not None and "lag_blocks" in detail and not detail.get("standby"):
+                lag_blocks[network] = detail["lag_blocks"]
+        return {"rounds": self.rounds, "lag_blocks": lag_blocks, "parts": parts}
 
     def heartbeat(self, *, force: bool = False) -> None:
-        now_s = time.monotonic()
-        if not force and now_s - self._beat_s < HEARTBEAT_EVERY_S:
+        """Record that this worker is alive, at most every HEARTBEAT_EVERY_S (ops_workers, for /health)."""
+        now_s = self.monotonic()
+        if not force and self._beat_s is not None and now_s - self._beat_s < HEARTBEAT_EVERY_S:
             return
-        self._beat_s = now_s
         t = schema.workers
         now = self.ops.clock()
         detail = json.dumps(self.status(), default=str)
@@ -205,6 +304,17 @@ class Worker:
                 conn.execute(
                     t.insert().values(owner=self.owner, started_at_us=self.started_at_us, beat_at_us=now, detail=detail)
                 )
+            conn.execute(delete(t).where(t.c.beat_at_us < now - int(WORKER_ROWS_KEEP_S * 1_000_000)))
+        self._beat_s = now_s
+
+    def _beat_quietly(self, *, force: bool = False) -> None:
+        """A heartbeat within a round (a listener catching up is still alive); a busy database skips it."""
+        try:
+            self.heartbeat(force=force)
+        except Exception as exc:
+            if not database_away(exc):
+                raise
+            log.info("heartbeat skipped: %s", first_line(exc))
 
     # ------------------------------------------------------------------ loop
 
@@ -217,6 +327,25 @@ class Worker:
         A failing round (a busy or unreachable database, a bug outside any one operation)
         is logged and the loop waits with backoff and goes on: it never ends the worker.
         """
+        try:
+            self._loop(seconds, idle_sleep_s, until)
+        finally:
+            if self.rounds:
+                self._beat_quietly(force=True)  # what the worker last knew of its parts
+            self.release_parts()
+
+    def release_parts(self) -> None:
+        """Give back the parts' leases (the worker stops): another worker takes over at once."""
+        for part in self.parts:
+            release = getattr(part, "release", None)
+            if release is None:
+                continue
+            try:
+                release()
+            except Exception as exc:  # the lease then runs out by itself
+                log.warning("worker part kept its lease part=%s: %s", part.name, first_line(exc))
+
+    def _loop(self, seconds: float, idle_sleep_s: float, until: Callable[[], bool] | None) -> None:
         deadline = time.monotonic() + seconds
         failures = 0
         recovered = False
@@ -234,8 +363,8 @@ class Worker:
             except Exception as exc:
                 failures += 1
                 delay = LOOP_BACKOFF.delay_s(failures)
-                if isinstance(exc, DBAPIError) or is_transient(exc):
-                    log.warning("worker round waiting %.1fs: %s", delay, str(exc).splitlines()[0][:300])
+                if database_away(exc) or is_transient(exc):
+                    log.warning("worker round waiting %.1fs: %s", delay, first_line(exc))
                 else:
                     log.exception("worker round failed; going on in %.1fs", delay)
                 self._stop.wait(min(delay, max(0.0, deadline - time.monotonic())))
@@ -265,7 +394,8 @@ def worker_status(ops: Operations, stale_after_s: float) -> list[dict[str, Any]]
 
 
 def supervise(make: Callable[[], Worker], stop: threading.Event, *, restarts_max: int = 1_000_000) -> None:
-    """Run a worker until `stop` is set; if its loop ever dies, build a new one and go on (with backoff)."""
+    """Run a worker until `stop` is set; should its loop ever die (or building it fail), build a new
+    one and go on, after a backoff that grows with each restart."""
     for restart in range(restarts_max):
         if stop.is_set():
             return
@@ -275,6 +405,8 @@ def supervise(make: Callable[[], Worker], stop: threading.Event, *, restarts_max
             worker.run(seconds=float("inf"))
             if stop.is_set():
                 return
-        except BaseException:
+            log.error("worker loop ended without being stopped; restarting (restart %d)", restart + 1)
+        except Exception:
             log.exception("worker loop died; restarting (restart %d)", restart + 1)
         stop.wait(LOOP_BACKOFF.delay_s(restart + 1))
+    log.error("worker not restarted: %d restarts already", restarts_max)

@@ -4,17 +4,12 @@ rules engine, and each network's maintenance (nonce gaps, finality violations)."
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from typing import Any
 
-from sqlalchemy import select
-
-from andchain.chains.listener import Listener
+from andchain.chains.listener import LeaseLost, Listener
 from andchain.context import Context
-from andchain.devtools.processes import pid_alive
 from andchain.ops import leases
-from andchain.ops import schema as ops_schema
 from andchain.ops.chain import ChainOpsHandler
 from andchain.ops.worker import Worker
 from andchain.tokens.booking import Booking, token_listener
@@ -29,7 +24,13 @@ UNTIL_IDLE_S = 3600.0
 
 
 class ListenerPart:
-    """One network's listener: reads its final blocks under its lease, up to a bounded number of ranges a round."""
+    """One network's listener: reads its final blocks under its lease, up to a bounded number of ranges a round.
+
+    While another worker holds the listener's lease this part stands by, and counts as caught up
+    only when the shared checkpoint has reached the final head; it takes over once that lease is
+    given up or runs out (a dead worker's on this host is freed when a worker starts). A lease lost
+    in the middle of a poll (this worker stalled past it) rolls that delivery back: not a failure.
+    """
 
     def __init__(self, ctx: Context, booking: Booking, network: str, owner: str) -> None:
         self.ctx = ctx
@@ -54,24 +55,14 @@ class ListenerPart:
             self.listener = token_listener(self.booking, self.network, lease=lease)
             if self.listener is None:
                 return
-            self._free_lease_of_dead_worker(lease.name)
-        for _ in range(LISTENER_POLLS_PER_ROUND):
-            self.listener.poll()
-            if self.listener.caught_up:
-                return
-
-    def _free_lease_of_dead_worker(self, name: str) -> None:
-        """A worker restarted after a crash takes over at once from its dead predecessor on this host, as
-        operations' leases are freed (the lease of a holder elsewhere, or alive, runs out by itself)."""
-        t = ops_schema.leases
-        with self.ctx.engine.connect() as conn:
-            holder = conn.execute(select(t.c.owner).where(t.c.name == name)).scalar()
-        if holder is None or holder == self.owner:
-            return
-        host, _, pid = str(holder).rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
-            log.warning("listener lease of a dead worker freed name=%s owner=%s", name, holder)
-            leases.release(self.ctx.engine, name, str(holder))
+        try:
+            for _ in range(LISTENER_POLLS_PER_ROUND):
+                self.listener.poll()
+                if self.listener.caught_up:
+                    return
+        except LeaseLost as exc:
+            # Another worker took over mid-poll: its batch rolled back, nothing was delivered twice.
+            log.warning("listener lease lost part=%s owner=%s: %s", self.name, self.owner, exc.message)
 
     def idle(self) -> bool:
         if self.listener is None:
@@ -106,6 +97,9 @@ class RulesPart:
     def idle(self) -> bool:
         return self.created == 0
 
+    def release(self) -> None:
+        leases.release(self.ctx.engine, "rules", self.owner)
+
 
 class MaintenancePart:
     """A network's nonce gaps and final transactions a deep reorg removed, under the network's lease."""
@@ -116,19 +110,25 @@ class MaintenancePart:
         self.network = network
         self.owner = owner
         self.name = f"maintenance:{network}"
+        self.lease_name: str | None = None
 
     def run(self) -> None:
         chain = self.ctx.chain(self.network)
         if not chain.deployment(DEPOSIT_TOKEN, required=False):
             return
-        name = f"maintenance:{self.network}:{chain.chain_id}"
-        if not leases.acquire(self.ctx.engine, name, self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock):
+        self.lease_name = f"maintenance:{self.network}:{chain.chain_id}"
+        lease_s = self.ctx.settings.ops.lease_s
+        if not leases.acquire(self.ctx.engine, self.lease_name, self.owner, lease_s, self.ctx.clock):
             return
         self.handler.repair_nonce_gaps(chain)
         self.handler.watch_finality(chain)
 
     def idle(self) -> bool:
         return True
+
+    def release(self) -> None:
+        if self.lease_name is not None:
+            leases.release(self.ctx.engine, self.lease_name, self.owner)
 
 
 def token_worker(ctx: Context, service: TokenService | None = None, *, owner: str | None = None) -> Worker:
@@ -154,19 +154,10 @@ def run_until_idle(worker: Worker, *, seconds: float = UNTIL_IDLE_S, **_: Any) -
     """
     deadline = time.monotonic() + seconds
     first = worker.rounds
-    try:
-        # At least one whole round first: what parts said about being idle may be older than the caller's work.
-        worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
-        done = idle(worker)
-    finally:
-        # This worker stops reading: the next one (another `--until-idle`, a server) need not wait for its
-        # listener leases to run out.
-        for part in worker.parts:
-            if isinstance(part, ListenerPart):
-                try:
-                    part.release()
-                except Exception as exc:  # the lease then simply runs out
-                    log.warning("listener lease not released part=%s error=%s", part.name, exc)
+    # At least one whole round first: what parts said about being idle may be older than the caller's work.
+    # When it returns, the worker gives its leases back (Worker.run): the next one need not wait for them.
+    worker.run(seconds=seconds, idle_sleep_s=0.02, until=lambda: worker.rounds > first and idle(worker))
+    done = idle(worker)
     if not done and time.monotonic() >= deadline:
         log.warning("worker not idle after %.0fs: %s", seconds, worker.ops.counts())
     return done

@@ -1,0 +1,111 @@
+"""The token worker on a real anvil node: what fails stays where it fails, and the rest goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from andchain.config import Settings
+from andchain.context import Context
+from andchain.ops import OpStatus
+from andchain.reconcile import reconcile
+from andchain.tokens.actions import MintAction
+from andchain.tokens.booking import TokenMirror
+from andchain.tokens.rules import Rules
+from andchain.tokens.runtime import run_until_idle, token_worker
+from andchain.tokens.service import TokenService
+from tests.chains.conftest import start_node
+from tests.tokens.conftest import settle
+
+
+def funded(tokens: TokenService, name: str, cents: int) -> str:
+    client = tokens.onboard(name).id
+    if cents:
+        tokens.deposit(client, cents, f"camt054-{name}")
+    return client
+
+
+def test_a_failing_listener_booking_and_rule_are_reported_while_operations_complete(ctx, tokens, monkeypatch):
+    acme, globex = funded(tokens, "Acme", 10_000), funded(tokens, "Globex", 0)
+
+    def booking_fails(self, event, conn):
+        raise RuntimeError(f"cannot book {event.name}")
+
+    def rules_fail(self):
+        raise ValueError("rule engine broke")
+
+    monkeypatch.setattr(TokenMirror, "deliver", booking_fails)
+    monkeypatch.setattr(Rules, "tick", rules_fail)
+    mint = tokens.mint(acme, "internal", 6_000, "mint-1")
+    worker = token_worker(ctx, tokens)
+    assert run_until_idle(worker, seconds=60)
+    pay = tokens.pay(acme, globex, "internal", 2_500, "INV-1", "pay-1")
+    assert run_until_idle(worker, seconds=60)
+    assert [tokens.ops.get(op.id).status for op in (mint, pay)] == [OpStatus.SUCCEEDED] * 2
+    failing = worker.failing_parts()
+    assert "cannot book" in failing["listener:internal"] and "rule engine broke" in failing["rules"]
+    alerts = "\n".join(reconcile(ctx).alerts)
+    assert "listener:internal failing: RuntimeError: cannot book" in alerts
+    assert "rules failing: ValueError: rule engine broke" in alerts
+
+    monkeypatch.undo()  # the fault is repaired: the listener books what it could not, once
+    settle(ctx, tokens)
+    report = reconcile(ctx)
+    assert report.breaks == [], report.breaks
+    assert not [a for a in report.alerts if "failing" in a], report.alerts
+
+
+def test_an_operation_whose_processing_raises_stops_in_needs_attention_while_the_others_complete(
+    ctx, tokens, monkeypatch
+):
+    acme = funded(tokens, "Acme", 10_000)
+    planned = MintAction.next_call
+
+    def next_call(self, op):
+        if op.idempotency_key == "mint-2":
+            raise ZeroDivisionError("a bug in planning this one mint")
+        return planned(self, op)
+
+    monkeypatch.setattr(MintAction, "next_call", next_call)
+    mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 5)]
+    settle(ctx, tokens)
+    states = [tokens.ops.get(op.id) for op in mints]
+    assert [s.status for s in states] == [
+        OpStatus.SUCCEEDED,
+        OpStatus.NEEDS_ATTENTION,
+        OpStatus.SUCCEEDED,
+        OpStatus.SUCCEEDED,
+    ]
+    assert states[1].error_code == "internal_error" and "ZeroDivisionError" in (states[1].error_message or "")
+    dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
+    assert (dda.balance_posted, dda.available) == (7_000, 6_000)  # its reservation is kept for an operator
+    # The books agree with the chain; the one break is the operation that waits for an operator.
+    assert [(b.check, b.subject) for b in reconcile(ctx).breaks] == [("operation", f"mint {mints[1].id}")]
+
+
+def test_a_mint_whose_node_never_answers_stops_in_needs_attention_after_its_attempts(tmp_path: Path):
+    node = start_node(tmp_path / "node")
+    try:
+        settings = Settings(
+            data_dir=tmp_path,
+            networks={"internal": node.network.model_dump()},
+            keystore={"passphrase": "test-only-passphrase", "scrypt_n": 1024},
+            ops={"attempts_max": 3, "backoff_base_s": 0.05, "backoff_max_s": 0.2},
+        )
+        ctx = Context(settings)
+        ctx.upgrade_database()
+        tokens = TokenService(ctx)
+        tokens.setup("internal")
+        acme = funded(tokens, "Acme", 10_000)
+        mint = tokens.mint(acme, "internal", 1_000, "mint-1")
+    finally:
+        node.stop()  # the node never answers again
+    try:
+        worker = token_worker(ctx, tokens)
+        assert run_until_idle(worker, seconds=120)  # it ends: nothing loops forever
+        stopped = tokens.ops.get(mint.id)
+        assert stopped.status == OpStatus.NEEDS_ATTENTION and stopped.attempts <= settings.ops.attempts_max
+        assert stopped.error_code == "node_unreachable"
+        assert "listener:internal" in worker.failing_parts()  # the listener's failure is reported, not fatal
+        assert tokens.ledger.account(f"clients:{acme}:usd:dda").available == 9_000  # reservation kept
+    finally:
+        ctx.close()
