@@ -37,7 +37,7 @@ def test_two_workers_on_postgresql_deliver_every_event_once(pg_url, tmp_path, an
     def recording_poll(self: Listener) -> PollResult:
         result = polled(self)
         if result.to_block >= result.from_block:
-            ranges.append((str(self.owner), result.from_block, result.to_block))
+            ranges.append((str(self.lease.owner), result.from_block, result.to_block))  # type: ignore[union-attr]
         return result
 
     monkeypatch.setattr(Listener, "poll", recording_poll)

@@ -179,6 +179,7 @@ class Listener:
         self.engine = client.engine
         self.chain_id = client.chain_id
         self.lease = lease
+        self.holding = lease is None  # whether this listener held its lease at its last poll
         self.caught_up = False
         self.lag_blocks: int | None = None
 
@@ -231,7 +232,9 @@ class Listener:
 
     def poll(self) -> PollResult:
         """One bounded step: detect a deep reorg, then deliver the next final range."""
-        if self.lease is not None and not self.lease.acquire():
+        if self.lease is not None:
+            self.holding = self.lease.acquire()
+        if not self.holding:
             # Another worker holds the lease: it may be reading, or it may have stopped or died with its
             # lease still running. Caught up is what the shared checkpoint says, never an assumption.
             self._follow_checkpoint()

@@ -62,6 +62,7 @@ class ListenerPart:
                     return
         except LeaseLost as exc:
             # Another worker took over mid-poll: its batch rolled back, nothing was delivered twice.
+            self.listener.holding = False
             log.warning("listener lease lost part=%s owner=%s: %s", self.name, self.owner, exc.message)
 
     def idle(self) -> bool:
@@ -69,8 +70,13 @@ class ListenerPart:
             return not self.ctx.chain(self.network).deployment(DEPOSIT_TOKEN, required=False)
         return self.listener.caught_up
 
+    @property
+    def standby(self) -> bool:
+        """Another worker holds this listener's lease."""
+        return self.listener is not None and not self.listener.holding
+
     def status(self) -> dict[str, Any]:
-        return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks}
+        return {"lag_blocks": None if self.listener is None else self.listener.lag_blocks, "standby": self.standby}
 
     def release(self) -> None:
         if self.listener is not None:
