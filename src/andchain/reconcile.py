@@ -336,7 +336,14 @@ class _Reconciler:
                     )
 
     def worker_alerts(self) -> None:
-        for worker in worker_status(self.ops, self.ctx.settings.ops.worker_stale_after_s):
+        workers = worker_status(self.ops, self.ctx.settings.ops.worker_stale_after_s)
+        if workers and not any(w["alive"] for w in workers) and self.unfinished:
+            last = min(w["last_beat_s_ago"] for w in workers)
+            self.report.alerts.append(
+                f"no worker is running (the last one was seen {last:.0f}s ago) while "
+                f"{len(self.unfinished)} operation(s) are unfinished: start `andchain worker`"
+            )
+        for worker in workers:
             if not worker["alive"]:
                 continue
             for part, state in (worker.get("parts") or {}).items():

@@ -60,3 +60,39 @@ def test_two_processes_never_overdraw_a_hot_account(postgres_server):
     assert ledger.account(3).credits_posted == FUNDED
     assert ledger.verify() == []
     engine.dispose()
+
+
+def test_two_transactions_booking_the_same_event_book_it_once_and_neither_fails(engine):
+    """A worker's operation and another worker's listener book the same chain event, each inside its own
+    transaction, both opening the mirror account of an address seen for the first time: the second
+    waits for the first, then finds the account and the transfer (`exists`) instead of failing."""
+    import threading
+
+    from andchain.db import write_transaction
+
+    ledger = Ledger(engine)
+    ledger.create_accounts([AccountSpec("tokens:a", "USD")])
+    results: list[tuple[Result, Result]] = []
+    errors: list[BaseException] = []
+    inside = threading.Barrier(2, timeout=10)
+
+    def book() -> None:
+        try:
+            with write_transaction(engine) as conn:
+                if engine.dialect.name == "postgresql":
+                    inside.wait()  # both transactions open before either writes
+                (opened,) = ledger.create_accounts([AccountSpec("tokens:new", "USD")], conn=conn)
+                (booked,) = ledger.create_transfers(
+                    [TransferSpec(1, opened.account_id, 5, id="chain:1:0xabc:0")], conn=conn
+                )
+                results.append((opened.result, booked.result))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=book) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == [] and sorted(results) == [(Result.EXISTS, Result.EXISTS), (Result.OK, Result.OK)]
+    assert ledger.account("tokens:new").credits_posted == 5

@@ -14,6 +14,7 @@ import logging
 import threading
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from andchain.chains import schema
 from andchain.chains.rpc import Rpc
@@ -51,40 +52,47 @@ class NonceManager:
             raise ValueError(f"reserve between 1 and {RESERVE_MAX} nonces, was {count}")
         with self._lock:
             node = self.node_pending(address) if address not in self._synced else None
-            table = schema.nonces
-            where = (table.c.chain_id == self.chain_id, table.c.address == address)
-            with write_transaction(self.engine) as conn:
-                query = select(table.c.next_nonce).where(*where)
-                if self.engine.dialect.name == "postgresql":
-                    query = query.with_for_update()
-                stored = conn.execute(query).scalar()
-                if stored is None:
-                    first = node if node is not None else self.node_pending(address)
-                    conn.execute(
-                        insert(table).values(
-                            chain_id=self.chain_id,
-                            address=address,
-                            next_nonce=first + count,
-                            updated_at_us=self.clock(),
-                        )
-                    )
-                else:
-                    first = int(stored)
-                    if node is not None and node > first:
-                        # The key was used elsewhere (or the database was restored): the node is right.
-                        log.warning(
-                            "nonce behind node chain_id=%d address=%s db=%d node=%d",
-                            self.chain_id,
-                            address,
-                            first,
-                            node,
-                        )
-                        first = node
-                    conn.execute(
-                        update(table).where(*where).values(next_nonce=first + count, updated_at_us=self.clock())
-                    )
+            try:
+                first = self._reserve(address, count, node)
+            except IntegrityError:
+                # Another process recorded this sender's first nonce at the same moment: its row
+                # exists now, and is locked and advanced like any other.
+                first = self._reserve(address, count, node)
             self._synced.add(address)
             return first
+
+    def _reserve(self, address: str, count: int, node: int | None) -> int:
+        table = schema.nonces
+        where = (table.c.chain_id == self.chain_id, table.c.address == address)
+        with write_transaction(self.engine) as conn:
+            query = select(table.c.next_nonce).where(*where)
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update()
+            stored = conn.execute(query).scalar()
+            if stored is None:
+                first = node if node is not None else self.node_pending(address)
+                conn.execute(
+                    insert(table).values(
+                        chain_id=self.chain_id,
+                        address=address,
+                        next_nonce=first + count,
+                        updated_at_us=self.clock(),
+                    )
+                )
+            else:
+                first = int(stored)
+                if node is not None and node > first:
+                    # The key was used elsewhere (or the database was restored): the node is right.
+                    log.warning(
+                        "nonce behind node chain_id=%d address=%s db=%d node=%d",
+                        self.chain_id,
+                        address,
+                        first,
+                        node,
+                    )
+                    first = node
+                conn.execute(update(table).where(*where).values(next_nonce=first + count, updated_at_us=self.clock()))
+        return first
 
     def gaps(self, address: str) -> range:
         """Nonces reserved here that the node has never seen (empty when there is no gap)."""

@@ -94,11 +94,8 @@ def usd_minor(ctx: Context, text: str) -> int:
 
 
 def idempotency_key(key: str | None) -> str:
-    if key:
-        return key
-    generated = f"cli-{uuid.uuid4()}"
-    err.print(f"idempotency key: {generated}")
-    return generated
+    """The caller's key, or a new one (printed with the operation it names, so a retry can reuse it)."""
+    return key or f"cli-{uuid.uuid4()}"
 
 
 def op_row(op: Operation) -> dict[str, Any]:

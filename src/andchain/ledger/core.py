@@ -184,7 +184,7 @@ class Ledger:
             same = (found.asset, found.kind, found.flags, found.metadata) == (asset, kind, spec.flags, meta)
             result = Result.EXISTS if same else Result.EXISTS_WITH_DIFFERENT_FIELDS
             return CreateResult(index, name, result, account_id=int(found.id))
-        account_id: int = conn.execute(
+        insert = (
             schema.accounts.insert()
             .values(
                 name=name,
@@ -200,8 +200,17 @@ class Ledger:
                 credits_posted=0,
             )
             .returning(schema.accounts.c.id)
-        ).scalar_one()
-        return CreateResult(index, name, Result.OK, account_id=int(account_id))
+        )
+        if not self._pg:  # SQLite's single writer: nobody can insert the same name in between
+            return CreateResult(index, name, Result.OK, account_id=int(conn.execute(insert).scalar_one()))
+        try:
+            with conn.begin_nested():
+                account_id = int(conn.execute(insert).scalar_one())
+        except IntegrityError:
+            # Another transaction opened the same account since we looked (two workers booking the
+            # first transfer of a new address): it is there now, compare with it.
+            return self._create_account(conn, index, spec, now)
+        return CreateResult(index, name, Result.OK, account_id=account_id)
 
     def account(self, ref: int | str) -> Account:
         """An account by reference: an int or `id:42` is an id, any other string a name."""
@@ -262,7 +271,7 @@ class Ledger:
             return []
         ids = [spec.id if spec.id is not None else self.ids.new_id() for spec in specs]
         if conn is not None:
-            return self._create_transfers(conn, specs, ids)
+            return self._in_callers_transaction(conn, specs, ids)
         for attempt in range(RETRIES_MAX):
             try:
                 with write_transaction(self.engine) as conn:
@@ -274,6 +283,22 @@ class Ledger:
                 if attempt == RETRIES_MAX - 1 or not _is_retryable(exc):
                     raise
                 log.info("ledger batch retry attempt=%d reason=%s", attempt + 1, type(exc.orig).__name__)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _in_callers_transaction(
+        self, conn: Connection, specs: Sequence[TransferSpec], ids: list[str]
+    ) -> list[CreateResult]:
+        """The batch inside a savepoint of the caller's transaction: when another process committed a
+        transfer with one of these ids in between (the listener of another worker booking the same event),
+        the savepoint is rolled back and the batch applied again, and then sees it (`exists`)."""
+        for attempt in range(RETRIES_MAX):
+            try:
+                with conn.begin_nested():
+                    return self._create_transfers(conn, specs, ids)
+            except IntegrityError:
+                if attempt == RETRIES_MAX - 1:
+                    raise
+                log.info("ledger batch retry in the caller's transaction attempt=%d", attempt + 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def create_transfer(self, spec: TransferSpec, *, conn: Connection | None = None) -> CreateResult:
