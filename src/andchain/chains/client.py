@@ -116,6 +116,14 @@ def revert_reason(error: RpcError) -> str:
     return message.split("reverted: ", 1)[-1] if "reverted" in message else message
 
 
+def _answered(replies: list[Any]) -> list[Any]:
+    """The replies of a batch of look-ups, or the first error answer among them, raised."""
+    for reply in replies:
+        if isinstance(reply, RpcError):
+            raise reply
+    return replies
+
+
 def _receipt(data: dict[str, Any]) -> Receipt:
     return Receipt(
         tx_hash=data["transactionHash"],
@@ -325,9 +333,12 @@ class ChainClient:
         return sent
 
     def known(self, hashes: Sequence[str]) -> set[str]:
-        """Which of these transactions the node knows (mined or in its pool)."""
-        replies = self.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
-        return {h for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
+        """Which of these transactions the node knows (mined or in its pool).
+
+        An error answer to any look-up raises it (transient): it says nothing about the transaction,
+        and taking it for "unknown" would have a mined transaction signed again."""
+        replies = _answered(self.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes]))
+        return {h for h, r in zip(hashes, replies, strict=True) if r}
 
     def _broadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
         replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])
@@ -396,9 +407,11 @@ class ChainClient:
         return bumped
 
     def receipts(self, hashes: Sequence[str]) -> dict[str, Receipt]:
-        """The receipts of those transactions that are mined (one batched look-up)."""
-        replies = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-        return {h: _receipt(r) for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
+        """The receipts of those transactions that are mined (one batched look-up).
+
+        An error answer to any look-up raises it (transient): "not mined" is only what the node says."""
+        replies = _answered(self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]))
+        return {h: _receipt(r) for h, r in zip(hashes, replies, strict=True) if r}
 
     def wait_hashes(self, hashes: Sequence[str], timeout_s: float = WAIT_TIMEOUT_S) -> dict[str, Receipt]:
         """Wait until every transaction is mined. Give the hashes in submission order.
