@@ -85,3 +85,77 @@ def test_an_error_answer_to_a_receipt_look_up_never_signs_a_mint_twice(ctx, toke
     assert mint_events(tokens, "internal", op.id) == 1, "the mint was signed and mined twice"
     supply = chain.read(tokens.token_address("internal"), TOKEN_ABI, "totalSupply")
     assert supply == 2_500
+
+
+# ------------------------------------------------------------------------------------------------
+# A revert seen in a block that is not final yet
+
+
+@pytest.fixture
+def deep_world(tmp_path):
+    """The internal network needing 2 confirmations, blocks mined by the test (automine plus evm_mine)."""
+    from tests.chains.conftest import make_context, start_node
+
+    node = start_node(tmp_path / "node", confirmations=2)
+    context = make_context(tmp_path, node)
+    service = TokenService(context)
+    service.setup("internal")
+    yield context, service
+    context.close()
+    node.stop()
+
+
+def run_mining(ctx, service: TokenService, condition: Callable[[], bool], *, rounds: int = 400) -> None:
+    worker = token_worker(ctx, service)
+    chain = service.chain("internal")
+    for _ in range(rounds):
+        worker.run_once()
+        if condition():
+            return
+        chain.rpc.call("evm_mine")
+        time.sleep(0.06)
+    raise AssertionError("condition not reached")
+
+
+def test_a_mint_reverted_in_a_block_not_yet_final_is_not_refused_before_its_confirmations(deep_world):
+    """A revert is as final as the block it is in: once a reorg removes that block, the same signed bytes
+    (public since they were broadcast) may be mined again and succeed. Refusing the operation (and
+    voiding its hold) on an unconfirmed revert leaves tokens minted that the ledger never booked."""
+    from andchain.chains.client import Call
+    from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
+
+    ctx, service = deep_world
+    chain = service.chain("internal")
+    client = service.onboard("Reorg Buyer").id
+    service.deposit(client, 10_000, "fund-reorg")
+    first = service.mint(client, "internal", 100, "mint-reorg-1")  # allow-lists the holder, warms the gas cache
+    run_mining(ctx, service, lambda: service.ops.get(first.id).terminal)
+    assert service.ops.get(first.id).status == OpStatus.SUCCEEDED
+    holder = service.ops.get(first.id).payload["holder"]
+
+    snapshot = chain.rpc.call("evm_snapshot")
+    token = service.token_address("internal")
+    chain.transact(service.bank("pauser"), Call(token, TOKEN_ABI.encode_call("pause")))
+    op = service.mint(client, "internal", 500, "mint-reorg-2")
+    worker = token_worker(ctx, service)
+    run_until(worker, lambda: (service.ops.get(op.id).state.get("tx") or {}).get("step") == "mint")
+    raw = service.ops.get(op.id).state["tx"]["raw"]
+    tx_hash = service.ops.get(op.id).state["tx"]["hash"]
+    assert chain.receipts([tx_hash])[tx_hash].status is False  # mined, reverted (paused), 1 confirmation of 2
+    time.sleep(0.06)
+    for _ in range(3):  # the worker follows it while its block is not final
+        worker.run_once()
+        time.sleep(0.06)
+    early = service.ops.get(op.id)
+
+    # A reorg removes the pause and the reverted mint; the mint's bytes come back (a node re-injects them).
+    chain.rpc.call("evm_revert", [snapshot])
+    chain.rpc.call("eth_sendRawTransaction", ["0x" + raw])
+    run_mining(ctx, service, lambda: service.ops.get(op.id).terminal)
+
+    done = service.ops.get(op.id)
+    supply = chain.read(token, TOKEN_ABI, "totalSupply")
+    mirror = service.ledger.account(holder_account("internal", TOKENS[DEPOSIT_TOKEN], holder)).balance_posted
+    assert supply == 600 and mirror == supply, (done.status, supply, mirror)
+    assert done.status == OpStatus.SUCCEEDED
+    assert not early.terminal, f"refused on a revert not yet final: {early.status} {early.error_message}"
