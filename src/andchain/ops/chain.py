@@ -295,12 +295,8 @@ class ChainOpsHandler:
                     simple.append((op, {"retry_in_us": POLL_US}))
                 continue
             step = tx.get("step", "")
-            if not receipt.status:
-                reason = chain.why_reverted(_tx_of(tx), receipt)
-                with write_transaction(self.ops.engine) as conn:
-                    journal.mark(conn, chain.name, tx["hash"], TxRecord.REVERTED, self.ops.clock())
-                self._refuse(op, step, "tx_reverted", reason, reverted_hash=tx["hash"])
-                continue
+            # A revert is no more final than the block it is in: a reorg may mine the same bytes
+            # again, and succeed. It waits for its confirmations like any receipt.
             if head - receipt.block_number + 1 < chain.network.confirmations:
                 if op.status != OpStatus.CONFIRMING:
                     simple.append(
@@ -316,6 +312,12 @@ class ChainOpsHandler:
                     )
                 else:
                     simple.append((op, {"retry_in_us": POLL_US}))
+                continue
+            if not receipt.status:
+                reason = chain.why_reverted(_tx_of(tx), receipt)
+                with write_transaction(self.ops.engine) as conn:
+                    journal.mark(conn, chain.name, tx["hash"], TxRecord.REVERTED, self.ops.clock())
+                self._refuse(op, step, "tx_reverted", reason, reverted_hash=tx["hash"])
                 continue
             failpoints.hit(f"{op.kind}:after_receipt")
             failpoints.hit(f"{op.kind}:{step}:after_receipt")
