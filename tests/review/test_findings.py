@@ -159,3 +159,41 @@ def test_a_mint_reverted_in_a_block_not_yet_final_is_not_refused_before_its_conf
     assert supply == 600 and mirror == supply, (done.status, supply, mirror)
     assert done.status == OpStatus.SUCCEEDED
     assert not early.terminal, f"refused on a revert not yet final: {early.status} {early.error_message}"
+
+
+# ------------------------------------------------------------------------------------------------
+# A node's error answer to a read is not a revert
+
+
+class CallErrors:
+    """The node answers some calls of one method with an error that is not a revert (a node in trouble)."""
+
+    def __init__(self, rpc: Any, method: str, times: int) -> None:
+        self.rpc = rpc
+        self.method = method
+        self.left = times
+        self.original = rpc.call
+
+    def __call__(self, method, params=()):
+        if method == self.method and self.left > 0:
+            self.left -= 1
+            raise RpcError(method, {"code": -32603, "message": "internal error: header not found"})
+        return self.original(method, params)
+
+
+def test_a_node_error_while_planning_a_mint_postpones_it_and_never_fails_it(ctx, tokens):  # noqa: F811
+    """Transient is not final: an eth_call the node answers with an internal error is no revert."""
+    client = tokens.onboard("Node Trouble").id
+    tokens.deposit(client, 10_000, "fund-nt")
+    op = tokens.mint(client, "internal", 1_200, "mint-nt")
+    chain = tokens.chain("internal")
+    faults = CallErrors(chain.rpc, "eth_call", times=1)
+    chain.rpc.call = faults
+    try:
+        run_until(token_worker(ctx, tokens), lambda: faults.left == 0)
+    finally:
+        del chain.rpc.call
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    done = tokens.ops.get(op.id)
+    assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_code, done.error_message)
+    assert tokens.dda_balance(client) == 10_000 - 1_200
