@@ -116,6 +116,13 @@ def revert_reason(error: RpcError) -> str:
     return message.split("reverted: ", 1)[-1] if "reverted" in message else message
 
 
+def is_revert(error: RpcError) -> bool:
+    """Whether a node's error answer to a call or an estimate says the EVM refused it (a revert, out of
+    gas): deterministic. Any other error answer (a node in trouble, a rate limit) is transient."""
+    message = error.rpc_message.lower()
+    return error.rpc_code == 3 or "revert" in message or "out of gas" in message or "gas required exceeds" in message
+
+
 def _answered(replies: list[Any]) -> list[Any]:
     """The replies of a batch of look-ups, or the first error answer among them, raised."""
     for reply in replies:
@@ -213,6 +220,8 @@ class ChainClient:
         try:
             return bytes.fromhex(self.rpc.call("eth_call", [params, tag])[2:])
         except RpcError as exc:
+            if not is_revert(exc):
+                raise
             raise TxReverted(revert_reason(exc)) from None
 
     def read(self, address: str, abi: ContractAbi, fn: str, *args: Any, block: int | str = "latest") -> Any:
@@ -232,6 +241,8 @@ class ChainClient:
         out = []
         for (fn, _), reply in zip(calls, replies, strict=True):
             if isinstance(reply, RpcError):
+                if not is_revert(reply):
+                    raise reply
                 raise TxReverted(revert_reason(reply))
             out.append(abi.decode_output(fn, bytes.fromhex(reply[2:])))
         return out
@@ -271,6 +282,8 @@ class ChainClient:
         try:
             return int(self.rpc.call("eth_estimateGas", [params]), 16)
         except RpcError as exc:
+            if not is_revert(exc):
+                raise
             raise TxReverted(revert_reason(exc)) from None
 
     def _gas(self, sender: str, call: Call) -> int:
