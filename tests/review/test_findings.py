@@ -197,3 +197,50 @@ def test_a_node_error_while_planning_a_mint_postpones_it_and_never_fails_it(ctx,
     done = tokens.ops.get(op.id)
     assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_code, done.error_message)
     assert tokens.dda_balance(client) == 10_000 - 1_200
+
+
+# ------------------------------------------------------------------------------------------------
+# A send whose answer was lost, retried by the transport
+
+
+class LostAnswer:
+    """The node takes the first batch that sends a transaction, but its answer is lost on the way back
+    (a read timeout): the transport sends the same batch again."""
+
+    def __init__(self, http: Any) -> None:
+        self.http = http
+        self.original = http.post
+        self.lost = 0
+
+    def __call__(self, url, *, content, **kwargs):
+        response = self.original(url, content=content, **kwargs)
+        if self.lost == 0 and "eth_sendRawTransaction" in content and '"0x' in content:
+            import httpx
+
+            self.lost += 1
+            raise httpx.ReadTimeout("the answer was lost", request=response.request)
+        return response
+
+
+def test_a_send_retried_after_a_lost_answer_never_signs_the_mint_twice(ctx, tokens):  # noqa: F811
+    """The second answer to the same bytes ("nonce too low", "already known") says the node has them:
+    the step is not refused and signed again."""
+    client = tokens.onboard("Lost Answer").id
+    tokens.deposit(client, 10_000, "fund-la")
+    first = tokens.mint(client, "internal", 100, "mint-la-1")  # allow-lists the holder
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    assert tokens.ops.get(first.id).status == OpStatus.SUCCEEDED
+    op = tokens.mint(client, "internal", 700, "mint-la-2")
+    chain = tokens.chain("internal")
+    chain.rpc.retries_max = 2
+    lost = LostAnswer(chain.rpc._http)
+    chain.rpc._http.post = lost
+    try:
+        run_until(token_worker(ctx, tokens), lambda: lost.lost == 1)
+    finally:
+        del chain.rpc._http.post
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    done = tokens.ops.get(op.id)
+    assert done.status == OpStatus.SUCCEEDED, done
+    assert mint_events(tokens, "internal", op.id) == 1, "the mint was signed and mined twice"
+    assert chain.read(tokens.token_address("internal"), TOKEN_ABI, "totalSupply") == 800
