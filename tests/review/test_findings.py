@@ -244,3 +244,35 @@ def test_a_send_retried_after_a_lost_answer_never_signs_the_mint_twice(ctx, toke
     assert done.status == OpStatus.SUCCEEDED, done
     assert mint_events(tokens, "internal", op.id) == 1, "the mint was signed and mined twice"
     assert chain.read(tokens.token_address("internal"), TOKEN_ABI, "totalSupply") == 800
+
+
+def test_a_resend_retried_after_a_lost_answer_never_signs_the_mint_twice(ctx, tokens):  # noqa: F811
+    """The same for a transaction the node forgot and that the worker sends again."""
+    client = tokens.onboard("Lost Resend").id
+    tokens.deposit(client, 10_000, "fund-lr")
+    first = tokens.mint(client, "internal", 100, "mint-lr-1")  # allow-lists the holder
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    chain = tokens.chain("internal")
+    supply = chain.read(tokens.token_address("internal"), TOKEN_ABI, "totalSupply")
+    op = tokens.mint(client, "internal", 900, "mint-lr-2")
+    worker = token_worker(ctx, tokens)
+    chain.rpc.call("evm_setAutomine", [False])
+    try:
+        run_until(worker, lambda: (tokens.ops.get(op.id).state.get("tx") or {}).get("step") == "mint")
+        # The node forgets it (a restart that lost its pool).
+        chain.rpc.call("anvil_dropTransaction", [tokens.ops.get(op.id).state["tx"]["hash"]])
+    finally:
+        chain.rpc.call("evm_setAutomine", [True])
+    chain.rpc.retries_max = 2
+    lost = LostAnswer(chain.rpc._http)
+    chain.rpc._http.post = lost
+    try:
+        run_until(worker, lambda: lost.lost == 1)
+    finally:
+        del chain.rpc._http.post
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    done = tokens.ops.get(op.id)
+    assert done.status == OpStatus.SUCCEEDED, done
+    assert mint_events(tokens, "internal", op.id) == 1, "the mint was signed and mined twice"
+    assert chain.read(tokens.token_address("internal"), TOKEN_ABI, "totalSupply") == supply + 900
+    assert tokens.ops.get(first.id).status == OpStatus.SUCCEEDED
