@@ -365,6 +365,9 @@ class ChainOpsHandler:
     def _resend(self, chain: ChainClient, op: Operation) -> None:
         tx = _tx_of(op.state["tx"])
         refused = chain.rebroadcast([tx])
+        if refused and _nonce_consumed(refused[0][1]) and chain.known([tx.hash]):
+            # Its own bytes took the nonce (the transport sent them twice, an answer lost): no refusal.
+            refused = []
         if not refused:
             self.ops.update_if_current(
                 op,
@@ -448,6 +451,11 @@ class ChainOpsHandler:
         failpoints.hit(f"{kind}:before_submit")
         failpoints.hit(f"{kind}:{step}:before_submit")
         refused = {tx.hash: err for tx, err in chain.broadcast([tx for _, tx in recorded])}
+        if refused:
+            # A refusal of bytes the node has (mined, or in its pool) is no refusal: the transport
+            # may have sent them twice (an answer lost, the batch sent again: "nonce too low").
+            for tx_hash in chain.known(list(refused)):
+                refused.pop(tx_hash, None)
         with write_transaction(self.ops.engine) as conn:
             for current, tx in recorded:
                 if tx.hash in refused:
