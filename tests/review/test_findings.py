@@ -276,3 +276,38 @@ def test_a_resend_retried_after_a_lost_answer_never_signs_the_mint_twice(ctx, to
     assert mint_events(tokens, "internal", op.id) == 1, "the mint was signed and mined twice"
     assert chain.read(tokens.token_address("internal"), TOKEN_ABI, "totalSupply") == supply + 900
     assert tokens.ops.get(first.id).status == OpStatus.SUCCEEDED
+
+
+# ------------------------------------------------------------------------------------------------
+# The listener: an error answer to a block look-up is no reorg
+
+
+def test_an_error_answer_to_the_checkpoint_block_look_up_retracts_nothing(ctx, tokens):  # noqa: F811
+    """A block hash the node did not give (an error answer) is not a different hash: no deep reorg is
+    assumed, and nothing booked is reversed."""
+    from andchain.chains.client import Call
+    from andchain.tokens.booking import token_listener
+
+    payer, payee = tokens.onboard("Reorg Payer").id, tokens.onboard("Reorg Payee").id
+    tokens.deposit(payer, 10_000, "fund-rp")
+    tokens.deposit(payee, 10_000, "fund-rp-2")
+    tokens.mint(payer, "internal", 3_000, "mint-rp")
+    tokens.mint(payee, "internal", 1, "mint-rp-2")  # allow-lists the payee's wallet
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    chain = tokens.chain("internal")
+    token = tokens.token_address("internal")
+    source = tokens.wallet(payer, "internal").address
+    target = tokens.wallet(payee, "internal").address
+    # A transfer no operation sent: the listener books it (and would reverse it on a reorg).
+    chain.transact(source, Call(token, TOKEN_ABI.encode_call("transfer", target, 400)))
+    assert run_until_idle(token_worker(ctx, tokens), seconds=60)
+    listener = token_listener(tokens.booking, "internal")
+    chain.rpc.batch = ItemErrors(chain.rpc, {"eth_getBlockByNumber"}, times=2)
+    try:
+        try:
+            result = listener.poll()
+        except RpcError:
+            result = None  # the poll waits for an answer: that is fine
+    finally:
+        del chain.rpc.batch
+    assert result is None or result.retracted == 0, f"{result.retracted} deliveries retracted on an error answer"
