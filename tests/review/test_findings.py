@@ -105,8 +105,8 @@ def deep_world(tmp_path):
     node.stop()
 
 
-def run_mining(ctx, service: TokenService, condition: Callable[[], bool], *, rounds: int = 400) -> None:
-    worker = token_worker(ctx, service)
+def run_mining(context, service: TokenService, condition: Callable[[], bool], *, rounds: int = 400) -> None:
+    worker = token_worker(context, service)
     chain = service.chain("internal")
     for _ in range(rounds):
         worker.run_once()
@@ -124,12 +124,12 @@ def test_a_mint_reverted_in_a_block_not_yet_final_is_not_refused_before_its_conf
     from andchain.chains.client import Call
     from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
 
-    ctx, service = deep_world
+    context, service = deep_world
     chain = service.chain("internal")
     client = service.onboard("Reorg Buyer").id
     service.deposit(client, 10_000, "fund-reorg")
     first = service.mint(client, "internal", 100, "mint-reorg-1")  # allow-lists the holder, warms the gas cache
-    run_mining(ctx, service, lambda: service.ops.get(first.id).terminal)
+    run_mining(context, service, lambda: service.ops.get(first.id).terminal)
     assert service.ops.get(first.id).status == OpStatus.SUCCEEDED
     holder = service.ops.get(first.id).payload["holder"]
 
@@ -137,7 +137,7 @@ def test_a_mint_reverted_in_a_block_not_yet_final_is_not_refused_before_its_conf
     token = service.token_address("internal")
     chain.transact(service.bank("pauser"), Call(token, TOKEN_ABI.encode_call("pause")))
     op = service.mint(client, "internal", 500, "mint-reorg-2")
-    worker = token_worker(ctx, service)
+    worker = token_worker(context, service)
     run_until(worker, lambda: (service.ops.get(op.id).state.get("tx") or {}).get("step") == "mint")
     raw = service.ops.get(op.id).state["tx"]["raw"]
     tx_hash = service.ops.get(op.id).state["tx"]["hash"]
@@ -151,7 +151,7 @@ def test_a_mint_reverted_in_a_block_not_yet_final_is_not_refused_before_its_conf
     # A reorg removes the pause and the reverted mint; the mint's bytes come back (a node re-injects them).
     chain.rpc.call("evm_revert", [snapshot])
     chain.rpc.call("eth_sendRawTransaction", ["0x" + raw])
-    run_mining(ctx, service, lambda: service.ops.get(op.id).terminal)
+    run_mining(context, service, lambda: service.ops.get(op.id).terminal)
 
     done = service.ops.get(op.id)
     supply = chain.read(token, TOKEN_ABI, "totalSupply")
