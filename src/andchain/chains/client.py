@@ -116,6 +116,21 @@ def revert_reason(error: RpcError) -> str:
     return message.split("reverted: ", 1)[-1] if "reverted" in message else message
 
 
+def is_revert(error: RpcError) -> bool:
+    """Whether a node's error answer to a call or an estimate says the EVM refused it (a revert, out of
+    gas): deterministic. Any other error answer (a node in trouble, a rate limit) is transient."""
+    message = error.rpc_message.lower()
+    return error.rpc_code == 3 or "revert" in message or "out of gas" in message or "gas required exceeds" in message
+
+
+def _answered(replies: list[Any]) -> list[Any]:
+    """The replies of a batch of look-ups, or the first error answer among them, raised."""
+    for reply in replies:
+        if isinstance(reply, RpcError):
+            raise reply
+    return replies
+
+
 def _receipt(data: dict[str, Any]) -> Receipt:
     return Receipt(
         tx_hash=data["transactionHash"],
@@ -205,6 +220,8 @@ class ChainClient:
         try:
             return bytes.fromhex(self.rpc.call("eth_call", [params, tag])[2:])
         except RpcError as exc:
+            if not is_revert(exc):
+                raise
             raise TxReverted(revert_reason(exc)) from None
 
     def read(self, address: str, abi: ContractAbi, fn: str, *args: Any, block: int | str = "latest") -> Any:
@@ -224,6 +241,8 @@ class ChainClient:
         out = []
         for (fn, _), reply in zip(calls, replies, strict=True):
             if isinstance(reply, RpcError):
+                if not is_revert(reply):
+                    raise reply
                 raise TxReverted(revert_reason(reply))
             out.append(abi.decode_output(fn, bytes.fromhex(reply[2:])))
         return out
@@ -263,6 +282,8 @@ class ChainClient:
         try:
             return int(self.rpc.call("eth_estimateGas", [params]), 16)
         except RpcError as exc:
+            if not is_revert(exc):
+                raise
             raise TxReverted(revert_reason(exc)) from None
 
     def _gas(self, sender: str, call: Call) -> int:
@@ -325,9 +346,12 @@ class ChainClient:
         return sent
 
     def known(self, hashes: Sequence[str]) -> set[str]:
-        """Which of these transactions the node knows (mined or in its pool)."""
-        replies = self.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
-        return {h for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
+        """Which of these transactions the node knows (mined or in its pool).
+
+        An error answer to any look-up raises it (transient): it says nothing about the transaction,
+        and taking it for "unknown" would have a mined transaction signed again."""
+        replies = _answered(self.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes]))
+        return {h for h, r in zip(hashes, replies, strict=True) if r}
 
     def _broadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
         replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])
@@ -396,9 +420,11 @@ class ChainClient:
         return bumped
 
     def receipts(self, hashes: Sequence[str]) -> dict[str, Receipt]:
-        """The receipts of those transactions that are mined (one batched look-up)."""
-        replies = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-        return {h: _receipt(r) for h, r in zip(hashes, replies, strict=True) if r and not isinstance(r, RpcError)}
+        """The receipts of those transactions that are mined (one batched look-up).
+
+        An error answer to any look-up raises it (transient): "not mined" is only what the node says."""
+        replies = _answered(self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes]))
+        return {h: _receipt(r) for h, r in zip(hashes, replies, strict=True) if r}
 
     def wait_hashes(self, hashes: Sequence[str], timeout_s: float = WAIT_TIMEOUT_S) -> dict[str, Receipt]:
         """Wait until every transaction is mined. Give the hashes in submission order.

@@ -225,10 +225,13 @@ class Listener:
     # ------------------------------------------------------------------ poll
 
     def _hashes(self, numbers: Sequence[int]) -> dict[int, str | None]:
+        """Each block's hash, None for a block the node does not have. An error answer is raised
+        (transient): a hash not given is not another hash, and must not pass for a reorg."""
         replies = self.client.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        return {
-            n: (r["hash"] if r and not isinstance(r, RpcError) else None) for n, r in zip(numbers, replies, strict=True)
-        }
+        for reply in replies:
+            if isinstance(reply, RpcError):
+                raise reply
+        return {n: (r["hash"] if r else None) for n, r in zip(numbers, replies, strict=True)}
 
     def poll(self) -> PollResult:
         """One bounded step: detect a deep reorg, then deliver the next final range."""

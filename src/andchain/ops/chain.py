@@ -295,12 +295,8 @@ class ChainOpsHandler:
                     simple.append((op, {"retry_in_us": POLL_US}))
                 continue
             step = tx.get("step", "")
-            if not receipt.status:
-                reason = chain.why_reverted(_tx_of(tx), receipt)
-                with write_transaction(self.ops.engine) as conn:
-                    journal.mark(conn, chain.name, tx["hash"], TxRecord.REVERTED, self.ops.clock())
-                self._refuse(op, step, "tx_reverted", reason, reverted_hash=tx["hash"])
-                continue
+            # A revert is no more final than the block it is in: a reorg may mine the same bytes
+            # again, and succeed. It waits for its confirmations like any receipt.
             if head - receipt.block_number + 1 < chain.network.confirmations:
                 if op.status != OpStatus.CONFIRMING:
                     simple.append(
@@ -316,6 +312,12 @@ class ChainOpsHandler:
                     )
                 else:
                     simple.append((op, {"retry_in_us": POLL_US}))
+                continue
+            if not receipt.status:
+                reason = chain.why_reverted(_tx_of(tx), receipt)
+                with write_transaction(self.ops.engine) as conn:
+                    journal.mark(conn, chain.name, tx["hash"], TxRecord.REVERTED, self.ops.clock())
+                self._refuse(op, step, "tx_reverted", reason, reverted_hash=tx["hash"])
                 continue
             failpoints.hit(f"{op.kind}:after_receipt")
             failpoints.hit(f"{op.kind}:{step}:after_receipt")
@@ -363,6 +365,9 @@ class ChainOpsHandler:
     def _resend(self, chain: ChainClient, op: Operation) -> None:
         tx = _tx_of(op.state["tx"])
         refused = chain.rebroadcast([tx])
+        if refused and _nonce_consumed(refused[0][1]) and chain.known([tx.hash]):
+            # Its own bytes took the nonce (the transport sent them twice, an answer lost): no refusal.
+            refused = []
         if not refused:
             self.ops.update_if_current(
                 op,
@@ -446,6 +451,11 @@ class ChainOpsHandler:
         failpoints.hit(f"{kind}:before_submit")
         failpoints.hit(f"{kind}:{step}:before_submit")
         refused = {tx.hash: err for tx, err in chain.broadcast([tx for _, tx in recorded])}
+        if refused:
+            # A refusal of bytes the node has (mined, or in its pool) is no refusal: the transport
+            # may have sent them twice (an answer lost, the batch sent again: "nonce too low").
+            for tx_hash in chain.known(list(refused)):
+                refused.pop(tx_hash, None)
         with write_transaction(self.ops.engine) as conn:
             for current, tx in recorded:
                 if tx.hash in refused:
