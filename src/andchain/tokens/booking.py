@@ -62,7 +62,7 @@ class Booking:
     # ------------------------------------------------------------ contracts
 
     def contracts(self, network: str) -> Mapping[str, ContractAbi]:
-        """The bank's contracts on `network`: lower-case address -> ABI (cached once the token is deployed)."""
+        """The bank's contracts on `network`: lower-case address -> ABI (cached once all are deployed)."""
         cached = self._contracts.get(network)
         if cached is not None:
             return cached
@@ -77,7 +77,7 @@ class Booking:
         dvp = chain.deployment(DVP, required=False)
         if dvp:
             found[dvp.lower()] = DVP_ABI
-        if DEPOSIT_TOKEN in {t.deployment for t in tokens.values()} and dvp:
+        if len(tokens) == len(TOKENS) and dvp:  # complete: deployments never disappear
             self._contracts[network], self._tokens[network] = found, tokens
         return found
 
@@ -201,9 +201,10 @@ class TokenMirror:
 
 
 def token_listener(booking: Booking, network: str, **kwargs: Any) -> Listener | None:
-    """The listener of the bank's contracts on `network`, or None while the token is not deployed there."""
+    """The listener of the bank's contracts on `network`, or None until every one of them is deployed there
+    (a listener reads a fixed set of contracts: one built half-way through a set-up would miss the rest)."""
     contracts = booking.contracts(network)
-    chain = booking.chains(network)
-    if not chain.deployment(DEPOSIT_TOKEN, required=False):
+    if len(contracts) < len(TOKENS) + 1:
         return None
+    chain = booking.chains(network)
     return Listener(f"tokens:{network}", chain, dict(contracts), TokenMirror(booking, network), **kwargs)

@@ -1,4 +1,4 @@
-"""Money paths under faults the other suites do not play: each test names the defect it guards."""
+"""Money paths when a node answers with errors, loses its answers or reverts in a block not yet final."""
 
 from __future__ import annotations
 
