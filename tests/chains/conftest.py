@@ -38,6 +38,14 @@ def start_node(directory: Path, name: str = "internal", **overrides: Any) -> Loc
     return node
 
 
+def start_public_node(directory: Path, name: str = "base", **overrides: Any) -> LocalNode:
+    """A local node with a public network's profile: Base's chain id, paid gas, 1-second blocks, 2 confirmations."""
+    profile: dict[str, Any] = dict(
+        chain_id=8453, kind="public", gas_policy="eip1559", confirmations=2, block_time_s=1.0
+    )
+    return start_node(directory, name=name, **{**profile, **overrides})
+
+
 @pytest.fixture(scope="session")
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
     node = start_node(tmp_path_factory.mktemp("anvil"))

@@ -33,7 +33,7 @@ from andchain.tokens.model import DEPOSIT_TOKEN, DVP, TOKENS, holder_account
 from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import DVP_ABI, TOKEN_ABI, TokenService
-from tests.chains.conftest import start_node
+from tests.chains.conftest import start_public_node
 
 DEPOSIT = TOKENS[DEPOSIT_TOKEN]
 OTHER_NETWORKS = ("INTERNAL", "ETHEREUM", "TEMPO", "SWIFT")
@@ -41,15 +41,7 @@ OTHER_NETWORKS = ("INTERNAL", "ETHEREUM", "TEMPO", "SWIFT")
 
 @pytest.fixture(scope="module")
 def base_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    node = start_node(
-        tmp_path_factory.mktemp("base"),
-        name="base",
-        chain_id=8453,
-        kind="public",
-        gas_policy="eip1559",
-        confirmations=2,
-        block_time_s=1.0,
-    )
+    node = start_public_node(tmp_path_factory.mktemp("base"))
     yield node
     node.stop()
 

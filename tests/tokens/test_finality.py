@@ -22,20 +22,12 @@ from andchain.reconcile import reconcile
 from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TOKEN_ABI, TokenService
-from tests.chains.conftest import make_context, start_node
+from tests.chains.conftest import make_context, start_public_node
 
 
 @pytest.fixture
 def world(tmp_path, anvil):
-    base = start_node(
-        tmp_path / "base",
-        name="base",
-        chain_id=8453,
-        kind="public",
-        gas_policy="eip1559",
-        confirmations=2,
-        block_time_s=1.0,
-    )
+    base = start_public_node(tmp_path / "base")
     ctx = make_context(tmp_path, anvil)
     ctx.settings.networks["base"] = base.network
     for name in ("ethereum", "tempo"):

@@ -29,7 +29,7 @@ from andchain.reconcile import reconcile
 from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TOKEN_ABI, TokenService
-from tests.chains.conftest import make_context, start_node
+from tests.chains.conftest import make_context, start_public_node
 
 _databases = itertools.count()
 MINTS, PAYS, REDEEMS, MOVES = 200, 100, 50, 10
@@ -38,15 +38,7 @@ CLIENTS = 8
 
 @pytest.fixture(scope="module")
 def base_node(tmp_path_factory):
-    node = start_node(
-        tmp_path_factory.mktemp("base-load"),
-        name="base",
-        chain_id=8453,
-        kind="public",
-        gas_policy="eip1559",
-        confirmations=2,
-        block_time_s=1.0,
-    )
+    node = start_public_node(tmp_path_factory.mktemp("base-load"))
     yield node
     node.stop()
 

@@ -43,7 +43,7 @@ from sqlalchemy.exc import IntegrityError
 
 from andchain.chains import schema
 from andchain.chains.client import ChainClient
-from andchain.chains.contracts import ContractAbi, DecodedEvent
+from andchain.chains.contracts import ContractAbi
 from andchain.chains.rpc import NodeUnreachable, RpcError
 from andchain.db import write_transaction
 from andchain.errors import DomainError
@@ -318,29 +318,6 @@ class Listener:
         if self.lease is not None and not self.lease.held(conn):
             raise LeaseLost(f"listener {self.name} on chain {self.chain_id} is now run by another worker")
 
-    def _event(self, raw: dict[str, Any], positions: dict[tuple[str, int], int]) -> ChainEvent | None:
-        abi = self.contracts.get(raw["address"].lower())
-        if abi is None:
-            return None
-        decoded: DecodedEvent | None = abi.decode_log(
-            [bytes.fromhex(t[2:]) for t in raw["topics"]], bytes.fromhex(raw["data"][2:])
-        )
-        if decoded is None:
-            return None
-        log_index = int(raw["logIndex"], 16)
-        return ChainEvent(
-            network=self.client.name,
-            chain_id=self.chain_id,
-            address=raw["address"],
-            name=decoded.name,
-            args=decoded.args,
-            block_number=int(raw["blockNumber"], 16),
-            block_hash=raw["blockHash"],
-            tx_hash=raw["transactionHash"],
-            log_index=log_index,
-            ordinal=positions.get((raw["transactionHash"].lower(), log_index), 0),
-        )
-
     def _deliver_batch(self, batch: list[tuple[ChainEvent, dict[str, Any]]]) -> tuple[int, int]:
         """Deliver events in one transaction: their records and the handler's writes commit together.
 
@@ -440,7 +417,8 @@ class Listener:
                 "transactionHash": row.tx_hash,
                 "logIndex": hex(row.log_index),
             }
-            event = self._event(raw, {(row.tx_hash.lower(), int(row.log_index)): int(row.log_index)})
+            decoded = decode_logs(self.client.name, self.chain_id, self.contracts, [raw])
+            event = replace(decoded[0], ordinal=int(row.log_index)) if decoded else None
             where = (
                 d.c.listener == self.name,
                 d.c.chain_id == self.chain_id,

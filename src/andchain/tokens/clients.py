@@ -52,6 +52,7 @@ class Clients:
         # Wallets never change owner or address; only their allow-listed flag turns true.
         self._wallets: dict[tuple[str, str], Wallet] = {}
         self._owners: dict[tuple[str, str], str] = {}
+        self._mirrored: set[tuple[str, str]] = set()  # accounts never disappear: opened once is enough
 
     # ------------------------------------------------------------ accounts
 
@@ -69,6 +70,9 @@ class Clients:
 
     def holder_accounts(self, network: str, address: str, conn: Connection | None = None) -> None:
         """The ledger mirrors of one address's balance of every token on `network`."""
+        key = (network, address.lower())
+        if key in self._mirrored:
+            return
         specs = [
             AccountSpec(holder_account(network, token, address), token.asset.code, kind=AccountKind.LIABILITY)
             for token in TOKENS.values()
@@ -77,6 +81,8 @@ class Clients:
         bad = [r for r in results if not r.ok]
         if bad:
             raise DomainError(f"mirror account {bad[0].id} refused: {bad[0].result.value}", code=bad[0].result.value)
+        if conn is None:  # inside a caller's transaction it may still roll back
+            self._mirrored.add(key)
 
     def holder_id(self, network: str, token: TokenDef, address: str, conn: Connection | None = None) -> int:
         name = holder_account(network, token, address)

@@ -81,6 +81,25 @@ class Requests:
         self.chains = chains
         self.settings = settings
 
+    def _hold(
+        self, hold: Callable[[str], holds.Hold], debit: str, credit: str, amount_minor: int, asset: str, memo: str
+    ) -> Callable[[Operation, Connection], None]:
+        """What a request reserves once its operation is recorded: `amount_minor` from debit to credit."""
+
+        def reserve(op: Operation, conn: Connection) -> None:
+            holds.reserve(
+                self.ledger,
+                hold(op.id),
+                self.clients.account_id(debit, conn),
+                self.clients.account_id(credit, conn),
+                amount_minor,
+                asset,
+                memo=memo,
+                conn=conn,
+            )
+
+        return reserve
+
     def _replay(self, kind: str, key: str, request: dict[str, Any]) -> Operation | None:
         """The operation a key already names, if any: the same request returns it (whatever has changed
         since: a retry must find its operation), another request under the key is a conflict."""
@@ -139,18 +158,14 @@ class Requests:
         self.clients.holder_accounts(network, holder)
         payload = {**request, "holder": holder}
 
-        def reserve(op: Operation, conn: Connection) -> None:
-            holds.reserve(
-                self.ledger,
-                mint_hold(op.id),
-                self.clients.account_id(dda_account(client.id), conn),
-                self.clients.account_id(holder_account(network, DEPOSIT, holder), conn),
-                amount_minor,
-                "USD",
-                memo=f"mint on {network}",
-                conn=conn,
-            )
-
+        reserve = self._hold(
+            mint_hold,
+            dda_account(client.id),
+            holder_account(network, DEPOSIT, holder),
+            amount_minor,
+            "USD",
+            f"mint on {network}",
+        )
         return self._record("mint", key, request, payload, network, reserve)
 
     # ----------------------------------------------------------------- pay
@@ -216,18 +231,14 @@ class Requests:
         self._allowance_for_minter(network, holder, amount_minor)
         payload = {**request, "holder": holder}
 
-        def reserve(op: Operation, conn: Connection) -> None:
-            holds.reserve(
-                self.ledger,
-                redeem_hold(op.id),
-                self.clients.account_id(holder_account(network, DEPOSIT, holder), conn),
-                self.clients.account_id(dda_account(client.id), conn),
-                amount_minor,
-                "USD",
-                memo=f"redeemed on {network}",
-                conn=conn,
-            )
-
+        reserve = self._hold(
+            redeem_hold,
+            holder_account(network, DEPOSIT, holder),
+            dda_account(client.id),
+            amount_minor,
+            "USD",
+            f"redeemed on {network}",
+        )
         return self._record("redeem", key, request, payload, network, reserve)
 
     # ---------------------------------------------------------- fund shares
@@ -245,18 +256,14 @@ class Requests:
         self.clients.holder_accounts(network, holder)
         payload = {**request, "holder": holder}
 
-        def reserve(op: Operation, conn: Connection) -> None:
-            holds.reserve(
-                self.ledger,
-                issue_hold(op.id),
-                self.clients.account_id(MMF_ISSUANCE, conn),
-                self.clients.account_id(holder_account(network, SHARES, holder), conn),
-                shares_minor,
-                "MMF",
-                memo=f"shares issued on {network}",
-                conn=conn,
-            )
-
+        reserve = self._hold(
+            issue_hold,
+            MMF_ISSUANCE,
+            holder_account(network, SHARES, holder),
+            shares_minor,
+            "MMF",
+            f"shares issued on {network}",
+        )
         return self._record("issue_shares", key, request, payload, network, reserve)
 
     def dvp(
@@ -331,18 +338,14 @@ class Requests:
         self._allowance_for_minter(source, from_holder, amount_minor)
         self.clients.holder_accounts(destination, to_holder)
 
-        def reserve(op: Operation, conn: Connection) -> None:
-            holds.reserve(
-                self.ledger,
-                move_hold(op.id),
-                self.clients.account_id(holder_account(source, DEPOSIT, from_holder), conn),
-                self.clients.account_id(holder_account(destination, DEPOSIT, to_holder), conn),
-                amount_minor,
-                "USD",
-                memo=f"{source} -> {destination}",
-                conn=conn,
-            )
-
+        reserve = self._hold(
+            move_hold,
+            holder_account(source, DEPOSIT, from_holder),
+            holder_account(destination, DEPOSIT, to_holder),
+            amount_minor,
+            "USD",
+            f"{source} -> {destination}",
+        )
         return self._record(
             "move",
             key,
