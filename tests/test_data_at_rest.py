@@ -105,3 +105,45 @@ def test_outside_development_the_key_store_refuses_to_open_without_a_passphrase(
     assert "ANDCHAIN_KEYSTORE__PASSPHRASE" in caught.value.message
     assert not (tmp_path / "keys").exists()
     assert keystore_passphrase(tmp_path / "keys", "from-the-vault", "production") == "from-the-vault"
+
+
+def test_opening_another_engine_on_the_same_file_never_drops_a_writers_lock(tmp_path):
+    """SQLite's locks are POSIX locks: a descriptor of the file opened and closed anywhere in the
+    process drops them all. A second engine (the API and the worker of `andchain serve`), or a new
+    pooled connection, must never let another process write while this one holds the write lock."""
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    from andchain.db import make_engine
+
+    url = f"sqlite:///{tmp_path / 'andchain.db'}"
+    first = make_engine(url)
+    with first.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    holder = first.connect().execution_options(andchain_write=True)
+    writing = holder.begin()  # BEGIN IMMEDIATE: this process holds the write lock
+    holder.exec_driver_sql("INSERT INTO t VALUES (1)")
+    second = make_engine(url)  # the same file, in the same process
+    with second.connect() as conn:
+        conn.execute(text("SELECT count(*) FROM t")).scalar()
+    other = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0.2, isolation_level=None); "
+            "c.execute('BEGIN IMMEDIATE'); c.execute('INSERT INTO t VALUES (2)'); c.execute('COMMIT')",
+            str(tmp_path / "andchain.db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert other.returncode != 0 and "locked" in other.stderr, other.stderr
+    writing.commit()
+    holder.close()
+    with second.connect() as conn:
+        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+    first.dispose()
+    second.dispose()

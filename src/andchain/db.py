@@ -129,18 +129,28 @@ SQLITE_FILE_MODE = 0o600
 
 
 def _private_file(path: Path, *, create: bool) -> None:
-    """Create `path` readable and writable by its owner only, or tighten it to that, whatever the umask."""
+    """Create `path` readable and writable by its owner only, or tighten it to that, whatever the umask.
+
+    An existing file is never opened here, only changed by path: SQLite's locks are POSIX
+    locks, and closing any descriptor of a file drops every lock this process holds on it,
+    those of open connections too (another engine, or a pooled connection, on the same file),
+    which lets another process write at the same time and corrupts the database.
+    """
+    if create:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SQLITE_FILE_MODE))
+            return
+        except FileExistsError:
+            pass
     try:
-        fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), SQLITE_FILE_MODE)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         return  # a -wal or -shm file removed by the last connection's close: nothing to protect
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) != SQLITE_FILE_MODE:
-            os.fchmod(fd, SQLITE_FILE_MODE)
-    except PermissionError:
-        log.warning("sqlite file=%s is not ours to chmod; it stays readable by others", path)
-    finally:
-        os.close(fd)
+    if mode != SQLITE_FILE_MODE:
+        try:
+            os.chmod(path, SQLITE_FILE_MODE)
+        except PermissionError:
+            log.warning("sqlite file=%s is not ours to chmod; it stays readable by others", path)
 
 
 BUSY_TIMEOUT_S = 30.0
