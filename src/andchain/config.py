@@ -34,6 +34,9 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     page_size_max: int = Field(default=500, ge=1, le=10_000)
     idempotency_stale_after_s: int = Field(default=60, ge=1)
+    # The secret under which API keys are hashed (HMAC-SHA256), kept out of the database.
+    # Required in production; in development one is generated beside the keys.
+    key_pepper: SecretStr | None = None
 
 
 class LedgerSettings(BaseModel):

@@ -19,6 +19,7 @@ from andchain.ledger.model import Clock, system_clock_us
 from andchain.money import Asset
 
 if TYPE_CHECKING:
+    from andchain.api.auth import ApiKeys
     from andchain.chains.client import ChainClient
     from andchain.chains.keys import EncryptedKeyStore
     from andchain.chains.nodes import LocalNode
@@ -61,6 +62,24 @@ class Context:
             directory, secret.get_secret_value() if secret else None, self.settings.environment
         )
         return EncryptedKeyStore(directory, passphrase, scrypt_n=self.settings.keystore.scrypt_n)
+
+    @cached_property
+    def api_keys(self) -> ApiKeys:
+        from andchain.api.auth import ApiKeys, dev_pepper
+
+        secret = self.settings.api.key_pepper
+        if secret is not None:
+            pepper = secret.get_secret_value().encode()
+        elif self.settings.environment == "development":
+            pepper = dev_pepper(self.settings.ensure_data_dir() / "keys")
+        else:
+            from andchain.errors import DomainError
+
+            raise DomainError(
+                "api.key_pepper (ANDCHAIN_API__KEY_PEPPER) must be set outside development",
+                code="api_key_pepper_missing",
+            )
+        return ApiKeys(self.engine, pepper, self.clock)
 
     def chain(self, network: str) -> ChainClient:
         """The chain client of a configured network (one per context)."""

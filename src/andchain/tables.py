@@ -1,5 +1,6 @@
 """Every table andchain declares, on one MetaData: what migrations are checked against."""
 
+from andchain.api import auth as _api_auth  # noqa: F401 - registers its table
 from andchain.api import idempotency as _api_idempotency  # noqa: F401 - registers its table
 from andchain.chains import schema as _chains_schema  # noqa: F401 - registers its tables
 from andchain.db import metadata

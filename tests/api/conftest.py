@@ -18,12 +18,19 @@ from andchain.context import Context
 def make_client(engine, clock, tmp_path) -> Iterator[Callable[..., TestClient]]:
     with ExitStack() as stack:
 
-        def make(limits: RequestLimits | None = None) -> TestClient:
+        def make(
+            limits: RequestLimits | None = None, role: str | None = "admin", client_id: str | None = None
+        ) -> TestClient:
+            """A client of a fresh app; it authenticates with a new key of `role` (None: no key at all)."""
             url = str(engine.url.render_as_string(hide_password=False))
             ctx = Context(Settings(data_dir=tmp_path, database_url=url), clock=clock)
             ctx.__dict__["engine"] = engine
             app = create_app(ctx, limits=limits) if limits is not None else create_app(ctx)
-            return stack.enter_context(TestClient(app, raise_server_exceptions=False))
+            http = stack.enter_context(TestClient(app, raise_server_exceptions=False))
+            if role is not None:
+                _, key = ctx.api_keys.create(role, client_id=client_id, label=f"test {role}")
+                http.headers["Authorization"] = f"Bearer {key}"
+            return http
 
         yield make
 

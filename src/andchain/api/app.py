@@ -32,6 +32,7 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
     )
     app.router.route_class = StrictJSONRoute
     app.state.context = ctx
+    app.state.api_keys = ctx.api_keys
     app.state.idempotency = IdempotencyStore(ctx.engine, ctx.clock, ctx.settings.api.idempotency_stale_after_s)
     app.state.limits = limits or RequestLimits()
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
@@ -42,7 +43,7 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
         "/health",
         tags=["system"],
         summary="Liveness, database reachability and the workers' heartbeats",
-        responses=problems.responses({200: "the process runs and the database answers"}),
+        responses=problems.responses({200: "the process runs and the database answers"}, authenticated=False),
     )
     def health(ctx: Context = Depends(context)) -> dict[str, Any]:
         """`status` is `degraded` when this process runs a worker (`andchain serve --worker`) whose

@@ -65,9 +65,12 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
 class ApiProblem(DomainError):
     """A refusal raised by the API layer itself (missing header, key reuse...)."""
 
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **details: Any
+    ) -> None:
         super().__init__(message, code=code, **details)
         self.status = status
+        self.headers = headers or {}
 
 
 def status_of(exc: DomainError) -> int:
@@ -115,7 +118,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         body = body_of(exc)
-        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE)
+        headers = exc.headers if isinstance(exc, ApiProblem) else None
+        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -164,13 +168,23 @@ _ANY_POST = {
 }
 
 
+_AUTHENTICATED = {
+    401: "unauthenticated: no API key, or one unknown, revoked or expired (see WWW-Authenticate)",
+    403: "forbidden: the key's role may not call this route",
+}
+
+
 def responses(
-    success: dict[int, str], refusals: dict[int, str] | None = None, *, post: bool = False
+    success: dict[int, str],
+    refusals: dict[int, str] | None = None,
+    *,
+    post: bool = False,
+    authenticated: bool = True,
 ) -> dict[int | str, dict[str, Any]]:
     """The responses of one route for the OpenAPI document: its successes, and every
     problem it can answer, described as application/problem+json with the Problem schema."""
     problems: dict[int, list[str]] = {}
-    for table in (refusals or {}, _ANY_POST if post else {}, _ANY_ROUTE):
+    for table in (refusals or {}, _ANY_POST if post else {}, _AUTHENTICATED if authenticated else {}, _ANY_ROUTE):
         for status, meaning in table.items():
             problems.setdefault(status, []).append(meaning)
     result: dict[int | str, dict[str, Any]] = {status: {"description": text} for status, text in success.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +17,7 @@ from andchain.cli.common import (
     fail,
 )
 from andchain.context import Context
+from andchain.errors import DomainError
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
 
 if TYPE_CHECKING:
@@ -51,6 +53,41 @@ def seed_sample(ctx: Context) -> None:
             TransferSpec(cash, globex, 250_000, id="sample:deposit:globex", code="deposit", memo="opening deposit"),
         ]
     )
+
+
+SAMPLE_CLIENTS = (("acme", "Acme Corp", 1_000_000_00), ("globex", "Globex", 250_000_00))
+DEV_KEYS_DIR = "dev-keys"
+
+
+def development_keys(ctx: Context) -> Path:
+    """Development only: an admin key, an operator key and a client key for each sample client, each
+    written once to `<data_dir>/dev-keys/<name>.key` (0600), so that the README's first calls work.
+    A key file whose key no longer works (revoked, or another database) is written anew."""
+    import os
+
+    from andchain.tokens.service import TokenService
+
+    if ctx.settings.environment != "development":
+        raise DomainError("development keys are made in development only", code="not_development")
+    directory = ctx.settings.ensure_data_dir() / DEV_KEYS_DIR
+    directory.mkdir(mode=0o700, exist_ok=True)
+    service = TokenService(ctx)
+    wanted: list[tuple[str, str, str | None]] = [("admin", "admin", None), ("operator", "operator", None)]
+    for name, full_name, cents in SAMPLE_CLIENTS:
+        client = service.onboard(full_name)
+        service.deposit(client.id, cents, f"sample:{name}", memo="opening deposit")
+        wanted.append((name, "client", client.id))
+    for name, role, client_id in wanted:
+        path = directory / f"{name}.key"
+        if path.exists():
+            principal = ctx.api_keys.verify(path.read_text().strip())
+            if principal is not None and principal.role == role and principal.client_id == client_id:
+                continue
+        _, key = ctx.api_keys.create(role, client_id=client_id, label=f"development {name}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return directory
 
 
 def start_worker(app: FastAPI, make: Callable[[], Worker], owner: str, stop: threading.Event) -> threading.Thread:
@@ -93,6 +130,12 @@ def serve(
     ctx.upgrade_database()
     if sample_data:
         seed_sample(ctx)
+        if ctx.settings.environment == "development":
+            keys = development_keys(ctx)
+            err.print(
+                f"development API keys in {keys}/ (admin, operator, acme, globex): "
+                f'curl -H "Authorization: Bearer $(cat {keys}/admin.key)" http://{host}:{port}/v1/accounts'
+            )
     app = create_app(ctx)
     stop = threading.Event()
     if with_worker:

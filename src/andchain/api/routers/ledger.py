@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
 from andchain.api import refs
+from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
 from andchain.api.body import StrictJSONRoute
 from andchain.api.deps import context, decode_cursor, encode_cursor, idempotency
 from andchain.api.idempotency import IdempotencyStore, default_transfer_id, idempotency_key, openapi_parameter
@@ -53,6 +54,24 @@ _STATUS = {
     Result.EXISTS_WITH_DIFFERENT_FIELDS: 409,
     Result.PENDING_TRANSFER_NOT_FOUND: 404,
 }
+
+
+def scoped(principal: Principal, route: str) -> str:
+    """Idempotency keys are scoped per API key: two callers' keys never collide."""
+    return f"{principal.key_id} {route}"
+
+
+def client_prefix(client_id: str) -> str:
+    """The names of a client's own ledger accounts begin with this."""
+    return f"clients:{client_id.lower()}:"
+
+
+def visible_account(principal: Principal, account: Account) -> Account:
+    """The account, unless the caller is a client and it is another's: then there is no such account."""
+    own = principal.only_client()
+    if own is not None and not account.name.startswith(client_prefix(own)):
+        raise NotFound(f"no account {account.name!r}", code="account_not_found")
+    return account
 
 
 def _iso(us: int | None) -> str | None:
@@ -247,6 +266,7 @@ _TRANSFER_REFUSED = {
 def create_account(
     body: AccountIn,
     request: Request,
+    principal: Principal = allow(BANK_WRITERS),
     key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
@@ -270,7 +290,7 @@ def create_account(
         account = ctx.ledger.account(result.account_id or 0)
         return (201 if result.result == Result.OK else 200), account_view(account, _scale(ctx, account.asset))
 
-    return store.run("POST /v1/accounts", key, body.model_dump(mode="json"), handler)
+    return store.run(scoped(principal, "POST /v1/accounts"), key, body.model_dump(mode="json"), handler)
 
 
 _LIST_REFUSED = {
@@ -286,12 +306,19 @@ _LIST_REFUSED = {
     responses=responses({200: "a page of accounts"}, _LIST_REFUSED),
 )
 def list_accounts(
+    principal: Principal = allow(READERS, Role.CLIENT),
     ctx: Context = Depends(context),
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     asset: str | None = None,
     prefix: str | None = Query(None, description="name prefix, e.g. clients:acme:"),
 ) -> dict[str, Any]:
+    own = principal.only_client()
+    if own is not None:  # a client lists its own accounts only
+        mine = client_prefix(own)
+        if prefix is not None and not prefix.startswith(mine):
+            return {"data": [], "next_cursor": None}
+        prefix = prefix or mine
     rows = ctx.ledger.list_accounts(after_id=decode_cursor(cursor), limit=limit, asset=asset, prefix=prefix)
     return {
         "data": [account_view(a, _scale(ctx, a.asset)) for a in rows],
@@ -309,9 +336,11 @@ _NO_ACCOUNT = {404: "account_not_found: no account by that name or id"}
     responses=responses({200: "the account"}, _NO_ACCOUNT),
 )
 def get_account(
-    ref: Annotated[str, PathParam(description=PATH_REF_DESCRIPTION)], ctx: Context = Depends(context)
+    ref: Annotated[str, PathParam(description=PATH_REF_DESCRIPTION)],
+    principal: Principal = allow(READERS, Role.CLIENT),
+    ctx: Context = Depends(context),
 ) -> dict[str, Any]:
-    account = refs.account(ctx, refs.parse(ref))
+    account = visible_account(principal, refs.account(ctx, refs.parse(ref)))
     return account_view(account, _scale(ctx, account.asset))
 
 
@@ -323,11 +352,12 @@ def get_account(
 )
 def account_history(
     ref: Annotated[str, PathParam(description=PATH_REF_DESCRIPTION)],
+    principal: Principal = allow(READERS, Role.CLIENT),
     ctx: Context = Depends(context),
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    account = refs.account(ctx, refs.parse(ref))
+    account = visible_account(principal, refs.account(ctx, refs.parse(ref)))
     rows = ctx.ledger.list_transfers(after_seq=decode_cursor(cursor), limit=limit, account_id=account.id)
     scale = _scale(ctx, account.asset)
     return {
@@ -350,6 +380,7 @@ def account_history(
 )
 def create_transfer(
     body: TransferIn,
+    principal: Principal = allow(BANK_WRITERS),
     key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
@@ -357,7 +388,7 @@ def create_transfer(
     if body.linked:
         raise ApiProblem(422, "linked_requires_batch", "linked transfers are created with POST /v1/transfers/batch")
     return store.run(
-        "POST /v1/transfers",
+        scoped(principal, "POST /v1/transfers"),
         key,
         body.model_dump(mode="json"),
         lambda: _single(ctx, _spec(ctx, body, default_transfer_id(key))),
@@ -402,6 +433,7 @@ def _batch_specs(ctx: Context, body: BatchIn, key: str) -> list[TransferSpec]:
 )
 def create_batch(
     body: BatchIn,
+    principal: Principal = allow(BANK_WRITERS),
     key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
@@ -410,7 +442,7 @@ def create_batch(
         results = ctx.ledger.create_transfers(_batch_specs(ctx, body, key))
         return 200, {"results": [{"index": r.index, "id": r.id, "result": r.result.value} for r in results]}
 
-    return store.run("POST /v1/transfers/batch", key, body.model_dump(mode="json"), handler)
+    return store.run(scoped(principal, "POST /v1/transfers/batch"), key, body.model_dump(mode="json"), handler)
 
 
 def _second_phase(ctx: Context, pending_id: str, body: SecondPhaseIn, key: str, flag: TransferFlags) -> Any:
@@ -453,13 +485,14 @@ def _second_phase_payload(transfer_id: str, body: SecondPhaseIn) -> dict[str, An
 def post_pending(
     transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)],
     body: SecondPhaseIn,
+    principal: Principal = allow(BANK_WRITERS),
     key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
     pending_id = _transfer_id(transfer_id)
     return store.run(
-        "POST /v1/transfers/{transfer_id}/post",
+        scoped(principal, "POST /v1/transfers/{transfer_id}/post"),
         key,
         _second_phase_payload(pending_id, body),
         lambda: _second_phase(ctx, pending_id, body, key, TransferFlags.POST_PENDING),
@@ -481,6 +514,7 @@ def post_pending(
 def void_pending(
     transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)],
     body: SecondPhaseIn,
+    principal: Principal = allow(BANK_WRITERS),
     key: str = Depends(idempotency_key),
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
@@ -489,7 +523,7 @@ def void_pending(
     if body.amount is not None:
         raise ApiProblem(422, "invalid_request", "a void releases the whole pending amount; send no amount")
     return store.run(
-        "POST /v1/transfers/{transfer_id}/void",
+        scoped(principal, "POST /v1/transfers/{transfer_id}/void"),
         key,
         _second_phase_payload(pending_id, body),
         lambda: _second_phase(ctx, pending_id, body, key, TransferFlags.VOID_PENDING),
@@ -503,6 +537,7 @@ def void_pending(
     responses=responses({200: "a page of transfers, oldest first"}, {**_LIST_REFUSED, **_NO_ACCOUNT}),
 )
 def list_transfers(
+    principal: Principal = allow(READERS),
     ctx: Context = Depends(context),
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
@@ -523,7 +558,17 @@ def list_transfers(
     responses=responses({200: "the transfer"}, {404: "transfer_not_found: no transfer with this id"}),
 )
 def get_transfer(
-    transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)], ctx: Context = Depends(context)
+    transfer_id: Annotated[str, PathParam(description=TRANSFER_ID_DESCRIPTION)],
+    principal: Principal = allow(READERS, Role.CLIENT),
+    ctx: Context = Depends(context),
 ) -> dict[str, Any]:
     transfer = ctx.ledger.transfer(_transfer_id(transfer_id))
+    own = principal.only_client()
+    if own is not None:
+        names = {
+            ctx.ledger.account(transfer.debit_account_id).name,
+            ctx.ledger.account(transfer.credit_account_id).name,
+        }
+        if not any(name.startswith(client_prefix(own)) for name in names):
+            raise NotFound(f"no transfer {transfer_id!r}", code="transfer_not_found")
     return transfer_view(transfer, _scale(ctx, transfer.asset))

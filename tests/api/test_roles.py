@@ -1,0 +1,150 @@
+"""Every route, every role: the allowed set comes from the route table, so a new route without a rule fails here."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+
+from andchain.api.auth import Allow, Role
+
+PUBLIC = {"/health"}  # liveness for load balancers: no data, no key
+ROLES = [None, *Role]
+
+
+def _rule(route: APIRoute) -> frozenset[Role] | None:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dependency = stack.pop()
+        if isinstance(dependency.call, Allow):
+            return dependency.call.roles
+        stack.extend(dependency.dependencies)
+    return None
+
+
+def _routes(app) -> list[APIRoute]:
+    return [r for r in app.routes if isinstance(r, APIRoute)]
+
+
+def _path(template: str) -> str:
+    return re.sub(r"\{[^}]+\}", "id:1", template)
+
+
+def test_every_route_declares_who_may_call_it(client):
+    missing = [
+        f"{sorted(r.methods)} {r.path}" for r in _routes(client.app) if r.path not in PUBLIC and _rule(r) is None
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: "no key" if r is None else r.value)
+def test_every_route_answers_each_role_as_its_rule_says(make_client, role):
+    http = make_client(role=None if role is None else role.value, client_id="c1" if role == Role.CLIENT else None)
+    for route in _routes(http.app):
+        if route.path in PUBLIC:
+            continue
+        allowed = _rule(route)
+        assert allowed is not None
+        for method in sorted(route.methods):
+            headers = {"Idempotency-Key": f"walk-{method}-{route.path}"[:255]} if method == "POST" else {}
+            response = http.request(method, _path(route.path), json={} if method == "POST" else None, headers=headers)
+            where = f"{role} {method} {route.path}: {response.status_code} {response.text[:200]}"
+            if role is None:
+                assert response.status_code == 401, where
+                assert response.headers["WWW-Authenticate"].startswith("Bearer"), where
+            elif role in allowed:
+                assert response.status_code not in (401, 403), where
+            else:
+                assert response.status_code == 403, where
+                assert response.json()["code"] == "forbidden", where
+
+
+def test_a_bad_revoked_or_expired_key_is_refused_with_a_challenge(make_client, clock):
+    http = make_client(role=None)
+    keys = http.app.state.api_keys
+    for header in ("Bearer nope", "Bearer ak_0123456789abcdef_" + "x" * 43, "Basic dXNlcjpwYXNz"):
+        refused = http.get("/v1/accounts", headers={"Authorization": header})
+        assert refused.status_code == 401 and "Bearer" in refused.headers["WWW-Authenticate"], header
+    record, key = keys.create("auditor", label="short-lived", ttl_s=60)
+    assert http.get("/v1/accounts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    clock.advance(61)
+    expired = http.get("/v1/accounts", headers={"Authorization": f"Bearer {key}"})
+    assert expired.status_code == 401 and 'error="invalid_token"' in expired.headers["WWW-Authenticate"]
+    record, key = keys.create("operator")
+    assert http.get("/v1/accounts", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    keys.revoke(record.id)
+    assert http.get("/v1/accounts", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    # The key itself is never stored: only its keyed hash.
+    from sqlalchemy import select
+
+    from andchain.api.auth import keys as table
+
+    with http.app.state.context.engine.connect() as conn:
+        stored = [tuple(str(v) for v in row) for row in conn.execute(select(table))]
+    assert all(key.split("_")[-1] not in " ".join(row) for row in stored)
+
+
+def test_a_client_sees_only_its_own_accounts_and_another_clients_are_not_there(make_client):
+    admin = make_client()
+    for name in ("clients:c1:usd:dda", "clients:c2:usd:dda", "bank:usd:cash"):
+        opened = admin.post("/v1/accounts", json={"name": name, "asset": "USD"}, headers={"Idempotency-Key": name})
+        assert opened.status_code == 201, opened.text
+    moved = admin.post(
+        "/v1/transfers",
+        json={
+            "debit_account": "bank:usd:cash",
+            "credit_account": "clients:c2:usd:dda",
+            "amount": "5.00",
+            "asset": "USD",
+        },
+        headers={"Idempotency-Key": "t-c2"},
+    )
+    assert moved.status_code == 201, moved.text
+    c1 = make_client(role="client", client_id="c1")
+    names = [a["name"] for a in c1.get("/v1/accounts").json()["data"]]
+    assert names == ["clients:c1:usd:dda"]
+    assert c1.get("/v1/accounts", params={"prefix": "clients:c2:"}).json()["data"] == []
+    for path in ("/v1/accounts/clients:c2:usd:dda", "/v1/accounts/clients:c2:usd:dda/transfers", "/v1/transfers/t-c2"):
+        hidden = c1.get(path)
+        assert hidden.status_code == 404, (path, hidden.text)
+        assert set(hidden.json()) <= {"type", "title", "status", "code", "detail"} and "5.00" not in hidden.text
+    assert c1.get("/v1/accounts/clients:c1:usd:dda").status_code == 200
+
+
+def test_idempotency_keys_are_scoped_per_api_key(make_client):
+    first, second = make_client(role="operator"), make_client(role="operator")
+    body = {"name": "bank:usd:fees", "asset": "USD"}
+    assert first.post("/v1/accounts", json=body, headers={"Idempotency-Key": "same"}).status_code == 201
+    # The same key from another API key is another request: no 409, no replay of the first one's answer.
+    other = second.post(
+        "/v1/accounts", json={"name": "bank:usd:other", "asset": "USD"}, headers={"Idempotency-Key": "same"}
+    )
+    assert other.status_code == 201 and other.headers.get("Idempotent-Replayed") is None
+
+
+def test_make_run_leaves_working_development_keys_in_the_data_directory(engine, clock, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from andchain.api import create_app
+    from andchain.cli.serve import development_keys
+    from andchain.config import Settings
+    from andchain.context import Context
+
+    url = str(engine.url.render_as_string(hide_password=False))
+    ctx = Context(Settings(data_dir=tmp_path, database_url=url), clock=clock)
+    ctx.__dict__["engine"] = engine
+    directory = development_keys(ctx)
+    first = {p.name: p.read_text() for p in directory.glob("*.key")}
+    assert sorted(first) == ["acme.key", "admin.key", "globex.key", "operator.key"]
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in directory.glob("*.key"))
+    assert {p.name: p.read_text() for p in directory.glob("*.key")} == first
+    development_keys(ctx)  # again (the next `make run`): the same keys, still working
+    assert {p.name: p.read_text() for p in directory.glob("*.key")} == first
+    with TestClient(create_app(ctx), raise_server_exceptions=False) as http:
+        admin = {"Authorization": "Bearer " + first["admin.key"].strip()}
+        acme = {"Authorization": "Bearer " + first["acme.key"].strip()}
+        assert http.get("/v1/accounts", headers=admin).status_code == 200
+        mine = http.get("/v1/accounts", headers=acme).json()["data"]
+        assert len(mine) == 1 and mine[0]["balances"]["posted"] == "1000000.00"
+        assert http.post("/v1/transfers", json={}, headers={**acme, "Idempotency-Key": "x"}).status_code == 403
