@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -39,5 +40,7 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@cache
 def head() -> str | None:
+    """The newest revision this code knows (read once: the migration scripts do not change at run time)."""
     return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()

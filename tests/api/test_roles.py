@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from andchain.api.auth import Allow, Role
 
-PUBLIC = {"/health"}  # liveness for load balancers: no data, no key
+PUBLIC = {"/health", "/health/live"}  # liveness for load balancers: no data, no key
 ROLES = [None, *Role]
 
 

@@ -40,6 +40,15 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
     app.include_router(ledger.router)
 
     @app.get(
+        "/health/live",
+        tags=["system"],
+        summary="Liveness only: the process answers (no database, no key)",
+        responses=problems.responses({200: "the process answers"}, authenticated=False),
+    )
+    def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
         "/health",
         tags=["system"],
         summary="Liveness, database reachability and the workers' heartbeats",

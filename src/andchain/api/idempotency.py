@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import BigInteger, Column, Engine, Integer, String, Table, Text, delete, select, update
+from sqlalchemy import BigInteger, Column, Connection, Engine, Integer, String, Table, Text, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, body_of
@@ -48,6 +48,7 @@ keys = Table(
 )
 
 Handler = Callable[[], tuple[int, dict[str, Any]]]
+AtomicHandler = Callable[[Connection], tuple[int, dict[str, Any]]]
 
 
 def request_hash(payload: Any) -> str:
@@ -147,6 +148,72 @@ class IdempotencyStore:
             raise
         self._finish(scope, key, status, body)
         return JSONResponse(body, status_code=status)
+
+    def run_atomic(self, scope: str, key: str, payload: Any, handler: AtomicHandler) -> JSONResponse:
+        """Like `run`, for a handler that only writes to this database: the key, the handler's writes
+        and its stored answer commit in ONE transaction (one write instead of three). A crash leaves
+        nothing behind, so a retry simply runs again; a refusal rolls the handler's writes back and
+        is stored as the answer."""
+        if len(scope) > SCOPE_LENGTH_MAX:
+            raise AssertionError(f"idempotency scope must be at most {SCOPE_LENGTH_MAX} characters: {scope[:80]!r}")
+        digest = request_hash(payload)
+        for _ in range(3):
+            try:
+                with write_transaction(self.engine) as conn:
+                    row = conn.execute(select(keys).where(keys.c.scope == scope, keys.c.key == key)).first()
+                    if row is not None:
+                        replay = self._answer(row, key, digest)
+                        if replay is not None:
+                            return replay
+                        conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))  # a stale start
+                    try:
+                        with conn.begin_nested():
+                            status, body = handler(conn)
+                    except DomainError as exc:
+                        body = body_of(exc)
+                        status = body["status"]
+                    now = self.clock()
+                    conn.execute(
+                        keys.insert().values(
+                            scope=scope,
+                            key=key,
+                            request_hash=digest,
+                            state="done",
+                            status_code=status,
+                            response_body=json.dumps(body),
+                            created_at_us=now,
+                            updated_at_us=now,
+                        )
+                    )
+            except IntegrityError:
+                continue  # another process stored this key first: read its answer
+            media = PROBLEM_MEDIA_TYPE if status >= 400 else "application/json"
+            return JSONResponse(body, status_code=status, media_type=media)
+        raise ApiProblem(409, "idempotency_key_in_use", f"Idempotency-Key {key!r} is being used concurrently")
+
+    def _answer(self, row: Any, key: str, digest: str) -> JSONResponse | None:
+        """What a stored key answers: a replay, a conflict, or None when its first request died (stale)."""
+        if row.request_hash != digest:
+            raise ApiProblem(
+                409,
+                "idempotency_key_reused",
+                f"Idempotency-Key {key!r} was already used for a different request; use a new key for a new request",
+            )
+        if row.state == "done":
+            media = PROBLEM_MEDIA_TYPE if row.status_code >= 400 else "application/json"
+            return JSONResponse(
+                json.loads(row.response_body),
+                status_code=row.status_code,
+                media_type=media,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        if self.clock() - row.updated_at_us < self.stale_after_us:
+            raise ApiProblem(
+                409,
+                "idempotency_key_in_use",
+                f"a request with Idempotency-Key {key!r} is still being processed; retry later",
+            )
+        return None
 
     def _claim(self, scope: str, key: str, digest: str) -> JSONResponse | None:
         now = self.clock()

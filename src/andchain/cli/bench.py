@@ -109,3 +109,22 @@ def bench_move(
     for pair, figures in result["pairs"].items():
         table.add_row(pair, str(figures["moves_per_s"]), str(figures["latency_ms_p50"]), str(figures["latency_ms_p99"]))
     out.print(table)
+
+
+@app.command("api")
+@clean_errors
+def bench_api(
+    seconds: Annotated[float, typer.Option(help="measuring time")] = 12.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ledger transfers/s through HTTP (single, and batches of 1,000; 8 clients) vs a bare endpoint of the server."""
+    from andchain.bench import api as bench
+
+    result = bench.run(seconds)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in ("transfers_per_s", "batch_transfers_per_s", "bare_requests_per_s", "ratio", "transfer_latency_ms_p50"):
+        table.add_row(key, str(result[key]))
+    out.print(table)

@@ -212,13 +212,17 @@ class Ledger:
             return self._create_account(conn, index, spec, now)
         return CreateResult(index, name, Result.OK, account_id=account_id)
 
-    def account(self, ref: int | str) -> Account:
-        """An account by reference: an int or `id:42` is an id, any other string a name."""
+    def account(self, ref: int | str, *, conn: Connection | None = None) -> Account:
+        """An account by reference: an int or `id:42` is an id, any other string a name.
+        With `conn`, read inside the caller's transaction (it sees what that transaction wrote)."""
         key = account_ref(ref)
         table = schema.accounts
         where = table.c.id == key if isinstance(key, int) else table.c.name == key
-        with self.engine.connect() as conn:
+        if conn is not None:
             row = conn.execute(select(table).where(where)).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.execute(select(table).where(where)).first()
         if row is None:
             hint = (
                 f"; an account id is written id:{ref}"
@@ -492,13 +496,13 @@ class Ledger:
 
     # ------------------------------------------------------------------- reads
 
-    def transfer(self, transfer_id: str) -> Transfer:
-        found = self.lookup_transfers([transfer_id])
+    def transfer(self, transfer_id: str, *, conn: Connection | None = None) -> Transfer:
+        found = self.lookup_transfers([transfer_id], conn=conn)
         if not found:
             raise NotFound(f"no transfer {transfer_id!r}", code="transfer_not_found")
         return found[0]
 
-    def lookup_transfers(self, ids: Iterable[str]) -> list[Transfer]:
+    def lookup_transfers(self, ids: Iterable[str], *, conn: Connection | None = None) -> list[Transfer]:
         wanted = list(ids)
         if not wanted:
             return []
@@ -509,8 +513,10 @@ class Ledger:
             .where(t.c.id.in_(wanted))
             .order_by(t.c.seq)
         )
-        with self.engine.connect() as conn:
+        if conn is not None:
             return [_transfer_of(row) for row in conn.execute(query)]
+        with self.engine.connect() as own:
+            return [_transfer_of(row) for row in own.execute(query)]
 
     def list_transfers(
         self, *, after_seq: int = 0, limit: int = 100, account_id: int | None = None, newest_first: bool = False

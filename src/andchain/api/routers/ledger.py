@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from andchain.api import refs
 from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
@@ -192,13 +193,25 @@ def _scale(ctx: Context, asset: str) -> int:
     return ctx.assets.get(asset).scale
 
 
-def _spec(ctx: Context, body: TransferIn, default_id: str) -> TransferSpec:
+def _spec(
+    ctx: Context, body: TransferIn, default_id: str, known: dict[tuple[str, int | str], int] | None = None
+) -> TransferSpec:
+    """A transfer's spec; `known` remembers the account references a batch has resolved already."""
     scale = _scale(ctx, body.asset)
     flags = (TransferFlags.PENDING if body.pending else 0) | (TransferFlags.LINKED if body.linked else 0)
+
+    def resolve(ref: int | str, field: str) -> int:
+        if known is None:
+            return refs.account_id(ctx, ref, field)
+        cache_key = (field, ref)
+        if cache_key not in known:
+            known[cache_key] = refs.account_id(ctx, ref, field)
+        return known[cache_key]
+
     return TransferSpec(
         id=body.id or default_id,
-        debit_account_id=refs.account_id(ctx, body.debit_account, "debit_account"),
-        credit_account_id=refs.account_id(ctx, body.credit_account, "credit_account"),
+        debit_account_id=resolve(body.debit_account, "debit_account"),
+        credit_account_id=resolve(body.credit_account, "credit_account"),
         amount=parse_minor(body.amount, scale),
         asset=body.asset.upper(),
         flags=int(flags),
@@ -217,11 +230,11 @@ def _refusal(result: CreateResult) -> ApiProblem:
     )
 
 
-def _single(ctx: Context, spec: TransferSpec) -> tuple[int, dict[str, Any]]:
-    result = ctx.ledger.create_transfer(spec)
+def _single(ctx: Context, spec: TransferSpec, conn: Connection) -> tuple[int, dict[str, Any]]:
+    result = ctx.ledger.create_transfer(spec, conn=conn)
     if not result.ok:
         raise _refusal(result)
-    transfer = ctx.ledger.transfer(result.id)
+    transfer = ctx.ledger.transfer(result.id, conn=conn)
     return (201 if result.result == Result.OK else 200), transfer_view(transfer, _scale(ctx, transfer.asset))
 
 
@@ -271,7 +284,7 @@ def create_account(
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    def handler() -> tuple[int, dict[str, Any]]:
+    def handler(conn: Connection) -> tuple[int, dict[str, Any]]:
         if isinstance(refs.parse(body.name.strip()), int):
             raise ApiProblem(
                 422, Result.NAME_INVALID.value, f"account name {body.name!r} is reserved: 'id:<digits>' names an id"
@@ -280,17 +293,17 @@ def create_account(
             AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS if body.credits_must_not_exceed_debits else 0
         )
         spec = AccountSpec(body.name, body.asset.upper(), kind=body.kind, flags=int(flags), metadata=body.metadata)
-        (result,) = ctx.ledger.create_accounts([spec])
+        (result,) = ctx.ledger.create_accounts([spec], conn=conn)
         if not result.ok:
             raise ApiProblem(
                 _STATUS.get(result.result, 422),
                 result.result.value,
                 f"account {body.name!r} was refused: {result.result.value.replace('_', ' ')}",
             )
-        account = ctx.ledger.account(result.account_id or 0)
+        account = ctx.ledger.account(result.account_id or 0, conn=conn)
         return (201 if result.result == Result.OK else 200), account_view(account, _scale(ctx, account.asset))
 
-    return store.run(scoped(principal, "POST /v1/accounts"), key, body.model_dump(mode="json"), handler)
+    return store.run_atomic(scoped(principal, "POST /v1/accounts"), key, body.model_dump(mode="json"), handler)
 
 
 _LIST_REFUSED = {
@@ -387,11 +400,11 @@ def create_transfer(
 ) -> Any:
     if body.linked:
         raise ApiProblem(422, "linked_requires_batch", "linked transfers are created with POST /v1/transfers/batch")
-    return store.run(
+    return store.run_atomic(
         scoped(principal, "POST /v1/transfers"),
         key,
         body.model_dump(mode="json"),
-        lambda: _single(ctx, _spec(ctx, body, default_transfer_id(key))),
+        lambda conn: _single(ctx, _spec(ctx, body, default_transfer_id(key)), conn),
     )
 
 
@@ -399,9 +412,10 @@ def _batch_specs(ctx: Context, body: BatchIn, key: str) -> list[TransferSpec]:
     """Every transfer's spec, or one 422 problem naming each refused transfer by its index."""
     specs: list[TransferSpec] = []
     errors: list[dict[str, Any]] = []
+    known: dict[tuple[str, int | str], int] = {}
     for index, transfer in enumerate(body.transfers):
         try:
-            specs.append(_spec(ctx, transfer, default_transfer_id(key, index)))
+            specs.append(_spec(ctx, transfer, default_transfer_id(key, index), known))
         except DomainError as exc:
             errors.append(
                 {"index": index, "location": f"body.transfers.{index}", "code": exc.code, "message": exc.message}
@@ -438,20 +452,22 @@ def create_batch(
     ctx: Context = Depends(context),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    def handler() -> tuple[int, dict[str, Any]]:
-        results = ctx.ledger.create_transfers(_batch_specs(ctx, body, key))
+    def handler(conn: Connection) -> tuple[int, dict[str, Any]]:
+        results = ctx.ledger.create_transfers(_batch_specs(ctx, body, key), conn=conn)
         return 200, {"results": [{"index": r.index, "id": r.id, "result": r.result.value} for r in results]}
 
-    return store.run(scoped(principal, "POST /v1/transfers/batch"), key, body.model_dump(mode="json"), handler)
+    return store.run_atomic(scoped(principal, "POST /v1/transfers/batch"), key, body.model_dump(mode="json"), handler)
 
 
-def _second_phase(ctx: Context, pending_id: str, body: SecondPhaseIn, key: str, flag: TransferFlags) -> Any:
-    pending = ctx.ledger.transfer(pending_id)
+def _second_phase(
+    ctx: Context, pending_id: str, body: SecondPhaseIn, key: str, flag: TransferFlags, conn: Connection
+) -> Any:
+    pending = ctx.ledger.transfer(pending_id, conn=conn)
     amount = parse_minor(body.amount, _scale(ctx, pending.asset)) if body.amount is not None else None
     spec = TransferSpec(
         id=body.id or default_transfer_id(key), flags=int(flag), pending_id=pending_id, amount=amount, memo=body.memo
     )
-    return _single(ctx, spec)
+    return _single(ctx, spec, conn)
 
 
 _SECOND_PHASE_REFUSED = {
@@ -491,11 +507,11 @@ def post_pending(
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
     pending_id = _transfer_id(transfer_id)
-    return store.run(
+    return store.run_atomic(
         scoped(principal, "POST /v1/transfers/{transfer_id}/post"),
         key,
         _second_phase_payload(pending_id, body),
-        lambda: _second_phase(ctx, pending_id, body, key, TransferFlags.POST_PENDING),
+        lambda conn: _second_phase(ctx, pending_id, body, key, TransferFlags.POST_PENDING, conn),
     )
 
 
@@ -522,11 +538,11 @@ def void_pending(
     pending_id = _transfer_id(transfer_id)
     if body.amount is not None:
         raise ApiProblem(422, "invalid_request", "a void releases the whole pending amount; send no amount")
-    return store.run(
+    return store.run_atomic(
         scoped(principal, "POST /v1/transfers/{transfer_id}/void"),
         key,
         _second_phase_payload(pending_id, body),
-        lambda: _second_phase(ctx, pending_id, body, key, TransferFlags.VOID_PENDING),
+        lambda conn: _second_phase(ctx, pending_id, body, key, TransferFlags.VOID_PENDING, conn),
     )
 
 
