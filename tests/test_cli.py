@@ -131,3 +131,11 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
     figures = json.loads(mint.stdout)
     assert figures["mints_per_s"] > 0 and figures["mint_latency_ms_p99"] >= figures["mint_latency_ms_p50"]
     assert figures["reconcile_flags_raw_mints"] is True  # raw mints bypass the ledger, and reconcile sees it
+
+
+def test_bench_api_prints_http_figures_against_its_bare_endpoint():
+    result = run("bench", "api", "--seconds", "3", "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["transfers_per_s"] > 0 and figures["batch_transfers_per_s"] > figures["transfers_per_s"]
+    assert figures["bare_requests_per_s"] > 0 and 0 < figures["ratio"]
