@@ -151,3 +151,26 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         stop.set()
+
+
+@clean_errors
+def openapi(
+    output: Annotated[Path | None, typer.Option(help="write it to this file (default: print it)")] = None,
+) -> None:
+    """The API's OpenAPI document, as the server generates it (docs/openapi.json is a committed copy)."""
+    import json
+    import tempfile
+
+    from andchain.api import create_app
+    from andchain.config import Settings
+
+    with tempfile.TemporaryDirectory(prefix="andchain-openapi-") as tmp:
+        # The document depends on the routes only: a throwaway app on an empty database makes it.
+        ctx = Context(Settings(data_dir=Path(tmp), database_url=f"sqlite:///{Path(tmp) / 'openapi.db'}"))
+        text = json.dumps(create_app(ctx).openapi(), indent=2, sort_keys=True) + "\n"
+        ctx.close()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
