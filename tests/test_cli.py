@@ -131,3 +131,59 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
     figures = json.loads(mint.stdout)
     assert figures["mints_per_s"] > 0 and figures["mint_latency_ms_p99"] >= figures["mint_latency_ms_p50"]
     assert figures["reconcile_flags_raw_mints"] is True  # raw mints bypass the ledger, and reconcile sees it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_beyond_this_machine_without_tls_in_front_warns(monkeypatch):
+    import uvicorn
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append({"app": app, **options}))
+    exposed = run("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert exposed.exit_code == 0, exposed.output
+    assert "warning:" in exposed.stderr and "must sit behind a proxy that terminates TLS" in exposed.stderr
+    assert served[-1]["host"] == "0.0.0.0"
+
+    local = run("serve", "--host", "127.0.0.1", "--port", str(free_port()))
+    assert local.exit_code == 0 and "warning:" not in local.stderr
+    monkeypatch.setenv("ANDCHAIN_API__BEHIND_TLS_PROXY", "true")
+    declared = run("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert declared.exit_code == 0 and "warning:" not in declared.stderr
+
+
+def test_serve_answers_to_the_address_it_listens_on(monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append({"app": app, **options}))
+    assert run("serve", "--host", "127.0.0.2", "--port", str(free_port())).exit_code == 0
+    client = TestClient(served[-1]["app"], base_url="http://127.0.0.2:8000")
+    assert client.get("/health").status_code == 200
+    assert client.get("/health", headers={"Host": "elsewhere.example"}).json()["code"] == "invalid_host"
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("127.0.0.1", False),
+        ("127.0.0.2", False),
+        ("localhost", False),
+        ("::1", False),
+        ("[::1]", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("10.1.2.3", True),
+        ("api.bank.example", True),
+    ],
+)
+def test_only_a_loopback_address_needs_no_tls_in_front(host, warned):
+    from andchain.cli.serve import exposure_warning
+
+    assert (exposure_warning(host, behind_tls_proxy=False) is not None) is warned
+    assert exposure_warning(host, behind_tls_proxy=True) is None

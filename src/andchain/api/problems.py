@@ -68,6 +68,8 @@ class ApiProblem(DomainError):
     def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
         super().__init__(message, code=code, **details)
         self.status = status
+        # Response headers that go with the refusal (Retry-After of a 429).
+        self.headers: dict[str, str] | None = None
 
 
 def status_of(exc: DomainError) -> int:
@@ -115,7 +117,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         body = body_of(exc)
-        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE)
+        headers = exc.headers if isinstance(exc, ApiProblem) else None
+        return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -144,7 +147,11 @@ def install(app: FastAPI) -> None:
 
 # What every route may answer besides its own codes.
 _ANY_ROUTE = {
-    400: "invalid_request: the path or the query holds U+0000 (NUL)",
+    400: (
+        "invalid_request: the path or the query holds U+0000 (NUL); invalid_host: the Host header is not a name "
+        "this API answers to (api.allowed_hosts)"
+    ),
+    429: "rate_limited: this caller's reads or writes are over their limit; retry after Retry-After seconds",
     431: "request_header_fields_too_large: a header line or all headers together are over the limit",
     500: "internal_error: a bug, logged with the request; a POST may be retried with the same Idempotency-Key",
 }
@@ -187,4 +194,11 @@ def responses(
         # The content type is moved from application/json to application/problem+json
         # when the document is generated (see andchain.api.app).
         result[status] = {"model": Problem, "description": "; ".join(problems[status])}
+    if 429 in result:
+        result[429]["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before the limit allows this caller's request again",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        }
     return result
