@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pytest
@@ -133,13 +134,23 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
     assert figures["reconcile_flags_raw_mints"] is True  # raw mints bypass the ledger, and reconcile sees it
 
 
+@pytest.fixture
+def logging_restored():
+    """`serve` configures the process's logging (JSON lines): put back what the test run had."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def test_serve_beyond_this_machine_without_tls_in_front_warns(monkeypatch):
+def test_serve_beyond_this_machine_without_tls_in_front_warns(monkeypatch, logging_restored):
     import uvicorn
 
     served: list[dict] = []
@@ -147,7 +158,7 @@ def test_serve_beyond_this_machine_without_tls_in_front_warns(monkeypatch):
     exposed = run("serve", "--host", "0.0.0.0", "--port", str(free_port()))
     assert exposed.exit_code == 0, exposed.output
     assert "warning:" in exposed.stderr and "must sit behind a proxy that terminates TLS" in exposed.stderr
-    assert served[-1]["host"] == "0.0.0.0"
+    assert served[-1]["host"] == "0.0.0.0" and served[-1]["log_config"] is None and served[-1]["access_log"] is False
 
     local = run("serve", "--host", "127.0.0.1", "--port", str(free_port()))
     assert local.exit_code == 0 and "warning:" not in local.stderr
@@ -156,7 +167,7 @@ def test_serve_beyond_this_machine_without_tls_in_front_warns(monkeypatch):
     assert declared.exit_code == 0 and "warning:" not in declared.stderr
 
 
-def test_serve_answers_to_the_address_it_listens_on(monkeypatch):
+def test_serve_answers_to_the_address_it_listens_on(monkeypatch, logging_restored):
     import uvicorn
     from fastapi.testclient import TestClient
 
@@ -187,3 +198,15 @@ def test_only_a_loopback_address_needs_no_tls_in_front(host, warned):
 
     assert (exposure_warning(host, behind_tls_proxy=False) is not None) is warned
     assert exposure_warning(host, behind_tls_proxy=True) is None
+
+
+def test_reconcile_writes_its_breaks_for_prometheus_when_asked(monkeypatch, tmp_path):
+    for network in ("internal", "ethereum", "base", "tempo"):
+        monkeypatch.setenv(f"ANDCHAIN_NETWORKS__{network.upper()}__ENABLED", "false")
+    assert run("db", "upgrade").exit_code == 0
+    path = tmp_path / "andchain_reconcile.prom"
+    result = run("reconcile", "--metrics-file", str(path))
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert 'andchain_reconcile_breaks{check="ledger"} 0.0' in text
+    assert "andchain_reconcile_last_run_timestamp_seconds" in text

@@ -79,11 +79,11 @@ def test_several_limits_apply_together(make_client):
     assert_rate_limited(client.get("/v1/accounts"))
 
 
-def test_the_documentation_is_not_rate_limited(make_client):
+def test_metrics_and_documentation_are_not_rate_limited(make_client):
     client = make_client(rate_limit_reads="1/minute")
     assert client.get("/v1/accounts").status_code == 200
     assert_rate_limited(client.get("/v1/accounts"))
-    for path in ("/docs", "/redoc", "/openapi.json"):
+    for path in ("/metrics", "/metrics", "/docs", "/redoc", "/openapi.json"):
         assert client.get(path).status_code == 200, path
 
 

@@ -27,12 +27,13 @@ def test_json_answers_and_refusals_carry_the_security_headers_and_a_strict_polic
         client.get("/v1/accounts"),
         client.get("/v1/accounts/no-such-account"),
         client.post("/v1/accounts", json={}),  # 400: no Idempotency-Key
+        client.get("/metrics"),
     ):
         assert_security_headers(response)
         assert response.headers["Content-Security-Policy"] == API_CSP
 
 
-def test_an_internal_error_carries_them_too(client):
+def test_an_internal_error_carries_them_too_with_its_request_id(client):
     @client.app.get("/test/boom")
     def boom() -> None:
         raise RuntimeError("a bug")
@@ -41,6 +42,7 @@ def test_an_internal_error_carries_them_too(client):
     assert response.status_code == 500
     assert response.headers["content-type"] == PROBLEM
     assert_security_headers(response)
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])
 
 
 class _Links(HTMLParser):
@@ -79,6 +81,7 @@ def test_a_host_not_configured_is_refused_with_a_problem(make_client):
     assert refused.headers["content-type"] == PROBLEM
     assert refused.json()["code"] == "invalid_host"
     assert_security_headers(refused)
+    assert refused.headers["X-Request-Id"]
     for host in ("api.bank.example", "API.bank.example:8443", "ops.internal.bank.example"):
         assert client.get("/v1/accounts", headers={"Host": host}).status_code == 200, host
     for host in ("internal.bank.example", "evilinternal.bank.example", "api.bank.example.evil", "", "a b"):

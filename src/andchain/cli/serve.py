@@ -105,8 +105,10 @@ def serve(
     import uvicorn
 
     from andchain.api import create_app
+    from andchain.logs import configure_logging
 
     ctx = context()
+    configure_logging(ctx.settings.log_level)
     host = host or ctx.settings.api.host
     port = port or ctx.settings.api.port
     warning = exposure_warning(host, ctx.settings.api.behind_tls_proxy)
@@ -133,6 +135,9 @@ def serve(
         err.print("operations worker running (operations, listeners, rules, maintenance)")
     err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # Logging stays as configured above (JSON lines); the API writes its own access log.
+        uvicorn.run(
+            app, host=host, port=port, log_config=None, log_level=ctx.settings.log_level.lower(), access_log=False
+        )
     finally:
         stop.set()
