@@ -137,11 +137,12 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
 @pytest.fixture
 def logging_restored():
     """`serve` configures the process's logging (JSON lines): put back what the test run had."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    root, alembic = logging.getLogger(), logging.getLogger("alembic")
+    saved = (list(root.handlers), root.level, alembic.level)
     yield
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
+    alembic.setLevel(saved[2])
 
 
 def free_port() -> int:

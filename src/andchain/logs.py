@@ -35,7 +35,8 @@ _SECRET_NAME = re.compile(
 )
 _BEARER = re.compile(r"(bearer\s+)[^\s\"',;]+", re.I)
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
-_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
+# uvicorn's color_message repeats the message with terminal colours.
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id", "color_message"}
 
 
 def current_request_id() -> str | None:
@@ -111,4 +112,6 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Alembic notes its context on every schema look-up (/health makes one per call).
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     return handler

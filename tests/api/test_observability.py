@@ -151,8 +151,8 @@ def test_secrets_given_to_a_log_line_are_redacted():
 
 
 def test_configure_logging_writes_json_lines_with_the_request_id():
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
+    root, alembic = logging.getLogger(), logging.getLogger("alembic")
+    saved = (list(root.handlers), root.level, alembic.level)
     stream = io.StringIO()
     try:
         root.setLevel(logging.WARNING)
@@ -160,7 +160,7 @@ def test_configure_logging_writes_json_lines_with_the_request_id():
         token = request_id.set("req-9")
         try:
             logging.getLogger("andchain.test").info("minted", extra={"network": "internal"})
-            logging.getLogger("uvicorn.error").info("started")
+            logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[1mstarted\x1b[0m"})
         finally:
             request_id.reset(token)
         logging.getLogger("andchain.test").debug("not at this level")
@@ -170,9 +170,11 @@ def test_configure_logging_writes_json_lines_with_the_request_id():
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+        alembic.setLevel(saved[2])
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(e["logger"], e["message"]) for e in lines] == [("andchain.test", "minted"), ("uvicorn.error", "started")]
     assert lines[0]["request_id"] == "req-9" and lines[0]["network"] == "internal"
+    assert "color_message" not in lines[1]
 
 
 # --------------------------------------------------------------------- metrics
@@ -184,12 +186,22 @@ def test_requests_are_counted_by_route_template_and_status_never_by_raw_path(cli
     client.get("/v1/accounts")
     client.get("/no/such/path/1")
     client.get("/no/such/path/2")
+    client.get("/openapi.json")
+    client.get("/static/docs/swagger-ui.css")
     samples = scrape(client)
     requests = {labels: value for (name, labels), value in samples.items() if name == "andchain_http_requests_total"}
     assert requests[(("method", "GET"), ("route", "/v1/accounts/{ref}"), ("status", "404"))] == 3
     assert requests[(("method", "GET"), ("route", "/v1/accounts"), ("status", "200"))] == 1
     assert requests[(("method", "GET"), ("route", "unmatched"), ("status", "404"))] == 2
-    assert {dict(labels)["route"] for labels in requests} == {"/v1/accounts/{ref}", "/v1/accounts", "unmatched"}
+    assert requests[(("method", "GET"), ("route", "/openapi.json"), ("status", "200"))] == 1
+    assert requests[(("method", "GET"), ("route", "/static/docs/{path}"), ("status", "200"))] == 1
+    assert {dict(labels)["route"] for labels in requests} == {
+        "/v1/accounts/{ref}",
+        "/v1/accounts",
+        "unmatched",
+        "/openapi.json",
+        "/static/docs/{path}",
+    }
     count = samples[
         ("andchain_http_request_duration_seconds_count", (("method", "GET"), ("route", "/v1/accounts/{ref}")))
     ]

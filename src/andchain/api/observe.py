@@ -58,10 +58,17 @@ def route_template(scope: Scope) -> str:
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if isinstance(path, str) and path:
         return path
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return UNMATCHED
     # A mounted application (the documentation's files) leaves its prefix in root_path.
     mount = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
-    if mount and "endpoint" in scope:
+    if mount:
         return f"{mount}/{{path}}"
+    # FastAPI names the route in the scope for its own routes only; /openapi.json is Starlette's.
+    for candidate in getattr(getattr(scope.get("app"), "router", None), "routes", ()):
+        if getattr(candidate, "endpoint", None) is endpoint and isinstance(getattr(candidate, "path", None), str):
+            return str(candidate.path)
     return UNMATCHED
 
 
