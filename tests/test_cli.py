@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pytest
@@ -138,4 +139,83 @@ def test_bench_api_prints_http_figures_against_its_bare_endpoint():
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["transfers_per_s"] > 0 and figures["batch_transfers_per_s"] > figures["transfers_per_s"]
-    assert figures["bare_requests_per_s"] > 0 and 0 < figures["ratio"]
+    assert figures["bare_requests_per_s"] > 0 and figures["ratio"] > 0
+
+
+@pytest.fixture
+def logging_restored():
+    """`serve` configures the process's logging (JSON lines): put back what the test run had."""
+    root, alembic = logging.getLogger(), logging.getLogger("alembic")
+    saved = (list(root.handlers), root.level, alembic.level)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    alembic.setLevel(saved[2])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_beyond_this_machine_without_tls_in_front_warns(monkeypatch, logging_restored):
+    import uvicorn
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append({"app": app, **options}))
+    exposed = run("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert exposed.exit_code == 0, exposed.output
+    assert "warning:" in exposed.stderr and "must sit behind a proxy that terminates TLS" in exposed.stderr
+    assert served[-1]["host"] == "0.0.0.0" and served[-1]["log_config"] is None and served[-1]["access_log"] is False
+
+    local = run("serve", "--host", "127.0.0.1", "--port", str(free_port()))
+    assert local.exit_code == 0 and "warning:" not in local.stderr
+    monkeypatch.setenv("ANDCHAIN_API__BEHIND_TLS_PROXY", "true")
+    declared = run("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert declared.exit_code == 0 and "warning:" not in declared.stderr
+
+
+def test_serve_answers_to_the_address_it_listens_on(monkeypatch, logging_restored):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    served: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append({"app": app, **options}))
+    assert run("serve", "--host", "127.0.0.2", "--port", str(free_port())).exit_code == 0
+    client = TestClient(served[-1]["app"], base_url="http://127.0.0.2:8000")
+    assert client.get("/health").status_code == 200
+    assert client.get("/health", headers={"Host": "elsewhere.example"}).json()["code"] == "invalid_host"
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("127.0.0.1", False),
+        ("127.0.0.2", False),
+        ("localhost", False),
+        ("::1", False),
+        ("[::1]", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("10.1.2.3", True),
+        ("api.bank.example", True),
+    ],
+)
+def test_only_a_loopback_address_needs_no_tls_in_front(host, warned):
+    from andchain.cli.serve import exposure_warning
+
+    assert (exposure_warning(host, behind_tls_proxy=False) is not None) is warned
+    assert exposure_warning(host, behind_tls_proxy=True) is None
+
+
+def test_reconcile_writes_its_breaks_for_prometheus_when_asked(monkeypatch, tmp_path):
+    for network in ("internal", "ethereum", "base", "tempo"):
+        monkeypatch.setenv(f"ANDCHAIN_NETWORKS__{network.upper()}__ENABLED", "false")
+    assert run("db", "upgrade").exit_code == 0
+    path = tmp_path / "andchain_reconcile.prom"
+    result = run("reconcile", "--metrics-file", str(path))
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert 'andchain_reconcile_breaks{check="ledger"} 0.0' in text
+    assert "andchain_reconcile_last_run_timestamp_seconds" in text

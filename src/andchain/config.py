@@ -37,6 +37,45 @@ class ApiSettings(BaseModel):
     # The secret under which API keys are hashed (HMAC-SHA256), kept out of the database.
     # Required in production; in development one is generated beside the keys.
     key_pepper: SecretStr | None = None
+    # A request body over this is refused (413 body_too_large) before or while it is read.
+    body_bytes_max: int = Field(default=1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    # Requests per caller (its API key's id, else its address), in the `limits` notation:
+    # "600/minute", or several at once, "20/second;600/minute". Reads are GET and HEAD.
+    rate_limit_reads: str = "600/minute"
+    rate_limit_writes: str = "120/minute"
+    # Where the counts are kept: "memory://" is this process alone. Several API processes
+    # behind one load balancer need a storage they share (e.g. "redis://host:6379"), else
+    # each allows the full rate and a caller gets the limit times the number of processes.
+    rate_limit_storage_uri: str = "memory://"
+    rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = "moving-window"
+    # The names the API answers to (the Host header); anything else is 400 invalid_host.
+    # `host` (the address it listens on) is added when it is a name or a specific address.
+    # "*.bank.example" allows every subdomain; "*" allows any name (do not, in production).
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    # Set once a TLS-terminating proxy stands in front: `andchain serve` then stops warning
+    # that it listens beyond this machine over plain HTTP.
+    behind_tls_proxy: bool = False
+
+    @field_validator("rate_limit_reads", "rate_limit_writes")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"a rate limit must read like '600/minute' or '20/second;600/minute', was {value!r}"
+            ) from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        names = [name.strip().lower() for name in value]
+        if not names or any(not name or "/" in name or " " in name for name in names):
+            raise ValueError(f"allowed_hosts must be host names like 'api.bank.example', was {value!r}")
+        return names
 
 
 class LedgerSettings(BaseModel):

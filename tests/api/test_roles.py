@@ -9,7 +9,8 @@ from fastapi.routing import APIRoute
 
 from andchain.api.auth import Allow, Role
 
-PUBLIC = {"/health", "/health/live"}  # liveness for load balancers: no data, no key
+# Liveness for load balancers, metrics for the monitoring network (docs/api.md), the docs pages: no key.
+PUBLIC = {"/health", "/health/live", "/metrics", "/docs", "/redoc", "/docs/oauth2-redirect"}
 ROLES = [None, *Role]
 
 
@@ -141,7 +142,7 @@ def test_make_run_leaves_working_development_keys_in_the_data_directory(engine, 
     assert {p.name: p.read_text() for p in directory.glob("*.key")} == first
     development_keys(ctx)  # again (the next `make run`): the same keys, still working
     assert {p.name: p.read_text() for p in directory.glob("*.key")} == first
-    with TestClient(create_app(ctx), raise_server_exceptions=False) as http:
+    with TestClient(create_app(ctx), base_url="http://localhost", raise_server_exceptions=False) as http:
         admin = {"Authorization": "Bearer " + first["admin.key"].strip()}
         acme = {"Authorization": "Bearer " + first["acme.key"].strip()}
         assert http.get("/v1/accounts", headers=admin).status_code == 200

@@ -89,7 +89,7 @@ def test_a_fresh_context_lists_shows_and_sums_a_registered_asset_at_its_scale(en
     later = fresh_context(engine, tmp_path)
     assert later.assets.get("MMF").scale == 6
     assert later.ledger.assets is later.assets
-    with TestClient(create_app(later), raise_server_exceptions=False) as http:
+    with TestClient(create_app(later), base_url="http://localhost", raise_server_exceptions=False) as http:
         _, key = later.api_keys.create("auditor")
         http.headers["Authorization"] = f"Bearer {key}"
         listed = http.get("/v1/accounts")

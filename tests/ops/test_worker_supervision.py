@@ -219,7 +219,7 @@ def test_health_shows_the_in_process_worker_and_its_lag_and_degraded_once_its_he
     worker = Worker(ops, [FakeHandler(ops)], owner="api-host:1", parts=[HealthyPart(lag_blocks=7)])
     start_worker(app, lambda: worker, "api-host:1", stop)
     try:
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://localhost")
         wait_for(lambda: worker.rounds > 0 and client.get("/health").json()["worker"]["in_process"]["heartbeat_fresh"])
         health = client.get("/health").json()
         assert health["status"] == "ok"
@@ -240,7 +240,7 @@ def test_health_is_degraded_when_the_in_process_worker_thread_is_dead(api_ctx):
     stop = threading.Event()
     worker = Worker(ops, [FakeHandler(ops)], owner="api-host:1")
     thread = start_worker(app, lambda: worker, "api-host:1", stop)
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://localhost")
     wait_for(lambda: worker.rounds > 0)
     stop.set()
     thread.join(timeout=10)

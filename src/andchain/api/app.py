@@ -2,42 +2,108 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
+from starlette.types import ASGIApp
 
 from andchain import __version__, migrate
-from andchain.api import problems
+from andchain.api import problems, ratelimit
 from andchain.api.body import StrictJSONRoute
 from andchain.api.deps import context
 from andchain.api.idempotency import IdempotencyStore
 from andchain.api.limits import RequestLimits, RequestLimitsMiddleware
+from andchain.api.observe import METRICS_CONTENT_TYPE, HttpMetrics, RequestContextMiddleware
 from andchain.api.routers import ledger
+from andchain.api.security import AllowedHostsMiddleware, SecurityHeadersMiddleware, allowed_hosts
 from andchain.context import Context
+from andchain.metrics import PlatformCollector, live_lag_blocks
 from andchain.ops import Operations
 from andchain.ops.worker import worker_status
 
+# Swagger UI and ReDoc, served from this process (the files of the fastapi-offline package):
+# the documentation works on a network that reaches no CDN, and loads no third party's code.
+DOCS_STATIC_URL = "/static/docs"
+DOCS_STATIC_DIR = files("fastapi_offline") / "static"
 
-def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = None) -> FastAPI:
+
+class AndchainAPI(FastAPI):
+    """FastAPI, with the request context and the security headers outside everything else,
+    Starlette's error middleware included: a 500 carries its X-Request-Id and is counted too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return RequestContextMiddleware(SecurityHeadersMiddleware(inner), metrics=self.state.http_metrics)
+
+
+def create_app(
+    ctx: Context | None = None, *, limits: RequestLimits | None = None, bind_host: str | None = None
+) -> FastAPI:
+    """The API. `limits` defaults to api.body_bytes_max and the built-in header limits;
+    `bind_host` (the address `andchain serve` listens on) joins api.allowed_hosts."""
     ctx = ctx or Context()
-    app = FastAPI(
+    api = ctx.settings.api
+    app = AndchainAPI(
         title="andchain",
         version=__version__,
         description=(
             "The bank's book of record and digital-asset platform. Every POST requires an Idempotency-Key; "
             "every error is application/problem+json with a stable `code`."
         ),
+        docs_url=None,
+        redoc_url=None,
     )
     app.router.route_class = StrictJSONRoute
     app.state.context = ctx
     app.state.api_keys = ctx.api_keys
-    app.state.idempotency = IdempotencyStore(ctx.engine, ctx.clock, ctx.settings.api.idempotency_stale_after_s)
-    app.state.limits = limits or RequestLimits()
+    app.state.idempotency = IdempotencyStore(ctx.engine, ctx.clock, api.idempotency_stale_after_s)
+    app.state.limits = limits or RequestLimits(body_bytes_max=api.body_bytes_max)
+    app.state.rate_limiter = ratelimit.Limiter(api)
+    registry = CollectorRegistry()
+    app.state.http_metrics = HttpMetrics(registry)
+    registry.register(PlatformCollector(ctx.engine, ctx.clock, ctx.settings.ops))
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
+    app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(api, bind_host))
     problems.install(app)
     app.include_router(ledger.router)
+    app.mount(DOCS_STATIC_URL, StaticFiles(directory=str(DOCS_STATIC_DIR)), name="docs-static")
+
+    @app.get("/metrics", include_in_schema=False)
+    @ratelimit.exempt
+    def metrics() -> Response:
+        """Prometheus exposition; not rate limited, for the monitoring network only (docs/api.md)."""
+        return Response(app.state.http_metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    @app.get("/docs", include_in_schema=False)
+    @ratelimit.exempt
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_STATIC_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC_URL}/favicon.png",
+            # No badge fetched from the public validator service.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    @ratelimit.exempt
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_STATIC_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_STATIC_URL}/favicon.png",
+            with_google_fonts=False,
+        )
 
     @app.get(
         "/health/live",
@@ -65,12 +131,7 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
         revision = migrate.current(ctx.engine)
         ops = Operations(ctx.engine, clock=ctx.clock, settings=ctx.settings.ops)
         workers = worker_status(ops, ctx.settings.ops.worker_stale_after_s)
-        lag_blocks: dict[str, int | None] = {}
-        for w in workers:
-            if w["alive"]:
-                for network, lag in (w.get("lag_blocks") or {}).items():
-                    if lag is not None or network not in lag_blocks:
-                        lag_blocks[network] = lag
+        lag_blocks = live_lag_blocks(workers)
         thread = getattr(app.state, "worker_thread", None)
         owner = getattr(app.state, "worker_owner", None)
         in_process: dict[str, Any] | None = None

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from andchain.api import ratelimit
 from andchain.api.problems import ApiProblem
 
 DEPTH_MAX = 32
@@ -132,10 +133,24 @@ class StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
+    """Every route of the API: strict JSON bodies, and its caller's rate limit checked once every
+    dependency (authentication among them) has run, just before the route's own code."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, ratelimit.limited(endpoint), **kwargs)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         if self.body_field is None:
-            return handler
+
+            async def bodiless(request: Request) -> Response:
+                token = ratelimit.current_request.set(request)
+                try:
+                    return await handler(request)
+                finally:
+                    ratelimit.current_request.reset(token)
+
+            return bodiless
 
         async def strict(request: Request) -> Response:
             strict_request = StrictJSONRequest(request.scope, request.receive)
@@ -148,6 +163,10 @@ class StrictJSONRoute(APIRoute):
                         "the body must be JSON: send it with Content-Type: application/json",
                     )
                 await strict_request.json()
-            return await handler(strict_request)
+            token = ratelimit.current_request.set(strict_request)
+            try:
+                return await handler(strict_request)
+            finally:
+                ratelimit.current_request.reset(token)
 
         return strict

@@ -148,7 +148,11 @@ def install(app: FastAPI) -> None:
 
 # What every route may answer besides its own codes.
 _ANY_ROUTE = {
-    400: "invalid_request: the path or the query holds U+0000 (NUL)",
+    400: (
+        "invalid_request: the path or the query holds U+0000 (NUL); invalid_host: the Host header is not a name "
+        "this API answers to (api.allowed_hosts)"
+    ),
+    429: "rate_limited: this caller's reads or writes are over their limit; retry after Retry-After seconds",
     431: "request_header_fields_too_large: a header line or all headers together are over the limit",
     500: "internal_error: a bug, logged with the request; a POST may be retried with the same Idempotency-Key",
 }
@@ -201,4 +205,11 @@ def responses(
         # The content type is moved from application/json to application/problem+json
         # when the document is generated (see andchain.api.app).
         result[status] = {"model": Problem, "description": "; ".join(problems[status])}
+    if 429 in result:
+        result[429]["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before the limit allows this caller's request again",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        }
     return result

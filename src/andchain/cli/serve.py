@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from andchain import __version__
 from andchain.cli.common import (
@@ -90,6 +92,29 @@ def development_keys(ctx: Context) -> Path:
     return directory
 
 
+def exposure_warning(host: str, behind_tls_proxy: bool) -> str | None:
+    """A warning when the API listens beyond this machine without a TLS-terminating proxy declared.
+
+    `andchain serve` speaks plain HTTP: bearer keys and clients' data cross the network in clear
+    unless a proxy in front terminates TLS (and sets api.behind_tls_proxy)."""
+    if behind_tls_proxy or _is_loopback(host):
+        return None
+    return (
+        f"the API listens on {host}, beyond this machine, over plain HTTP: API keys and client data would "
+        "cross the network in clear. It must sit behind a proxy that terminates TLS; once it does, set "
+        "api.behind_tls_proxy = true"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def start_worker(app: FastAPI, make: Callable[[], Worker], owner: str, stop: threading.Event) -> threading.Thread:
     """Run the worker `make` builds in a thread beside the API, under a supervisor that builds it
     again should its loop ever die; /health reports that thread and the heartbeat of `owner`."""
@@ -117,10 +142,15 @@ def serve(
     import uvicorn
 
     from andchain.api import create_app
+    from andchain.logs import configure_logging
 
     ctx = context()
+    configure_logging(ctx.settings.log_level)
     host = host or ctx.settings.api.host
     port = port or ctx.settings.api.port
+    warning = exposure_warning(host, ctx.settings.api.behind_tls_proxy)
+    if warning is not None:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -136,7 +166,7 @@ def serve(
                 f"development API keys in {keys}/ (admin, operator, acme, globex): "
                 f'curl -H "Authorization: Bearer $(cat {keys}/admin.key)" http://{host}:{port}/v1/accounts'
             )
-    app = create_app(ctx)
+    app = create_app(ctx, bind_host=host)
     stop = threading.Event()
     if with_worker:
         from andchain.ops.core import worker_identity
@@ -148,7 +178,10 @@ def serve(
         err.print("operations worker running (operations, listeners, rules, maintenance)")
     err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        # Logging stays as configured above (JSON lines); the API writes its own access log.
+        uvicorn.run(
+            app, host=host, port=port, log_config=None, log_level=ctx.settings.log_level.lower(), access_log=False
+        )
     finally:
         stop.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,9 +32,11 @@ def worker(
     ] = False,
 ) -> None:
     """Run operations, the listeners, the programmable payment rules and each network's maintenance."""
+    from andchain.logs import configure_logging
     from andchain.tokens.runtime import UNTIL_IDLE_S, run_until_idle, token_worker
 
     ctx = Context()
+    configure_logging(ctx.settings.log_level)
     ctx.upgrade_database()
     err.print("andchain worker: operations, listeners, rules (Ctrl-C to stop)")
     running = token_worker(ctx)
@@ -56,11 +59,24 @@ def worker(
         err.print("worker stopped")
 
 
-def reconcile_command(as_json: JsonOpt = False) -> None:
+def reconcile_command(
+    as_json: JsonOpt = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics-file",
+            help="also write the breaks as Prometheus gauges to this file (node_exporter's textfile collector)",
+        ),
+    ] = None,
+) -> None:
     """Prove that the ledger and every chain agree; exit 1 on any break."""
+    from andchain.metrics import record_reconcile, write_reconcile_metrics
     from andchain.reconcile import reconcile
 
     report = reconcile(Context())
+    record_reconcile(report)
+    if metrics_file is not None:
+        write_reconcile_metrics(report, metrics_file)
     if as_json:
         emit_json(report.as_dict())
     else:

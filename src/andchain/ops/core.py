@@ -35,6 +35,7 @@ from andchain.db import write_transaction
 from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
 from andchain.ledger.model import Clock, IdSource, system_clock_us
+from andchain.logs import with_request_id
 from andchain.ops import schema
 from andchain.retry import Backoff
 
@@ -193,7 +194,8 @@ class Operations:
             network=network,
             status=OpStatus.RECEIVED.value,
             payload=canonical_json(payload),
-            state=canonical_json(state or {}),
+            # The request that asked for it (when a request did), to find its log lines.
+            state=canonical_json(with_request_id(state or {})),
             result=None,
             error_code=None,
             error_message=None,
