@@ -135,6 +135,11 @@ class IdempotencyStore:
         try:
             status, body = handler()
         except DomainError as exc:
+            if exc.transient:
+                # A node or the database that did not answer says nothing about the request:
+                # forget the key, so that the same request sent again runs again.
+                self._forget(scope, key)
+                raise
             # A refusal is a result too: the same request will be refused the same way.
             body = body_of(exc)
             status = body["status"]
@@ -142,11 +147,14 @@ class IdempotencyStore:
             return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
         except BaseException:
             # Unexpected failure: forget the key so that a retry runs again.
-            with write_transaction(self.engine) as conn:
-                conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))
+            self._forget(scope, key)
             raise
         self._finish(scope, key, status, body)
         return JSONResponse(body, status_code=status)
+
+    def _forget(self, scope: str, key: str) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))
 
     def _claim(self, scope: str, key: str, digest: str) -> JSONResponse | None:
         now = self.clock()
