@@ -6,9 +6,9 @@ import pytest
 from fastapi.routing import APIRoute
 
 from andchain.api import create_app
-from andchain.api.routers import ledger
 from andchain.config import Settings
 from andchain.context import Context
+from tests.api.test_roles import _routes
 
 PROBLEM = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -26,7 +26,7 @@ def document(app):
 
 def operations(app):
     """Every (path, method) the app serves, from its routers rather than from the document."""
-    routes = [*app.router.routes, *ledger.router.routes]
+    routes = _routes(app)
     found = {
         (route.path, method.lower())
         for route in routes
