@@ -149,6 +149,7 @@ def install(app: FastAPI) -> None:
 # What every route may answer besides its own codes.
 _ANY_ROUTE = {
     400: "invalid_request: the path or the query holds U+0000 (NUL)",
+    422: "invalid_request: a query parameter the route does not declare",
     431: "request_header_fields_too_large: a header line or all headers together are over the limit",
     500: "internal_error: a bug, logged with the request; a POST may be retried with the same Idempotency-Key",
 }
