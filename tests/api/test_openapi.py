@@ -45,7 +45,7 @@ def test_every_route_is_in_the_document(app, document):
 
 def test_every_post_requires_an_idempotency_key_header(app, document):
     posts = [(p, m) for p, m in operations(app) if m == "post"]
-    assert len(posts) == 5
+    assert len(posts) >= 5
     for path, method in posts:
         params = document["paths"][path][method].get("parameters", [])
         header = [p for p in params if p["in"] == "header" and p["name"] == "Idempotency-Key"]
