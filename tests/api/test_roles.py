@@ -46,6 +46,7 @@ def test_the_walk_finds_every_router_of_the_app(client):
         "/v1/deposits",
         "/v1/tokens/mint",
         "/v1/operations/{op_id}/cancel",
+        "/v1/rules",
     ):
         assert wanted in paths
 

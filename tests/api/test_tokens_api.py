@@ -36,6 +36,7 @@ def test_a_client_key_acts_for_its_own_client_only(bank: Bank):
             ("/v1/tokens/redeem", {"client": ref, "amount": "1.00"}),
             ("/v1/tokens/move", {"client": ref, "source": "internal", "destination": "base", "amount": "1.00"}),
             ("/v1/tokens/pay", {"payer": ref, "payee": acme, "amount": "1.00", "memo": "x"}),
+            ("/v1/rules", {"kind": "sweep", "client": ref, "max": "1.00"}),
         ):
             refused = bank.post(path, body, me)
             assert refused.status_code == 404, (path, refused.text)
