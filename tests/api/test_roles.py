@@ -47,6 +47,7 @@ def test_the_walk_finds_every_router_of_the_app(client):
         "/v1/tokens/mint",
         "/v1/operations/{op_id}/cancel",
         "/v1/rules",
+        "/v1/networks",
     ):
         assert wanted in paths
 
