@@ -48,6 +48,7 @@ def test_the_walk_finds_every_router_of_the_app(client):
         "/v1/operations/{op_id}/cancel",
         "/v1/rules",
         "/v1/networks",
+        "/v1/reconcile",
     ):
         assert wanted in paths
 

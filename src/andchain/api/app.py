@@ -14,7 +14,7 @@ from andchain.api.body import StrictJSONRoute
 from andchain.api.deps import context
 from andchain.api.idempotency import IdempotencyStore
 from andchain.api.limits import RequestLimits, RequestLimitsMiddleware
-from andchain.api.routers import clients, ledger, networks, operations, rules, tokens
+from andchain.api.routers import clients, ledger, networks, operations, reconcile, rules, tokens
 from andchain.context import Context
 from andchain.ops import Operations
 from andchain.ops.worker import worker_status
@@ -37,7 +37,7 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
     app.state.limits = limits or RequestLimits()
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
     problems.install(app)
-    for router in (ledger, clients, tokens, rules, operations, networks):
+    for router in (ledger, clients, tokens, rules, operations, networks, reconcile):
         app.include_router(router.router)
 
     @app.get(
