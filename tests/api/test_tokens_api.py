@@ -22,6 +22,68 @@ def follow(bank: Bank, response, who: dict[str, str]) -> dict:
     return r.json()
 
 
+def test_a_client_story_over_http(bank: Bank):
+    operator, auditor = bank.key("operator"), bank.key("auditor")
+    acme, globex = onboard(bank, operator, "Acme Corp"), onboard(bank, operator, "Globex")
+    again = bank.post("/v1/clients", {"name": "Acme Corp"}, operator)
+    assert again.status_code == 200 and again.json()["id"] == acme
+
+    funded = bank.post("/v1/deposits", {"client": acme, "amount": "1000.00", "reference": "NTRY-1"}, operator, key="d1")
+    assert funded.status_code == 201, funded.text
+    assert funded.json()["dda"] == {"account": f"clients:{acme}:usd:dda", "posted": "1000.00", "available": "1000.00"}
+    replayed = bank.post(
+        "/v1/deposits", {"client": acme, "amount": "1000.00", "reference": "NTRY-1"}, operator, key="d1"
+    )
+    assert replayed.json() == funded.json() and replayed.headers["Idempotent-Replayed"] == "true"
+
+    # The client mints for itself: its own id is implied.
+    me = bank.key("client", acme)
+    minted = bank.post("/v1/tokens/mint", {"amount": "600.00"}, me, key="mint-1")
+    op = follow(bank, minted, me)
+    assert op["kind"] == "mint" and op["status"] == "received" and op["amounts"] == {"USDD": "600.00"}
+    assert op["payload"]["client"] == acme and op["payload"]["amount"] == "60000"
+    assert bank.get(f"/v1/clients/{acme}", me).json()["dda"]["available"] == "400.00"  # reserved at once
+    again = bank.post("/v1/tokens/mint", {"amount": "600.00"}, me, key="mint-1")
+    assert again.status_code == 202 and again.json()["id"] == op["id"]
+    assert again.headers["Idempotent-Replayed"] == "true" and again.headers["Location"] == minted.headers["Location"]
+    reused = bank.post("/v1/tokens/mint", {"amount": "601.00"}, me, key="mint-1")
+    assert reused.status_code == 409 and reused.json()["code"] == "idempotency_key_reused"
+
+    bank.settle()
+    done = follow(bank, minted, me)
+    assert done["status"] == "succeeded" and done["error"] is None
+    assert done["history"][0]["status"] == "received" and done["history"][-1]["status"] == "succeeded"
+
+    paid = bank.post("/v1/tokens/pay", {"payee": globex, "amount": "250.00", "memo": "INV-77"}, me)
+    assert paid.status_code == 202, paid.text
+    # The one-off scheduled payment runs in the worker's next round, as an operation of its own.
+    rule = bank.post("/v1/rules", {"kind": "scheduled", "payee": globex, "amount": "10.00", "memo": "tip"}, me)
+    assert rule.status_code == 201 and rule.json()["client"] == acme, rule.text
+    redeemed = bank.post("/v1/tokens/redeem", {"client": acme, "amount": "100.00"}, operator)
+    assert redeemed.status_code == 202, redeemed.text
+    bank.settle()
+    assert bank.get(f"/v1/operations/{paid.json()['id']}", me).json()["status"] == "succeeded"
+    assert bank.get(f"/v1/rules/{rule.json()['id']}", me).json()["status"] == "completed"
+    assert follow(bank, redeemed, operator)["status"] == "succeeded"
+    assert bank.get(f"/v1/clients/{acme}", operator).json()["dda"]["posted"] == "500.00"
+
+    holders = bank.get("/v1/tokens/internal/holders", auditor).json()
+    by_client = {h["client"]: h for h in holders["data"] if h["client"]}
+    assert by_client[acme]["chain"] == by_client[acme]["ledger"] == "240.00"
+    assert by_client[globex]["chain"] == by_client[globex]["ledger"] == "260.00"
+    assert all(h["agree"] for h in holders["data"]) and holders["symbol"] == "USDD"
+
+    # What the payee sees: the payments to it, by acme and by the rule; not acme's mint.
+    theirs = bank.get("/v1/operations", bank.key("client", globex)).json()["data"]
+    assert sorted(o["kind"] for o in theirs) == ["pay", "pay"]
+    wallets = bank.get(f"/v1/clients/{acme}/wallets", me).json()
+    assert [w["network"] for w in wallets["wallets"]] == ["internal"] and wallets["wallets"][0]["allowlisted"]
+
+    run = bank.post("/v1/reconcile", None, auditor)
+    assert run.status_code == 201 and run.json()["ok"], run.json()["breaks"]
+    assert bank.get("/v1/reconcile/last", auditor).json()["id"] == run.json()["id"]
+
+
 def test_a_client_key_acts_for_its_own_client_only(bank: Bank):
     operator = bank.key("operator")
     acme, globex = onboard(bank, operator, "Acme"), onboard(bank, operator, "Globex")
