@@ -181,14 +181,18 @@ def responses(
     *,
     post: bool = False,
     authenticated: bool = True,
+    models: dict[int, type[BaseModel]] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """The responses of one route for the OpenAPI document: its successes, and every
-    problem it can answer, described as application/problem+json with the Problem schema."""
+    problem it can answer, described as application/problem+json with the Problem schema.
+    `models` gives the body of a success other than the route's own status (a 200 beside a 201)."""
     problems: dict[int, list[str]] = {}
     for table in (refusals or {}, _ANY_POST if post else {}, _AUTHENTICATED if authenticated else {}, _ANY_ROUTE):
         for status, meaning in table.items():
             problems.setdefault(status, []).append(meaning)
     result: dict[int | str, dict[str, Any]] = {status: {"description": text} for status, text in success.items()}
+    for status, model in (models or {}).items():
+        result[status]["model"] = model
     if post:
         replayed = {
             "Idempotent-Replayed": {

@@ -26,7 +26,6 @@ from andchain.api.routers.common import (
     iso,
     own_client,
     visible_client,
-    with_models,
 )
 from andchain.api.routers.ledger import AMOUNT_DESCRIPTION, AMOUNT_PATTERN, idempotent, scoped
 from andchain.errors import NotFound
@@ -179,13 +178,11 @@ def client_view(service: TokenService, client: Client) -> dict[str, Any]:
     tags=["clients"],
     summary="Onboard a client and open its USD deposit account",
     openapi_extra=idempotent(),
-    responses=with_models(
-        responses(
-            {201: "onboarded", 200: "already onboarded: a client by this name exists, of the same kind"},
-            {409: "client_exists: a client by this name exists as another kind of person"},
-            post=True,
-        ),
-        {200: ClientOut},
+    responses=responses(
+        {201: "onboarded", 200: "already onboarded: a client by this name exists, of the same kind"},
+        {409: "client_exists: a client by this name exists as another kind of person"},
+        post=True,
+        models={200: ClientOut},
     ),
 )
 def onboard(

@@ -178,15 +178,6 @@ def operation_detail(op: Operation, history: list[HistoryEntry]) -> dict[str, An
     }
 
 
-def with_models(
-    documented: dict[int | str, dict[str, Any]], models: dict[int, type[BaseModel]]
-) -> dict[int | str, dict[str, Any]]:
-    """Responses whose other successes (a 200 beside the route's 201) have a body model too."""
-    for status, model in models.items():
-        documented[status]["model"] = model
-    return documented
-
-
 def location(op_id: str) -> str:
     return f"/v1/operations/{op_id}"
 
