@@ -152,10 +152,6 @@ class IdempotencyStore:
         self._finish(scope, key, status, body)
         return JSONResponse(body, status_code=status)
 
-    def _forget(self, scope: str, key: str) -> None:
-        with write_transaction(self.engine) as conn:
-            conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))
-
     def _claim(self, scope: str, key: str, digest: str) -> JSONResponse | None:
         now = self.clock()
         try:
@@ -218,3 +214,7 @@ class IdempotencyStore:
                 .where(keys.c.scope == scope, keys.c.key == key)
                 .values(state="done", status_code=status, response_body=json.dumps(body), updated_at_us=self.clock())
             )
+
+    def _forget(self, scope: str, key: str) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))
