@@ -16,6 +16,7 @@ LAYERS = {
     "ops": 3,
     "tokens": 4,
     "reconcile": 5,
+    "reconcile_store": 5,
     "bench": 6,
     "api": 6,
     "cli": 7,

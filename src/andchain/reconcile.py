@@ -76,7 +76,7 @@ def _fmt(value: int, token: TokenDef) -> str:
     return f"{format_minor(value, token.decimals)} {token.symbol}"
 
 
-def _amounts(kind: str, payload: dict[str, Any]) -> dict[str, str]:
+def operation_amounts(kind: str, payload: dict[str, Any]) -> dict[str, str]:
     """What an operation moves, per token, in the token's own units (fund shares have 6 decimals, not 2)."""
     if kind == "dvp":
         legs = [(TOKENS[DEPOSIT_TOKEN], payload.get("cash")), (TOKENS[FUND_SHARE], payload.get("shares"))]
@@ -281,7 +281,7 @@ class _Reconciler:
                     "status": op.status.value,
                     "network": op.network,
                     "amount": p.get("amount", p.get("cash")),
-                    "amounts": _amounts(op.kind, p),
+                    "amounts": operation_amounts(op.kind, p),
                     **({"from": p["source"], "to": p["destination"]} if op.kind == "move" else {}),
                     **({"error": op.error_code, "reason": op.error_message} if op.error_code else {}),
                 }

@@ -6,6 +6,7 @@ from andchain.chains import schema as _chains_schema  # noqa: F401 - registers i
 from andchain.db import metadata
 from andchain.ledger import schema as _ledger_schema  # noqa: F401 - registers its tables
 from andchain.ops import schema as _ops_schema  # noqa: F401 - registers its tables
+from andchain.reconcile_store import runs as _reconcile_runs  # noqa: F401 - registers its table
 from andchain.tokens import schema as _tokens_schema  # noqa: F401 - registers its tables
 
 __all__ = ["metadata"]

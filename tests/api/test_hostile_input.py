@@ -234,6 +234,16 @@ def test_limits_out_of_range_are_422(client, limit):
     assert_problem(client.get("/v1/transfers", params={"limit": limit}), 422, code="invalid_request")
 
 
+@pytest.mark.parametrize("query", ["stauts=failed", "=false", "limit=5&Limit=6", "cursor=&x"])
+def test_a_query_parameter_the_route_does_not_declare_is_refused(client, query):
+    open_two(client)
+    body = assert_problem(client.get(f"/v1/accounts?{query}"), 422, code="invalid_request")
+    assert body["errors"] and all(e["location"].startswith("query.") for e in body["errors"])
+    refused = client.post(f"/v1/transfers?{query}", json=transfer(), headers=key())
+    assert_problem(refused, 422, code="invalid_request")
+    assert nothing_booked(client)
+
+
 # ---------------------------------------------------------------- request size
 
 

@@ -89,3 +89,31 @@ def test_the_same_key_for_another_pending_transfer_is_a_conflict(client):
     r = client.post("/v1/transfers/h2/void", json={}, headers={"Idempotency-Key": "v"})
     assert r.status_code == 409 and r.json()["code"] == "idempotency_key_reused"
     assert client.get("/v1/transfers/h2").json()["pending_status"] == "pending"
+
+
+def test_a_transient_failure_is_not_remembered_and_the_same_request_runs_again(engine, clock):
+    from andchain.api.idempotency import IdempotencyStore
+    from andchain.errors import DomainError, Unavailable
+
+    store = IdempotencyStore(engine, clock, stale_after_s=60)
+    calls: list[str] = []
+
+    def node_away_once() -> tuple[int, dict]:
+        calls.append("run")
+        if len(calls) == 1:
+            raise Unavailable("the node did not answer")
+        return 202, {"id": "op-1"}
+
+    with pytest.raises(Unavailable):
+        store.run("POST /v1/tokens/mint", "k-1", {"amount": "1.00"}, node_away_once)
+    ran = store.run("POST /v1/tokens/mint", "k-1", {"amount": "1.00"}, node_away_once)
+    assert ran.status_code == 202 and "Idempotent-Replayed" not in ran.headers and calls == ["run", "run"]
+
+    def refused() -> tuple[int, dict]:
+        calls.append("refused")
+        raise DomainError("not enough", code="insufficient_funds")
+
+    first = store.run("POST /v1/tokens/mint", "k-2", {"amount": "9.00"}, refused)
+    again = store.run("POST /v1/tokens/mint", "k-2", {"amount": "9.00"}, refused)
+    assert first.status_code == again.status_code == 422 and again.headers["Idempotent-Replayed"] == "true"
+    assert calls.count("refused") == 1  # a refusal is a result: remembered

@@ -6,9 +6,9 @@ import pytest
 from fastapi.routing import APIRoute
 
 from andchain.api import create_app
-from andchain.api.routers import ledger
 from andchain.config import Settings
 from andchain.context import Context
+from tests.api.test_roles import _routes
 
 PROBLEM = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -26,7 +26,7 @@ def document(app):
 
 def operations(app):
     """Every (path, method) the app serves, from its routers rather than from the document."""
-    routes = [*app.router.routes, *ledger.router.routes]
+    routes = _routes(app)
     found = {
         (route.path, method.lower())
         for route in routes
@@ -45,7 +45,7 @@ def test_every_route_is_in_the_document(app, document):
 
 def test_every_post_requires_an_idempotency_key_header(app, document):
     posts = [(p, m) for p, m in operations(app) if m == "post"]
-    assert len(posts) == 5
+    assert len(posts) >= 5
     for path, method in posts:
         params = document["paths"][path][method].get("parameters", [])
         header = [p for p in params if p["in"] == "header" and p["name"] == "Idempotency-Key"]
@@ -101,3 +101,24 @@ def test_success_responses_of_posts_document_the_replay_header(app, document):
         for status, response in document["paths"][path][method]["responses"].items():
             if status.startswith("2"):
                 assert "Idempotent-Replayed" in response.get("headers", {}), (path, status)
+
+
+def test_every_success_of_a_v1_route_has_a_body_model(app, document):
+    schemas = document["components"]["schemas"]
+    for path, method in operations(app):
+        if not path.startswith("/v1/"):
+            continue
+        for status, response in document["paths"][path][method]["responses"].items():
+            if status.startswith("2"):
+                schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+                assert "$ref" in schema, (method, path, status)
+                assert schema["$ref"].rsplit("/", 1)[1] in schemas
+
+
+def test_an_accepted_request_names_the_operation_to_follow(app, document):
+    accepted = [(p, m) for p, m in operations(app) if "202" in document["paths"][p][m]["responses"]]
+    assert {p for p, _ in accepted} >= {"/v1/tokens/mint", "/v1/tokens/pay", "/v1/tokens/redeem", "/v1/tokens/move"}
+    for path, method in accepted:
+        response = document["paths"][path][method]["responses"]["202"]
+        assert "Location" in response["headers"], path
+        assert response["content"]["application/json"]["schema"]["$ref"].endswith("/OperationOut"), path

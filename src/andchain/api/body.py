@@ -7,6 +7,10 @@ media type, and parses it with `json` once: a duplicate key (`{"amount": "1",
 Infinity, text that is not UTF-8, or nesting deeper than `DEPTH_MAX` is refused, as
 is any string holding U+0000 (PostgreSQL cannot store it) or a lone surrogate (it
 cannot be encoded). FastAPI then validates the parsed value against the route's model.
+
+A query parameter the route does not declare is refused too (422 `invalid_request`), as
+an unknown body field is: a misspelt filter (`?stauts=failed`) must not silently return
+everything.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from andchain.api import ratelimit
-from andchain.api.problems import ApiProblem
+from andchain.api.problems import ERRORS_MAX, ApiProblem
 
 DEPTH_MAX = 32
 _LOCATION_PART_MAX = 40
@@ -132,6 +137,31 @@ class StrictJSONRequest(Request):
         return self._parsed
 
 
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        names.update(param.alias for param in current.query_params)
+        pending.extend(current.dependencies)
+    return frozenset(names)
+
+
+def _unknown_query(request: Request, known: frozenset[str]) -> ApiProblem | None:
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if not unknown:
+        return None
+    errors = [{"location": _location(("query", name)), "message": "unknown query parameter"} for name in unknown]
+    accepted = ", ".join(sorted(known)) or "none"
+    return ApiProblem(
+        422,
+        "invalid_request",
+        f"the request is not valid: unknown query parameter {unknown[0][:_LOCATION_PART_MAX]!r} (accepted: {accepted})",
+        errors=errors[:ERRORS_MAX],
+    )
+
+
 class StrictJSONRoute(APIRoute):
     """Every route of the API: strict JSON bodies, and its caller's rate limit checked once every
     dependency (authentication among them) has run, just before the route's own code."""
@@ -141,9 +171,13 @@ class StrictJSONRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        known_query = _query_names(self.dependant)
         if self.body_field is None:
 
             async def bodiless(request: Request) -> Response:
+                refusal = _unknown_query(request, known_query)
+                if refusal is not None:
+                    raise refusal
                 token = ratelimit.current_request.set(request)
                 try:
                     return await handler(request)
@@ -153,6 +187,9 @@ class StrictJSONRoute(APIRoute):
             return bodiless
 
         async def strict(request: Request) -> Response:
+            refusal = _unknown_query(request, known_query)
+            if refusal is not None:
+                raise refusal
             strict_request = StrictJSONRequest(request.scope, request.receive)
             raw = await strict_request.body()
             if raw:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import threading
 
 from fastapi import Request
 
 from andchain.api.idempotency import IdempotencyStore
 from andchain.api.problems import ApiProblem
 from andchain.context import Context
+from andchain.tokens.service import TokenService
+
+_service_lock = threading.Lock()
 
 
 def context(request: Request) -> Context:
@@ -20,6 +25,19 @@ def context(request: Request) -> Context:
 def idempotency(request: Request) -> IdempotencyStore:
     store: IdempotencyStore = request.app.state.idempotency
     return store
+
+
+def token_service(request: Request) -> TokenService:
+    """The app's one TokenService (made on first use: an app serving only the ledger never builds it)."""
+    state = request.app.state
+    service: TokenService | None = getattr(state, "tokens", None)
+    if service is None:
+        with _service_lock:
+            service = getattr(state, "tokens", None)
+            if service is None:
+                service = TokenService(context(request))
+                state.tokens = service
+    return service
 
 
 # Cursors carry a row id or sequence number: a 64-bit signed integer in the database.
@@ -47,5 +65,29 @@ def decode_cursor(cursor: str | None) -> int:
         if number > CURSOR_VALUE_MAX:
             raise ValueError(text)
         return number
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiProblem(400, "invalid_cursor", "cursor is not one this API returned; start without a cursor") from None
+
+
+# Cursors over rows whose ids are text (operations, clients, rules: time-ordered ids).
+_ID_CURSOR = re.compile(r"[0-9A-Za-z]{1,32}", re.ASCII)
+
+
+def encode_id_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(f"v1:{value}".encode()).decode().rstrip("=")
+
+
+def decode_id_cursor(cursor: str | None) -> str | None:
+    """The id a cursor of `encode_id_cursor` carries (None: from the start); 400 for anything else."""
+    if not cursor:
+        return None
+    try:
+        if len(cursor) > CURSOR_LENGTH_MAX or not cursor.isascii():
+            raise ValueError(cursor)
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        prefix, _, value = text.partition(":")
+        if prefix != "v1" or not _ID_CURSOR.fullmatch(value):
+            raise ValueError(text)
+        return value
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiProblem(400, "invalid_cursor", "cursor is not one this API returned; start without a cursor") from None

@@ -136,6 +136,11 @@ class IdempotencyStore:
         try:
             status, body = handler()
         except DomainError as exc:
+            if exc.transient:
+                # A node or the database that did not answer says nothing about the request:
+                # forget the key, so that the same request sent again runs again.
+                self._forget(scope, key)
+                raise
             # A refusal is a result too: the same request will be refused the same way.
             body = body_of(exc)
             status = body["status"]
@@ -143,8 +148,7 @@ class IdempotencyStore:
             return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
         except BaseException:
             # Unexpected failure: forget the key so that a retry runs again.
-            with write_transaction(self.engine) as conn:
-                conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))
+            self._forget(scope, key)
             raise
         self._finish(scope, key, status, body)
         return JSONResponse(body, status_code=status)
@@ -277,3 +281,7 @@ class IdempotencyStore:
                 .where(keys.c.scope == scope, keys.c.key == key)
                 .values(state="done", status_code=status, response_body=json.dumps(body), updated_at_us=self.clock())
             )
+
+    def _forget(self, scope: str, key: str) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(delete(keys).where(keys.c.scope == scope, keys.c.key == key))

@@ -153,6 +153,7 @@ _ANY_ROUTE = {
         "this API answers to (api.allowed_hosts)"
     ),
     429: "rate_limited: this caller's reads or writes are over their limit; retry after Retry-After seconds",
+    422: "invalid_request: a query parameter the route does not declare",
     431: "request_header_fields_too_large: a header line or all headers together are over the limit",
     500: "internal_error: a bug, logged with the request; a POST may be retried with the same Idempotency-Key",
 }
@@ -184,14 +185,18 @@ def responses(
     *,
     post: bool = False,
     authenticated: bool = True,
+    models: dict[int, type[BaseModel]] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """The responses of one route for the OpenAPI document: its successes, and every
-    problem it can answer, described as application/problem+json with the Problem schema."""
+    problem it can answer, described as application/problem+json with the Problem schema.
+    `models` gives the body of a success other than the route's own status (a 200 beside a 201)."""
     problems: dict[int, list[str]] = {}
     for table in (refusals or {}, _ANY_POST if post else {}, _AUTHENTICATED if authenticated else {}, _ANY_ROUTE):
         for status, meaning in table.items():
             problems.setdefault(status, []).append(meaning)
     result: dict[int | str, dict[str, Any]] = {status: {"description": text} for status, text in success.items()}
+    for status, model in (models or {}).items():
+        result[status]["model"] = model
     if post:
         replayed = {
             "Idempotent-Replayed": {

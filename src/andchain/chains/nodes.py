@@ -217,7 +217,8 @@ class LocalNode:
                 False,
                 self.network.local,
                 pid,
-                "down" if pid is None else f"not answering: {exc.message}",
+                # A local node andchain did not start is simply down; any other node says why it failed.
+                "down" if pid is None and self.network.local else f"not answering: {exc.message}",
             )
         finally:
             rpc.close()

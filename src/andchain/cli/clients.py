@@ -52,6 +52,21 @@ def clients_list(as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+@app.command("status")
+@clean_errors
+def clients_status(
+    client: str,
+    status: Annotated[str, typer.Argument(help="active or suspended")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Suspend a client (its new requests are refused with client_not_active), or make it active again."""
+    updated = token_service().clients.set_status(client, status)
+    if as_json:
+        emit_json(asdict(updated))
+    else:
+        out.print(f"client {updated.id} {escape(updated.name)} is {updated.status}")
+
+
 def deposit(
     client: str,
     amount: Annotated[str, typer.Argument(help="e.g. '1000.00 USD'")],

@@ -8,6 +8,7 @@ balance of each token on each network is mirrored by a ledger account.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from eth_account import Account
@@ -31,12 +32,15 @@ from andchain.tokens.model import (
     Client,
     ClientKind,
     ClientStatus,
+    RegisteredAddress,
     TokenDef,
     Wallet,
     check_amount,
     dda_account,
     holder_account,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Clients:
@@ -151,13 +155,37 @@ class Clients:
             raise NotFound(f"no client {ref!r}", code="client_not_found")
         return Client(row.id, row.name, row.kind, row.status, int(row.created_at_us))
 
-    def clients(self) -> list[Client]:
+    def clients(self, *, after_id: str | None = None, limit: int | None = None) -> list[Client]:
+        """Clients in the order of their ids (time-ordered: the order they were onboarded), a page at a time
+        when `limit` is given: those after `after_id`."""
         t = schema.clients
+        query = select(t).order_by(t.c.id)
+        if after_id is not None:
+            query = query.where(t.c.id > after_id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [
-                Client(r.id, r.name, r.kind, r.status, int(r.created_at_us))
-                for r in conn.execute(select(t).order_by(t.c.created_at_us))
-            ]
+            return [Client(r.id, r.name, r.kind, r.status, int(r.created_at_us)) for r in conn.execute(query)]
+
+    def set_status(self, client_ref: str, status: str) -> Client:
+        """Suspend a client, or make it active again. A suspended client's requests (deposits, mints,
+        payments to or from it, redemptions, moves, DvP) are refused with `client_not_active`; what it
+        already asked for goes on. Setting the status it already has changes nothing."""
+        try:
+            wanted = ClientStatus(status)
+        except ValueError:
+            raise DomainError(
+                f"client status must be one of {', '.join(s.value for s in ClientStatus)}, was {status!r}",
+                code="invalid_request",
+            ) from None
+        client = self.client(client_ref)
+        if client.status == wanted:
+            return client
+        t = schema.clients
+        with write_transaction(self.engine) as conn:
+            conn.execute(update(t).where(t.c.id == client.id).values(status=wanted.value))
+        log.info("client status changed client=%s from=%s to=%s", client.id, client.status, wanted.value)
+        return self.client(client.id)
 
     def active(self, ref: str) -> Client:
         client = self.client(ref)
@@ -230,6 +258,27 @@ class Clients:
         wallet = Wallet(row.client_id, row.network, row.address, bool(row.allowlisted))
         self._wallets[(client.id, network)] = wallet
         return wallet
+
+    def wallets(self, client_id: str) -> list[Wallet]:
+        """The client's bank-managed wallets, one per network where it has one (none is created here)."""
+        t = schema.wallets
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.client_id == client_id).order_by(t.c.network))
+            return [Wallet(r.client_id, r.network, r.address, bool(r.allowlisted)) for r in rows]
+
+    def addresses(self, client_id: str) -> list[RegisteredAddress]:
+        """The addresses the client registered on public networks (verified or blocked), oldest first."""
+        a = schema.client_addresses
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(a).where(a.c.client_id == client_id).order_by(a.c.registered_at_us, a.c.network, a.c.address)
+            )
+            return [
+                RegisteredAddress(
+                    r.client_id, r.network, r.address, r.status, bool(r.allowlisted), int(r.registered_at_us)
+                )
+                for r in rows
+            ]
 
     def holder(self, client_id: str, network: str) -> str:
         """Where the client's tokens live on a network: a bank-managed wallet on a permissioned one,

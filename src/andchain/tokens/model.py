@@ -57,6 +57,18 @@ class Wallet:
     allowlisted: bool
 
 
+@dataclass(frozen=True)
+class RegisteredAddress:
+    """An address a client owns on a public network, proven by its EIP-191 signature and screened."""
+
+    client_id: str
+    network: str
+    address: str
+    status: str  # verified, or blocked by screening
+    allowlisted: bool
+    registered_at_us: int
+
+
 def dda_account(client_id: str) -> str:
     return f"clients:{client_id.lower()}:usd:dda"
 

@@ -122,10 +122,19 @@ class Rules:
             raise NotFound(f"no rule {rule_id!r}", code="rule_not_found")
         return _rule(row)
 
-    def list(self, client_ref: str | None = None) -> list[Rule]:
-        query = select(schema.rules).order_by(schema.rules.c.created_at_us)
+    def list(
+        self, client_ref: str | None = None, *, after_id: str | None = None, limit: int | None = None
+    ) -> list[Rule]:
+        """Rules in the order of their ids (time-ordered: the order they were made), a page at a time when
+        `limit` is given: those after `after_id`."""
+        t = schema.rules
+        query = select(t).order_by(t.c.id)
         if client_ref:
-            query = query.where(schema.rules.c.client_id == self.s.client(client_ref).id)
+            query = query.where(t.c.client_id == self.s.client(client_ref).id)
+        if after_id is not None:
+            query = query.where(t.c.id > after_id)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             return [_rule(r) for r in conn.execute(query)]
 

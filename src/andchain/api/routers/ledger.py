@@ -189,6 +189,73 @@ class SecondPhaseIn(BaseModel):
     memo: str = Field(default="", max_length=256)
 
 
+class AccountFlagsOut(BaseModel):
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+
+
+class BalancesOut(BaseModel):
+    """In the account's asset units."""
+
+    debits_pending: str
+    debits_posted: str
+    credits_pending: str
+    credits_posted: str
+    posted: str = Field(description="the balance on the account's normal side, posted transfers only")
+    available: str = Field(description="posted, less what pending transfers hold")
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    asset: str
+    kind: Literal["asset", "liability", "equity", "income", "expense"]
+    flags: AccountFlagsOut
+    metadata: dict[str, Any]
+    closed: bool
+    created_at: str | None
+    balances: BalancesOut
+
+
+class AccountPage(BaseModel):
+    data: list[AccountOut]
+    next_cursor: str | None
+
+
+class TransferOut(BaseModel):
+    id: str
+    type: Literal["single", "pending", "post_pending", "void_pending"]
+    debit_account_id: int
+    credit_account_id: int
+    amount: str = Field(description="in the asset's units")
+    amount_minor: str = Field(description="in minor units, as a string: it may exceed 2^53")
+    asset: str
+    code: str
+    memo: str
+    metadata: dict[str, Any]
+    linked: bool
+    pending_id: str | None
+    timeout_s: int
+    pending_status: str | None = Field(description="a pending transfer's state: pending, posted, voided, expired")
+    expires_at: str | None
+    created_at: str | None
+
+
+class TransferPage(BaseModel):
+    data: list[TransferOut]
+    next_cursor: str | None
+
+
+class BatchResultOut(BaseModel):
+    index: int
+    id: str
+    result: str = Field(description="ok, exists, or the refusal's code")
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResultOut]
+
+
 def _scale(ctx: Context, asset: str) -> int:
     return ctx.assets.get(asset).scale
 
@@ -264,6 +331,7 @@ _TRANSFER_REFUSED = {
 @router.post(
     "/accounts",
     status_code=201,
+    response_model=AccountOut,
     tags=["ledger"],
     summary="Open an account",
     openapi_extra=idempotent(),
@@ -274,6 +342,7 @@ _TRANSFER_REFUSED = {
             422: "name_invalid (including names of the form id:<digits>, which mean ids), unknown_asset, kind_invalid",
         },
         post=True,
+        models={200: AccountOut},
     ),
 )
 def create_account(
@@ -314,6 +383,7 @@ _LIST_REFUSED = {
 
 @router.get(
     "/accounts",
+    response_model=AccountPage,
     tags=["ledger"],
     summary="List accounts",
     responses=responses({200: "a page of accounts"}, _LIST_REFUSED),
@@ -344,6 +414,7 @@ _NO_ACCOUNT = {404: "account_not_found: no account by that name or id"}
 
 @router.get(
     "/accounts/{ref}",
+    response_model=AccountOut,
     tags=["ledger"],
     summary="An account and its balances, by name or id:<id>",
     responses=responses({200: "the account"}, _NO_ACCOUNT),
@@ -359,6 +430,7 @@ def get_account(
 
 @router.get(
     "/accounts/{ref}/transfers",
+    response_model=TransferPage,
     tags=["ledger"],
     summary="An account's history",
     responses=responses({200: "a page of the account's transfers, oldest first"}, {**_LIST_REFUSED, **_NO_ACCOUNT}),
@@ -382,6 +454,7 @@ def account_history(
 @router.post(
     "/transfers",
     status_code=201,
+    response_model=TransferOut,
     tags=["ledger"],
     summary="Create a transfer",
     openapi_extra=idempotent(),
@@ -389,6 +462,7 @@ def account_history(
         _TRANSFER_CREATED,
         {**_TRANSFER_REFUSED, 422: _TRANSFER_REFUSED[422] + "; linked_requires_batch"},
         post=True,
+        models={200: TransferOut},
     ),
 )
 def create_transfer(
@@ -431,6 +505,7 @@ def _batch_specs(ctx: Context, body: BatchIn, key: str) -> list[TransferSpec]:
 
 @router.post(
     "/transfers/batch",
+    response_model=BatchOut,
     tags=["ledger"],
     summary="Create up to 8,190 transfers, linked chains atomic",
     openapi_extra=idempotent(),
@@ -489,6 +564,7 @@ def _second_phase_payload(transfer_id: str, body: SecondPhaseIn) -> dict[str, An
 @router.post(
     "/transfers/{transfer_id}/post",
     status_code=201,
+    response_model=TransferOut,
     tags=["ledger"],
     summary="Post a pending transfer",
     openapi_extra=idempotent(),
@@ -496,6 +572,7 @@ def _second_phase_payload(transfer_id: str, body: SecondPhaseIn) -> dict[str, An
         {201: "posted: the posting transfer was created", 200: _TRANSFER_CREATED[200]},
         _SECOND_PHASE_REFUSED,
         post=True,
+        models={200: TransferOut},
     ),
 )
 def post_pending(
@@ -518,6 +595,7 @@ def post_pending(
 @router.post(
     "/transfers/{transfer_id}/void",
     status_code=201,
+    response_model=TransferOut,
     tags=["ledger"],
     summary="Void a pending transfer",
     openapi_extra=idempotent(),
@@ -525,6 +603,7 @@ def post_pending(
         {201: "voided: the voiding transfer was created", 200: _TRANSFER_CREATED[200]},
         _SECOND_PHASE_REFUSED,
         post=True,
+        models={200: TransferOut},
     ),
 )
 def void_pending(
@@ -548,6 +627,7 @@ def void_pending(
 
 @router.get(
     "/transfers",
+    response_model=TransferPage,
     tags=["ledger"],
     summary="List transfers, oldest first, with a cursor",
     responses=responses({200: "a page of transfers, oldest first"}, {**_LIST_REFUSED, **_NO_ACCOUNT}),
@@ -569,6 +649,7 @@ def list_transfers(
 
 @router.get(
     "/transfers/{transfer_id}",
+    response_model=TransferOut,
     tags=["ledger"],
     summary="A transfer by id",
     responses=responses({200: "the transfer"}, {404: "transfer_not_found: no transfer with this id"}),

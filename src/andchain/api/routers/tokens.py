@@ -1,0 +1,452 @@
+"""/v1/tokens: mint, pay, redeem, move, DvP, fund shares, stray tokens, and each network's holders.
+
+Every request that moves value is recorded as an operation, with what it reserves, before
+anything is sent; the answer is `202` with the operation and `Location: /v1/operations/{id}`,
+which the caller follows until it is final (the worker advances it).
+
+Who may call:
+- mint, redeem, move: operator, admin, and a client for itself;
+- pay: the paying client itself, operator, admin;
+- dvp, issue-shares, return-stray: operator, admin (a DvP binds two clients; shares are the
+  fund's to issue; stray tokens are the bank's to return);
+- holders: the bank's readers (operator, compliance, auditor, admin).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_args
+
+from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
+
+from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
+from andchain.api.body import StrictJSONRoute
+from andchain.api.deps import decode_cursor, encode_cursor, idempotency, token_service
+from andchain.api.idempotency import IdempotencyStore, idempotency_key
+from andchain.api.problems import responses
+from andchain.api.routers.common import (
+    CLIENT_DESCRIPTION,
+    CLIENT_REF_LENGTH_MAX,
+    NETWORK_LENGTH_MAX,
+    OperationOut,
+    accepted,
+    accepted_responses,
+    acting_client,
+    operation_key,
+    operation_view,
+)
+from andchain.api.routers.ledger import AMOUNT_DESCRIPTION, AMOUNT_PATTERN, idempotent, scoped
+from andchain.errors import NotFound
+from andchain.money import format_minor, parse_minor
+from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, holders_prefix
+from andchain.tokens.requests import DVP_TTL_MAX_S
+from andchain.tokens.service import TOKEN_ABI, TokenService
+
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
+
+USD = TOKENS[DEPOSIT_TOKEN].decimals
+SHARES = TOKENS[FUND_SHARE].decimals
+NETWORK_FIELD = Field(default="internal", min_length=1, max_length=NETWORK_LENGTH_MAX, examples=["internal"])
+USD_DESCRIPTION = "deposit tokens (USD, 2 decimals): " + AMOUNT_DESCRIPTION
+OTHER_CLIENT = "the other client's id (or its name)"
+TokenName = Literal["deposit_token", "mmf_share"]
+assert set(get_args(TokenName)) == set(TOKENS), "the API names every token the bank issues"
+
+_REFUSED = {
+    404: "client_not_found (also another client's, for a client key), unknown_network",
+    422: (
+        "a refusal with its stable code: insufficient_funds, client_not_active, amount_must_be_positive, "
+        "excess_precision, token_not_deployed, ..."
+    ),
+    502: "rpc_error: the network's node answered a read this request needs with an error; nothing was recorded",
+    503: "node_unreachable: the network's node did not answer a read this request needs; nothing was recorded",
+}
+
+
+def _client(default: None = None) -> Any:
+    return Field(default=default, min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION)
+
+
+class MintIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    client: str | None = _client()
+    network: str = NETWORK_FIELD
+    amount: str = Field(pattern=AMOUNT_PATTERN, description=USD_DESCRIPTION, examples=["600.00"])
+
+
+class PayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    payer: str | None = _client()
+    payee: str = Field(min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description=OTHER_CLIENT)
+    network: str = NETWORK_FIELD
+    amount: str = Field(pattern=AMOUNT_PATTERN, description=USD_DESCRIPTION, examples=["250.00"])
+    memo: str = Field(
+        max_length=256, description="the payment reference, on chain with the payment (at most 32 bytes as text)"
+    )
+
+
+class RedeemIn(MintIn):
+    pass
+
+
+class MoveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    client: str | None = _client()
+    source: str = Field(min_length=1, max_length=NETWORK_LENGTH_MAX, examples=["internal"])
+    destination: str = Field(min_length=1, max_length=NETWORK_LENGTH_MAX, examples=["base"])
+    amount: str = Field(pattern=AMOUNT_PATTERN, description=USD_DESCRIPTION, examples=["100.00"])
+
+
+class DvpIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    buyer: str = Field(min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description="pays in deposit tokens")
+    seller: str = Field(min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description="delivers fund shares")
+    network: str = NETWORK_FIELD
+    cash: str = Field(pattern=AMOUNT_PATTERN, description=USD_DESCRIPTION, examples=["200.00"])
+    shares: str = Field(
+        pattern=AMOUNT_PATTERN, description="fund shares (MMF, 6 decimals): " + AMOUNT_DESCRIPTION, examples=["1.5"]
+    )
+    ttl_s: int = Field(default=3600, ge=60, le=DVP_TTL_MAX_S, description="after this, a funded leg is refunded")
+
+
+class IssueSharesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    client: str = Field(min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description="the client's id (or its name)")
+    network: str = NETWORK_FIELD
+    shares: str = Field(
+        pattern=AMOUNT_PATTERN, description="fund shares (MMF, 6 decimals): " + AMOUNT_DESCRIPTION, examples=["1.5"]
+    )
+
+
+class ReturnStrayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    network: str = NETWORK_FIELD
+    receiver: str = Field(min_length=1, max_length=64, description="the address the tokens go back to (0x...)")
+    amount: str = Field(pattern=AMOUNT_PATTERN, description="in the token's units: " + AMOUNT_DESCRIPTION)
+    token: TokenName = "deposit_token"
+
+
+def _accept(store: IdempotencyStore, principal: Principal, route: str, key: str, body: BaseModel, handler: Any) -> Any:
+    def run() -> tuple[int, dict[str, Any]]:
+        return 202, operation_view(handler())
+
+    return accepted(store.run(scoped(principal, f"POST /v1/tokens/{route}"), key, body.model_dump(mode="json"), run))
+
+
+@router.post(
+    "/tokens/mint",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Mint deposit tokens from a client's deposit account to its holder on a network",
+    openapi_extra=idempotent(),
+    responses=accepted_responses(_REFUSED),
+)
+def mint(
+    body: MintIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """The amount is reserved in the deposit account at once (`insufficient_funds` otherwise), minted on
+    chain by the worker, and booked when the mint is final; voided if the chain refuses it."""
+    return _accept(
+        store,
+        principal,
+        "mint",
+        key,
+        body,
+        lambda: service.mint(
+            acting_client(principal, service, body.client),
+            body.network,
+            parse_minor(body.amount, USD),
+            operation_key(principal, "mint", key),
+        ),
+    )
+
+
+@router.post(
+    "/tokens/pay",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Pay another client in deposit tokens, with a memo",
+    openapi_extra=idempotent(),
+    responses=accepted_responses(
+        {**_REFUSED, 422: _REFUSED[422] + "; accounts_must_be_different, memo_too_long, not_bank_managed"}
+    ),
+)
+def pay(
+    body: PayIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Signed by the payer's bank-managed wallet. A client key pays from its own client only."""
+    return _accept(
+        store,
+        principal,
+        "pay",
+        key,
+        body,
+        lambda: service.pay(
+            acting_client(principal, service, body.payer, "payer"),
+            body.payee,
+            body.network,
+            parse_minor(body.amount, USD),
+            body.memo,
+            operation_key(principal, "pay", key),
+        ),
+    )
+
+
+@router.post(
+    "/tokens/redeem",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Redeem deposit tokens back to the client's deposit account",
+    openapi_extra=idempotent(),
+    responses=accepted_responses({**_REFUSED, 422: _REFUSED[422] + "; approval_required (a public network)"}),
+)
+def redeem(
+    body: RedeemIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """The bank's minter burns the tokens from the client's holder; the deposit account is credited when
+    the burn is final."""
+    return _accept(
+        store,
+        principal,
+        "redeem",
+        key,
+        body,
+        lambda: service.redeem(
+            acting_client(principal, service, body.client),
+            body.network,
+            parse_minor(body.amount, USD),
+            operation_key(principal, "redeem", key),
+        ),
+    )
+
+
+@router.post(
+    "/tokens/move",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Move deposit tokens between networks: burn on the source, mint on the destination",
+    openapi_extra=idempotent(),
+    responses=accepted_responses(
+        {
+            **_REFUSED,
+            422: _REFUSED[422]
+            + "; same_network, network_paused, rate_limited, no_registered_address, approval_required",
+        }
+    ),
+)
+def move(
+    body: MoveIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Each network's pause switch and rate limits apply; a destination that refuses is compensated by a
+    mint back on the source."""
+    return _accept(
+        store,
+        principal,
+        "move",
+        key,
+        body,
+        lambda: service.move(
+            acting_client(principal, service, body.client),
+            body.source,
+            body.destination,
+            parse_minor(body.amount, USD),
+            operation_key(principal, "move", key),
+        ),
+    )
+
+
+@router.post(
+    "/tokens/dvp",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Delivery versus payment: deposit tokens against fund shares, atomically",
+    openapi_extra=idempotent(),
+    responses=accepted_responses({**_REFUSED, 422: _REFUSED[422] + "; accounts_must_be_different, not_bank_managed"}),
+)
+def dvp(
+    body: DvpIn,
+    principal: Principal = allow(BANK_WRITERS),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    return _accept(
+        store,
+        principal,
+        "dvp",
+        key,
+        body,
+        lambda: service.dvp(
+            body.buyer,
+            body.seller,
+            body.network,
+            parse_minor(body.cash, USD),
+            parse_minor(body.shares, SHARES),
+            operation_key(principal, "dvp", key),
+            ttl_s=body.ttl_s,
+        ),
+    )
+
+
+@router.post(
+    "/tokens/issue-shares",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Issue tokenized money-market fund shares to a client",
+    openapi_extra=idempotent(),
+    responses=accepted_responses(_REFUSED),
+)
+def issue_shares(
+    body: IssueSharesIn,
+    principal: Principal = allow(BANK_WRITERS),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    return _accept(
+        store,
+        principal,
+        "issue-shares",
+        key,
+        body,
+        lambda: service.issue_shares(
+            body.client, body.network, parse_minor(body.shares, SHARES), operation_key(principal, "issue_shares", key)
+        ),
+    )
+
+
+@router.post(
+    "/tokens/return-stray",
+    status_code=202,
+    response_model=OperationOut,
+    tags=["tokens"],
+    summary="Return tokens sent to the DvP contract outside any trade",
+    openapi_extra=idempotent(),
+    responses=accepted_responses(
+        {
+            **_REFUSED,
+            422: _REFUSED[422] + "; invalid_address; the DvP contract's mirror holds less (insufficient_funds)",
+        }
+    ),
+)
+def return_stray(
+    body: ReturnStrayIn,
+    principal: Principal = allow(BANK_WRITERS),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """The contract refuses more than is stray: what open trades hold in escrow is never touched."""
+    return _accept(
+        store,
+        principal,
+        "return-stray",
+        key,
+        body,
+        lambda: service.return_stray(
+            body.network,
+            body.receiver,
+            parse_minor(body.amount, TOKENS[body.token].decimals),
+            operation_key(principal, "return_stray", key),
+            deployment=body.token,
+        ),
+    )
+
+
+class HolderOut(BaseModel):
+    holder: str = Field(description="the address (lower case, as the ledger names its mirror)")
+    client: str | None = Field(description="the client it belongs to, if any")
+    chain: str = Field(description="balanceOf on chain, in the token's units")
+    ledger: str = Field(description="the ledger's mirror (posted), in the token's units")
+    agree: bool
+
+
+class HoldersPage(BaseModel):
+    network: str
+    token: str = Field(examples=["deposit_token"])
+    symbol: str = Field(examples=["USDD"])
+    data: list[HolderOut]
+    next_cursor: str | None
+
+
+@router.get(
+    "/tokens/{network}/holders",
+    response_model=HoldersPage,
+    tags=["tokens"],
+    summary="Every holder of a token on a network: its on-chain balance next to the ledger's mirror",
+    responses=responses(
+        {200: "a page of holders, in the order their mirrors were opened"},
+        {
+            400: "invalid_cursor: the cursor is not one this API returned",
+            404: "unknown_network; token_not_deployed: the token is not deployed on that network",
+            422: "invalid_request: a query parameter is out of range (limit is 1 to 1000; token)",
+            502: "rpc_error: the node answered the balance reads with an error",
+            503: "node_unreachable: the node did not answer",
+        },
+    ),
+)
+def holders(
+    network: Annotated[str, PathParam(description="the network's name, e.g. internal")],
+    principal: Principal = allow(READERS),
+    service: TokenService = Depends(token_service),
+    token: TokenName = "deposit_token",
+    cursor: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """Read at the node's latest block: a transfer not yet final shows as a disagreement until the
+    listener books it (reconcile reads at the final block instead)."""
+    definition = TOKENS[token]
+    chain = service.chain(network)
+    address = chain.deployment(token, required=False)
+    if address is None:
+        raise NotFound(f"{token} is not deployed on {network}", code="token_not_deployed")
+    mirrors = service.ledger.list_accounts(
+        prefix=holders_prefix(network, definition), after_id=decode_cursor(cursor), limit=limit
+    )
+    holders = [m.name.rsplit(":", 1)[1] for m in mirrors]
+    balances = chain.read_many(address, TOKEN_ABI, [("balanceOf", (h,)) for h in holders]) if holders else []
+    return {
+        "network": network,
+        "token": token,
+        "symbol": definition.symbol,
+        "data": [
+            {
+                "holder": holder,
+                "client": service.wallet_owner(network, holder),
+                "chain": format_minor(balance, definition.decimals),
+                "ledger": format_minor(mirror.balance_posted, definition.decimals),
+                "agree": balance == mirror.balance_posted,
+            }
+            for holder, mirror, balance in zip(holders, mirrors, balances, strict=True)
+        ],
+        "next_cursor": encode_cursor(mirrors[-1].id) if len(mirrors) == limit else None,
+    }
