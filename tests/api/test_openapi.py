@@ -6,7 +6,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from andchain.api import create_app
-from andchain.api.routers import ledger
+from andchain.api.routers import events, ledger
 from andchain.config import Settings
 from andchain.context import Context
 
@@ -26,7 +26,7 @@ def document(app):
 
 def operations(app):
     """Every (path, method) the app serves, from its routers rather than from the document."""
-    routes = [*app.router.routes, *ledger.router.routes]
+    routes = [*app.router.routes, *ledger.router.routes, *events.router.routes]
     found = {
         (route.path, method.lower())
         for route in routes
@@ -38,14 +38,14 @@ def operations(app):
 
 def test_every_route_is_in_the_document(app, document):
     ops = operations(app)
-    assert len(ops) >= 11
+    assert len(ops) >= 20
     for path, method in ops:
         assert method in document["paths"].get(path, {}), (method, path)
 
 
 def test_every_post_requires_an_idempotency_key_header(app, document):
     posts = [(p, m) for p, m in operations(app) if m == "post"]
-    assert len(posts) == 5
+    assert len(posts) == 8
     for path, method in posts:
         params = document["paths"][path][method].get("parameters", [])
         header = [p for p in params if p["in"] == "header" and p["name"] == "Idempotency-Key"]
@@ -86,6 +86,14 @@ def test_the_problem_schema_has_type_title_status_code_detail(document):
         ("/v1/transfers", "get", {"200", "400", "404", "422"}),
         ("/v1/transfers/{transfer_id}", "get", {"200", "404"}),
         ("/health", "get", {"200", "500"}),
+        ("/v1/events", "get", {"200", "422"}),
+        ("/v1/events/stream", "get", {"200", "400", "422"}),
+        ("/v1/webhooks", "post", {"201", "400", "403", "409", "413", "415", "422"}),
+        ("/v1/webhooks", "get", {"200", "400", "422"}),
+        ("/v1/webhooks/{webhook_id}", "delete", {"200", "404"}),
+        ("/v1/webhooks/{webhook_id}/deliveries", "get", {"200", "400", "404", "422"}),
+        ("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay", "post", {"200", "400", "404", "409", "422"}),
+        ("/v1/webhooks/{webhook_id}/replay", "post", {"200", "400", "404", "409", "422"}),
     ],
 )
 def test_each_route_declares_the_status_codes_it_returns(document, path, method, statuses):

@@ -14,7 +14,7 @@ from andchain.api.body import StrictJSONRoute
 from andchain.api.deps import context
 from andchain.api.idempotency import IdempotencyStore
 from andchain.api.limits import RequestLimits, RequestLimitsMiddleware
-from andchain.api.routers import ledger
+from andchain.api.routers import events, ledger
 from andchain.context import Context
 from andchain.ops import Operations
 from andchain.ops.worker import worker_status
@@ -37,6 +37,7 @@ def create_app(ctx: Context | None = None, *, limits: RequestLimits | None = Non
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
     problems.install(app)
     app.include_router(ledger.router)
+    app.include_router(events.router)
 
     @app.get(
         "/health",
