@@ -13,6 +13,7 @@ ROOT = Path(andchain.__file__).parent
 LAYERS = {
     "ledger": 1,
     "chains": 2,
+    "events": 2,
     "ops": 3,
     "tokens": 4,
     "reconcile": 5,

@@ -103,6 +103,56 @@ class OpsSettings(BaseModel):
     worker_stale_after_s: float = Field(default=30.0, ge=1)
 
 
+# The Standard Webhooks retry schedule: the first attempt at once, then after 5 s, 5 min, 30 min,
+# 2 h, 5 h, 10 h, 14 h, 20 h and 24 h (about three days and a half in all).
+STANDARD_WEBHOOK_SCHEDULE_S = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0)
+
+
+class EventsSettings(BaseModel):
+    """The event feed, its stream and webhook deliveries (docs/events.md)."""
+
+    # The wait before each attempt of a delivery: attempt 1 after the first delay (0: at once), attempt n
+    # after the n-th; a delivery whose last attempt failed is `failed` (a replay queues it again).
+    retry_schedule_s: list[float] = Field(default_factory=lambda: list(STANDARD_WEBHOOK_SCHEDULE_S))
+    # One attempt: connect, send and read the status within this many seconds.
+    delivery_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # Deliveries claimed per round at most, and how long a claim lasts: longer than a round can take.
+    delivery_batch_max: int = Field(default=100, ge=1, le=10_000)
+    delivery_lease_s: float = Field(default=60.0, ge=1, le=3600)
+    # How often a worker looks for new events and due deliveries.
+    delivery_poll_s: float = Field(default=0.25, ge=0, le=60)
+    # Events turned into deliveries per subscription and round at most.
+    fanout_batch_max: int = Field(default=1000, ge=1, le=100_000)
+    # Plain http:// endpoints are refused when false (set it false in production).
+    allow_http: bool = True
+    # The server-sent event stream: how often it looks for new events, how often it sends a heartbeat
+    # comment, and how long one connection lasts before the server ends it (the client reconnects with
+    # Last-Event-ID and loses nothing).
+    stream_poll_s: float = Field(default=1.0, gt=0, le=60)
+    stream_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    stream_max_s: float = Field(default=300.0, gt=0, le=86_400)
+
+    @field_validator("retry_schedule_s")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if not 1 <= len(value) <= 50:
+            raise ValueError(f"events.retry_schedule_s must hold 1 to 50 delays, held {len(value)}")
+        if any(not 0 <= d <= 7 * 86_400 for d in value):
+            raise ValueError("every delay of events.retry_schedule_s must be within 0..604800 s")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> EventsSettings:
+        # An attempt takes up to three timeouts (connect, write, read); a round sends only while a whole
+        # attempt still fits in the claim.
+        if self.delivery_lease_s < 4 * self.delivery_timeout_s:
+            raise ValueError(
+                f"events.delivery_lease_s ({self.delivery_lease_s:g}) must be at least four times "
+                f"events.delivery_timeout_s ({self.delivery_timeout_s:g})"
+            )
+        return self
+
+
 class NetworkSettings(BaseModel):
     """One EVM network andchain reaches over JSON-RPC."""
 
@@ -258,6 +308,7 @@ class Settings(BaseSettings):
     ops: OpsSettings = Field(default_factory=OpsSettings)
     keystore: KeystoreSettings = Field(default_factory=KeystoreSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -112,6 +112,7 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level decides, whatever uvicorn set before
     # Alembic notes its context on every schema look-up (/health makes one per call).
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     return handler

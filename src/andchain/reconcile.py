@@ -14,21 +14,31 @@ The chain is read at one block per network: the last block both final and delive
 by the network's listener, so that events not yet delivered are not mistaken for
 breaks. Nothing is capped: holders and operations are read page by page. A node that
 does not answer is a break (nothing can be proven about it), never skipped.
+
+Each run emits its findings as events (`reconcile.break`, `alert`), but only those that
+are new or changed since the last run, and their end (`reconcile.resolved`,
+`alert.cleared`) when they are no longer reported: see andchain.events.standing.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from andchain.chains import schema as chain_schema
 from andchain.chains.client import ChainClient, TxReverted
 from andchain.chains.rpc import NodeUnreachable, RpcError
 from andchain.context import Context
+from andchain.db import write_transaction
 from andchain.errors import DomainError
+from andchain.events import standing
+from andchain.ledger.model import Clock
 from andchain.money import format_minor
 from andchain.ops import OpStatus, journal
 from andchain.ops.journal import TxRecord
@@ -36,6 +46,8 @@ from andchain.ops.worker import worker_status
 from andchain.tokens.booking import TOKEN_ABI, event_transfer_id
 from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, TokenDef, holders_prefix
 from andchain.tokens.service import TokenService
+
+log = logging.getLogger(__name__)
 
 PAGE = 1000
 READ_BATCH = 500
@@ -50,6 +62,7 @@ class Check:
     expected: str
     found: str
     ok: bool
+    network: str | None = None  # the network it concerns, if any
 
 
 @dataclass
@@ -235,7 +248,14 @@ class _Reconciler:
             effects = self.effects(chain, at)
         except (NodeUnreachable, RpcError, DomainError) as exc:
             self.report.checks.append(
-                Check("chain", name, "the node answers", f"{type(exc).__name__}: {getattr(exc, 'message', exc)}", False)
+                Check(
+                    "chain",
+                    name,
+                    "the node answers",
+                    f"{type(exc).__name__}: {getattr(exc, 'message', exc)}",
+                    False,
+                    network=name,
+                )
             )
             return
         for token, mirrors, supply, balances in readings:
@@ -252,6 +272,7 @@ class _Reconciler:
                     f"ledger {_fmt(booked, token)}" + (f" + in flight {_fmt(in_flight, token)}" if in_flight else ""),
                     f"totalSupply {_fmt(supply, token)}",
                     supply == booked + in_flight,
+                    network=name,
                 )
             )
             for mirror, on_chain in zip(mirrors, balances, strict=True):
@@ -265,6 +286,7 @@ class _Reconciler:
                             f"ledger {_fmt(want, token)}",
                             f"chain {_fmt(on_chain, token)}",
                             on_chain == want,
+                            network=name,
                         )
                     )
 
@@ -381,4 +403,62 @@ def reconcile(ctx: Context) -> Report:
     r.operations()
     r.gas_alerts()
     r.worker_alerts()
+    publish(ctx.engine, r.report, ctx.clock)
     return r.report
+
+
+# A check's subject names the block it was read at; the same break at the next block is the same break.
+_AT_BLOCK = re.compile(r"\s*\(block \d+\)")
+# Standalone figures in an alert (blocks behind, seconds ago, a balance) change from run to run.
+_FIGURE = re.compile(r"\b\d+(\.\d+)?\b")
+
+
+def findings(report: Report) -> list[standing.Finding]:
+    """The report's breaks and alerts as standing findings (see andchain.events.standing)."""
+    found = []
+    for check in report.breaks:
+        subject = _AT_BLOCK.sub("", check.subject)
+        found.append(
+            standing.Finding(
+                "reconcile.break",
+                identity=f"{check.check}\x00{subject}",
+                content=f"{check.expected}\x00{check.found}",
+                subject=f"{check.check}: {subject}",
+                payload={
+                    "check": check.check,
+                    "subject": check.subject,
+                    "expected": check.expected,
+                    "found": check.found,
+                    "network": check.network,
+                },
+                scope=check.network or "",
+            )
+        )
+    for alert in dict.fromkeys(report.alerts):
+        general = _FIGURE.sub("#", alert)
+        found.append(
+            standing.Finding(
+                "alert", identity=general, content=general, subject=general[:300], payload={"message": alert}
+            )
+        )
+    return found
+
+
+def publish(engine: Engine, report: Report, clock: Clock) -> int:
+    """Emit the report's new, changed and resolved findings as events; how many.
+
+    A network whose node did not answer keeps its standing breaks (they were not checked).
+    Two runs at once on PostgreSQL may both see a finding as new: the second to commit meets
+    the first's record and runs again, and then sees nothing new.
+    """
+    unread = {c.network for c in report.checks if c.check == "chain" and not c.ok and c.network}
+    items = findings(report)
+    for attempt in range(2):
+        try:
+            with write_transaction(engine) as conn:
+                return standing.sync(conn, items, clock(), unread=unread)
+        except IntegrityError:
+            if attempt:
+                raise
+            log.info("reconcile findings recorded concurrently; comparing again")
+    return 0

@@ -9,7 +9,9 @@ No lost update: every change is conditional on the version its writer read and b
 it, so a stale copy (a request that read the operation before the worker recorded a
 signed transaction, a second worker whose lease ran out) never overwrites a newer
 state: its write fails with `StaleOperation` and changes nothing. Terminal states
-never change. Each status change is written to the history in the same transaction.
+never change. Each status change is written to the history, and its events to the event
+log (`operation.<status>`, and `<kind>.succeeded|failed` for mints, redemptions and moves),
+in the same transaction.
 Workers claim due operations with a lease (`SELECT ... FOR UPDATE SKIP LOCKED` on
 PostgreSQL; on SQLite the single writer's lock serialises them).
 """
@@ -34,6 +36,7 @@ from andchain.config import OpsSettings
 from andchain.db import write_transaction
 from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
+from andchain.events import store as events
 from andchain.ledger.model import Clock, IdSource, system_clock_us
 from andchain.logs import with_request_id
 from andchain.ops import schema
@@ -134,6 +137,67 @@ def _op_of(row: Any) -> Operation:
     )
 
 
+# What an operation's events repeat of its request (amounts in minor units, as strings).
+_EVENT_FIELDS = ("client", "buyer", "seller", "network", "source", "destination", "memo", "token")
+_EVENT_AMOUNTS = ("amount", "cash", "shares")
+
+
+def operation_clients(kind: str, payload: dict[str, Any]) -> list[str]:
+    """The clients an operation concerns: its `client`; both parties of a payment (`from`, `to`) or
+    of a DvP (`buyer`, `seller`). A move's `from` and `to` are addresses, not clients."""
+    fields = ("from", "to") if kind == "pay" else ("client", "buyer", "seller")
+    found = [payload.get(f) for f in fields]
+    return list(dict.fromkeys(c for c in found if isinstance(c, str) and c))
+
+
+def operation_events(op: Operation, status: OpStatus, previous: OpStatus | None) -> list[events.NewEvent]:
+    """The events of one status change: one per client concerned (a client sees only its own), or one
+    for the bank alone when the operation concerns no client."""
+    p = op.payload
+    request: dict[str, Any] = {k: p[k] for k in _EVENT_FIELDS if isinstance(p.get(k), str | int)}
+    if op.kind == "pay":
+        request.update({k: p[k] for k in ("from", "to") if isinstance(p.get(k), str)})
+    request.update({f"{k}_minor": str(p[k]) for k in _EVENT_AMOUNTS if isinstance(p.get(k), int)})
+    data: dict[str, Any] = {
+        "operation": op.id,
+        "kind": op.kind,
+        "network": op.network,
+        "status": status.value,
+        "previous_status": None if previous is None else previous.value,
+        "request": request,
+    }
+    if status in (OpStatus.FAILED, OpStatus.NEEDS_ATTENTION, OpStatus.CANCELLED) and op.error_code:
+        # The code only: an error's message can name internal systems (a node's address).
+        data["error_code"] = op.error_code
+    if status == OpStatus.SUCCEEDED and op.result:
+        data.update({k: op.result[k] for k in ("tx_hash", "block") if k in op.result})
+    types = [f"operation.{status.value}"]
+    if op.kind in events.OUTCOME_KINDS and status in (OpStatus.SUCCEEDED, OpStatus.FAILED):
+        types.append(f"{op.kind}.{status.value}")
+    audience: list[str | None] = [*operation_clients(op.kind, p)] or [None]
+    return [events.NewEvent(t, op.id, data, client) for t in types for client in audience]
+
+
+def _op_of_values(values: dict[str, Any]) -> Operation:
+    return Operation(
+        id=values["id"],
+        idempotency_key=values["idempotency_key"],
+        kind=values["kind"],
+        network=values["network"],
+        status=OpStatus(values["status"]),
+        payload=json.loads(values["payload"]),
+        state=json.loads(values["state"]),
+        result=None,
+        error_code=None,
+        error_message=None,
+        attempts=values["attempts"],
+        next_attempt_at_us=values["next_attempt_at_us"],
+        created_at_us=values["created_at_us"],
+        updated_at_us=values["updated_at_us"],
+        version=values["version"],
+    )
+
+
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -214,6 +278,7 @@ class Operations:
                 with c.begin_nested():
                     c.execute(schema.operations.insert().values(**values))
                     self._log(c, op_id, OpStatus.RECEIVED, f"{kind} received")
+                    self._emit(c, _op_of_values(values), OpStatus.RECEIVED, None)
             except IntegrityError:
                 row = c.execute(select(schema.operations).where(schema.operations.c.idempotency_key == key)).first()
                 if row is None:
@@ -247,6 +312,10 @@ class Operations:
                 op_id=op_id, status=str(status), detail=detail[:DETAIL_LENGTH_MAX], at_us=self.clock()
             )
         )
+
+    def _emit(self, conn: Connection, op: Operation, status: OpStatus, previous: OpStatus | None) -> None:
+        """The status change's events, in the transaction that records it."""
+        events.append(conn, operation_events(op, status, previous), self.clock())
 
     # ------------------------------------------------------------------ reads
 
@@ -398,6 +467,20 @@ class Operations:
         )
         new_status = OpStatus(values["status"])
 
+        def changed() -> Operation:
+            return replace(
+                op,
+                status=new_status,
+                updated_at_us=values["updated_at_us"],
+                state=state if state is not None else op.state,
+                result=result if result is not None else op.result,
+                error_code=values.get("error_code", op.error_code),
+                error_message=values.get("error_message", op.error_message),
+                attempts=values.get("attempts", op.attempts),
+                next_attempt_at_us=values.get("next_attempt_at_us", op.next_attempt_at_us),
+                version=values["version"],
+            )
+
         def apply(c: Connection) -> bool:
             t = schema.operations
             done = c.execute(
@@ -409,6 +492,8 @@ class Operations:
                 return False
             if new_status != op.status or detail:
                 self._log(c, op.id, new_status, detail or f"{op.status} -> {new_status}")
+            if new_status != op.status:
+                self._emit(c, changed(), new_status, op.status)
             return True
 
         if conn is not None:
@@ -419,18 +504,7 @@ class Operations:
         if not applied:
             log.info("stale operation write skipped op=%s version=%d", op.id, op.version)
             return None
-        return replace(
-            op,
-            status=new_status,
-            updated_at_us=values["updated_at_us"],
-            state=state if state is not None else op.state,
-            result=result if result is not None else op.result,
-            error_code=values.get("error_code", op.error_code),
-            error_message=values.get("error_message", op.error_message),
-            attempts=values.get("attempts", op.attempts),
-            next_attempt_at_us=values.get("next_attempt_at_us", op.next_attempt_at_us),
-            version=values["version"],
-        )
+        return changed()
 
     def update(self, op: Operation, **changes: Any) -> Operation:
         """Like update_if_current, but a stale copy raises StaleOperation (and nothing changed)."""

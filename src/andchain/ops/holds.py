@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from andchain.errors import DomainError, InvariantBroken
-from andchain.ledger import Ledger, PendingStatus, Result, TransferFlags, TransferSpec
+from andchain.ledger import CreateResult, Ledger, PendingStatus, Result, TransferFlags, TransferSpec
 
 _DONE = (Result.OK, Result.EXISTS)
 
@@ -41,10 +41,13 @@ class Hold:
         return f"{self.id}:void"
 
 
-def book(ledger: Ledger, specs: list[TransferSpec], *, conn: Connection | None = None, what: str = "booking") -> None:
-    """Create transfers and insist that each was booked (or had been, identically)."""
+def book(
+    ledger: Ledger, specs: list[TransferSpec], *, conn: Connection | None = None, what: str = "booking"
+) -> list[CreateResult]:
+    """Create transfers and insist that each was booked (or had been, identically); the ledger's results
+    (`ok` for each booked now, `exists` for each booked before)."""
     if not specs:
-        return
+        return []
     results = ledger.create_transfers(specs, conn=conn)
     bad = [r for r in results if r.result not in _DONE]
     if bad:
@@ -52,6 +55,7 @@ def book(ledger: Ledger, specs: list[TransferSpec], *, conn: Connection | None =
         raise LedgerRefused(
             f"{what} refused by the ledger: transfer {first.id} {first.result.value}", code=first.result.value
         )
+    return results
 
 
 def reserve(

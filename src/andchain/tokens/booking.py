@@ -13,6 +13,9 @@ goes to the seizure account; mints and a move's burn are booked by their operati
 Events that move no value (a zero amount, a transfer to oneself, approvals, permits,
 role changes, DvP bookkeeping) are recorded as seen by the listener and book nothing:
 anyone can emit them, and none may stop the worker.
+
+A `Transfer` booked now (not one booked before) whose receiver is a client's address
+emits `payment.received` for that client, in the same transaction as the booking.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from sqlalchemy import Connection
 from andchain.chains.client import ChainClient, Receipt
 from andchain.chains.contracts import ContractAbi, artifact
 from andchain.chains.listener import ChainEvent, Listener, decode_logs
-from andchain.ledger import Ledger, TransferSpec
+from andchain.events import NewEvent, append
+from andchain.ledger import CreateResult, Ledger, Result, TransferSpec
+from andchain.money import format_minor
 from andchain.ops import journal
 from andchain.ops.holds import book
 from andchain.tokens.clients import Clients
@@ -149,19 +154,59 @@ class Booking:
 
     def book_event(self, event: ChainEvent, conn: Connection) -> None:
         """Book one event, once (the transfer id comes from the event)."""
-        book(
+        specs = self.specs(event, conn)
+        results = book(
             self.ledger,
-            self.specs(event, conn),
+            specs,
             conn=conn,
             what=f"{event.name} {event.tx_hash}:{event.ordinal} on {event.network}",
         )
+        self._announce([(event, specs)], results, conn)
 
     def book_receipt(self, network: str, receipt: Receipt, conn: Connection) -> None:
         """Book every event of a final receipt (the listener books the same ids)."""
         chain = self.chains(network)
         events = decode_logs(network, chain.chain_id, self.contracts(network), receipt.logs)
-        specs = [spec for event in events for spec in self.specs(event, conn)]
-        book(self.ledger, specs, conn=conn, what=f"events of {receipt.tx_hash} on {network}")
+        booked = [(event, self.specs(event, conn)) for event in events]
+        specs = [spec for _, event_specs in booked for spec in event_specs]
+        results = book(self.ledger, specs, conn=conn, what=f"events of {receipt.tx_hash} on {network}")
+        self._announce(booked, results, conn)
+
+    def _announce(
+        self, booked: list[tuple[ChainEvent, list[TransferSpec]]], results: list[CreateResult], conn: Connection
+    ) -> None:
+        """`payment.received` for each Transfer booked by this call whose receiver belongs to a client: whether
+        the listener or the operation books it first, it is booked, and announced, once."""
+        fresh = {r.id for r in results if r.result == Result.OK}
+        received = []
+        for event, specs in booked:
+            if event.name != "Transfer" or not specs or specs[0].id not in fresh:
+                continue
+            token = self.token_at(event.network, event.address)
+            owner = self.clients.wallet_owner(event.network, event.args["receiver"])
+            if token is None or owner is None:
+                continue
+            value = int(event.args["value"])
+            received.append(
+                NewEvent(
+                    "payment.received",
+                    specs[0].id,
+                    {
+                        "network": event.network,
+                        "token": token.symbol,
+                        "asset": token.asset.code,
+                        "amount": format_minor(value, token.decimals),
+                        "amount_minor": str(value),
+                        "from": event.args["sender"],
+                        "to": event.args["receiver"],
+                        "tx_hash": event.tx_hash,
+                        "block": event.block_number,
+                        "transfer": specs[0].id,
+                    },
+                    owner,
+                )
+            )
+        append(conn, received, self.ledger.clock())
 
     def retract(self, event: ChainEvent, conn: Connection) -> bool:
         """A block the ledger had booked left the chain. An operation's own transaction is kept (its

@@ -1,14 +1,16 @@
 """The token worker: operations, and beside them the listener of every network with a token, the
-rules engine, and each network's maintenance (nonce gaps, finality violations)."""
+rules engine, each network's maintenance (nonce gaps, finality violations) and webhook deliveries."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from andchain.chains.listener import LeaseLost, Listener
 from andchain.context import Context
+from andchain.events.webhooks import Webhooks
 from andchain.ops import leases
 from andchain.ops.chain import ChainOpsHandler
 from andchain.ops.worker import Worker
@@ -137,6 +139,51 @@ class MaintenancePart:
             leases.release(self.ctx.engine, self.lease_name, self.owner)
 
 
+class WebhooksPart:
+    """Webhook deliveries: new events fanned out to the subscriptions, then the due deliveries sent.
+
+    Any number of workers run it at once: each delivery is claimed with a lease (see
+    andchain.events.webhooks), so two workers never send the same delivery at the same time.
+    It looks for work every `events.delivery_poll_s`, and at once again while it finds some.
+    """
+
+    name = "webhooks"
+
+    def __init__(
+        self,
+        ctx: Context,
+        owner: str,
+        webhooks: Webhooks | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ctx = ctx
+        self.owner = owner
+        self.webhooks = webhooks or Webhooks(ctx.engine, ctx.settings.events, clock=ctx.clock)
+        self.monotonic = monotonic
+        self.next_run_s = 0.0
+        self.fanned = 0
+        self.sent = 0
+
+    def run(self) -> None:
+        if self.monotonic() < self.next_run_s:
+            return
+        self.fanned = self.webhooks.fan_out()
+        self.sent = self.webhooks.deliver_due(self.owner)
+        worked = self.fanned or self.sent
+        self.next_run_s = 0.0 if worked else self.monotonic() + self.ctx.settings.events.delivery_poll_s
+
+    def idle(self) -> bool:
+        """Nothing due now: a delivery waiting for its next retry does not keep a worker busy."""
+        return not self.webhooks.due()
+
+    def status(self) -> dict[str, Any]:
+        return {"fanned_out": self.fanned, "attempts": self.sent}
+
+    def release(self) -> None:
+        self.webhooks.release(self.owner)
+
+
 def token_worker(ctx: Context, service: TokenService | None = None, *, owner: str | None = None) -> Worker:
     service = service or TokenService(ctx)
     handler = service.handler()
@@ -145,6 +192,7 @@ def token_worker(ctx: Context, service: TokenService | None = None, *, owner: st
     worker.parts.extend(ListenerPart(ctx, service.booking, n, worker.owner) for n in networks)
     worker.parts.append(RulesPart(ctx, Rules(service), worker.owner))
     worker.parts.extend(MaintenancePart(ctx, handler, n, worker.owner) for n in networks)
+    worker.parts.append(WebhooksPart(ctx, worker.owner))
     return worker
 
 
