@@ -147,3 +147,22 @@ def test_opening_another_engine_on_the_same_file_never_drops_a_writers_lock(tmp_
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
     first.dispose()
     second.dispose()
+
+
+def test_a_database_error_never_shows_the_values_it_was_given(engine):
+    """An unexpected database error is logged; the values of its statement (a webhook's secret, a
+    stored answer) are not part of its text."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from andchain.db import write_transaction
+
+    insert = text(
+        "INSERT INTO api_idempotency_keys (scope, key, request_hash, state, response_body, created_at_us, "
+        "updated_at_us) VALUES ('s', 'k', 'h', 'done', :body, 0, 0)"
+    )
+    with write_transaction(engine) as conn:
+        conn.execute(insert, {"body": "whsec_first"})
+    with pytest.raises(IntegrityError) as caught, write_transaction(engine) as conn:
+        conn.execute(insert, {"body": "whsec_SECRET"})
+    assert "whsec_SECRET" not in str(caught.value) and "hidden" in str(caught.value)

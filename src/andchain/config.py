@@ -153,6 +153,22 @@ class EventsSettings(BaseModel):
         return self
 
 
+def shown_url(url: str) -> str:
+    """A URL without what may be a secret: a node provider's URL carries its API key in the user
+    part, the path or the query (https://eth.example/v2/<key>), so only the scheme, host and port
+    are shown, with '/...' where something was left out."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parsed.port}" if parsed.port else ""
+    except ValueError:
+        port = ""
+    hidden = parsed.username or parsed.password or parsed.path.strip("/") or parsed.query or parsed.fragment
+    return f"{parsed.scheme}://{host}{port}" + ("/..." if hidden else "")
+
+
 class NetworkSettings(BaseModel):
     """One EVM network andchain reaches over JSON-RPC."""
 
@@ -191,6 +207,11 @@ class NetworkSettings(BaseModel):
         if urlparse(value).scheme not in ("http", "https"):
             raise ValueError(f"rpc_url must be http(s)://, was {value!r}")
         return value
+
+    @property
+    def rpc_url_shown(self) -> str:
+        """The node's URL as messages, logs and API answers show it (see `shown_url`)."""
+        return shown_url(self.rpc_url)
 
     @property
     def port(self) -> int:

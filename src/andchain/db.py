@@ -203,6 +203,9 @@ def _configure_sqlite(engine: Engine, path: Path | None, busy_timeout_ms: int) -
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # A statement's parameters are never part of an error's text: they hold webhook secrets, key
+    # hashes and stored answers, and an unexpected error is logged.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         file = None

@@ -113,6 +113,8 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)  # the root's level decides, whatever uvicorn set before
-    # Alembic notes its context on every schema look-up (/health makes one per call).
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Alembic notes its context on every schema look-up (/health makes one per call); httpx notes every
+    # request with its full URL (a node provider's URL carries its API key), hundreds per second.
+    for name in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     return handler

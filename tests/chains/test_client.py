@@ -103,6 +103,44 @@ def test_an_unreachable_node_gives_a_clear_error_after_bounded_retries():
     assert slept == [0.1, 0.2, 0.4]
 
 
+def test_a_providers_key_in_the_node_url_never_reaches_a_message():
+    """A provider's URL carries its API key (https://eth.example/v2/<key>); the refusal reaches logs,
+    operations and API answers, so it names the host alone, even when the node answers 500."""
+    import http.server
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for url in (f"http://127.0.0.1:{port}/v2/sEcReTkEy", f"http://user:sEcReTkEy@127.0.0.1:{port}/?key=sEcReTkEy"):
+            rpc = Rpc(url, retries_max=1, sleep=lambda s: None)
+            with pytest.raises(NodeUnreachable) as caught:
+                rpc.call("eth_blockNumber")
+            assert "sEcReTkEy" not in caught.value.message and "sEcReTkEy" not in rpc.name
+            assert f"127.0.0.1:{port}/..." in caught.value.message and "HTTP 500" in caught.value.message
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_shown_url_keeps_the_scheme_host_and_port_only():
+    from andchain.config import shown_url
+
+    assert shown_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert shown_url("https://eth-mainnet.example/v2/abc") == "https://eth-mainnet.example/..."
+    assert shown_url("https://u:p@node.example:8443") == "https://node.example:8443/..."
+    assert shown_url("https://node.example/?apikey=abc") == "https://node.example/..."
+    assert shown_url("http://[::1]:8545/") == "http://[::1]:8545"
+
+
 def test_the_client_refuses_a_node_with_another_chain_id(ctx, anvil):
     wrong = ChainClient("internal", network_settings(anvil.network.port, chain_id=1), ctx.engine, ctx.keys)
     with pytest.raises(WrongChain, match="has chain id 770077, configured 1"):

@@ -185,7 +185,7 @@ class ChainClient:
         actual = int(self.rpc.call("eth_chainId"), 16)
         if actual != self.network.chain_id:
             raise WrongChain(
-                f"network {self.name}: node at {self.network.rpc_url} has chain id {actual}, "
+                f"network {self.name}: node at {self.network.rpc_url_shown} has chain id {actual}, "
                 f"configured {self.network.chain_id}"
             )
         self._chain_checked = True

@@ -136,7 +136,7 @@ class LocalNode:
     def start(self) -> str:
         """Start the node unless it already runs; wait until it answers with its chain id."""
         if not self.network.local:
-            raise NodeError(f"network {self.name} is remote ({self.network.rpc_url}); andchain does not start it")
+            raise NodeError(f"network {self.name} is remote ({self.network.rpc_url_shown}); andchain does not start it")
         if self.pid() is not None:
             status = self.status()
             if status.healthy:

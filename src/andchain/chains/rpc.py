@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from andchain.config import shown_url
 from andchain.errors import DomainError
 from andchain.retry import Backoff, retrying
 
@@ -61,7 +62,7 @@ class Rpc:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url
-        self.name = name or url
+        self.name = name or shown_url(url)
         self.retries_max = retries_max
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
@@ -99,9 +100,12 @@ class Rpc:
                 on_retry=retry,
             )
         except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+            # Neither the URL nor httpx's message (which quotes it) is shown: a provider's URL
+            # carries its API key, and this message reaches logs, operations and API answers.
+            detail = f"HTTP {exc.response.status_code}" if isinstance(exc, httpx.HTTPStatusError) else str(exc)
             raise NodeUnreachable(
-                f"node {self.name} at {self.url} did not answer after {self.retries_max + 1} attempts: "
-                f"{type(exc).__name__}: {exc}",
+                f"node {self.name} at {shown_url(self.url)} did not answer after {self.retries_max + 1} attempts: "
+                f"{type(exc).__name__}: {detail.replace(self.url, shown_url(self.url))}",
                 network=self.name,
             ) from None
 

@@ -44,7 +44,7 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
     started: list[str] = []  # the nodes this demo started, stopped again at its end (unless kept)
     node = ctx.node(NETWORK)
     if node.network.local and not node.status().healthy:
-        say(f"starting the internal permissioned chain: {node.start()} ({node.network.rpc_url})")
+        say(f"starting the internal permissioned chain: {node.start()} ({node.network.rpc_url_shown})")
         started.append(NETWORK)
     say(f"internal chain id {node.network.chain_id}, zero gas, {node.network.confirmations} confirmation(s) to final")
     service = TokenService(ctx)
@@ -150,7 +150,7 @@ def _moves(
     for network in ("base", "tempo"):
         node = ctx.node(network)
         if node.network.local and not node.status().healthy:
-            say(f"  starting {network}: {node.start()} ({node.network.rpc_url})")
+            say(f"  starting {network}: {node.start()} ({node.network.rpc_url_shown})")
             started.append(network)
         service.setup(network)
     # Acme's own wallet on the public chains. Its key is created here only for the demo;

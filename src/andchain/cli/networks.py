@@ -86,7 +86,7 @@ def networks_status(names: Annotated[list[str] | None, typer.Argument()] = None,
                 "local": network.local,
                 "enabled": network.enabled,
                 "pid": status.pid,
-                "rpc_url": network.rpc_url,
+                "rpc_url": network.rpc_url_shown,
                 "confirmations": network.confirmations,
                 "detail": status.detail,
             }
