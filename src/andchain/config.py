@@ -123,8 +123,12 @@ class EventsSettings(BaseModel):
     delivery_poll_s: float = Field(default=0.25, ge=0, le=60)
     # Events turned into deliveries per subscription and round at most.
     fanout_batch_max: int = Field(default=1000, ge=1, le=100_000)
-    # Plain http:// endpoints are refused when false (set it false in production).
-    allow_http: bool = True
+    # Plain http:// endpoints are accepted only when true (a receiver on a development machine).
+    allow_http: bool = False
+    # Endpoints on this machine or the bank's own network (loopback, private, link-local such as a
+    # cloud's metadata service) are accepted only when true: a client's webhook must not reach inside.
+    # Names are resolved and checked at every attempt, and the connection goes to the checked address.
+    private_targets: bool = False
     # The server-sent event stream: how often it looks for new events, how often it sends a heartbeat
     # comment, and how long one connection lasts before the server ends it (the client reconnects with
     # Last-Event-ID and loses nothing).

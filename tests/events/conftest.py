@@ -12,9 +12,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import Engine
 
+from andchain.config import EventsSettings
 from andchain.db import write_transaction
 from andchain.devtools.postgres import free_port
 from andchain.events import NewEvent, append
+
+# The receivers here listen on 127.0.0.1 over plain http: what a development machine allows.
+LOCAL = {"allow_http": True, "private_targets": True}
+
+
+def local(**events: object) -> EventsSettings:
+    """Event settings that accept the local receivers, with `events` on top."""
+    return EventsSettings(**{**LOCAL, **events})
 
 
 @dataclass

@@ -17,14 +17,14 @@ from andchain.config import Settings
 from andchain.context import Context
 from andchain.devtools.postgres import free_port
 from andchain.events.webhooks import Webhooks
-from tests.events.conftest import alert, emit
+from tests.events.conftest import LOCAL, alert, emit, local
 
 PROBLEM = "application/problem+json"
 
 
 def make_context(engine, clock, tmp_path, **events) -> Context:
     url = str(engine.url.render_as_string(hide_password=False))
-    ctx = Context(Settings(data_dir=tmp_path, database_url=url, events=events), clock=clock)
+    ctx = Context(Settings(data_dir=tmp_path, database_url=url, events={**LOCAL, **events}), clock=clock)
     ctx.__dict__["engine"] = engine
     return ctx
 
@@ -118,7 +118,7 @@ def test_a_webhook_is_created_once_per_key_its_secret_shown_only_then(api):
 def test_deliveries_are_listed_with_their_log_and_replayed(api, engine, clock, receiver):
     hook = api.post("/v1/webhooks", json={"url": receiver.url}, headers=key("c")).json()
     emit(engine, clock, alert("one"), alert("two"))
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     hooks.fan_out()
     hooks.deliver_due("w1")
     page = api.get(f"/v1/webhooks/{hook['id']}/deliveries").json()
@@ -224,3 +224,23 @@ def test_the_stream_sends_events_as_they_happen_and_resumes_from_last_event_id(e
         assert (bad.status_code, bad.json()["code"]) == (400, "invalid_last_event_id")
         typo = httpx.get(f"{base}/v1/events/stream", headers=auth, params={"type": "nope"})
         assert (typo.status_code, typo.json()["code"]) == (422, "unknown_event_type")
+
+
+def test_a_stream_ends_when_its_key_is_revoked(engine, clock, tmp_path):
+    ctx = make_context(engine, clock, tmp_path, stream_poll_s=0.05, stream_heartbeat_s=0.2, stream_max_s=20)
+    key, secret = ctx.api_keys.create("auditor", label="revoked while streaming")
+    emit(engine, clock, alert("before"))
+    with serving(ctx) as base:
+
+        def revoke_after_the_first(messages: list[dict]) -> bool:
+            if len([m for m in messages if "id" in m]) == 1:
+                ctx.api_keys.revoke(key.id)
+                emit(engine, clock, alert("after the revocation"))
+            return False  # read until the server ends the stream
+
+        messages, _ = read_stream(
+            f"{base}/v1/events/stream?after=0",
+            headers={"Authorization": f"Bearer {secret}"},
+            until=revoke_after_the_first,
+        )
+    assert [m["id"] for m in messages if "id" in m] == ["1"]

@@ -8,10 +8,12 @@ from andchain.events import EventLog, type_filter
 from andchain.events.webhooks import Webhooks
 from andchain.tokens.service import TokenService
 from tests.chains.conftest import anvil, ctx  # noqa: F401 - fixtures shared with the chain tests
+from tests.events.conftest import local
 from tests.tokens.conftest import settle, tokens  # noqa: F401
 
 
 def test_a_payment_is_received_once_by_the_payee_and_the_worker_delivers_it(ctx, tokens: TokenService, receiver):  # noqa: F811
+    ctx.settings.events = local()  # the receiver is on 127.0.0.1, over http
     hooks = Webhooks(ctx.engine, ctx.settings.events, clock=ctx.clock)
     acme = tokens.onboard("Acme Corp").id
     globex = tokens.onboard("Globex").id

@@ -18,7 +18,7 @@ from andchain.events import EventLog
 from andchain.events import schema as event_schema
 from andchain.events.webhooks import ClientMismatch, Webhooks
 from tests.conftest import FakeClock
-from tests.events.conftest import FrozenDatetime, Receiver, alert, emit
+from tests.events.conftest import FrozenDatetime, Receiver, alert, emit, local
 
 
 def now_clock() -> FakeClock:
@@ -32,7 +32,7 @@ def drive(hooks: Webhooks, owner: str = "w1") -> tuple[int, int]:
 
 def test_a_delivery_is_signed_so_that_standardwebhooks_verifies_it(engine, receiver):
     clock = now_clock()
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     sub, secret = hooks.create(receiver.url, description="treasury system")
     assert secret.startswith("whsec_") and "secret" not in sub.view()
     (event_id,) = emit(engine, clock, alert("gas wallet low on base"))
@@ -50,7 +50,7 @@ def test_a_delivery_is_signed_so_that_standardwebhooks_verifies_it(engine, recei
 
 
 def test_a_subscription_receives_what_happens_after_it_of_its_client_and_types(engine, clock, receiver):
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     emit(engine, clock, alert("before any subscription"))
     acme, _ = hooks.create(receiver.url, subscriber="acme", types=["alert.*"])
     bank, _ = hooks.create(receiver.url, types=["operation.succeeded"])
@@ -79,7 +79,7 @@ def test_a_subscription_receives_what_happens_after_it_of_its_client_and_types(e
 )
 def test_an_endpoint_that_is_not_a_plain_web_address_is_refused(engine, clock, url, why):
     with pytest.raises(DomainError) as refused:
-        Webhooks(engine, clock=clock).create(url)
+        Webhooks(engine, local(), clock=clock).create(url)
     assert refused.value.code == "invalid_url" and why in refused.value.message
 
 
@@ -91,7 +91,7 @@ def test_plain_http_is_refused_when_the_settings_say_so(engine, clock):
 def test_a_failing_receiver_is_retried_on_the_standard_schedule_then_the_delivery_fails(engine, receiver):
     clock = now_clock()
     receiver.status = 500
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     assert hooks.settings.retry_schedule_s == list(STANDARD_WEBHOOK_SCHEDULE_S)
     sub, _ = hooks.create(receiver.url)
     emit(engine, clock, alert("break"))
@@ -120,7 +120,7 @@ def test_a_receiver_down_for_an_hour_loses_nothing_and_gets_each_event_once_when
     engine, down_receiver: Receiver, monkeypatch
 ):
     clock = now_clock()
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     _, secret = hooks.create(down_receiver.url)
     emitted = []
     # An hour in steps of 30 s: an event a minute; the receiver refuses connections for 20 minutes,
@@ -157,7 +157,7 @@ def test_a_receiver_down_for_an_hour_loses_nothing_and_gets_each_event_once_when
 
 
 def test_a_replay_sends_the_same_message_again_and_replay_since_backfills(engine, clock, receiver):
-    hooks = Webhooks(engine, clock=clock, settings=EventsSettings(retry_schedule_s=[0]))
+    hooks = Webhooks(engine, local(retry_schedule_s=[0]), clock=clock)
     early = emit(engine, clock, alert("before the subscription"))
     sub, _ = hooks.create(receiver.url)
     receiver.status = 503
@@ -187,7 +187,7 @@ def test_a_replay_sends_the_same_message_again_and_replay_since_backfills(engine
 
 def test_deactivating_cancels_what_is_pending_and_stops_the_fan_out(engine, clock, receiver):
     receiver.status = 500
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     sub, _ = hooks.create(receiver.url)
     emit(engine, clock, alert("one"))
     drive(hooks)
@@ -200,7 +200,7 @@ def test_deactivating_cancels_what_is_pending_and_stops_the_fan_out(engine, cloc
 
 def test_two_workers_never_send_the_same_delivery_at_once(engine, receiver):
     receiver.delay_s = 0.05
-    settings = EventsSettings(delivery_batch_max=3)
+    settings = local(delivery_batch_max=3)
     first, second = Webhooks(engine, settings), Webhooks(engine, settings)
     first.create(receiver.url)
     emitted = emit(engine, first.clock, *(alert(f"event {i}") for i in range(24)))
@@ -230,7 +230,7 @@ def test_two_workers_never_send_the_same_delivery_at_once(engine, receiver):
 
 
 def test_a_worker_whose_claim_ran_out_does_not_overwrite_the_one_that_took_over(engine, clock, receiver):
-    hooks = Webhooks(engine, clock=clock)
+    hooks = Webhooks(engine, local(), clock=clock)
     sub, _ = hooks.create(receiver.url)
     emit(engine, clock, alert("one"))
     hooks.fan_out()
@@ -241,3 +241,118 @@ def test_a_worker_whose_claim_ran_out_does_not_overwrite_the_one_that_took_over(
     (delivery,) = hooks.deliveries(sub.id)
     assert (delivery.status, delivery.attempts) == ("succeeded", 1)
     assert [a.status_code for a in delivery.log] == [204, 500]  # both attempts are in the log
+
+
+# ------------------------------------------------------------- where deliveries may go (SSRF)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hooks",
+        "https://localhost:8545/",
+        "https://api.localhost/x",
+        "https://10.1.2.3/x",
+        "https://192.168.0.10/x",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://100.64.0.1/x",
+        "https://[::1]/x",
+        "https://[fe80::1]/x",
+        "https://[::ffff:127.0.0.1]/x",
+        "https://0.0.0.0/x",
+    ],
+)
+def test_an_endpoint_inside_the_bank_is_refused_at_creation(engine, clock, url):
+    with pytest.raises(DomainError) as refused:
+        Webhooks(engine, EventsSettings(), clock=clock).create(url)
+    assert refused.value.code == "invalid_url" and "events.private_targets" in refused.value.message
+
+
+def test_plain_http_and_private_targets_are_off_unless_set():
+    settings = EventsSettings()
+    assert (settings.allow_http, settings.private_targets) == (False, False)
+
+
+def test_a_name_that_resolves_inside_is_refused_at_every_attempt_and_logged(engine, receiver):
+    clock = now_clock()
+    resolved: list[str] = []
+
+    def resolve(host: str, port: int, **_: object) -> list[tuple]:
+        resolved.append(host)
+        return [(2, 1, 6, "", ("127.0.0.1", port))]  # a public-looking name rebound to this machine
+
+    hooks = Webhooks(engine, EventsSettings(allow_http=True, retry_schedule_s=[0, 5]), clock=clock, resolve=resolve)
+    sub, _ = hooks.create(receiver.url.replace("127.0.0.1", "hooks.example.com"))
+    emit(engine, clock, alert("one"))
+    assert drive(hooks) == (1, 1)
+    (delivery,) = hooks.deliveries(sub.id)
+    assert delivery.status == "pending" and receiver.requests == []
+    (attempt,) = delivery.log
+    assert attempt.status_code is None
+    assert attempt.error.startswith("refused: hooks.example.com resolves to 127.0.0.1")
+    assert resolved == ["hooks.example.com"]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked():
+    from andchain.events.webhooks import Target, TargetRefused
+
+    def resolve(host: str, port: int, **_: object) -> list[tuple]:
+        return [
+            (2, 1, 6, "", ("93.184.215.14", port)),
+            (10, 1, 6, "", ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", port)),
+        ]
+
+    target = Target.of("https://hooks.example.com/in?x=1", private_targets=False, resolve=resolve)
+    assert target.url == "https://93.184.215.14:443/in?x=1"
+    assert target.headers == {"host": "hooks.example.com"}
+    assert target.extensions == {"sni_hostname": "hooks.example.com"}
+    assert target.pool == "hooks.example.com"
+    plain = Target.of("http://hooks.example.com:8080/in", private_targets=False, resolve=resolve)
+    assert (plain.url, plain.headers, plain.extensions) == (
+        "http://93.184.215.14:8080/in",
+        {"host": "hooks.example.com:8080"},
+        {},
+    )
+
+    def mixed(host: str, port: int, **_: object) -> list[tuple]:
+        return [(2, 1, 6, "", ("93.184.215.14", port)), (2, 1, 6, "", ("10.0.0.7", port))]
+
+    with pytest.raises(TargetRefused, match=r"resolves to 10\.0\.0\.7"):
+        Target.of("https://hooks.example.com/", private_targets=False, resolve=mixed)
+
+    def unknown(host: str, port: int, **_: object) -> list[tuple]:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(TargetRefused, match="cannot resolve"):
+        Target.of("https://nowhere.example/", private_targets=False, resolve=unknown)
+    assert Target.of("http://127.0.0.1:9/x", private_targets=True).url == "http://127.0.0.1:9/x"
+
+
+def test_a_replay_that_meets_a_deactivation_queues_nothing(engine, clock, receiver, monkeypatch):
+    """The subscription's state is read again inside the replay's transaction: a deactivation that
+    lands between the replay's first look and its write leaves nothing to send."""
+    receiver.status = 500
+    hooks = Webhooks(engine, local(), clock=clock)
+    sub, _ = hooks.create(receiver.url)
+    emit(engine, clock, alert("one"))
+    drive(hooks)
+    (delivery,) = hooks.deliveries(sub.id)
+    seen = hooks.get(sub.id)
+    monkeypatch.setattr(hooks, "_active", lambda *a, **k: seen)  # the first look, made before the deactivation
+    hooks.deactivate(sub.id)
+    with pytest.raises(Conflict) as refused:
+        hooks.replay(sub.id, delivery.id)
+    assert refused.value.code == "webhook_inactive"
+    with pytest.raises(Conflict):
+        hooks.replay_since(sub.id, 0)
+    assert [d.status for d in hooks.deliveries(sub.id)] == ["cancelled"]
+
+
+def test_a_pending_delivery_of_a_deactivated_subscription_is_never_claimed(engine, clock, receiver):
+    hooks = Webhooks(engine, local(), clock=clock)
+    hooks.create(receiver.url)
+    emit(engine, clock, alert("one"))
+    hooks.fan_out()
+    with engine.begin() as conn:  # deactivated by a writer that did not cancel the deliveries
+        conn.execute(event_schema.webhooks.update().values(active=False))
+    assert hooks.deliver_due("w1") == 0 and receiver.requests == []

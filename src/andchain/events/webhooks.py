@@ -32,21 +32,24 @@ from __future__ import annotations
 
 import base64
 import builtins
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, and_, func, or_, select, true, update
 from standardwebhooks import Webhook
 
-from andchain.config import EventsSettings
+from andchain.config import EventsSettings, shown_url
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.events import schema
@@ -188,8 +191,30 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
-def check_url(url: str, *, allow_http: bool) -> str:
-    """An endpoint the worker may POST to: http(s), a host, no credentials, no spaces or controls."""
+def public_address(address: str) -> bool:
+    """Whether an IP address is one of the internet's: not loopback, private, link-local (the cloud's
+    metadata service), shared, reserved or multicast. An IPv4 address written as IPv6 is judged as IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def check_url(url: str, *, allow_http: bool, private_targets: bool = False) -> str:
+    """An endpoint the worker may POST to: http(s), a host, no credentials, no spaces or controls;
+    unless `private_targets`, not an address of this machine or of the bank's own network (what a
+    name resolves to is checked again at every attempt, see `Target`)."""
 
     def refuse(why: str) -> DomainError:
         return DomainError(f"webhook url {url[:100]!r} {why}", code="invalid_url")
@@ -214,7 +239,68 @@ def check_url(url: str, *, allow_http: bool) -> str:
         raise refuse("names port 0")
     if parts.fragment:
         raise refuse("must not have a #fragment")
+    host = parts.hostname.rstrip(".").lower()
+    if not private_targets and (
+        host == "localhost" or host.endswith(".localhost") or (_literal(host) and not public_address(host))
+    ):
+        raise refuse("names a loopback, private or link-local address (events.private_targets is off)")
     return url
+
+
+class TargetRefused(Exception):
+    """An endpoint the worker will not connect to (what its name resolves to), or cannot resolve."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt connects: the URL itself, or, when private targets are refused, the URL's
+    host resolved once and checked, the connection pinned to that checked address (the `Host`
+    header and the TLS server name stay the URL's), so a name that resolves elsewhere a moment
+    later (DNS rebinding) cannot lead the request inside."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+    pool: str
+
+    @classmethod
+    def of(
+        cls,
+        url: str,
+        *,
+        private_targets: bool,
+        resolve: Callable[..., Sequence[Any]] = socket.getaddrinfo,
+    ) -> Target:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if private_targets:
+            return cls(url, {}, {}, "")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            found = resolve(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise TargetRefused(f"cannot resolve {host}: {exc}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        if not addresses:
+            raise TargetRefused(f"cannot resolve {host}: no address")
+        private = [a for a in addresses if not public_address(a)]
+        if private:
+            raise TargetRefused(
+                f"{host} resolves to {private[0]}, not a public address (events.private_targets is off)"
+            )
+        address = addresses[0]
+        pinned = urlunsplit(
+            (
+                parts.scheme,
+                f"[{address}]:{port}" if ":" in address else f"{address}:{port}",
+                parts.path,
+                parts.query,
+                "",
+            )
+        )
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        # One connection pool per name: a TLS connection made for one name is never reused for another.
+        return cls(pinned, {"host": parts.netloc}, extensions, host)
 
 
 def _subscription_of(row: Any) -> Subscription:
@@ -263,12 +349,14 @@ class Webhooks:
         clock: Clock = system_clock_us,
         ids: IdSource | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        resolve: Callable[..., Sequence[Any]] = socket.getaddrinfo,
     ) -> None:
         self.engine = engine
         self.settings = settings or EventsSettings()
         self.clock = clock
         self.ids = ids or IdSource(clock_us=clock)
         self.monotonic = monotonic
+        self.resolve = resolve
         self.events = EventLog(engine)
 
     # ---------------------------------------------------------- subscriptions
@@ -281,11 +369,13 @@ class Webhooks:
         description: str = "",
         subscriber: str | None = None,
         client_id: str | None = None,
+        conn: Connection | None = None,
     ) -> tuple[Subscription, str]:
         """A new subscription and its secret (returned this once). It receives the events that happen
         from now on: those of `subscriber` (a client id), or every event when None (the bank's).
 
         `client_id` restricts the caller to one client: the subscription is then that client's.
+        Written in `conn` when given (the API stores its answer in the same transaction).
         """
         if client_id is not None:
             if subscriber is not None and subscriber != client_id:
@@ -293,14 +383,16 @@ class Webhooks:
             subscriber = client_id
         if subscriber is not None and not (isinstance(subscriber, str) and 0 < len(subscriber) <= 64):
             raise DomainError("client_id has 1 to 64 characters", code="invalid_request")
-        check_url(url, allow_http=self.settings.allow_http)
+        check_url(url, allow_http=self.settings.allow_http, private_targets=self.settings.private_targets)
         if not isinstance(description, str) or len(description) > DESCRIPTION_LENGTH_MAX:
             raise DomainError(f"a description has at most {DESCRIPTION_LENGTH_MAX} characters", code="invalid_request")
         wanted = type_filter(types) if types else None
         secret = new_secret()
         now = self.clock()
         webhook_id = "wh_" + self.ids.new_id()
-        with write_transaction(self.engine) as conn:
+        with ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(write_transaction(self.engine))
             owner = W.c.client_id.is_(None) if subscriber is None else W.c.client_id == subscriber
             active = conn.execute(select(func.count()).select_from(W).where(owner, W.c.active.is_(True))).scalar_one()
             if active >= SUBSCRIPTIONS_MAX:
@@ -322,12 +414,15 @@ class Webhooks:
                     updated_at_us=now,
                 )
             )
-        log.info("webhook created id=%s client=%s url=%s", webhook_id, subscriber, url)
-        return self.get(webhook_id), secret
+            created = self.get(webhook_id, conn=conn)
+        log.info("webhook created id=%s client=%s url=%s", webhook_id, subscriber, shown_url(url))
+        return created, secret
 
-    def get(self, webhook_id: str, *, client_id: str | None = None) -> Subscription:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(W).where(W.c.id == webhook_id, _visible(client_id))).first()
+    def get(self, webhook_id: str, *, client_id: str | None = None, conn: Connection | None = None) -> Subscription:
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.get(webhook_id, client_id=client_id, conn=own)
+        row = conn.execute(select(W).where(W.c.id == webhook_id, _visible(client_id))).first()
         if row is None:
             raise NotFound(f"no webhook {webhook_id[:60]!r}", code="webhook_not_found")
         return _subscription_of(row)
@@ -348,7 +443,7 @@ class Webhooks:
         with write_transaction(self.engine) as conn:
             conn.execute(
                 update(W).where(W.c.id == sub.id, W.c.active.is_(True)).values(active=False, updated_at_us=now)
-            )
+            )  # the row lock serialises it with replays (see _lock)
             conn.execute(
                 update(D)
                 .where(D.c.webhook_id == sub.id, D.c.status == PENDING)
@@ -409,11 +504,14 @@ class Webhooks:
         return sub
 
     def _lock(self, conn: Connection, webhook_id: str) -> None:
-        """Serialise the writers of one subscription's deliveries (replays, fan-out) on PostgreSQL."""
-        query = select(W.c.id).where(W.c.id == webhook_id)
+        """Serialise the writers of one subscription's deliveries (replays, fan-out, deactivation) on
+        PostgreSQL, and refuse when the subscription was deactivated meanwhile: a replay racing a
+        deactivation never queues anything for a URL that was unsubscribed."""
+        query = select(W.c.active).where(W.c.id == webhook_id)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
-        conn.execute(query)
+        if not conn.execute(query).scalar_one():
+            raise Conflict(f"webhook {webhook_id} is deactivated: nothing is delivered to it", code="webhook_inactive")
 
     def replay(self, webhook_id: str, delivery_id: int, *, client_id: str | None = None) -> Delivery:
         """Deliver again, now, whatever became of it: a fresh schedule, the same webhook-id."""
@@ -537,6 +635,7 @@ class Webhooks:
             D.c.status == PENDING,
             D.c.next_attempt_at_us <= now,
             or_(D.c.lease_until_us.is_(None), D.c.lease_until_us < now),
+            D.c.webhook_id.in_(select(W.c.id).where(W.c.active.is_(True))),
         )
         query = select(D.c.id).where(due).order_by(D.c.next_attempt_at_us, D.c.id)
         query = query.limit(self.settings.delivery_batch_max)
@@ -589,11 +688,20 @@ class Webhooks:
         budget_s = self.settings.delivery_lease_s - 3 * timeout_s
         started = self.monotonic()
         sent = 0
-        with httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False) as http:
+        with ExitStack() as stack:
+            pools: dict[str, httpx.Client] = {}
             for item in claimed:
                 if self.monotonic() - started > budget_s:
                     break
-                code, error, duration_ms = self._send(http, item)
+
+                def pool(name: str) -> httpx.Client:
+                    if name not in pools:
+                        pools[name] = stack.enter_context(
+                            httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False)
+                        )
+                    return pools[name]
+
+                code, error, duration_ms = self._send(pool, item)
                 self._record(owner, item, code, error, duration_ms)
                 sent += 1
         if sent < len(claimed):
@@ -615,14 +723,19 @@ class Webhooks:
         }
         return body.encode(), headers
 
-    def _send(self, http: httpx.Client, item: _Claimed) -> tuple[int | None, str | None, int]:
+    def _send(self, pool: Callable[[str], httpx.Client], item: _Claimed) -> tuple[int | None, str | None, int]:
         body, headers = self.sign(item.secret, item, self.clock())
         started = self.monotonic()
         code: int | None = None
         error: str | None = None
         try:
-            with http.stream("POST", item.url, content=body, headers=headers) as response:
+            target = Target.of(item.url, private_targets=self.settings.private_targets, resolve=self.resolve)
+            with pool(target.pool).stream(
+                "POST", target.url, content=body, headers={**headers, **target.headers}, extensions=target.extensions
+            ) as response:
                 code = response.status_code
+        except TargetRefused as exc:
+            error = f"refused: {exc}"[:ERROR_LENGTH_MAX]
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH_MAX]
         else:

@@ -17,6 +17,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow, authenticate
@@ -256,6 +257,7 @@ def _last_event_id(header: str | None) -> int | None:
 )
 async def stream_events(
     request: Request,
+    principal: Principal = Depends(authenticate),
     ctx: Context = Depends(context),
     client_id: str | None = Depends(reader_scope),
     after: int | None = Query(
@@ -280,12 +282,19 @@ async def stream_events(
     def read(position: int) -> Page:
         return log.read(after=position, limit=STREAM_PAGE, types=wanted, client_id=client_id)
 
+    def usable() -> bool:
+        return ctx.api_keys.get(principal.key_id).usable(ctx.clock())
+
     async def messages() -> AsyncIterator[ServerSentEvent]:
         position = start
         deadline = anyio.current_time() + settings.stream_max_s
         yield ServerSentEvent(retry=int(settings.stream_poll_s * 1000), comment=f"after {position}")
         while anyio.current_time() < deadline:
             page = await anyio.to_thread.run_sync(read, position)
+            # A key revoked, or past its expiry, while the stream runs ends it at the next look. Checked
+            # after the read: nothing that happened after the revocation is ever sent.
+            if not await anyio.to_thread.run_sync(usable):
+                return
             for event in page.events:
                 yield ServerSentEvent(data=canonical(event.view()), id=str(event.id), event=event.type)
             position = page.position
@@ -327,17 +336,19 @@ def create_webhook(
     client_id: str | None = Depends(writer_scope),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    def handler() -> tuple[int, dict[str, Any]]:
+    # The subscription and the stored answer commit together: a retry gets the same one, never a second.
+    def handler(conn: Connection) -> tuple[int, dict[str, Any]]:
         sub, secret = _webhooks(ctx).create(
             body.url,
             types=body.types,
             description=body.description,
             subscriber=body.client_id,
             client_id=client_id,
+            conn=conn,
         )
         return 201, {**sub.view(), "secret": secret}
 
-    return store.run(
+    return store.run_atomic(
         f"{principal.key_id} POST /v1/webhooks", key, {"scope": client_id, **body.model_dump(mode="json")}, handler
     )
 
