@@ -18,6 +18,9 @@ class DomainError(Exception):
     # nothing about the request: whoever meets it waits and tries again. Only a refusal
     # that is not transient (a revert with a reason, a ledger refusal) may end an operation.
     transient: ClassVar[bool] = False
+    # A refusal that depends on a moment, not on the request (it changed while being written: try
+    # again): the same request sent again may succeed, so it is never stored as the request's answer.
+    try_again: ClassVar[bool] = False
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)

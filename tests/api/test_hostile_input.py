@@ -318,10 +318,11 @@ def test_batch_results_carry_index_id_and_result(client):
     batch = {"transfers": [transfer(id="a"), transfer(debit_account=2, credit_account=1, amount="9"), transfer()]}
     r = client.post("/v1/transfers/batch", json=batch, headers={"Idempotency-Key": "batch-results"})
     assert r.status_code == 200, r.text
+    kid = client.headers["Authorization"].split("_")[1]  # the caller's key id: defaults are scoped to it
     assert r.json()["results"] == [
         {"index": 0, "id": "a", "result": "ok"},
-        {"index": 1, "id": "batch-results:1", "result": "ok"},
-        {"index": 2, "id": "batch-results:2", "result": "ok"},
+        {"index": 1, "id": f"{kid}:b1:batch-results", "result": "ok"},
+        {"index": 2, "id": f"{kid}:b2:batch-results", "result": "ok"},
     ]
 
 

@@ -49,8 +49,8 @@ def test_a_transfer_is_created_read_and_listed(client):
     )
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["id"] == "dep-1" and body["amount"] == "125.50" and body["amount_minor"] == "12550"
-    assert client.get("/v1/transfers/dep-1").json()["memo"] == "camt.054"
+    assert body["id"].endswith(":t:dep-1") and body["amount"] == "125.50" and body["amount_minor"] == "12550"
+    assert client.get(f"/v1/transfers/{body['id']}").json()["memo"] == "camt.054"
     account = client.get("/v1/accounts/clients:acme:usd:dda").json()
     assert account["balances"]["posted"] == "125.50"
     assert account["balances"]["available"] == "125.50"

@@ -139,6 +139,13 @@ def test_a_client_sees_only_its_own_accounts_and_another_clients_are_not_there(m
         assert hidden.status_code == 404, (path, hidden.text)
         assert set(hidden.json()) <= {"type", "title", "status", "code", "detail"} and "5.00" not in hidden.text
     assert c1.get("/v1/accounts/clients:c1:usd:dda").status_code == 200
+    # By id too, and in the words of an account that does not exist: walking the ids tells nothing.
+    c2_id = admin.get("/v1/accounts/clients:c2:usd:dda").json()["id"]
+    for path in ("/v1/accounts/id:{}", "/v1/accounts/id:{}/transfers"):
+        hidden, missing = c1.get(path.format(c2_id)), c1.get(path.format(999_999))
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["detail"] == missing.json()["detail"].replace("999999", str(c2_id))
+        assert "c2" not in hidden.text
 
 
 def test_idempotency_keys_are_scoped_per_api_key(make_client):

@@ -23,13 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from andchain.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, body_of
 from andchain.db import metadata, write_transaction
 from andchain.errors import DomainError
-from andchain.ledger.model import BATCH_SIZE_MAX, ID_LENGTH_MAX, Clock
+from andchain.ledger.model import ID_LENGTH_MAX, Clock
 
 KEY_LENGTH_MAX = 255
 SCOPE_LENGTH_MAX = 200
 HEADER = "Idempotency-Key"
-# A batch's transfer i defaults to f"{base}:{i}"; the widest index is BATCH_SIZE_MAX - 1.
-_BATCH_SUFFIX_MAX = 1 + len(str(BATCH_SIZE_MAX - 1))
 DIGEST_PREFIX = "key-sha256:"
 # Printable ASCII, at least one of them not a space.
 KEY_PATTERN = r"^[ -~]*[!-~][ -~]*$"
@@ -56,19 +54,22 @@ def request_hash(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def default_transfer_id(key: str, index: int | None = None) -> str:
-    """The id of a transfer whose request names none, derived from the Idempotency-Key.
+def default_transfer_id(key_id: str, kind: str, key: str, index: int | None = None) -> str:
+    """The id of a transfer whose request names none, derived from the caller's API key id,
+    the kind of request and its Idempotency-Key: `<key id>:<tag>:<key>`.
 
-    Transfer ids are at most 128 characters and keys up to 255, so a key that does not
-    fit is replaced by a stable digest of it: `key-sha256:<64 hex digits>`. A single
-    transfer's id is the key itself when it fits; a batch's transfer i is `<key>:<i>`
-    when every index fits (keys up to 123 characters), else `key-sha256:<hex>:<i>`.
-    The same key always gives the same ids, so a retried request finds its transfers.
+    The tag is the kind (`t` a transfer, `post`, `void`), or `b<i>` for a batch's transfer i.
+    Neither the key id nor the tag holds a colon, so two callers, two kinds of request or two
+    batch indexes never derive the same id. Transfer ids are at most 128 characters and keys
+    up to 255, so a key that does not fit is replaced by a stable digest of it:
+    `key-sha256:<64 hex digits>`. The same key always gives the same ids, so a retried request
+    finds its transfers.
     """
-    if index is None:
-        return key if len(key) <= ID_LENGTH_MAX else _digest(key)
-    base = key if len(key) + _BATCH_SUFFIX_MAX <= ID_LENGTH_MAX else _digest(key)
-    return f"{base}:{index}"
+    tag = kind if index is None else f"b{index}"
+    if ":" in key_id or ":" in tag:
+        raise AssertionError(f"a key id and a tag hold no colon: {key_id!r}, {tag!r}")
+    prefix = f"{key_id}:{tag}:"
+    return prefix + (key if len(prefix) + len(key) <= ID_LENGTH_MAX else _digest(key))
 
 
 def _digest(key: str) -> str:
@@ -136,9 +137,9 @@ class IdempotencyStore:
         try:
             status, body = handler()
         except DomainError as exc:
-            if exc.transient:
-                # A node or the database that did not answer says nothing about the request:
-                # forget the key, so that the same request sent again runs again.
+            if exc.transient or exc.try_again:
+                # A node or the database that did not answer, or an operation that changed meanwhile,
+                # says nothing about the request: forget the key, so that the same request runs again.
                 self._forget(scope, key)
                 raise
             # A refusal is a result too: the same request will be refused the same way.
@@ -174,6 +175,8 @@ class IdempotencyStore:
                         with conn.begin_nested():
                             status, body = handler(conn)
                     except DomainError as exc:
+                        if exc.transient or exc.try_again:
+                            raise  # nothing is stored: the same request sent again runs again
                         body = body_of(exc)
                         status = body["status"]
                     now = self.clock()

@@ -68,6 +68,13 @@ class BatchTooLarge(DomainError):
     http_status = 413
 
 
+def account_not_found(ref: int | str) -> NotFound:
+    """The refusal for an account that is not there, worded from the reference alone: an account
+    a caller may not see is refused in the same words, so nothing tells the two apart."""
+    hint = f"; an account id is written id:{ref}" if isinstance(ref, str) and ref.isascii() and ref.isdigit() else ""
+    return NotFound(f"no account {ref!r}{hint}", code="account_not_found")
+
+
 def _load_metadata(text: str | None) -> dict[str, Any] | None:
     return json.loads(text) if text else None
 
@@ -224,12 +231,7 @@ class Ledger:
             with self.engine.connect() as own:
                 row = own.execute(select(table).where(where)).first()
         if row is None:
-            hint = (
-                f"; an account id is written id:{ref}"
-                if isinstance(ref, str) and ref.isascii() and ref.isdigit()
-                else ""
-            )
-            raise NotFound(f"no account {ref!r}{hint}", code="account_not_found")
+            raise account_not_found(ref)
         return _account_of(row)
 
     def account_id(self, ref: int | str) -> int:

@@ -71,6 +71,7 @@ class StaleOperation(Conflict):
     """The operation changed since the writer read it: nothing was written; read it again."""
 
     code = "operation_changed"
+    try_again = True
 
 
 @dataclass(frozen=True)

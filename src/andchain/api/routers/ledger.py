@@ -29,6 +29,7 @@ from andchain.ledger import (
     TransferFlags,
     TransferSpec,
 )
+from andchain.ledger.core import account_not_found
 from andchain.ledger.model import ID_LENGTH_MAX
 from andchain.money import format_minor, parse_minor
 
@@ -67,11 +68,14 @@ def client_prefix(client_id: str) -> str:
     return f"clients:{client_id.lower()}:"
 
 
-def visible_account(principal: Principal, account: Account) -> Account:
-    """The account, unless the caller is a client and it is another's: then there is no such account."""
+def visible_account(ctx: Context, principal: Principal, ref: str) -> Account:
+    """The account a path names, unless the caller is a client and it is another's: then there is
+    no such account, refused in the very words of one that does not exist."""
+    parsed = refs.parse(ref)
+    account = refs.account(ctx, parsed)
     own = principal.only_client()
     if own is not None and not account.name.startswith(client_prefix(own)):
-        raise NotFound(f"no account {account.name!r}", code="account_not_found")
+        raise account_not_found(parsed)
     return account
 
 
@@ -424,7 +428,7 @@ def get_account(
     principal: Principal = allow(READERS, Role.CLIENT),
     ctx: Context = Depends(context),
 ) -> dict[str, Any]:
-    account = visible_account(principal, refs.account(ctx, refs.parse(ref)))
+    account = visible_account(ctx, principal, ref)
     return account_view(account, _scale(ctx, account.asset))
 
 
@@ -442,7 +446,7 @@ def account_history(
     cursor: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
-    account = visible_account(principal, refs.account(ctx, refs.parse(ref)))
+    account = visible_account(ctx, principal, ref)
     rows = ctx.ledger.list_transfers(after_seq=decode_cursor(cursor), limit=limit, account_id=account.id)
     scale = _scale(ctx, account.asset)
     return {
@@ -478,18 +482,18 @@ def create_transfer(
         scoped(principal, "POST /v1/transfers"),
         key,
         body.model_dump(mode="json"),
-        lambda conn: _single(ctx, _spec(ctx, body, default_transfer_id(key)), conn),
+        lambda conn: _single(ctx, _spec(ctx, body, default_transfer_id(principal.key_id, "t", key)), conn),
     )
 
 
-def _batch_specs(ctx: Context, body: BatchIn, key: str) -> list[TransferSpec]:
+def _batch_specs(ctx: Context, body: BatchIn, key_id: str, key: str) -> list[TransferSpec]:
     """Every transfer's spec, or one 422 problem naming each refused transfer by its index."""
     specs: list[TransferSpec] = []
     errors: list[dict[str, Any]] = []
     known: dict[tuple[str, int | str], int] = {}
     for index, transfer in enumerate(body.transfers):
         try:
-            specs.append(_spec(ctx, transfer, default_transfer_id(key, index), known))
+            specs.append(_spec(ctx, transfer, default_transfer_id(key_id, "b", key, index), known))
         except DomainError as exc:
             errors.append(
                 {"index": index, "location": f"body.transfers.{index}", "code": exc.code, "message": exc.message}
@@ -528,20 +532,18 @@ def create_batch(
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
     def handler(conn: Connection) -> tuple[int, dict[str, Any]]:
-        results = ctx.ledger.create_transfers(_batch_specs(ctx, body, key), conn=conn)
+        results = ctx.ledger.create_transfers(_batch_specs(ctx, body, principal.key_id, key), conn=conn)
         return 200, {"results": [{"index": r.index, "id": r.id, "result": r.result.value} for r in results]}
 
     return store.run_atomic(scoped(principal, "POST /v1/transfers/batch"), key, body.model_dump(mode="json"), handler)
 
 
 def _second_phase(
-    ctx: Context, pending_id: str, body: SecondPhaseIn, key: str, flag: TransferFlags, conn: Connection
+    ctx: Context, pending_id: str, body: SecondPhaseIn, default_id: str, flag: TransferFlags, conn: Connection
 ) -> Any:
     pending = ctx.ledger.transfer(pending_id, conn=conn)
     amount = parse_minor(body.amount, _scale(ctx, pending.asset)) if body.amount is not None else None
-    spec = TransferSpec(
-        id=body.id or default_transfer_id(key), flags=int(flag), pending_id=pending_id, amount=amount, memo=body.memo
-    )
+    spec = TransferSpec(id=body.id or default_id, flags=int(flag), pending_id=pending_id, amount=amount, memo=body.memo)
     return _single(ctx, spec, conn)
 
 
@@ -588,7 +590,9 @@ def post_pending(
         scoped(principal, "POST /v1/transfers/{transfer_id}/post"),
         key,
         _second_phase_payload(pending_id, body),
-        lambda conn: _second_phase(ctx, pending_id, body, key, TransferFlags.POST_PENDING, conn),
+        lambda conn: _second_phase(
+            ctx, pending_id, body, default_transfer_id(principal.key_id, "post", key), TransferFlags.POST_PENDING, conn
+        ),
     )
 
 
@@ -621,7 +625,9 @@ def void_pending(
         scoped(principal, "POST /v1/transfers/{transfer_id}/void"),
         key,
         _second_phase_payload(pending_id, body),
-        lambda conn: _second_phase(ctx, pending_id, body, key, TransferFlags.VOID_PENDING, conn),
+        lambda conn: _second_phase(
+            ctx, pending_id, body, default_transfer_id(principal.key_id, "void", key), TransferFlags.VOID_PENDING, conn
+        ),
     )
 
 
