@@ -78,3 +78,32 @@ def test_invalid_rules_are_refused(bank: Bank):
     assert bank.post("/v1/rules", {"kind": "sweep", "client": acme, "max": "-1"}, operator).status_code == 422
     assert bank.get("/v1/rules", operator).json()["data"] == []
     assert bank.get("/v1/rules/nope", operator).json()["code"] == "rule_not_found"
+
+
+def test_a_rule_whose_answer_was_lost_is_made_once(bank: Bank, monkeypatch):
+    """The rule and the stored answer commit together: a failure after the rule was written leaves
+    neither, and the retry under the same key makes the one rule (a standing payment made twice
+    would pay twice, every time it runs)."""
+    import andchain.api.routers.rules as rules_router
+
+    operator = bank.key("operator")
+    acme, globex = bank.tokens.onboard("Acme").id, bank.tokens.onboard("Globex").id
+    body = {"kind": "scheduled", "client": acme, "payee": globex, "amount": "5.00", "every_s": 86_400}
+    real = rules_router.rule_view
+    calls = {"n": 0}
+
+    def fails_once(rule):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("the process failed after writing the rule")
+        return real(rule)
+
+    monkeypatch.setattr(rules_router, "rule_view", fails_once)
+    lost = bank.post("/v1/rules", body, operator, key="standing")
+    assert lost.status_code == 500
+    assert bank.get("/v1/rules", operator).json()["data"] == []
+    made = bank.post("/v1/rules", body, operator, key="standing")
+    assert made.status_code == 201, made.text
+    again = bank.post("/v1/rules", body, operator, key="standing")
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json() == made.json()
+    assert [r["id"] for r in bank.get("/v1/rules", operator).json()["data"]] == [made.json()["id"]]

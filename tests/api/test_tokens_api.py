@@ -131,7 +131,7 @@ def test_a_suspended_client_is_refused_until_it_is_active_again(bank: Bank):
     for path, body, who in (
         ("/v1/tokens/mint", {"amount": "1.00"}, me),
         ("/v1/deposits", {"client": acme, "amount": "1.00", "reference": "N2"}, operator),
-        ("/v1/tokens/pay", {"payer": globex, "payee": acme, "amount": "1.00", "memo": "x"}, operator),
+        ("/v1/tokens/pay", {"payer": acme, "payee": globex, "amount": "1.00", "memo": "x"}, operator),
     ):
         refused = bank.post(path, body, who)
         assert refused.status_code == 422 and refused.json()["code"] == "client_not_active", (path, refused.text)
@@ -143,6 +143,42 @@ def test_a_suspended_client_is_refused_until_it_is_active_again(bank: Bank):
     unknown = bank.post("/v1/clients/nobody/status", {"status": "suspended"}, compliance)
     assert unknown.status_code == 404 and unknown.json()["code"] == "client_not_found"
     assert bank.post(f"/v1/clients/{acme}/status", {"status": "closed"}, compliance).status_code == 422
+
+
+def test_a_client_key_learns_nothing_of_another_client_from_a_payee(bank: Bank):
+    """A payee that is no client, and one that is suspended, are one refusal to a client key, naming
+    nothing; a request that would move nothing is refused for itself before the payee is looked at."""
+    operator, compliance = bank.key("operator"), bank.key("compliance")
+    acme, globex = onboard(bank, operator, "Acme"), onboard(bank, operator, "Globex")
+    initech = onboard(bank, operator, "Initech")
+    assert bank.post(f"/v1/clients/{initech}/status", {"status": "suspended"}, compliance).status_code == 200
+    bank.tokens.deposit(acme, 10_000, "fund")
+    assert bank.post("/v1/tokens/mint", {"client": acme, "amount": "50.00"}, operator).status_code == 202
+    bank.settle()
+    me = bank.key("client", acme)
+    answers = {}
+    for payee in ("nobody", initech, "Initech"):
+        for path, body in (
+            ("/v1/tokens/pay", {"payee": payee, "amount": "1.00", "memo": "x"}),
+            ("/v1/rules", {"kind": "scheduled", "payee": payee, "amount": "1.00"}),
+        ):
+            r = bank.post(path, body, me)
+            answers[(payee, path)] = (r.status_code, r.json()["code"], r.json()["detail"])
+            assert "Initech" not in r.text and initech not in r.text
+    assert set(answers.values()) == {
+        (422, "payee_not_payable", "the payee cannot be paid: there is no active client by that reference")
+    }
+    # Nothing about the request depends on who the payee is: an empty payment is refused as such.
+    for payee in ("nobody", globex, initech):
+        r = bank.post("/v1/tokens/pay", {"payee": payee, "amount": "0", "memo": "x"}, me)
+        assert r.json()["code"] == "amount_must_be_positive", r.text
+        r = bank.post("/v1/tokens/pay", {"payee": payee, "amount": "1000.00", "memo": "x"}, me)
+        assert r.json()["code"] == "insufficient_funds", r.text
+    # The bank's roles get the precise refusal.
+    precise = bank.post("/v1/tokens/pay", {"payer": acme, "payee": initech, "amount": "1.00", "memo": "x"}, operator)
+    assert (precise.status_code, precise.json()["code"]) == (422, "client_not_active")
+    assert [op.kind for op in bank.tokens.ops.list()] == ["mint"]
+    assert bank.post("/v1/tokens/pay", {"payee": globex, "amount": "1.00", "memo": "x"}, me).status_code == 202
 
 
 def test_bad_requests_are_refused_and_record_nothing(bank: Bank):

@@ -8,7 +8,7 @@ from andchain.errors import Conflict, DomainError, InvariantBroken
 from andchain.ops import OpStatus
 from andchain.reconcile import reconcile
 from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
-from andchain.tokens.rules import Rules
+from andchain.tokens.rules import RuleChanged, Rules
 from andchain.tokens.runtime import token_worker
 from andchain.tokens.service import TokenService
 from tests.tokens.conftest import settle
@@ -51,6 +51,50 @@ def test_a_daily_scheduled_payment_runs_once_per_day(ctx, tokens: TokenService):
     with pytest.raises(DomainError) as caught:
         rules.cancel(rule.id)
     assert caught.value.code == "rule_not_active"
+
+
+def test_a_rule_cancelled_while_the_worker_runs_it_pays_nothing_after_the_cancel(ctx, tokens: TokenService):
+    """The worker read the rule as due; the client cancels it before the run is recorded: the run's
+    claim, in the payment's own transaction, finds the rule cancelled and records nothing. And a run
+    recorded first is never overwritten by the cancel, nor the cancel by the run."""
+    payer, payee = tokens.onboard("Payer").id, tokens.onboard("Payee").id
+    tokens.deposit(payer, 10_000, "fund")
+    tokens.mint(payer, "internal", 10_000, "m")
+    settle(ctx, tokens)
+    rules = Rules(tokens)
+    once = rules.schedule(payer, payee, "internal", 1_000, "once")
+    daily = rules.schedule(payer, payee, "internal", 1_000, "daily", every_s=86_400)
+    read = {r.id: r for r in rules.list()}  # what the worker's tick read, as due
+    rules.cancel(once.id)
+    rules.cancel(daily.id)
+    for rule in read.values():
+        with pytest.raises(RuleChanged):
+            rules._run(rule, ctx.clock())
+    assert rules.tick() == 0
+    assert [op for op in tokens.ops.list() if op.kind == "pay"] == []
+    assert {r.status for r in rules.list()} == {"cancelled"}
+
+    # The other order: the run is recorded first; the cancel after it stands, and the run stays paid.
+    again = rules.schedule(payer, payee, "internal", 1_000, "again")
+    assert rules.tick() == 1
+    assert rules.get(again.id).status == "completed"
+    with pytest.raises(DomainError) as refused:
+        rules.cancel(again.id)
+    assert refused.value.code == "rule_not_active" and rules.get(again.id).status == "completed"
+
+
+def test_a_second_worker_running_the_same_rule_run_records_nothing_more(ctx, tokens: TokenService):
+    payer, payee = tokens.onboard("Payer").id, tokens.onboard("Payee").id
+    tokens.deposit(payer, 10_000, "fund")
+    tokens.mint(payer, "internal", 10_000, "m")
+    settle(ctx, tokens)
+    rules = Rules(tokens)
+    daily = rules.schedule(payer, payee, "internal", 1_000, "daily", every_s=86_400)
+    (seen,) = rules.list()
+    assert rules.tick() == 1  # the first worker ran it
+    rules._run(seen, ctx.clock())  # the second, from its older read: the same payment, not a second one
+    assert len([op for op in tokens.ops.list() if op.kind == "pay"]) == 1
+    assert rules.get(daily.id).runs == 1
 
 
 def test_a_sweep_redeems_the_excess_above_its_threshold(ctx, tokens: TokenService):

@@ -32,6 +32,7 @@ from andchain.tokens.model import (
     DVP,
     FUND_SHARE,
     TOKENS,
+    Client,
     check_amount,
     dda_account,
     holder_account,
@@ -170,28 +171,40 @@ class Requests:
 
     # ----------------------------------------------------------------- pay
 
-    def pay(self, from_ref: str, to_ref: str, network: str, amount_minor: int, memo: str, key: str) -> Operation:
-        """A client-to-client token payment with a memo, signed by the payer's bank-managed wallet."""
-        request = {
-            "from": self.clients.client(from_ref).id,
-            "to": self.clients.client(to_ref).id,
-            "network": network,
-            "amount": amount_minor,
-            "memo": memo,
-        }
-        replay = self._replay("pay", key, request)
-        if replay is not None:
-            return replay
-        payer, payee = self.clients.active(from_ref), self.clients.active(to_ref)
-        if payer.id == payee.id:
-            raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
+    def pay(
+        self,
+        from_ref: str,
+        to_ref: str,
+        network: str,
+        amount_minor: int,
+        memo: str,
+        key: str,
+        *,
+        before: Callable[[Connection], None] | None = None,
+    ) -> Operation:
+        """A client-to-client token payment with a memo, signed by the payer's bank-managed wallet.
+        `before` runs in the transaction that records the operation (a rule claims its run there).
+
+        Everything about the request and the payer is checked before the payee is looked up, and a
+        payee that cannot be paid is refused with `field="payee"` in its details: a caller restricted
+        to its own client learns nothing of another client from a request that moves nothing."""
         check_amount(amount_minor)
-        self.setup.token_address(network)
         if not isinstance(memo, str):
             raise DomainError("a memo is text", code="invalid_memo")
         encode_memo(memo, self.settings.network(network).memo_format)  # refuses a bad memo now, not at signing
+        payer_ref = self.clients.client(from_ref)
+        payer_id = payer_ref.id
+        if isinstance(to_ref, str) and (to_ref.lower() == payer_id or to_ref == payer_ref.name):
+            raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
+        if self.ops.find_by_key(key) is not None:
+            # A retry finds its payment even if the payee was suspended since.
+            request = self._pay_request(payer_id, self.payee(to_ref, active=False), network, amount_minor, memo)
+            replay = self._replay("pay", key, request)
+            if replay is not None:
+                return replay
+        payer = self.clients.active(payer_id)
+        self.setup.token_address(network)
         source = self.clients.holder(payer.id, network)
-        target = self.clients.holder(payee.id, network)
         if not self.clients.bank_managed(network, source):
             raise DomainError(
                 f"{payer.name} holds its tokens on {network} at its own address {source}: it pays from its own wallet",
@@ -203,13 +216,38 @@ class Requests:
                 f"{payer.name} holds {mirror.available} minor units of tokens on {network}, cannot pay {amount_minor}",
                 code="insufficient_funds",
             )
+        payee = self.payee(to_ref)
+        if payer.id == payee.id:
+            raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
+        request = self._pay_request(payer.id, payee, network, amount_minor, memo)
+        target = self.clients.holder(payee.id, network)
         self.clients.holder_accounts(network, target)
         payload = {**request, "sender": source, "receiver": target}
-        return self._record("pay", key, request, payload, network)
+        return self._record("pay", key, request, payload, network, before=before)
+
+    def payee(self, ref: str, *, active: bool = True) -> Client:
+        """The client a payment goes to (active); refused with `field="payee"` otherwise."""
+        try:
+            return self.clients.active(ref) if active else self.clients.client(ref)
+        except DomainError as exc:
+            exc.details["field"] = "payee"
+            raise
+
+    @staticmethod
+    def _pay_request(payer_id: str, payee: Client, network: str, amount_minor: int, memo: str) -> dict[str, Any]:
+        return {"from": payer_id, "to": payee.id, "network": network, "amount": amount_minor, "memo": memo}
 
     # -------------------------------------------------------------- redeem
 
-    def redeem(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation:
+    def redeem(
+        self,
+        client_ref: str,
+        network: str,
+        amount_minor: int,
+        key: str,
+        *,
+        before: Callable[[Connection], None] | None = None,
+    ) -> Operation:
         """Redeem deposit tokens to the client's DDA: the bank's minter burns them from the client's holder
         on `network` (its managed wallet, or its registered address within the allowance it gave), and the
         DDA is credited from a hold posted when the burn is final."""
@@ -239,7 +277,7 @@ class Requests:
             "USD",
             f"redeemed on {network}",
         )
-        return self._record("redeem", key, request, payload, network, reserve)
+        return self._record("redeem", key, request, payload, network, reserve, before)
 
     # ---------------------------------------------------------- fund shares
 

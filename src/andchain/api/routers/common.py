@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from andchain.api.auth import Principal
 from andchain.api.problems import ApiProblem, responses
-from andchain.errors import NotFound
+from andchain.errors import DomainError, NotFound
 from andchain.ops import Operation, OpStatus
 from andchain.ops.core import HistoryEntry
 from andchain.reconcile import operation_amounts
 from andchain.tokens.model import Client
 from andchain.tokens.service import TokenService
+
+T = TypeVar("T")
 
 CLIENT_REF_LENGTH_MAX = 200
 NETWORK_LENGTH_MAX = 64
@@ -83,6 +86,20 @@ def acting_client(principal: Principal, service: TokenService, ref: str | None, 
             )
         return ref
     return own if ref is None else visible_client(principal, service, ref).id
+
+
+def hidden_payee(principal: Principal, call: Callable[[], T]) -> T:
+    """`call()`, except that for a client key a payee that cannot be paid (no such client, or not
+    active) is one refusal that names nothing: another client's existence, status and name are not
+    the caller's to learn. The bank's roles get the precise refusal."""
+    try:
+        return call()
+    except DomainError as exc:
+        if own_client(principal) is None or exc.details.get("field") != "payee":
+            raise
+        raise ApiProblem(
+            422, "payee_not_payable", "the payee cannot be paid: there is no active client by that reference"
+        ) from None
 
 
 def operation_key(principal: Principal, kind: str, key: str) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
 from andchain.api.body import StrictJSONRoute
@@ -23,6 +24,7 @@ from andchain.api.routers.common import (
     CLIENT_REF_LENGTH_MAX,
     NETWORK_LENGTH_MAX,
     acting_client,
+    hidden_payee,
     iso,
     own_client,
     visible_client,
@@ -41,7 +43,10 @@ START_IN_MAX_S = 10 * 365 * 86_400
 _NO_RULE = {404: "rule_not_found: no such rule (another client's, for a client key)"}
 _CREATE_REFUSED = {
     404: "client_not_found (also another client's, for a client key), unknown_network",
-    422: "invalid_rule (the same payee, a repeat under 60 s, a memo over 32 bytes...), excess_precision",
+    422: (
+        "invalid_rule (the same payee, a repeat under 60 s, a memo over 32 bytes...), excess_precision, "
+        "client_not_active, payee_not_payable (a client key: the payee is no active client)"
+    ),
 }
 
 
@@ -153,23 +158,28 @@ def create_rule(
     service: TokenService = Depends(token_service),
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
-    def handler() -> tuple[int, dict[str, Any]]:
+    # The rule and the stored answer commit together: a retry finds the answer, never makes a second rule.
+    def handler(conn: Connection) -> tuple[int, dict[str, Any]]:
         rules = Rules(service)
         client = acting_client(principal, service, body.client)
         if isinstance(body, SweepIn):
-            return 201, rule_view(rules.sweep(client, body.network, parse_minor(body.max, USD)))
-        rule = rules.schedule(
-            client,
-            body.payee,
-            body.network,
-            parse_minor(body.amount, USD),
-            body.memo,
-            at_us=rules.clock() + body.in_s * 1_000_000,
-            every_s=body.every_s,
+            return 201, rule_view(rules.sweep(client, body.network, parse_minor(body.max, USD), conn=conn))
+        rule = hidden_payee(
+            principal,
+            lambda: rules.schedule(
+                client,
+                body.payee,
+                body.network,
+                parse_minor(body.amount, USD),
+                body.memo,
+                at_us=rules.clock() + body.in_s * 1_000_000,
+                every_s=body.every_s,
+                conn=conn,
+            ),
         )
         return 201, rule_view(rule)
 
-    return store.run(scoped(principal, "POST /v1/rules"), key, body.model_dump(mode="json"), handler)
+    return store.run_atomic(scoped(principal, "POST /v1/rules"), key, body.model_dump(mode="json"), handler)
 
 
 @router.get(

@@ -33,6 +33,7 @@ from andchain.api.routers.common import (
     accepted,
     accepted_responses,
     acting_client,
+    hidden_payee,
     operation_key,
     operation_view,
 )
@@ -181,7 +182,11 @@ def mint(
     summary="Pay another client in deposit tokens, with a memo",
     openapi_extra=idempotent(),
     responses=accepted_responses(
-        {**_REFUSED, 422: _REFUSED[422] + "; accounts_must_be_different, memo_too_long, not_bank_managed"}
+        {
+            **_REFUSED,
+            422: _REFUSED[422] + "; accounts_must_be_different, memo_too_long, not_bank_managed, payee_not_payable "
+            "(a client key: the payee is no active client; the bank's roles get client_not_found or client_not_active)",
+        }
     ),
 )
 def pay(
@@ -198,13 +203,16 @@ def pay(
         "pay",
         key,
         body,
-        lambda: service.pay(
-            acting_client(principal, service, body.payer, "payer"),
-            body.payee,
-            body.network,
-            parse_minor(body.amount, USD),
-            body.memo,
-            operation_key(principal, "pay", key),
+        lambda: hidden_payee(
+            principal,
+            lambda: service.pay(
+                acting_client(principal, service, body.payer, "payer"),
+                body.payee,
+                body.network,
+                parse_minor(body.amount, USD),
+                body.memo,
+                operation_key(principal, "pay", key),
+            ),
         ),
     )
 
