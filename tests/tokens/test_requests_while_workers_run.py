@@ -186,7 +186,9 @@ def test_requests_while_two_worker_processes_run_on_postgresql_mint_and_burn_onc
     }
     env.pop("ANDCHAIN_FAILPOINT", None)
     command = [sys.executable, "-m", "andchain.cli", "worker", "--seconds", "600"]
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    # Their logs go to files: a pipe nobody reads until the end fills up and stops a worker mid-write.
+    logs = [open(tmp_path / f"worker-{n}.log", "w+b") for n in range(2)]  # noqa: SIM115 - closed below
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
     try:
         made = _request_everything(service, moves, clients, "pg")
         _wait_until_done(service)
@@ -195,8 +197,10 @@ def test_requests_while_two_worker_processes_run_on_postgresql_mint_and_burn_onc
             process.terminate()
         for process in workers:
             process.wait(timeout=60)
-    for process in workers:
-        assert process.returncode in (0, -15), process.stderr.read()[-2000:] if process.stderr else ""
+    for process, log in zip(workers, logs, strict=True):
+        log.seek(0)
+        assert process.returncode in (0, -15), log.read()[-2000:]
+        log.close()
     assert run_until_idle(token_worker(ctx, service), seconds=120)  # the listener's last blocks
     _check(service, ctx, made)
     ctx.close()
