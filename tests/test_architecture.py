@@ -16,6 +16,7 @@ LAYERS = {
     "events": 2,
     "ops": 3,
     "tokens": 4,
+    "custody": 4,
     "reconcile": 5,
     "reconcile_store": 5,
     "bench": 6,

@@ -22,7 +22,7 @@ from eth_utils import keccak, to_checksum_address
 
 from andchain.errors import DomainError
 
-CONTRACT_NAMES = ("PermissionedToken", "DvPSettlement")
+CONTRACT_NAMES = ("PermissionedToken", "DvPSettlement", "UsdcStandIn")
 
 
 class UnknownContract(DomainError):
