@@ -309,6 +309,28 @@ class ComplianceSettings(BaseModel):
     challenge_ttl_s: int = Field(default=900, ge=30)
 
 
+class CustodianSettings(BaseModel):
+    """The bundled reference custodian (`andchain custodian serve`): a separate service, with its
+    own data directory (database and keys) under `data_dir`, default <andchain data_dir>/custodian."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8650, ge=1, le=65535)
+    data_dir: Path | None = None
+    # Its API key and webhook secret: generated once in development under its data directory.
+    api_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    # Where it sends its signed webhooks (the bank's receiving route), if anywhere.
+    webhook_url: str | None = None
+    webhook_attempts_max: int = Field(default=12, ge=1, le=100)
+    keystore_passphrase: SecretStr | None = None
+    # The ERC-20 tokens it holds: "ASSET@network" -> the token's address on that network.
+    tokens: dict[str, str] = Field(default_factory=dict)
+    # Withdrawals above these amounts (per asset, decimal) wait for its operator's approval.
+    approval_above: dict[str, str] = Field(default_factory=lambda: {"USDC": "10000"})
+    blocked_addresses: list[str] = Field(default_factory=list)
+    poll_s: float = Field(default=0.5, gt=0, le=60)
+
+
 def config_path() -> Path:
     return Path(os.environ.get("ANDCHAIN_CONFIG", "andchain.toml"))
 
@@ -334,6 +356,7 @@ class Settings(BaseSettings):
     keystore: KeystoreSettings = Field(default_factory=KeystoreSettings)
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    custodian: CustodianSettings = Field(default_factory=CustodianSettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -74,6 +74,8 @@ class FakeFireblocks:
     # Faults: called with the request before it is answered; may raise (a timeout after the
     # request was taken) or return a response that replaces the normal answer.
     fault: Callable[[httpx.Request, Any], httpx.Response | None] | None = None
+    # Called before the request is acted on: a response it returns is Fireblocks refusing it.
+    refuse: Callable[[httpx.Request], httpx.Response | None] | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def transport(self) -> httpx.MockTransport:
@@ -101,9 +103,16 @@ class FakeFireblocks:
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         claims = self._claims(request)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and len(key) > 40:  # Fireblocks' documented limit
+            return self._error(400, 1100, "Idempotency-Key is longer than 40 characters")
         self.seen.append(
             Seen(request.method, request.url.raw_path.decode(), dict(request.headers), request.content, claims)
         )
+        if self.refuse is not None:
+            refused = self.refuse(request)
+            if refused is not None:
+                return refused
         answer = self._answer(request)
         if self.fault is not None:
             replaced = self.fault(request, answer)

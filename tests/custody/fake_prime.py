@@ -48,7 +48,8 @@ class FakePrime:
         assert headers["X-CB-ACCESS-KEY"] == ACCESS_KEY and headers["X-CB-ACCESS-PASSPHRASE"] == PASSPHRASE
         timestamp = headers["X-CB-ACCESS-TIMESTAMP"]
         assert timestamp.isdigit() and abs(int(timestamp) - self.now_s) <= 30
-        message = timestamp + request.method + request.url.path + request.content.decode()
+        path = request.url.raw_path.decode().split("?")[0]  # as sent (encoded), without the query
+        message = timestamp + request.method + path + request.content.decode()
         expected = base64.b64encode(hmac.new(SIGNING_KEY.encode(), message.encode(), hashlib.sha256).digest()).decode()
         assert headers["X-CB-ACCESS-SIGNATURE"] == expected
 

@@ -217,3 +217,22 @@ def test_server_errors_are_unavailable_and_client_errors_refusals(world):
     fake.fault = lambda request: httpx.Response(400, json={"message": "invalid address"})
     with pytest.raises(CustodianRefused, match="invalid address"):
         custodian.balances("desk")
+
+
+def test_a_key_not_among_the_newest_transactions_read_is_unknown_not_never_sent(world, monkeypatch):
+    from andchain.custody.adapters import coinbase_prime
+
+    fake, custodian = world
+    funded(fake, custodian, "desk", "USDC", "100")
+    for n in range(3):
+        custodian.withdraw(TransferRequest(f"wd-{n}", "desk", Destination(address=ADDRESS), "USDC", "base", 1))
+    monkeypatch.setattr(coinbase_prime, "FIND_PAGES_MAX", 1)
+    monkeypatch.setattr(coinbase_prime, "PAGE_SIZE_MAX", 2)
+    with pytest.raises(CustodianUnavailable, match="newest transactions"):
+        submit_once(custodian, TransferRequest("wd-0", "desk", Destination(address=ADDRESS), "USDC", "base", 1))
+    assert len(fake.transactions) == 3
+    monkeypatch.setattr(coinbase_prime, "PAGE_SIZE_MAX", 100)
+    assert (
+        submit_once(custodian, TransferRequest("wd-0", "desk", Destination(address=ADDRESS), "USDC", "base", 1)).id
+        == fake.transactions[0]["id"]
+    )

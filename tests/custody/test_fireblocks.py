@@ -12,6 +12,7 @@ from andchain.custody.adapters.fireblocks import STATES, FireblocksCustodian, st
 from andchain.custody.assets import AssetMap, AssetNotSupported
 from andchain.custody.port import (
     DESK,
+    CustodianAnswerUnreadable,
     CustodianRefused,
     CustodianUnavailable,
     Destination,
@@ -21,6 +22,7 @@ from andchain.custody.port import (
     submit_once,
 )
 from andchain.custody.states import CustodyState
+from andchain.errors import DomainError
 from tests.custody.fake_fireblocks import API_KEY, FakeFireblocks, new_rsa_key, public_pem, sign_webhook
 
 ASSETS = {"ETH@ethereum": "ETH", "USDC@base": "USDC_BASECHAIN_ETH_5I5C", "BTC@bitcoin": "BTC"}
@@ -89,7 +91,7 @@ def test_balances_are_exact_minor_units_and_assets_not_configured_are_left_out(w
     assert balances["USDC"].total_minor == 1_234_567_891 and balances["USDC"].available_minor == 1_000_000_000
     assert balances["BTC"].total_minor == 1
     fake.fund(account.id, "BTC", "0.000000001")  # finer than a satoshi: never rounded
-    with pytest.raises(CustodianRefused, match="not exact"):
+    with pytest.raises(CustodianAnswerUnreadable, match="not exact"):
         custodian.balances(account.id)
 
 
@@ -143,12 +145,80 @@ def test_a_timeout_after_fireblocks_took_the_withdrawal_is_found_by_its_key_and_
     assert fake.seen[-1].target == "/v1/transactions/external_tx_id/wd-1"
 
 
-def test_a_key_fireblocks_already_used_is_a_refusal_not_a_second_transfer(world):
+def test_a_key_fireblocks_already_has_answers_with_its_transfer_never_a_second_one_nor_a_refusal(world):
+    fake, custodian, _ = world
+    first = custodian.withdraw(withdrawal())
+    again = custodian.withdraw(withdrawal())  # Fireblocks refuses the externalTxId: it is ours
+    assert again.id == first.id and len(fake.transactions) == 1
+
+
+def test_a_lost_answer_then_a_look_up_that_does_not_see_it_yet_waits_never_refuses(world):
     fake, custodian, _ = world
     custodian.withdraw(withdrawal())
-    with pytest.raises(CustodianRefused, match="externalTxId already used"):
-        custodian.withdraw(withdrawal())
+    hidden = {"n": 0}
+
+    def not_visible_yet(request, answer):
+        if "/external_tx_id/" in request.url.path and hidden["n"] < 2:
+            hidden["n"] += 1
+            return httpx.Response(404, json={"message": "Transaction not found", "code": 1404})
+        return None
+
+    fake.fault = not_visible_yet
+    with pytest.raises(CustodianUnavailable, match="does not show it yet"):
+        submit_once(custodian, withdrawal())
     assert len(fake.transactions) == 1
+    assert submit_once(custodian, withdrawal()).idempotency_key == "wd-1"
+
+
+def test_a_genuine_refusal_stays_a_refusal_after_the_look_up(world):
+    fake, custodian, _ = world
+    fake.refuse = lambda request: (
+        httpx.Response(400, json={"message": "Invalid destination address", "code": 1427})
+        if request.method == "POST"
+        else None
+    )
+    with pytest.raises(CustodianRefused, match="Invalid destination"):
+        custodian.withdraw(withdrawal())
+    assert fake.transactions == {}
+
+
+def test_an_amount_is_an_int_of_minor_units_never_a_float_or_a_bool():
+    for amount in (1e6, 1.5, True, 0, -1):
+        with pytest.raises(DomainError, match="positive integer"):
+            withdrawal(amount_minor=amount)
+
+
+@pytest.mark.parametrize(
+    ("answer", "raised"),
+    [
+        (httpx.Response(200, json={"status": "SUBMITTED"}), CustodianAnswerUnreadable),
+        (httpx.Response(200, json=["not", "an", "object"]), CustodianAnswerUnreadable),
+        (httpx.Response(200, content=b"<html>"), CustodianAnswerUnreadable),
+        (httpx.Response(302, headers={"location": "https://elsewhere.test/"}), CustodianAnswerUnreadable),
+        (httpx.Response(408), CustodianUnavailable),
+    ],
+)
+def test_an_answer_that_cannot_be_read_after_a_create_is_unknown_never_a_refusal(world, answer, raised):
+    fake, custodian, _ = world
+
+    def odd(request, normal):
+        return answer if request.method == "POST" else None
+
+    fake.fault = odd
+    with pytest.raises(raised):
+        custodian.withdraw(withdrawal())
+    assert issubclass(raised, CustodianUnavailable)
+
+
+def test_idempotency_headers_stay_within_fireblocks_forty_characters(world):
+    fake, custodian, _ = world
+    long_key = "operation:" + "x" * 100
+    sent = custodian.withdraw(withdrawal(key=long_key))
+    custodian.cancel(sent.id)  # "cancel:<uuid>" would be 43 characters
+    headers = [s.headers.get("idempotency-key") for s in fake.seen if s.method == "POST"]
+    assert all(h is not None and len(h) <= 40 for h in headers)
+    assert fake.transactions[sent.id]["externalTxId"] == long_key  # the key itself where it fits
+    assert custodian.find(long_key).id == sent.id
 
 
 @pytest.mark.parametrize(
@@ -188,6 +258,8 @@ def test_each_documented_status_maps_to_its_normalised_state_and_the_raw_one_is_
     assert seen.raw_sub_status == "CONFIRMED" and seen.tx_hash == "0xabc" and seen.state is CustodyState.COMPLETED
     assert state_of("BLOCKED") is CustodyState.REJECTED and state_of("TIMEOUT") is CustodyState.FAILED
     assert state_of("CANCELLING") is CustodyState.UNKNOWN and state_of("SOMETHING_NEW") is CustodyState.UNKNOWN
+    # a third party's approval comes after signing: it never ranks below what was reached
+    assert state_of("PENDING_3RD_PARTY") is CustodyState.SIGNING
     documented = {
         "SUBMITTED",
         "PENDING_AML_SCREENING",
@@ -253,7 +325,8 @@ def test_a_webhook_is_accepted_only_with_fireblocks_signature_over_its_exact_bod
     ).encode()
     event = custodian.verify_webhook({"Fireblocks-Signature": sign_webhook(webhook_key, body)}, body)
     assert event.transfer is not None and event.transfer.state is CustodyState.CONFIRMING
-    assert event.transfer.idempotency_key == "wd-1" and event.id == f"{sent.id}:CONFIRMING:{fake.now_ms}"
+    assert event.transfer.idempotency_key == "wd-1"
+    assert event.id == f"TRANSACTION_STATUS_UPDATED:{sent.id}:CONFIRMING:{fake.now_ms}"
     forged = body.replace(b"CONFIRMING", b"COMPLETED")
     for headers, payload in [
         ({"Fireblocks-Signature": sign_webhook(webhook_key, body)}, forged),

@@ -22,8 +22,9 @@ from andchain.errors import DomainError, NotFound, Unavailable
 
 # The owner of an account that belongs to the bank's trading desk, not to a client.
 DESK = "desk"
-# Idempotency keys andchain sends are at most this long (Fireblocks' externalTxId and Coinbase
-# Prime's idempotency_key accept more; the reference custodian accepts this).
+# Idempotency keys andchain gives a custodian are at most this long. Each adapter derives the
+# form its custodian takes (Fireblocks' Idempotency-Key header has at most 40 characters,
+# Prime's idempotency_key is a UUID) and keeps the key itself where it fits (externalTxId).
 IDEMPOTENCY_KEY_LENGTH_MAX = 128
 
 
@@ -32,6 +33,14 @@ class CustodianUnavailable(Unavailable):
     request's effect. Whoever meets it looks the request up by its key before sending it again."""
 
     code = "custodian_unavailable"
+
+
+class CustodianAnswerUnreadable(CustodianUnavailable):
+    """The custodian answered something this adapter cannot read (no id, not JSON, a redirect):
+    nothing is known of the request's effect, as after a timeout. Repeated, it ends in an
+    operator's hands (the operation's attempts), never in a refusal that would release holds."""
+
+    code = "custodian_answer_unreadable"
 
 
 class CustodianRefused(DomainError):
@@ -121,8 +130,9 @@ class TransferRequest:
             raise DomainError(
                 f"an idempotency key has 1-{IDEMPOTENCY_KEY_LENGTH_MAX} characters, had {len(self.idempotency_key)}"
             )
-        if self.amount_minor <= 0:
-            raise DomainError(f"a transfer's amount must be positive, was {self.amount_minor}")
+        # An int and nothing else: a float (1e6) or a bool would be formatted into another amount.
+        if type(self.amount_minor) is not int or self.amount_minor <= 0:
+            raise DomainError(f"a transfer's amount is a positive integer of minor units, was {self.amount_minor!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,16 +208,19 @@ class Custodian(Protocol):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent: ...
 
 
-def submit_once(custodian: Custodian, request: TransferRequest) -> CustodyTransfer:
+def submit_once(custodian: Custodian, request: TransferRequest, *, first_attempt: bool = False) -> CustodyTransfer:
     """Send `request` unless the custodian already has a transfer for its key.
 
-    Called for a first attempt and for every retry alike: after a timeout nothing says whether
-    the custodian accepted the request, so it is looked up by its key first, and sent only when
-    the custodian has none. The custodian's own idempotency (the same key refused or answered
-    with the first transfer) closes the window between the look-up and the send."""
-    found = custodian.find(request.idempotency_key)
-    if found is not None:
-        return found
+    After a timeout nothing says whether the custodian accepted the request, so every attempt
+    but the first (which the caller recorded before sending: nothing can exist yet) looks it up
+    by its key first, and sends only when the custodian has none. The custodian's own
+    idempotency (the same key refused or answered with the first transfer) closes the window
+    between the look-up and the send; an adapter that meets that refusal looks the key up again
+    rather than call the transfer refused."""
+    if not first_attempt:
+        found = custodian.find(request.idempotency_key)
+        if found is not None:
+            return found
     if request.destination.internal:
         return custodian.transfer(request)
     return custodian.withdraw(request)

@@ -29,14 +29,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from andchain.custody.adapters.http import ProviderHttp, decimal_text, minor_units, obj
+from andchain.custody.adapters.http import ProviderHttp, decimal_text, minor_units, obj, path_part
 from andchain.custody.assets import AssetMap
 from andchain.custody.port import (
     Balance,
+    CustodianAnswerUnreadable,
     CustodianRefused,
     CustodianUnavailable,
     CustodyAccount,
@@ -53,9 +54,9 @@ from andchain.custody.states import CustodyState
 BASE_URL = "https://api.prime.coinbase.com"
 PAGE_SIZE_MAX = 100
 # How far back `find` looks for a key: pages of the newest transactions, newest first. A retry
-# comes soon after its first attempt; a key older than this is treated as never sent, and the
-# custodian's own idempotency refuses a second transfer for it.
-FIND_PAGES_MAX = 5
+# comes soon after its first attempt; a key not found within them is "not known", never "never
+# sent" (CustodianUnavailable), and the transfer waits for an operator.
+FIND_PAGES_MAX = 20
 WALLET_PAGES_MAX = 50
 # The namespace of the UUIDs derived from andchain's idempotency keys.
 KEY_NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-5b7e-9a53-2c1d7f4e0b61")
@@ -134,7 +135,7 @@ class CoinbasePrimeCustodian:
     ) -> None:
         self.name = name
         self.assets = assets
-        self.portfolio = f"/v1/portfolios/{quote(portfolio_id, safe='')}"
+        self.portfolio = f"/v1/portfolios/{path_part(portfolio_id)}"
         signer = PrimeSigner(access_key, passphrase, signing_key, clock=clock)
         self.http = ProviderHttp(name, base_url, signer, timeout_s=timeout_s, transport=transport)
         # wallet id -> (account, symbol), filled from the portfolio's wallet list
@@ -200,7 +201,7 @@ class CoinbasePrimeCustodian:
         wallet_id = self._wallet_id(account_id, symbol, create=True)
         answer = self.http.request(
             "GET",
-            f"{self.portfolio}/wallets/{quote(str(wallet_id), safe='')}/deposit_instructions",
+            f"{self.portfolio}/wallets/{path_part(str(wallet_id))}/deposit_instructions",
             params={"deposit_type": "CRYPTO"},
         )
         instructions = answer.get("crypto_instructions") or {}
@@ -221,7 +222,7 @@ class CoinbasePrimeCustodian:
             ours = self.assets.ours(symbol)
             if account != account_id or ours is None:
                 continue
-            answer = self.http.request("GET", f"{self.portfolio}/wallets/{quote(wallet_id, safe='')}/balance")
+            answer = self.http.request("GET", f"{self.portfolio}/wallets/{path_part(wallet_id)}/balance")
             balance = answer.get("balance") or {}
             scale = self.assets.scale(ours[0])
             total = minor_units(balance.get("amount", "0"), scale, what="balance")
@@ -256,9 +257,7 @@ class CoinbasePrimeCustodian:
         }
         if request.travel_rule is not None:
             body["travel_rule_data"] = dict(request.travel_rule)
-        answer = self.http.request(
-            "POST", f"{self.portfolio}/wallets/{quote(wallet_id, safe='')}/withdrawals", body=body
-        )
+        answer = self.http.request("POST", f"{self.portfolio}/wallets/{path_part(wallet_id)}/withdrawals", body=body)
         return self._accepted(request, answer)
 
     def transfer(self, request: TransferRequest) -> CustodyTransfer:
@@ -275,7 +274,7 @@ class CoinbasePrimeCustodian:
             "idempotency_key": prime_key(request.idempotency_key),
             "currency_symbol": symbol,
         }
-        answer = self.http.request("POST", f"{self.portfolio}/wallets/{quote(wallet_id, safe='')}/transfers", body=body)
+        answer = self.http.request("POST", f"{self.portfolio}/wallets/{path_part(wallet_id)}/transfers", body=body)
         return self._accepted(request, answer)
 
     def _accepted(self, request: TransferRequest, answer: Any) -> CustodyTransfer:
@@ -299,12 +298,14 @@ class CoinbasePrimeCustodian:
     def get(self, transfer_id: str) -> CustodyTransfer:
         answer = self.http.request(
             "GET",
-            f"{self.portfolio}/transactions/{quote(transfer_id, safe='')}",
+            f"{self.portfolio}/transactions/{path_part(transfer_id)}",
             not_found=f"no Coinbase Prime transaction {transfer_id}",
         )
         parsed = self._parse(answer.get("transaction"), None)
         if parsed is None:
-            raise CustodianRefused(f"Coinbase Prime reported transaction {transfer_id} in an asset not configured")
+            raise CustodianAnswerUnreadable(
+                f"Coinbase Prime reported transaction {transfer_id} in an asset not configured"
+            )
         return parsed
 
     def find(self, idempotency_key: str) -> CustodyTransfer | None:
@@ -317,12 +318,23 @@ class CoinbasePrimeCustodian:
             page = self.http.request("GET", f"{self.portfolio}/transactions", params=params)
             for row in page.get("transactions") or []:
                 if isinstance(row, dict) and row.get("idempotency_key") == wanted:
-                    return self._parse(row, idempotency_key)
+                    found = self._parse(row, idempotency_key)
+                    if found is None:
+                        raise CustodianAnswerUnreadable(
+                            f"Coinbase Prime has the transfer for this key in {row.get('symbol')}, not configured here"
+                        )
+                    return found
             pagination = page.get("pagination") or {}
             cursor = pagination.get("next_cursor") or None
             if not pagination.get("has_next") or not cursor:
                 return None
-        return None
+        # Read as far as the bound allows and more remain: not seen is not "never sent". The
+        # retry waits (and ends with an operator) rather than risk a second transfer.
+        raise CustodianUnavailable(
+            f"the key was not among Coinbase Prime's {FIND_PAGES_MAX * PAGE_SIZE_MAX} newest transactions: "
+            "look it up by hand before sending again",
+            custodian=self.name,
+        )
 
     def transfers(self, cursor: str | None = None, *, limit: int = 100) -> TransferPage:
         """The portfolio's transactions, oldest first, with Prime's own cursor."""
@@ -359,7 +371,7 @@ class CoinbasePrimeCustodian:
 
     def _parse(self, row: Any, idempotency_key: str | None) -> CustodyTransfer | None:
         if not isinstance(row, dict) or not row.get("id") or not row.get("status"):
-            raise CustodianRefused(f"custodian {self.name} reported a transaction without id or status")
+            raise CustodianAnswerUnreadable(f"custodian {self.name} reported a transaction without id or status")
         ours = self.assets.ours(str(row.get("symbol", "")).upper())
         if ours is None:
             return None

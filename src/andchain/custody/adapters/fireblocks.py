@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import jwt
@@ -35,11 +34,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from andchain.custody.adapters.http import ProviderHttp, decimal_text, minor_units, obj
+from andchain.custody.adapters.http import ProviderHttp, decimal_text, minor_units, obj, path_part
 from andchain.custody.assets import AssetMap
 from andchain.custody.port import (
     Balance,
+    CustodianAnswerUnreadable,
     CustodianRefused,
+    CustodianUnavailable,
     CustodyAccount,
     CustodyTransfer,
     DepositAddress,
@@ -55,16 +56,21 @@ from andchain.custody.states import CustodyState
 BASE_URL = "https://api.fireblocks.io"
 TOKEN_LIFETIME_S = 55
 PAGE_SIZE_MAX = 500  # Fireblocks' own maximum for GET /v1/transactions
+IDEMPOTENCY_HEADER_LENGTH_MAX = 40  # Fireblocks refuses a longer Idempotency-Key
 
-# Fireblocks' transaction statuses (and the older TIMEOUT) on the normalised ones. CANCELLING is
-# on its way to CANCELLED but may still fail to cancel: UNKNOWN, so that it is looked up again.
+# Fireblocks' transaction statuses (and the older TIMEOUT) on the normalised ones. A third party's
+# approval comes after signing in Fireblocks' order (PENDING_SIGNATURE, PENDING_3RD_PARTY...,
+# BROADCASTING), so it ranks as SIGNING: mapped to AWAITING_APPROVAL it would rank below the
+# state already reached and be dropped. CANCELLING (it may still fail to cancel) and
+# PARTIALLY_COMPLETED are UNKNOWN: looked up again until they settle.
 STATES: dict[str, CustodyState] = {
     "SUBMITTED": CustodyState.CREATED,
     "PENDING_AML_SCREENING": CustodyState.SCREENING,
     "PENDING_ENRICHMENT": CustodyState.SCREENING,
     "PENDING_AUTHORIZATION": CustodyState.AWAITING_APPROVAL,
-    "PENDING_3RD_PARTY_MANUAL_APPROVAL": CustodyState.AWAITING_APPROVAL,
-    "PENDING_3RD_PARTY": CustodyState.AWAITING_APPROVAL,
+    "PENDING_CONSOLE_APPROVAL": CustodyState.AWAITING_APPROVAL,
+    "PENDING_3RD_PARTY_MANUAL_APPROVAL": CustodyState.SIGNING,
+    "PENDING_3RD_PARTY": CustodyState.SIGNING,
     "QUEUED": CustodyState.SIGNING,
     "PENDING_SIGNATURE": CustodyState.SIGNING,
     "BROADCASTING": CustodyState.BROADCASTING,
@@ -76,6 +82,14 @@ STATES: dict[str, CustodyState] = {
     "FAILED": CustodyState.FAILED,
     "TIMEOUT": CustodyState.FAILED,
 }
+
+
+def header_key(key: str) -> str:
+    """The Idempotency-Key header for `key`: itself when Fireblocks takes it, else a digest of it
+    (the same key always gives the same header)."""
+    if len(key) <= IDEMPOTENCY_HEADER_LENGTH_MAX and key.isascii():
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:IDEMPOTENCY_HEADER_LENGTH_MAX]
 
 
 def state_of(status: str) -> CustodyState:
@@ -147,13 +161,15 @@ class FireblocksCustodian:
             "POST",
             "/v1/vault/accounts",
             body={"name": name, "customerRefId": owner, "hiddenOnUI": True, "autoFuel": False},
-            headers={"Idempotency-Key": idempotency_key},
+            headers={"Idempotency-Key": header_key(idempotency_key)},
         )
+        if not isinstance(answer, dict) or answer.get("id") is None:
+            raise CustodianAnswerUnreadable("Fireblocks created a vault account without saying its id: look it up")
         return CustodyAccount(self.name, str(answer["id"]), str(answer.get("name", name)), owner)
 
     def deposit_address(self, account_id: str, asset: str, network: str) -> DepositAddress:
         asset_id = self.assets.provider_id(asset, network)
-        path = f"/v1/vault/accounts/{quote(account_id, safe='')}/{quote(asset_id, safe='')}"
+        path = f"/v1/vault/accounts/{path_part(account_id)}/{path_part(asset_id)}"
         try:
             page = self.http.request("GET", f"{path}/addresses_paginated", not_found="no wallet yet")
             addresses = page.get("addresses") or []
@@ -166,11 +182,13 @@ class FireblocksCustodian:
             )
         # The vault has no wallet for the asset yet: creating it gives its first address. The key
         # makes a retry after a timeout the same creation.
-        made = self.http.request("POST", path, body={}, headers={"Idempotency-Key": f"wallet:{account_id}:{asset_id}"})
+        made = self.http.request(
+            "POST", path, body={}, headers={"Idempotency-Key": header_key(f"wallet:{account_id}:{asset_id}")}
+        )
         return DepositAddress(self.name, account_id, asset, network, str(made["address"]), made.get("tag") or None)
 
     def balances(self, account_id: str) -> list[Balance]:
-        vault = self.http.request("GET", f"/v1/vault/accounts/{quote(account_id, safe='')}")
+        vault = self.http.request("GET", f"/v1/vault/accounts/{path_part(account_id)}")
         found: list[Balance] = []
         for entry in vault.get("assets") or []:
             ours = self.assets.ours(str(entry.get("id")))
@@ -216,9 +234,24 @@ class FireblocksCustodian:
             body["note"] = request.note
         if request.travel_rule is not None:
             body["travelRuleMessage"] = dict(request.travel_rule)
-        answer = self.http.request(
-            "POST", "/v1/transactions", body=body, headers={"Idempotency-Key": request.idempotency_key}
-        )
+        try:
+            answer = self.http.request(
+                "POST", "/v1/transactions", body=body, headers={"Idempotency-Key": header_key(request.idempotency_key)}
+            )
+        except CustodianRefused as refused:
+            # A refusal of a create whose answer may have been lost before: Fireblocks refuses an
+            # externalTxId it already has, and that transaction is ours. Only a key it does not
+            # know makes the refusal final.
+            found = self.find(request.idempotency_key)
+            if found is not None:
+                return found
+            if "externaltxid" in str(refused.details.get("answer", "")).lower():
+                raise CustodianUnavailable(
+                    "Fireblocks has a transaction for this key but does not show it yet: look it up again"
+                ) from None
+            raise
+        if not isinstance(answer, dict) or answer.get("id") is None:
+            raise CustodianAnswerUnreadable("Fireblocks took the transaction without saying its id: look it up")
         status = str(answer.get("status", "SUBMITTED"))
         return CustodyTransfer(
             custodian=self.name,
@@ -238,7 +271,7 @@ class FireblocksCustodian:
     def get(self, transfer_id: str) -> CustodyTransfer:
         answer = self.http.request(
             "GET",
-            f"/v1/transactions/{quote(transfer_id, safe='')}",
+            f"/v1/transactions/{path_part(transfer_id)}",
             not_found=f"no Fireblocks transaction {transfer_id}",
         )
         return self._parse_or_refuse(answer)
@@ -247,7 +280,7 @@ class FireblocksCustodian:
         try:
             answer = self.http.request(
                 "GET",
-                f"/v1/transactions/external_tx_id/{quote(idempotency_key, safe='')}",
+                f"/v1/transactions/external_tx_id/{path_part(idempotency_key)}",
                 not_found="no transaction for that key",
             )
         except TransferNotFound:
@@ -279,12 +312,12 @@ class FireblocksCustodian:
         return TransferPage(found, str(newest) if newest else cursor, more=full)
 
     def cancel(self, transfer_id: str) -> CustodyTransfer:
-        path = f"/v1/transactions/{quote(transfer_id, safe='')}"
+        path = f"/v1/transactions/{path_part(transfer_id)}"
         self.http.request(
             "POST",
             f"{path}/cancel",
             body={},
-            headers={"Idempotency-Key": f"cancel:{transfer_id}"},
+            headers={"Idempotency-Key": header_key(f"cancel:{transfer_id}")},
             not_found=f"no Fireblocks transaction {transfer_id}",
         )
         return self.get(transfer_id)
@@ -309,13 +342,19 @@ class FireblocksCustodian:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise WebhookRejected("the webhook's body has no type")
         data = event.get("data") if isinstance(event.get("data"), dict) else None
-        transfer = self._parse(data) if data is not None and event["type"].startswith("TRANSACTION_") else None
-        # v1 webhooks carry no id of their own: the transaction, its status and its update time
-        # name one report, so that a report delivered twice is recognised.
+        transfer = None
+        if data is not None and event["type"].startswith("TRANSACTION_"):
+            try:
+                transfer = self._parse(data)
+            except (CustodianAnswerUnreadable, CustodianRefused, ValueError, TypeError):
+                transfer = None  # signed but unreadable: the caller looks the transaction up
+        # v1 webhooks carry no id of their own: the type, transaction, status and update time
+        # name one report, so that a report delivered twice is recognised; without them, the body.
+        fields = [data.get(k) for k in ("id", "status", "lastUpdated")] if data is not None else [None]
         ident = (
-            f"{data.get('id')}:{data.get('status')}:{data.get('lastUpdated')}"
-            if data is not None
-            else hashlib.sha256(body).hexdigest()
+            f"{event['type']}:{fields[0]}:{fields[1]}:{fields[2]}"
+            if all(f is not None for f in fields)
+            else "sha256:" + hashlib.sha256(body).hexdigest()
         )
         return WebhookEvent(self.name, ident, event["type"], transfer, raw=event)
 
@@ -324,13 +363,15 @@ class FireblocksCustodian:
     def _parse_or_refuse(self, row: Any) -> CustodyTransfer:
         parsed = self._parse(row)
         if parsed is None:
-            raise CustodianRefused(f"custodian {self.name} reported a transaction in an asset that is not configured")
+            raise CustodianAnswerUnreadable(
+                f"custodian {self.name} reported a transaction in an asset that is not configured"
+            )
         return parsed
 
     def _parse(self, row: Any) -> CustodyTransfer | None:
         """A TransactionResponse; None for an asset the bank does not book here."""
         if not isinstance(row, dict) or "id" not in row or "status" not in row:
-            raise CustodianRefused(f"custodian {self.name} reported a transaction without id or status")
+            raise CustodianAnswerUnreadable(f"custodian {self.name} reported a transaction without id or status")
         ours = self.assets.ours(str(row.get("assetId")))
         if ours is None:
             return None

@@ -13,16 +13,24 @@ import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from andchain.custody.port import CustodianRefused, CustodianUnavailable, TransferNotFound
+from andchain.custody.port import (
+    CustodianAnswerUnreadable,
+    CustodianRefused,
+    CustodianUnavailable,
+    TransferNotFound,
+)
 from andchain.money import MoneyError, format_minor, parse_minor
 
 # (method, path with its query, body bytes) -> the headers that authenticate the request
 Signer = Callable[[str, str, bytes], Mapping[str, str]]
 # How much of a custodian's answer a refusal quotes at most.
 DETAIL_LENGTH_MAX = 500
+# Answers that say "not now" rather than "never": a request timeout, too early, throttled.
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 def obj(value: Any) -> dict[str, Any]:
@@ -39,6 +47,8 @@ def body_bytes(body: Mapping[str, Any] | None) -> bytes:
 
 def decimal_text(amount_minor: int, scale: int) -> str:
     """Minor units as the plain decimal string custodians take ("1.5", never "1.500000")."""
+    if type(amount_minor) is not int:
+        raise TypeError(f"an amount in minor units is an int, was {type(amount_minor).__name__}")
     text = format_minor(amount_minor, scale)
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -50,10 +60,18 @@ def minor_units(value: Any, scale: int, *, what: str) -> int:
         try:
             return parse_minor(value, scale, allow_negative=True)
         except MoneyError as exc:
-            raise CustodianRefused(
+            raise CustodianAnswerUnreadable(
                 f"the custodian's {what} {value!r} is not exact at {scale} decimals: {exc}"
             ) from None
-    raise CustodianRefused(f"the custodian's {what} must be a decimal, was {type(value).__name__}")
+    raise CustodianAnswerUnreadable(f"the custodian's {what} must be a decimal, was {type(value).__name__}")
+
+
+def path_part(value: str) -> str:
+    """One segment of a request's path. "." and ".." would be resolved away by the HTTP client
+    (the request would go elsewhere than where it was signed for), so they are refused."""
+    if value in ("", ".", ".."):
+        raise CustodianRefused(f"an id in a custodian's path cannot be {value!r}")
+    return quote(value, safe="")
 
 
 class ProviderHttp:
@@ -87,20 +105,25 @@ class ProviderHttp:
     ) -> Any:
         """The answer's JSON. `not_found` names what a 404 means (TransferNotFound with that text);
         without it a 404 is a refusal like any other 4xx."""
-        target = path + ("?" + str(httpx.QueryParams(params)) if params else "")
         content = body_bytes(body)
-        sent = {"Accept": "application/json", **self.sign(method, target, content), **(headers or {})}
+        request = self.client.build_request(
+            method, path, params=params, content=content or None, headers={"Accept": "application/json"}
+        )
+        # Signed over what goes on the wire: the path (with any prefix of the base URL) and the
+        # query exactly as the client encoded them, and the body's exact bytes.
+        target = request.url.raw_path.decode()
+        request.headers.update({**self.sign(method, target, content), **(headers or {})})
         if body is not None:
-            sent["Content-Type"] = "application/json"
+            request.headers["Content-Type"] = "application/json"
         try:
-            response = self.client.request(method, target, content=content or None, headers=sent)
+            response = self.client.send(request)
         except httpx.TransportError as exc:
             # Neither the URL (it may carry an account id) nor httpx's text is needed to act.
             raise CustodianUnavailable(
                 f"custodian {self.name} did not answer {method} {path}: {type(exc).__name__}", custodian=self.name
             ) from None
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status in TRANSIENT_STATUSES or status >= 500:
             raise CustodianUnavailable(
                 f"custodian {self.name} answered {status} to {method} {path}: try again later",
                 custodian=self.name,
@@ -116,12 +139,17 @@ class ProviderHttp:
                 status=status,
                 answer=detail,
             )
+        if status >= 300:
+            # A redirect is not an answer: where the request went and what it did is unknown.
+            raise CustodianAnswerUnreadable(
+                f"custodian {self.name} answered {method} {path} with a redirect ({status})", custodian=self.name
+            )
         if not response.content:
             return {}
         try:
             return json.loads(response.content, parse_float=Decimal)
         except ValueError:
-            raise CustodianUnavailable(
+            raise CustodianAnswerUnreadable(
                 f"custodian {self.name} answered {method} {path} with something that is not JSON",
                 custodian=self.name,
             ) from None

@@ -1,0 +1,78 @@
+"""`andchain custodian`: the bundled reference custodian, a separate service with its own
+database, keys and API key (docs/custody.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from andchain.cli.common import JsonOpt, clean_errors, emit_json, err, out
+from andchain.config import load_settings
+
+app = typer.Typer(help="The reference custodian: serve it, and approve or reject what waits.", no_args_is_help=True)
+
+
+@app.command("serve")
+@clean_errors
+def custodian_serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (custodian.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on (custodian.port, 8650)")] = None,
+) -> None:
+    """Run the custodian's HTTP API and its worker (transfers, deposits, webhooks)."""
+    import uvicorn
+
+    from andchain.custody.reference.app import create_app
+    from andchain.custody.reference.runtime import build
+
+    settings = load_settings()
+    running = build(settings)
+    worker = running.worker()
+    app_ = create_app(running.custodian, running.api_key, worker)
+    listen_host = host or settings.custodian.host
+    listen_port = port or settings.custodian.port
+    err.print(
+        f"reference custodian on http://{listen_host}:{listen_port} (data in {running.directory}; "
+        f"API key in {running.directory / 'api-key'} unless custodian.api_key is set)"
+    )
+    try:
+        uvicorn.run(app_, host=listen_host, port=listen_port, log_level="warning", access_log=False)
+    finally:
+        running.close()
+
+
+def _decide(transfer_id: str, verb: str, reason: str | None, as_json: bool) -> None:
+    from andchain.custody.reference.runtime import build
+
+    running = build(load_settings())
+    try:
+        custodian = running.custodian
+        view = (
+            custodian.approve(transfer_id)
+            if verb == "approve"
+            else custodian.reject(transfer_id, reason or "rejected by the approver")
+        )
+    finally:
+        running.close()
+    if as_json:
+        emit_json(view)
+    else:
+        out.print(f"{transfer_id}: {view['state']}")
+
+
+@app.command("approve")
+@clean_errors
+def custodian_approve(transfer_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False) -> None:
+    """Approve a withdrawal that waits above the approval threshold: it is signed next."""
+    _decide(transfer_id, "approve", None, as_json)
+
+
+@app.command("reject")
+@clean_errors
+def custodian_reject(
+    transfer_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="why, for the client's records")] = "rejected by the approver",
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a withdrawal that waits for approval: it ends REJECTED and nothing moves."""
+    _decide(transfer_id, "reject", reason, as_json)

@@ -1,0 +1,100 @@
+"""Build the reference custodian from andchain's settings: its own data directory, database,
+key store and secrets, the networks andchain knows, the tokens it is told to hold."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from eth_utils import is_hex_address, to_checksum_address
+
+from andchain.config import KeystoreSettings, Settings
+from andchain.context import Context
+from andchain.custody.reference import store
+from andchain.custody.reference.app import Worker
+from andchain.custody.reference.service import ReferenceCustodian, Token
+from andchain.errors import DomainError
+from andchain.money import parse_minor
+
+
+@dataclass
+class Running:
+    ctx: Context
+    custodian: ReferenceCustodian
+    api_key: str
+    webhook_secret: str
+    directory: Path
+
+    def worker(self) -> Worker:
+        cs = self.ctx.settings.custodian
+        return Worker(
+            self.custodian, webhook_secret=self.webhook_secret, poll_s=cs.poll_s, attempts_max=cs.webhook_attempts_max
+        )
+
+    def close(self) -> None:
+        self.ctx.close()
+
+
+def directory_of(settings: Settings) -> Path:
+    return settings.custodian.data_dir or settings.data_dir / "custodian"
+
+
+def secret(directory: Path, name: str, configured: str | None, environment: str) -> str:
+    """A configured secret, or in development one generated once and kept in the custodian's
+    directory (0600) for the bank's side to read."""
+    if configured:
+        return configured
+    if environment != "development":
+        raise DomainError(f"custodian.{name} must be set outside development", code="custodian_secret_missing")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name.replace("_", "-")
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def build(settings: Settings) -> Running:
+    cs = settings.custodian
+    directory = directory_of(settings)
+    own = settings.model_copy(
+        update={
+            "data_dir": directory,
+            "database_url": None,
+            "keystore": KeystoreSettings(passphrase=cs.keystore_passphrase, scrypt_n=settings.keystore.scrypt_n),
+        }
+    )
+    ctx = Context(own)
+    ctx.upgrade_database()  # the chain tables its signer needs (nonces, deployments)
+    store.create(ctx.engine)
+    registry = settings.asset_registry
+    tokens = []
+    for key, address in cs.tokens.items():
+        asset, sep, network = key.partition("@")
+        if not sep or not is_hex_address(address):
+            raise DomainError(f"custodian.tokens: write ASSET@network = 0x address, was {key!r} = {address!r}")
+        registry.get(asset)
+        settings.network(network)
+        tokens.append(Token(asset, network, to_checksum_address(address)))
+    approval = {asset: parse_minor(amount, registry.get(asset).scale) for asset, amount in cs.approval_above.items()}
+    environment = settings.environment
+    custodian = ReferenceCustodian(
+        ctx.engine,
+        ctx.keys,
+        ctx.chain,
+        tokens,
+        registry,
+        clock=ctx.clock,
+        approval_above=approval,
+        blocked_addresses=frozenset(cs.blocked_addresses),
+        fund_gas=ctx.fund_gas,
+        webhook_url=cs.webhook_url,
+    )
+    api_key = secret(directory, "api_key", cs.api_key.get_secret_value() if cs.api_key else None, environment)
+    webhook_secret = secret(
+        directory, "webhook_secret", cs.webhook_secret.get_secret_value() if cs.webhook_secret else None, environment
+    )
+    return Running(ctx, custodian, api_key, webhook_secret, directory)

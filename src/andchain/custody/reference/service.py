@@ -1,0 +1,608 @@
+"""The reference custodian: accounts with their own keys, ERC-20 custody on EVM networks, an
+approval policy, and every transfer carried from CREATED to a terminal state by its worker.
+
+It is a third party to the bank: its own database, its own key store (under its own data
+directory, with its own passphrase), its own API key. The bank reaches it only over HTTP
+(`app.py`), through the `reference` adapter.
+
+A withdrawal or an internal transfer moves through the normalised states:
+CREATED -> SCREENING (destination checked, blocked addresses rejected) -> AWAITING_APPROVAL
+(only above the asset's approval threshold; `andchain custodian approve|reject`) -> SIGNING
+(the account gets gas from the custodian's gas station if it needs it; the transfer is signed
+and the signed bytes stored) -> BROADCASTING (the stored bytes sent, again after a restart)
+-> CONFIRMING (mined) -> COMPLETED once the network's confirmations are reached; FAILED on a
+revert or too little balance; CANCELLED while nothing is signed yet. Every change is one
+conditional write (on the version read) and queues a signed webhook.
+
+Deposits: each round reads the configured tokens' Transfer logs to the accounts' addresses
+and records each as an incoming transfer (COMPLETED once final).
+
+Not here yet (see docs/custody.md): native ETH custody (gas fees would mix with the held
+balance), BTC, sweeping, fee reporting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import is_hex_address, keccak, to_checksum_address
+from sqlalchemy import Connection, Engine, RowMapping, func, select, update
+
+from andchain.chains.client import Call, ChainClient
+from andchain.chains.contracts import ContractAbi
+from andchain.chains.keys import KeyStore
+from andchain.chains.rpc import RpcError
+from andchain.chains.usdc import usdc_abi
+from andchain.custody.adapters.http import obj
+from andchain.custody.reference import store
+from andchain.custody.states import TERMINAL, CustodyState
+from andchain.db import write_transaction
+from andchain.errors import Conflict, DomainError, NotFound, is_transient
+from andchain.money import AssetRegistry, format_minor, parse_minor
+from andchain.ops import failpoints
+
+log = logging.getLogger(__name__)
+
+S = CustodyState
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+GAS_STATION = "custodian:gas"
+# An account signs its own token transfers: it needs this much ether for gas, and gets the
+# larger amount from the gas station when it has less.
+FUEL_MIN_WEI = 10**15
+FUEL_AMOUNT_WEI = 10**16
+ROUND_MAX = 100  # transfers advanced per round at most
+DEPOSIT_BLOCKS_MAX = 2_000  # blocks of logs read per network and round at most
+
+
+@dataclass(frozen=True)
+class Token:
+    asset: str
+    network: str
+    address: str
+
+
+class Refused(DomainError):
+    code = "custodian_refused"
+
+
+def request_sha256(body: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class ReferenceCustodian:
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyStore,
+        chains: Callable[[str], ChainClient],
+        tokens: list[Token],
+        assets: AssetRegistry,
+        *,
+        clock: Callable[[], int],
+        approval_above: Mapping[str, int] | None = None,
+        blocked_addresses: frozenset[str] = frozenset(),
+        fund_gas: Callable[[str, list[str]], None] | None = None,
+        webhook_url: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.keys = keys
+        self.chains = chains
+        self.tokens = {(t.asset, t.network): t for t in tokens}
+        self.assets = assets
+        self.clock = clock
+        self.approval_above = dict(approval_above or {})
+        self.blocked = frozenset(a.lower() for a in blocked_addresses)
+        self.fund_gas = fund_gas
+        self.webhook_url = webhook_url
+        self.abi: ContractAbi = usdc_abi()  # the ERC-20 functions every token shares
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def create_account(self, name: str, owner: str, idempotency_key: str) -> dict[str, Any]:
+        if not name or len(name) > 200 or not owner or len(owner) > 200:
+            raise Refused("an account has a name and an owner of 1-200 characters")
+        with write_transaction(self.engine) as conn:
+            found = (
+                conn.execute(select(store.accounts).where(store.accounts.c.idempotency_key == idempotency_key))
+                .mappings()
+                .first()
+            )
+            if found is not None:
+                if (found["name"], found["owner"]) != (name, owner):
+                    raise Conflict("the idempotency key was used for another account", code="idempotency_key_reused")
+                return self._account_view(found)
+            account_id = "acct_" + secrets.token_hex(8)
+            label = f"account:{account_id}"
+            address = self.keys.create(label)
+            conn.execute(
+                store.accounts.insert().values(
+                    id=account_id,
+                    name=name,
+                    owner=owner,
+                    idempotency_key=idempotency_key,
+                    key_label=label,
+                    address=address,
+                    created_at_us=self.clock(),
+                )
+            )
+            row = conn.execute(select(store.accounts).where(store.accounts.c.id == account_id)).mappings().one()
+        log.info("account created id=%s owner=%s", account_id, owner)
+        return self._account_view(row)
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        return self._account_view(self._account(account_id))
+
+    def _account(self, account_id: str, conn: Connection | None = None) -> RowMapping:
+        query = select(store.accounts).where(store.accounts.c.id == account_id)
+        if conn is not None:
+            row = conn.execute(query).mappings().first()
+        else:
+            with self.engine.connect() as c:
+                row = c.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"no account {account_id}", code="account_not_found")
+        return row
+
+    @staticmethod
+    def _account_view(row: RowMapping) -> dict[str, Any]:
+        return {"id": row["id"], "name": row["name"], "owner": row["owner"]}
+
+    def _token(self, asset: str, network: str) -> Token:
+        token = self.tokens.get((asset, network))
+        if token is None:
+            supported = ", ".join(f"{a}@{n}" for a, n in sorted(self.tokens))
+            raise Refused(
+                f"this custodian holds no {asset} on {network}; it holds {supported or 'nothing yet'}",
+                code="asset_not_supported",
+            )
+        return token
+
+    def deposit_address(self, account_id: str, asset: str, network: str) -> dict[str, Any]:
+        self._token(asset, network)
+        row = self._account(account_id)
+        return {"account": account_id, "asset": asset, "network": network, "address": row["address"], "tag": None}
+
+    def balances(self, account_id: str) -> list[dict[str, Any]]:
+        """On-chain balances of the account's address, less what its unfinished withdrawals hold."""
+        row = self._account(account_id)
+        held: dict[tuple[str, str], int] = {}
+        with self.engine.connect() as conn:
+            for t in conn.execute(
+                select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
+                    store.transfers.c.source_account == account_id,
+                    store.transfers.c.state.in_(
+                        [s.value for s in (S.CREATED, S.SCREENING, S.AWAITING_APPROVAL, S.SIGNING)]
+                    ),
+                )
+            ):
+                held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
+        out = []
+        for (asset, network), token in sorted(self.tokens.items()):
+            total = int(self.chains(network).read(token.address, self.abi, "balanceOf", row["address"]))
+            scale = self.assets.get(asset).scale
+            available = max(0, total - held.get((asset, network), 0))
+            out.append(
+                {
+                    "account": account_id,
+                    "asset": asset,
+                    "network": network,
+                    "total": format_minor(total, scale),
+                    "available": format_minor(available, scale),
+                }
+            )
+        return out
+
+    # -- transfers --------------------------------------------------------------------------
+
+    def submit(self, body: Mapping[str, Any], idempotency_key: str) -> tuple[dict[str, Any], bool]:
+        """A withdrawal or an internal transfer; (its view, whether it was made now). The same key
+        with the same body is the same transfer; with another body it is a conflict."""
+        digest = request_sha256(body)
+        source = str(body.get("source_account") or "")
+        asset, network = str(body.get("asset") or ""), str(body.get("network") or "")
+        token = self._token(asset, network)
+        scale = self.assets.get(asset).scale
+        try:
+            amount = parse_minor(str(body.get("amount")), scale)
+        except DomainError as exc:
+            raise Refused(f"amount: {exc.message}", code="invalid_amount") from None
+        if amount <= 0:
+            raise Refused(f"amount must be positive, was {body.get('amount')!r}", code="invalid_amount")
+        destination = obj(body.get("destination"))
+        dest_account = destination.get("account")
+        dest_address = destination.get("address")
+        if (dest_account is None) == (dest_address is None):
+            raise Refused('destination is {"address": ...} or {"account": ...}, exactly one')
+        travel_rule = body.get("travel_rule")
+        with write_transaction(self.engine) as conn:
+            known = (
+                conn.execute(select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key))
+                .mappings()
+                .first()
+            )
+            if known is not None:
+                if known["request_sha256"] != digest:
+                    raise Conflict("the idempotency key was used for another transfer", code="idempotency_key_reused")
+                return self._view(known), False
+            self._account(source, conn)
+            if dest_account is not None:
+                target = self._account(str(dest_account), conn)
+                address = target["address"]
+                kind = "internal"
+            else:
+                if not isinstance(dest_address, str) or not is_hex_address(dest_address):
+                    raise Refused(
+                        f"{network} is an EVM network: an address is 0x and 40 hex digits, was {dest_address!r}",
+                        code="invalid_address",
+                    )
+                address = to_checksum_address(dest_address)
+                kind = "withdrawal"
+            now = self.clock()
+            transfer_id = "tr_" + secrets.token_hex(10)
+            conn.execute(
+                store.transfers.insert().values(
+                    id=transfer_id,
+                    idempotency_key=idempotency_key,
+                    request_sha256=digest,
+                    kind=kind,
+                    source_account=source,
+                    destination_account=dest_account,
+                    destination_address=address,
+                    asset=token.asset,
+                    network=network,
+                    amount_minor=str(amount),
+                    note=str(body.get("note") or ""),
+                    travel_rule=json.dumps(travel_rule) if travel_rule is not None else None,
+                    state=S.CREATED.value,
+                    version=1,
+                    created_at_us=now,
+                    updated_at_us=now,
+                )
+            )
+            row = self._row(conn, transfer_id)
+            self._notify(conn, row)
+        log.info("transfer created id=%s kind=%s asset=%s network=%s", transfer_id, kind, asset, network)
+        return self._view(row), True
+
+    def get(self, transfer_id: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return self._view(self._row(conn, transfer_id))
+
+    def find(self, idempotency_key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key))
+                .mappings()
+                .first()
+            )
+        return self._view(row) if row is not None else None
+
+    def list(self, after: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(store.transfers)
+                    .where(store.transfers.c.seq > after)
+                    .order_by(store.transfers.c.seq)
+                    .limit(max(1, min(limit, 500)))
+                )
+                .mappings()
+                .all()
+            )
+        return [self._view(r) for r in rows], (rows[-1]["seq"] if rows else after)
+
+    def cancel(self, transfer_id: str) -> dict[str, Any]:
+        return self._decide(transfer_id, {S.CREATED, S.SCREENING, S.AWAITING_APPROVAL}, S.CANCELLED, "cancelled")
+
+    def approve(self, transfer_id: str) -> dict[str, Any]:
+        return self._decide(transfer_id, {S.AWAITING_APPROVAL}, S.SIGNING, None)
+
+    def reject(self, transfer_id: str, reason: str = "rejected by the custodian's approver") -> dict[str, Any]:
+        return self._decide(transfer_id, {S.AWAITING_APPROVAL}, S.REJECTED, reason)
+
+    def _decide(self, transfer_id: str, allowed: set[S], to: S, reason: str | None) -> dict[str, Any]:
+        with write_transaction(self.engine) as conn:
+            row = self._row(conn, transfer_id)
+            state = S(row["state"])
+            if state not in allowed:
+                raise Conflict(
+                    f"transfer {transfer_id} is {state.value}: it cannot become {to.value} now",
+                    code="transfer_state_conflict",
+                )
+            row = self._move(conn, row, to, reason=reason)
+        return self._view(row)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def process(self) -> int:
+        """One round: advance every unfinished transfer by the steps it can take now, record new
+        deposits. Returns how many transfers changed. A node that does not answer leaves its
+        transfers where they are, for the next round."""
+        changed = 0
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(store.transfers)
+                    .where(
+                        store.transfers.c.state.notin_([s.value for s in TERMINAL]),
+                        store.transfers.c.state != S.AWAITING_APPROVAL.value,
+                    )
+                    .order_by(store.transfers.c.seq)
+                    .limit(ROUND_MAX)
+                )
+                .mappings()
+                .all()
+            )
+        for row in rows:
+            try:
+                changed += self._advance(row)
+            except Exception as exc:
+                if not is_transient(exc) and not isinstance(exc, RpcError):
+                    raise
+                log.warning("transfer %s waits: %s", row["id"], exc)
+        for network in sorted({n for _, n in self.tokens}):
+            try:
+                changed += self._deposits(network)
+            except Exception as exc:
+                if not is_transient(exc) and not isinstance(exc, RpcError):
+                    raise
+                log.warning("deposits on %s wait: %s", network, exc)
+        return changed
+
+    def _advance(self, row: RowMapping) -> int:
+        state = S(row["state"])
+        chain = self.chains(row["network"])
+        amount = int(row["amount_minor"])
+        if state is S.CREATED:
+            return self._write(row, S.SCREENING)
+        if state is S.SCREENING:
+            if str(row["destination_address"]).lower() in self.blocked:
+                return self._write(row, S.REJECTED, reason="the destination is on the custodian's blocked list")
+            threshold = self.approval_above.get(row["asset"])
+            if row["kind"] == "withdrawal" and threshold is not None and amount > threshold:
+                return self._write(row, S.AWAITING_APPROVAL)
+            return self._write(row, S.SIGNING)
+        if state is S.SIGNING:
+            return self._sign(row, chain, amount)
+        if state is S.BROADCASTING:
+            self._send(chain, row["raw_tx"])
+            failpoints.hit("custodian:after_broadcast")
+            return self._write(row, S.CONFIRMING)
+        if state is S.CONFIRMING:
+            receipt = chain.receipts([row["tx_hash"]]).get(row["tx_hash"])
+            if receipt is None:
+                if row["raw_tx"]:
+                    self._send(chain, row["raw_tx"])  # the node may have dropped it: the same bytes again
+                return 0
+            if not receipt.status:
+                return self._write(
+                    row, S.FAILED, reason="the transaction reverted on chain", block=receipt.block_number
+                )
+            if chain.block_number() - receipt.block_number + 1 >= chain.network.confirmations:
+                return self._write(row, S.COMPLETED, block=receipt.block_number)
+            return 0
+        return 0
+
+    def _sign(self, row: RowMapping, chain: ChainClient, amount: int) -> int:
+        account = self._account(row["source_account"])
+        token = self._token(row["asset"], row["network"])
+        balance = int(chain.read(token.address, self.abi, "balanceOf", account["address"]))
+        if balance < amount:
+            return self._write(
+                row, S.FAILED, reason=f"insufficient funds: the account holds {balance}, the transfer needs {amount}"
+            )
+        if chain.network.gas_policy != "zero" and chain.balance(account["address"]) < FUEL_MIN_WEI:
+            if row["fuel_tx_hash"]:
+                fuel = chain.receipts([row["fuel_tx_hash"]]).get(row["fuel_tx_hash"])
+                if fuel is None:
+                    return 0  # the gas is on its way
+            else:
+                station = self.keys.create(GAS_STATION)
+                if self.fund_gas is not None:
+                    self.fund_gas(row["network"], [station])
+                sent = chain.submit(station, [Call(account["address"], b"", value=FUEL_AMOUNT_WEI)])
+                return self._write(row, S.SIGNING, fuel_tx_hash=sent[0].hash)
+        with self.engine.connect() as conn:
+            unsent = conn.execute(
+                select(func.count()).where(
+                    store.transfers.c.source_account == row["source_account"],
+                    store.transfers.c.network == row["network"],
+                    store.transfers.c.state.in_([S.BROADCASTING.value, S.CONFIRMING.value]),
+                )
+            ).scalar()
+        if unsent:
+            # One transaction of an account in flight at a time: a signed one not sent or not mined
+            # yet keeps its nonce (and is sent again from its bytes if a node dropped it), so the
+            # gap repair below never fills a nonce a transfer owns.
+            return 0
+        # A nonce reserved by a signing that died before its bytes were stored would hold every
+        # later transaction of the account: it gets a no-op first.
+        chain.repair_nonce_gaps(account["address"])
+        call = Call(token.address, self.abi.encode_call("transfer", row["destination_address"], amount))
+        (signed,) = chain.sign_calls(account["address"], [call])
+        # The signed bytes are stored before anything is sent: whatever happens next, only these
+        # bytes ever go out for this transfer.
+        self._write(row, S.BROADCASTING, tx_hash=signed.hash, raw_tx=signed.raw.hex())
+        failpoints.hit("custodian:after_sign")
+        return 1
+
+    @staticmethod
+    def _send(chain: ChainClient, raw_hex: str) -> None:
+        try:
+            chain.rpc.call("eth_sendRawTransaction", ["0x" + raw_hex])
+        except RpcError as exc:
+            message = exc.rpc_message.lower()
+            if "already known" in message or "nonce too low" in message:
+                return  # sent before (and maybe mined): the receipt tells
+            raise
+
+    def _deposits(self, network: str) -> int:
+        chain = self.chains(network)
+        tokens = {t.address.lower(): t for t in self.tokens.values() if t.network == network}
+        head = chain.block_number()
+        with self.engine.connect() as conn:
+            start = conn.execute(
+                select(store.checkpoints.c.block_number).where(store.checkpoints.c.network == network)
+            ).scalar()
+            addresses = {
+                r.address.lower(): r.id for r in conn.execute(select(store.accounts.c.address, store.accounts.c.id))
+            }
+        if start is None:
+            start = head  # a new custodian counts deposits from now on
+        end = min(head, start + DEPOSIT_BLOCKS_MAX)
+        found = 0
+        logs = chain.get_logs(list(tokens), start + 1, end) if end > start and addresses else []
+        with write_transaction(self.engine) as conn:
+            for entry in logs:
+                topics = entry.get("topics") or []
+                if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
+                    continue
+                receiver = "0x" + topics[2][-40:].lower()
+                account_id = addresses.get(receiver)
+                if account_id is None:
+                    continue
+                token = tokens[entry["address"].lower()]
+                transfer_id = (
+                    "dep_"
+                    + hashlib.sha256(
+                        f"{network}:{entry['transactionHash']}:{int(entry['logIndex'], 16)}".encode()
+                    ).hexdigest()[:20]
+                )
+                if conn.execute(select(store.transfers.c.id).where(store.transfers.c.id == transfer_id)).first():
+                    continue
+                now = self.clock()
+                conn.execute(
+                    store.transfers.insert().values(
+                        id=transfer_id,
+                        kind="deposit",
+                        destination_account=account_id,
+                        destination_address=to_checksum_address(receiver),
+                        asset=token.asset,
+                        network=network,
+                        amount_minor=str(int(entry["data"], 16)),
+                        note="",
+                        state=S.CONFIRMING.value,
+                        tx_hash=entry["transactionHash"],
+                        block_number=int(entry["blockNumber"], 16),
+                        log_index=int(entry["logIndex"], 16),
+                        version=1,
+                        created_at_us=now,
+                        updated_at_us=now,
+                    )
+                )
+                self._notify(conn, self._row(conn, transfer_id))
+                found += 1
+            values = {"network": network, "block_number": end}
+            if (
+                conn.execute(
+                    update(store.checkpoints).where(store.checkpoints.c.network == network).values(block_number=end)
+                ).rowcount
+                == 0
+            ):
+                conn.execute(store.checkpoints.insert().values(**values))
+        return found
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _write(self, row: RowMapping, to: S, **changes: Any) -> int:
+        with write_transaction(self.engine) as conn:
+            self._move(conn, row, to, **changes)
+        return 1
+
+    def _move(
+        self,
+        conn: Connection,
+        row: RowMapping,
+        to: S,
+        *,
+        reason: str | None = None,
+        block: int | None = None,
+        **changes: Any,
+    ) -> RowMapping:
+        """One conditional write: from the version read, never from a terminal state."""
+        before = S(row["state"])
+        if before in TERMINAL:
+            raise Conflict(f"transfer {row['id']} is already {before.value}", code="transfer_state_conflict")
+        values: dict[str, Any] = {
+            "state": to.value,
+            "version": row["version"] + 1,
+            "updated_at_us": self.clock(),
+            **changes,
+        }
+        if reason is not None:
+            values["reason"] = reason
+        if block is not None:
+            values["block_number"] = block
+        done = conn.execute(
+            update(store.transfers)
+            .where(store.transfers.c.id == row["id"], store.transfers.c.version == row["version"])
+            .values(**values)
+        ).rowcount
+        if done != 1:
+            raise Conflict(f"transfer {row['id']} changed meanwhile: read it again", code="transfer_changed")
+        moved = self._row(conn, row["id"])
+        if to is not before:
+            self._notify(conn, moved)
+            log.info("transfer %s %s -> %s", row["id"], before.value, to.value)
+        return moved
+
+    def _notify(self, conn: Connection, row: RowMapping) -> None:
+        if not self.webhook_url:
+            return
+        event_id = f"{row['id']}:{row['version']}"
+        body = json.dumps(
+            {"id": event_id, "type": "transfer.updated", "transfer": self._view(row)}, separators=(",", ":")
+        )
+        conn.execute(
+            store.deliveries.insert().values(
+                transfer_id=row["id"], body=body, attempts=0, next_attempt_at_us=self.clock()
+            )
+        )
+
+    @staticmethod
+    def _row(conn: Connection, transfer_id: str) -> RowMapping:
+        row = conn.execute(select(store.transfers).where(store.transfers.c.id == transfer_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no transfer {transfer_id}", code="transfer_not_found")
+        return row
+
+    def _view(self, row: RowMapping) -> dict[str, Any]:
+        scale = self.assets.get(row["asset"]).scale
+        destination: dict[str, Any] = (
+            {"account": row["destination_account"]}
+            if row["destination_account"] and row["kind"] != "deposit"
+            else {"address": row["destination_address"], "tag": row["destination_tag"]}
+        )
+        if row["kind"] == "deposit":
+            destination = {"account": row["destination_account"], "address": row["destination_address"]}
+        return {
+            "id": row["id"],
+            "idempotency_key": row["idempotency_key"],
+            "kind": row["kind"],
+            "state": row["state"],
+            "status": row["state"].upper(),
+            "reason": row["reason"],
+            "source_account": row["source_account"],
+            "destination": destination,
+            "asset": row["asset"],
+            "network": row["network"],
+            "amount": format_minor(int(row["amount_minor"]), scale),
+            "tx_hash": row["tx_hash"],
+            "block_number": row["block_number"],
+            "sequence": row["seq"],
+            "updated_at_us": row["updated_at_us"],
+            "travel_rule": json.loads(row["travel_rule"]) if row["travel_rule"] else None,
+        }
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {
+                r[0]: r[1]
+                for r in conn.execute(select(store.transfers.c.state, func.count()).group_by(store.transfers.c.state))
+            }

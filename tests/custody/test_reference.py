@@ -1,0 +1,254 @@
+"""The reference custodian as a separate process on a node with a public network's profile: the
+bank reaches it only through the `reference` adapter, as it would a third party."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from andchain.chains.client import Call
+from andchain.chains.usdc import deploy_stand_in, usdc_abi
+from andchain.custody.adapters.reference import ReferenceCustodianAdapter
+from andchain.custody.port import CustodianRefused, Destination, TransferRequest, submit_once
+from andchain.custody.states import TERMINAL, CustodyState, advance
+from andchain.devtools.postgres import free_port
+from andchain.money import DEFAULT_ASSETS, AssetRegistry
+from tests.chains.conftest import make_context, start_public_node
+from tests.events.conftest import Receiver
+
+OUT = "0x" + "5a" * 20  # the client's own wallet elsewhere
+BLOCKED = "0x" + "bad0" * 10
+USDC = 1_000_000  # one USDC in minor units
+ABI = usdc_abi()
+
+
+@pytest.fixture(scope="module")
+def base_node(tmp_path_factory):
+    node = start_public_node(tmp_path_factory.mktemp("base"))
+    yield node
+    node.stop()
+
+
+class Service:
+    """`andchain custodian serve` in its own process, started and killed like one."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, failpoint: str | None = None) -> None:
+        env = {**self.env, "ANDCHAIN_FAILPOINT": failpoint} if failpoint else self.env
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "andchain.cli", "custodian", "serve"], env=env, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            time.sleep(0.1)
+        raise AssertionError("the custodian did not start: " + self.log.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "andchain.cli", "custodian", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+class World:
+    def __init__(self, tmp_path: Path, node) -> None:
+        self.bank = make_context(tmp_path / "bank", node)
+        self.chain = self.bank.chain("base")
+        self.issuer = self.bank.keys.create("usdc:issuer")
+        self.minter = self.bank.keys.create("usdc:minter")
+        self.bank.fund_gas("base", [self.issuer, self.minter])
+        self.usdc = deploy_stand_in(self.chain, self.issuer, [self.minter])
+        self.receiver = Receiver().start()
+        port = free_port()
+        var = tmp_path / "var"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANDCHAIN_")}
+        env.update(
+            {
+                "ANDCHAIN_DATA_DIR": str(var),
+                "ANDCHAIN_NETWORKS__BASE__RPC_URL": node.network.rpc_url,
+                "ANDCHAIN_KEYSTORE__SCRYPT_N": "1024",
+                "ANDCHAIN_CUSTODIAN__PORT": str(port),
+                "ANDCHAIN_CUSTODIAN__POLL_S": "0.1",
+                "ANDCHAIN_CUSTODIAN__TOKENS": json.dumps({"USDC@base": self.usdc}),
+                "ANDCHAIN_CUSTODIAN__APPROVAL_ABOVE": json.dumps({"USDC": "100"}),
+                "ANDCHAIN_CUSTODIAN__WEBHOOK_URL": self.receiver.url,
+                "ANDCHAIN_CUSTODIAN__BLOCKED_ADDRESSES": json.dumps([BLOCKED]),
+            }
+        )
+        self.service = Service(env, port, tmp_path / "custodian.log")
+        self.service.start()
+        directory = var / "custodian"
+        self.custodian = ReferenceCustodianAdapter(
+            base_url=f"http://127.0.0.1:{port}",
+            api_key=(directory / "api-key").read_text().strip(),
+            webhook_secret=(directory / "webhook-secret").read_text().strip(),
+            assets=AssetRegistry(DEFAULT_ASSETS),
+        )
+
+    def close(self) -> None:
+        self.service.stop()
+        self.receiver.stop()
+        self.bank.close()
+
+    def mint(self, address: str, amount: int) -> None:
+        self.chain.transact(self.minter, Call(self.usdc, ABI.encode_call("mint", address, amount)))
+
+    def held(self, address: str) -> int:
+        return int(self.chain.read(self.usdc, ABI, "balanceOf", address))
+
+    def until(self, transfer_id: str, states: set[CustodyState], seconds: float = 60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            seen = self.custodian.get(transfer_id)
+            if seen.state in states:
+                return seen
+            time.sleep(0.2)
+        raise AssertionError(f"{transfer_id} is {seen.state}, not {states}")
+
+    def funded_account(self, name: str, amount: int):
+        account = self.custodian.create_account(name, owner=name, idempotency_key=f"acct-{name}")
+        address = self.custodian.deposit_address(account.id, "USDC", "base").address
+        self.mint(address, amount)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            (balance,) = self.custodian.balances(account.id)
+            deposits = [
+                t
+                for t in self.custodian.transfers().transfers
+                if t.incoming
+                and t.state is CustodyState.COMPLETED
+                and t.destination == Destination(account_id=account.id)
+            ]
+            if balance.total_minor == amount and deposits:
+                return account, deposits[0]
+            time.sleep(0.2)
+        raise AssertionError("the deposit was not recorded")
+
+
+@pytest.fixture
+def world(tmp_path, base_node) -> Iterator[World]:
+    made = World(tmp_path, base_node)
+    yield made
+    made.close()
+
+
+def request(key: str, source: str, amount: int, to: str = OUT) -> TransferRequest:
+    return TransferRequest(key, source, Destination(address=to), "USDC", "base", amount)
+
+
+def test_a_deposit_is_recorded_and_a_withdrawal_completes_on_chain_once_with_signed_webhooks(world):
+    account, deposit = world.funded_account("acme", 50 * USDC)
+    assert deposit.amount_minor == 50 * USDC and deposit.tx_hash
+    sent = submit_once(world.custodian, request("wd-1", account.id, 20 * USDC), first_attempt=True)
+    assert submit_once(world.custodian, request("wd-1", account.id, 20 * USDC)).id == sent.id  # a retry: found
+    done = world.until(sent.id, TERMINAL)
+    assert done.state is CustodyState.COMPLETED and done.tx_hash
+    assert world.held(OUT) == 20 * USDC
+    (balance,) = world.custodian.balances(account.id)
+    assert balance.total_minor == balance.available_minor == 30 * USDC
+    # every state change came as a webhook that verifies, and they never go backwards
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        events = [world.custodian.verify_webhook(r.headers, r.body) for r in world.receiver.delivered()]
+        mine = [e.transfer.state for e in events if e.transfer is not None and e.transfer.id == sent.id]
+        if CustodyState.COMPLETED in mine:
+            break
+        time.sleep(0.2)
+    state = CustodyState.CREATED
+    for reported in mine:
+        state = advance(state, reported).state
+    assert state is CustodyState.COMPLETED and mine[0] is CustodyState.CREATED
+    assert len({e.id for e in events}) == len(events)
+
+
+def test_above_the_threshold_a_withdrawal_waits_for_the_custodians_approver(world):
+    account, _ = world.funded_account("globex", 400 * USDC)
+    approved = submit_once(world.custodian, request("big-1", account.id, 150 * USDC), first_attempt=True)
+    rejected = submit_once(world.custodian, request("big-2", account.id, 120 * USDC), first_attempt=True)
+    cancelled = submit_once(world.custodian, request("big-3", account.id, 101 * USDC), first_attempt=True)
+    for transfer in (approved, rejected, cancelled):
+        world.until(transfer.id, {CustodyState.AWAITING_APPROVAL})
+    (balance,) = world.custodian.balances(account.id)
+    assert balance.total_minor == 400 * USDC and balance.available_minor == 29 * USDC  # held while they wait
+    assert world.service.cli("approve", approved.id).returncode == 0
+    result = world.service.cli("reject", rejected.id, "--reason", "not the client's usual address")
+    assert result.returncode == 0 and "rejected" in result.stdout
+    assert world.custodian.cancel(cancelled.id).state is CustodyState.CANCELLED
+    assert world.until(approved.id, TERMINAL).state is CustodyState.COMPLETED
+    refused = world.custodian.get(rejected.id)
+    assert refused.state is CustodyState.REJECTED and refused.raw_sub_status == "not the client's usual address"
+    assert world.held(OUT) == 150 * USDC
+    again = world.service.cli("approve", rejected.id)
+    assert again.returncode != 0 and "rejected" in (again.stdout + again.stderr)
+
+
+def test_refusals_are_clear_and_move_nothing(world):
+    account, _ = world.funded_account("initech", 5 * USDC)
+    too_much = submit_once(world.custodian, request("over", account.id, 6 * USDC), first_attempt=True)
+    blocked = submit_once(world.custodian, request("blocked", account.id, USDC, to=BLOCKED), first_attempt=True)
+    assert world.until(too_much.id, TERMINAL).state is CustodyState.FAILED
+    assert "insufficient funds" in (world.custodian.get(too_much.id).raw_sub_status or "")
+    assert world.until(blocked.id, TERMINAL).state is CustodyState.REJECTED
+    with pytest.raises(CustodianRefused, match="idempotency key was used"):
+        world.custodian.withdraw(request("over", account.id, 1))
+    with pytest.raises(CustodianRefused, match="40 hex digits"):
+        world.custodian.withdraw(TransferRequest("bad", account.id, Destination(address="0x12"), "USDC", "base", 1))
+    with pytest.raises(CustodianRefused, match="holds no BTC"):
+        world.custodian.deposit_address(account.id, "BTC", "bitcoin")
+    bad_key = ReferenceCustodianAdapter(
+        base_url=str(world.custodian.http.client.base_url).rstrip("/"),
+        api_key="wrong",
+        webhook_secret="x",
+        assets=AssetRegistry(DEFAULT_ASSETS),
+    )
+    with pytest.raises(CustodianRefused, match="401"):
+        bad_key.balances(account.id)
+    (balance,) = world.custodian.balances(account.id)
+    assert balance.total_minor == 5 * USDC and world.held(OUT) == 0
+
+
+@pytest.mark.parametrize("failpoint", ["custodian:after_sign", "custodian:after_broadcast"])
+def test_a_custodian_killed_mid_transfer_sends_it_once_after_its_restart(world, failpoint):
+    account, _ = world.funded_account("umbrella", 10 * USDC)
+    world.service.stop()
+    world.service.start(failpoint=failpoint)
+    sent = submit_once(world.custodian, request("crash-1", account.id, 4 * USDC), first_attempt=True)
+    assert world.service.process is not None
+    world.service.process.wait(timeout=60)  # it killed itself at the failpoint
+    assert world.service.process.returncode == -signal.SIGKILL
+    world.service.start()
+    assert world.until(sent.id, TERMINAL).state is CustodyState.COMPLETED
+    assert world.held(OUT) == 4 * USDC
+    (balance,) = world.custodian.balances(account.id)
+    assert balance.total_minor == 6 * USDC
