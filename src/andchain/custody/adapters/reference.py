@@ -150,7 +150,9 @@ class ReferenceCustodianAdapter:
         given = {k.lower(): v for k, v in headers.items()}
         timestamp = given.get("x-custodian-timestamp", "")
         signature = given.get("x-custodian-signature", "")
-        if not timestamp.isdigit() or not signature.startswith("v1="):
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not signature.startswith(
+            "v1="
+        ):
             raise WebhookRejected("the webhook has no valid X-Custodian-Timestamp and X-Custodian-Signature")
         if abs(self.clock() - int(timestamp)) > WEBHOOK_TOLERANCE_S:
             raise WebhookRejected("the webhook's timestamp is too far from now (a replay?)")
