@@ -29,6 +29,7 @@ from andchain.custody.port import (
     TransferRequest,
     WebhookEvent,
     WebhookRejected,
+    check_direction,
 )
 from andchain.custody.states import CustodyState
 from andchain.money import AssetRegistry
@@ -108,13 +109,11 @@ class ReferenceCustodianAdapter:
         return self.parse(answer)
 
     def withdraw(self, request: TransferRequest) -> CustodyTransfer:
-        if request.destination.internal:
-            raise CustodianRefused("a withdrawal goes to an external address; use transfer for an account")
+        check_direction(request, internal=False)
         return self._submit(request)
 
     def transfer(self, request: TransferRequest) -> CustodyTransfer:
-        if not request.destination.internal:
-            raise CustodianRefused("an internal transfer goes to an account at the custodian; use withdraw")
+        check_direction(request, internal=True)
         return self._submit(request)
 
     def get(self, transfer_id: str) -> CustodyTransfer:
