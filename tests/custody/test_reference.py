@@ -3,6 +3,8 @@ bank reaches it only through the `reference` adapter, as it would a third party.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -18,8 +20,8 @@ import pytest
 from andchain.chains.client import Call
 from andchain.chains.usdc import deploy_stand_in, usdc_abi
 from andchain.custody.adapters.reference import ReferenceCustodianAdapter
-from andchain.custody.port import CustodianRefused, Destination, TransferRequest, submit_once
-from andchain.custody.states import TERMINAL, CustodyState, advance
+from andchain.custody.port import CustodianRefused, Destination, TransferRequest, WebhookRejected, submit_once
+from andchain.custody.states import TERMINAL, CustodyState
 from andchain.devtools.postgres import free_port
 from andchain.money import DEFAULT_ASSETS, AssetRegistry
 from tests.chains.conftest import make_context, start_public_node
@@ -109,11 +111,20 @@ class World:
         self.service = Service(env, port, tmp_path / "custodian.log")
         self.service.start()
         directory = var / "custodian"
+        api_key = (directory / "api-key").read_text().strip()
+        self.webhook_secret = (directory / "webhook-secret").read_text().strip()
+        self.service_key = f"Bearer {api_key}"
         self.custodian = ReferenceCustodianAdapter(
             base_url=f"http://127.0.0.1:{port}",
-            api_key=(directory / "api-key").read_text().strip(),
-            webhook_secret=(directory / "webhook-secret").read_text().strip(),
+            api_key=api_key,
+            webhook_secret=self.webhook_secret,
             assets=AssetRegistry(DEFAULT_ASSETS),
+        )
+
+    def sign(self, timestamp: str, body: bytes) -> str:
+        # As the custodian signs, computed here from its documented recipe.
+        return (
+            "v1=" + hmac.new(self.webhook_secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         )
 
     def close(self) -> None:
@@ -185,10 +196,16 @@ def test_a_deposit_is_recorded_and_a_withdrawal_completes_on_chain_once_with_sig
         if CustodyState.COMPLETED in mine:
             break
         time.sleep(0.2)
-    state = CustodyState.CREATED
-    for reported in mine:
-        state = advance(state, reported).state
-    assert state is CustodyState.COMPLETED and mine[0] is CustodyState.CREATED
+    # one report per state, in the order they happened (the custodian delivers a transfer's
+    # reports one after the other)
+    assert mine == [
+        CustodyState.CREATED,
+        CustodyState.SCREENING,
+        CustodyState.SIGNING,
+        CustodyState.BROADCASTING,
+        CustodyState.CONFIRMING,
+        CustodyState.COMPLETED,
+    ]
     assert len({e.id for e in events}) == len(events)
 
 
@@ -252,3 +269,72 @@ def test_a_custodian_killed_mid_transfer_sends_it_once_after_its_restart(world, 
     assert world.held(OUT) == 4 * USDC
     (balance,) = world.custodian.balances(account.id)
     assert balance.total_minor == 6 * USDC
+
+
+def test_an_internal_transfer_moves_between_two_accounts_and_is_not_also_a_deposit(world):
+    acme, _ = world.funded_account("acme2", 10 * USDC)
+    desk = world.custodian.create_account("desk", owner="desk", idempotency_key="acct-desk")
+    moved = submit_once(
+        world.custodian,
+        TransferRequest("int-1", acme.id, Destination(account_id=desk.id), "USDC", "base", 4 * USDC),
+        first_attempt=True,
+    )
+    assert world.until(moved.id, TERMINAL).state is CustodyState.COMPLETED
+    (desk_balance,) = world.custodian.balances(desk.id)
+    assert desk_balance.total_minor == 4 * USDC
+    # A later deposit to the desk, once recorded, means the scan went past the transfer's block.
+    world.mint(world.custodian.deposit_address(desk.id, "USDC", "base").address, 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        incoming = [t for t in world.custodian.transfers().transfers if t.incoming]
+        if any(t.amount_minor == 1 for t in incoming):
+            break
+        time.sleep(0.2)
+    assert sorted((t.destination.account_id, t.amount_minor) for t in incoming if t.destination) == sorted(
+        [(acme.id, 10 * USDC), (desk.id, 1)]
+    )  # the two mints only: the internal transfer is not also a deposit
+
+
+def test_a_transfer_the_token_refuses_fails_alone_and_the_others_go_on(world):
+    account, _ = world.funded_account("hooli", 10 * USDC)
+    shady = "0x" + "5b" * 20
+    world.chain.transact(world.issuer, Call(world.usdc, ABI.encode_call("blacklist", shady)))
+    refused = submit_once(world.custodian, request("to-shady", account.id, USDC, to=shady), first_attempt=True)
+    fine = submit_once(world.custodian, request("to-out", account.id, USDC), first_attempt=True)
+    done = world.until(refused.id, TERMINAL)
+    assert done.state is CustodyState.FAILED and "blacklisted" in (done.raw_sub_status or "")
+    assert world.until(fine.id, TERMINAL).state is CustodyState.COMPLETED
+    assert world.held(shady) == 0 and world.held(OUT) == USDC
+
+
+def test_a_float_amount_is_refused_by_the_service_and_forged_or_stale_webhooks_by_the_adapter(world):
+    account, _ = world.funded_account("pied", USDC)
+    answer = httpx.post(
+        f"{str(world.custodian.http.client.base_url).rstrip('/')}/v1/transfers",
+        headers={"Authorization": world.service_key, "Idempotency-Key": "float-1"},
+        json={
+            "source_account": account.id,
+            "destination": {"address": OUT},
+            "asset": "USDC",
+            "network": "base",
+            "amount": 0.1,
+        },
+    )
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_amount"
+    body = b'{"id":"x:1","type":"transfer.updated"}'
+    now = str(int(time.time()))
+    good = world.sign(now, body)
+    assert (
+        world.custodian.verify_webhook({"X-Custodian-Timestamp": now, "X-Custodian-Signature": good}, body).id == "x:1"
+    )
+    for headers in (
+        {"X-Custodian-Timestamp": now, "X-Custodian-Signature": good.replace("v1=", "v1=0")},
+        {
+            "X-Custodian-Timestamp": str(int(time.time()) - 3600),
+            "X-Custodian-Signature": world.sign(str(int(time.time()) - 3600), body),
+        },
+        {"X-Custodian-Timestamp": "²", "X-Custodian-Signature": good},
+        {"X-Custodian-Timestamp": "9" * 5000, "X-Custodian-Signature": good},
+    ):
+        with pytest.raises(WebhookRejected):
+            world.custodian.verify_webhook(headers, body)

@@ -23,9 +23,10 @@ def custodian_serve(
     import uvicorn
 
     from andchain.custody.reference.app import create_app
-    from andchain.custody.reference.runtime import build
+    from andchain.custody.reference.runtime import build, directory_of, serve_lock
 
     settings = load_settings()
+    lock = serve_lock(directory_of(settings))
     running = build(settings)
     worker = running.worker()
     app_ = create_app(running.custodian, running.api_key, worker)
@@ -39,6 +40,7 @@ def custodian_serve(
         uvicorn.run(app_, host=listen_host, port=listen_port, log_level="warning", access_log=False)
     finally:
         running.close()
+        lock.close()
 
 
 def _decide(transfer_id: str, verb: str, reason: str | None, as_json: bool) -> None:

@@ -158,6 +158,34 @@ class CustodyTransfer:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+def accepted(
+    custodian: str, transfer_id: str, request: TransferRequest, state: CustodyState, raw_status: str, raw: Any
+) -> CustodyTransfer:
+    """The transfer a custodian just took for `request`, as far as its answer says."""
+    return CustodyTransfer(
+        custodian=custodian,
+        id=transfer_id,
+        idempotency_key=request.idempotency_key,
+        state=state,
+        raw_status=raw_status,
+        raw_sub_status=None,
+        source_account_id=request.source_account_id,
+        destination=request.destination,
+        asset=request.asset,
+        network=request.network,
+        amount_minor=request.amount_minor,
+        raw=raw if isinstance(raw, dict) else {},
+    )
+
+
+def check_direction(request: TransferRequest, *, internal: bool) -> None:
+    """A withdrawal goes to an external address, an internal transfer to an account here."""
+    if request.destination.internal and not internal:
+        raise CustodianRefused("a withdrawal goes to an external address; use transfer for an account")
+    if internal and not request.destination.internal:
+        raise CustodianRefused("an internal transfer goes to an account at the custodian; use withdraw")
+
+
 @dataclass(frozen=True, slots=True)
 class TransferPage:
     transfers: list[CustodyTransfer]

@@ -48,6 +48,8 @@ from andchain.custody.port import (
     TransferRequest,
     WebhookEvent,
     WebhookRejected,
+    accepted,
+    check_direction,
 )
 from andchain.custody.states import CustodyState
 
@@ -242,8 +244,7 @@ class CoinbasePrimeCustodian:
         return wallet_id, symbol
 
     def withdraw(self, request: TransferRequest) -> CustodyTransfer:
-        if request.destination.internal:
-            raise CustodianRefused("a withdrawal goes to an external address; use transfer for an account")
+        check_direction(request, internal=False)
         wallet_id, symbol = self._source_wallet(request)
         address: dict[str, Any] = {"address": request.destination.address}
         if request.destination.tag:
@@ -261,9 +262,8 @@ class CoinbasePrimeCustodian:
         return self._accepted(request, answer)
 
     def transfer(self, request: TransferRequest) -> CustodyTransfer:
-        account = request.destination.account_id
-        if account is None:
-            raise CustodianRefused("an internal transfer goes to an account at the custodian; use withdraw")
+        check_direction(request, internal=True)
+        account = str(request.destination.account_id)
         wallet_id, symbol = self._source_wallet(request)
         target = self._wallet_id(account, symbol, create=False)
         if target is None:
@@ -280,19 +280,8 @@ class CoinbasePrimeCustodian:
     def _accepted(self, request: TransferRequest, answer: Any) -> CustodyTransfer:
         if not isinstance(answer, dict) or not answer.get("transaction_id"):
             raise CustodianUnavailable("Coinbase Prime accepted the request without a transaction id: look it up")
-        return CustodyTransfer(
-            custodian=self.name,
-            id=str(answer["transaction_id"]),
-            idempotency_key=request.idempotency_key,
-            state=CustodyState.CREATED,
-            raw_status="TRANSACTION_CREATED",
-            raw_sub_status=None,
-            source_account_id=request.source_account_id,
-            destination=request.destination,
-            asset=request.asset,
-            network=request.network,
-            amount_minor=request.amount_minor,
-            raw=answer,
+        return accepted(
+            self.name, str(answer["transaction_id"]), request, CustodyState.CREATED, "TRANSACTION_CREATED", answer
         )
 
     def get(self, transfer_id: str) -> CustodyTransfer:

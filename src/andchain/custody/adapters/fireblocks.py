@@ -50,6 +50,8 @@ from andchain.custody.port import (
     TransferRequest,
     WebhookEvent,
     WebhookRejected,
+    accepted,
+    check_direction,
 )
 from andchain.custody.states import CustodyState
 
@@ -203,13 +205,11 @@ class FireblocksCustodian:
     # -- transfers --------------------------------------------------------------------------
 
     def withdraw(self, request: TransferRequest) -> CustodyTransfer:
-        if request.destination.internal:
-            raise CustodianRefused("a withdrawal goes to an external address; use transfer for an account")
+        check_direction(request, internal=False)
         return self._submit(request)
 
     def transfer(self, request: TransferRequest) -> CustodyTransfer:
-        if not request.destination.internal:
-            raise CustodianRefused("an internal transfer goes to an account at the custodian; use withdraw")
+        check_direction(request, internal=True)
         return self._submit(request)
 
     def _submit(self, request: TransferRequest) -> CustodyTransfer:
@@ -253,20 +253,7 @@ class FireblocksCustodian:
         if not isinstance(answer, dict) or answer.get("id") is None:
             raise CustodianAnswerUnreadable("Fireblocks took the transaction without saying its id: look it up")
         status = str(answer.get("status", "SUBMITTED"))
-        return CustodyTransfer(
-            custodian=self.name,
-            id=str(answer["id"]),
-            idempotency_key=request.idempotency_key,
-            state=state_of(status),
-            raw_status=status,
-            raw_sub_status=None,
-            source_account_id=request.source_account_id,
-            destination=request.destination,
-            asset=request.asset,
-            network=request.network,
-            amount_minor=request.amount_minor,
-            raw=answer,
-        )
+        return accepted(self.name, str(answer["id"]), request, state_of(status), status, answer)
 
     def get(self, transfer_id: str) -> CustodyTransfer:
         answer = self.http.request(

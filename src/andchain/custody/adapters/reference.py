@@ -29,6 +29,7 @@ from andchain.custody.port import (
     TransferRequest,
     WebhookEvent,
     WebhookRejected,
+    check_direction,
 )
 from andchain.custody.states import CustodyState
 from andchain.money import AssetRegistry
@@ -108,13 +109,11 @@ class ReferenceCustodianAdapter:
         return self.parse(answer)
 
     def withdraw(self, request: TransferRequest) -> CustodyTransfer:
-        if request.destination.internal:
-            raise CustodianRefused("a withdrawal goes to an external address; use transfer for an account")
+        check_direction(request, internal=False)
         return self._submit(request)
 
     def transfer(self, request: TransferRequest) -> CustodyTransfer:
-        if not request.destination.internal:
-            raise CustodianRefused("an internal transfer goes to an account at the custodian; use withdraw")
+        check_direction(request, internal=True)
         return self._submit(request)
 
     def get(self, transfer_id: str) -> CustodyTransfer:
@@ -150,7 +149,9 @@ class ReferenceCustodianAdapter:
         given = {k.lower(): v for k, v in headers.items()}
         timestamp = given.get("x-custodian-timestamp", "")
         signature = given.get("x-custodian-signature", "")
-        if not timestamp.isdigit() or not signature.startswith("v1="):
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not signature.startswith(
+            "v1="
+        ):
             raise WebhookRejected("the webhook has no valid X-Custodian-Timestamp and X-Custodian-Signature")
         if abs(self.clock() - int(timestamp)) > WEBHOOK_TOLERANCE_S:
             raise WebhookRejected("the webhook's timestamp is too far from now (a replay?)")

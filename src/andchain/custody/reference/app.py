@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from andchain.custody.reference import store
 from andchain.custody.reference.service import ReferenceCustodian
@@ -60,7 +60,8 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class Worker:
-    """Advances transfers and delivers webhooks in a thread of the serving process."""
+    """Advances transfers in one thread and delivers webhooks in another, in the serving process:
+    an endpoint that does not answer never holds a transfer back."""
 
     def __init__(
         self,
@@ -79,20 +80,27 @@ class Worker:
         self.clock_s = clock_s
         self.http = httpx.Client(timeout=timeout_s)
         self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="custodian-worker", daemon=True)
+        self.threads = [
+            threading.Thread(
+                target=self._loop, args=(self.custodian.process,), name="custodian-transfers", daemon=True
+            ),
+            threading.Thread(target=self._loop, args=(self.deliver,), name="custodian-webhooks", daemon=True),
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self.thread.join(timeout=30)
+        for thread in self.threads:
+            thread.join(timeout=30)
         self.http.close()
 
-    def _run(self) -> None:
+    def _loop(self, step: Callable[[], int]) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.custodian.process() + self.deliver()
+                busy = step()
             except Exception:
                 log.exception("custodian worker round failed; trying again")
                 busy = 0
@@ -105,14 +113,21 @@ class Worker:
         now_us = self.custodian.clock()
         engine = self.custodian.engine
         with engine.connect() as conn:
+            # A transfer's reports go out in the order they were made: only its oldest one not
+            # delivered (nor given up) is due.
+            pending = store.deliveries.alias("pending")
+            oldest = (
+                select(func.min(pending.c.id))
+                .where(
+                    pending.c.delivered_at_us.is_(None),
+                    pending.c.attempts < self.attempts_max,
+                )
+                .group_by(pending.c.transfer_id)
+            )
             due = (
                 conn.execute(
                     select(store.deliveries)
-                    .where(
-                        store.deliveries.c.delivered_at_us.is_(None),
-                        store.deliveries.c.next_attempt_at_us <= now_us,
-                        store.deliveries.c.attempts < self.attempts_max,
-                    )
+                    .where(store.deliveries.c.id.in_(oldest), store.deliveries.c.next_attempt_at_us <= now_us)
                     .order_by(store.deliveries.c.id)
                     .limit(DELIVERY_BATCH_MAX)
                 )
@@ -140,6 +155,9 @@ class Worker:
                 error = type(exc).__name__
             attempts = row["attempts"] + 1
             values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+            if error is not None and attempts >= self.attempts_max:
+                # Given up: the bank learns the transfer's state by polling; its operator by this line.
+                log.error("webhook for transfer %s given up after %d attempts: %s", row["transfer_id"], attempts, error)
             if error is None:
                 values["delivered_at_us"] = self.custodian.clock()
                 done += 1
@@ -181,7 +199,11 @@ def create_app(custodian: ReferenceCustodian, api_key: str, worker: Worker | Non
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "transfers": custodian.counts()}
+        return {"status": "ok"}
+
+    @app.get("/v1/status", dependencies=auth)
+    def status() -> dict[str, Any]:
+        return {"transfers": custodian.counts()}
 
     @app.post("/v1/accounts", status_code=201, dependencies=auth)
     def create_account(payload: dict[str, Any], idempotency_key: str | None = Header(default=None)) -> Any:
@@ -215,7 +237,7 @@ def create_app(custodian: ReferenceCustodian, api_key: str, worker: Worker | Non
     @app.get("/v1/transfers", dependencies=auth)
     def listing(
         idempotency_key: str | None = Query(default=None),
-        after: int = Query(default=0, ge=0),
+        after: int = Query(default=0, ge=0, le=2**62),
         limit: int = Query(default=100, ge=1, le=500),
     ) -> Any:
         if idempotency_key is not None:

@@ -3,10 +3,12 @@ key store and secrets, the networks andchain knows, the tokens it is told to hol
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from eth_utils import is_hex_address, to_checksum_address
 
@@ -37,6 +39,22 @@ class Running:
         self.ctx.close()
 
 
+def serve_lock(directory: Path) -> IO[bytes]:
+    """One serving process per custodian: two would each sign for the same accounts, and one's
+    nonce-gap repair could fill a nonce the other has signed for. The lock is the process's for as
+    long as it keeps the returned file open."""
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / "serve.lock", "wb")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DomainError(
+            f"another custodian process serves {directory} already", code="custodian_already_serving"
+        ) from None
+    return handle
+
+
 def directory_of(settings: Settings) -> Path:
     return settings.custodian.data_dir or settings.data_dir / "custodian"
 
@@ -51,10 +69,22 @@ def secret(directory: Path, name: str, configured: str | None, environment: str)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name.replace("_", "-")
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under another name, then renamed: a reader never sees it half written,
+        # and of two processes starting at once, the first rename wins and both read it.
+        tmp = directory / f".{path.name}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+        try:
+            os.link(tmp, path)  # fails if another process made it first: keep theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    value = path.read_text().strip()
+    if not value:
+        raise DomainError(f"{path} is empty: remove it to generate the secret again", code="custodian_secret_missing")
+    return value
 
 
 def build(settings: Settings) -> Running:

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import is_hex_address, keccak, to_checksum_address
-from sqlalchemy import Connection, Engine, RowMapping, func, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
 
-from andchain.chains.client import Call, ChainClient
+from andchain.chains.client import Call, ChainClient, TxReverted
 from andchain.chains.contracts import ContractAbi
 from andchain.chains.keys import KeyStore
 from andchain.chains.rpc import RpcError
@@ -56,7 +56,8 @@ GAS_STATION = "custodian:gas"
 # larger amount from the gas station when it has less.
 FUEL_MIN_WEI = 10**15
 FUEL_AMOUNT_WEI = 10**16
-ROUND_MAX = 100  # transfers advanced per round at most
+ROUND_MAX = 100  # transfers read per page
+ROUNDS_PAGES_MAX = 100  # pages per round at most: 10,000 unfinished transfers
 DEPOSIT_BLOCKS_MAX = 2_000  # blocks of logs read per network and round at most
 
 
@@ -65,6 +66,10 @@ class Token:
     asset: str
     network: str
     address: str
+
+
+def _waits(exc: BaseException) -> bool:
+    return is_transient(exc) or isinstance(exc, RpcError)
 
 
 class Refused(DomainError):
@@ -176,9 +181,25 @@ class ReferenceCustodian:
             for t in conn.execute(
                 select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
                     store.transfers.c.source_account == account_id,
-                    store.transfers.c.state.in_(
-                        [s.value for s in (S.CREATED, S.SCREENING, S.AWAITING_APPROVAL, S.SIGNING)]
+                    # Held until the chain's balance shows it: every state before mined.
+                    or_(
+                        store.transfers.c.state.in_(
+                            [s.value for s in (S.CREATED, S.SCREENING, S.AWAITING_APPROVAL, S.SIGNING, S.BROADCASTING)]
+                        ),
+                        and_(
+                            store.transfers.c.state == S.CONFIRMING.value,
+                            store.transfers.c.block_number.is_(None),
+                        ),
                     ),
+                )
+            ):
+                held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
+            # A deposit is in the chain's balance from its first block, available once final.
+            for t in conn.execute(
+                select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
+                    store.transfers.c.destination_account == account_id,
+                    store.transfers.c.kind == "deposit",
+                    store.transfers.c.state == S.CONFIRMING.value,
                 )
             ):
                 held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
@@ -204,16 +225,27 @@ class ReferenceCustodian:
         """A withdrawal or an internal transfer; (its view, whether it was made now). The same key
         with the same body is the same transfer; with another body it is a conflict."""
         digest = request_sha256(body)
+        # The key first: a transfer it already made is answered as it is, whatever changed since
+        # in this custodian's configuration (a token no longer held must not turn a replay into a
+        # refusal while the transfer goes on).
+        known = self.find_row(idempotency_key)
+        if known is not None:
+            if known["request_sha256"] != digest:
+                raise Conflict("the idempotency key was used for another transfer", code="idempotency_key_reused")
+            return self._view(known), False
         source = str(body.get("source_account") or "")
         asset, network = str(body.get("asset") or ""), str(body.get("network") or "")
         token = self._token(asset, network)
         scale = self.assets.get(asset).scale
+        given = body.get("amount")
+        if not isinstance(given, str):
+            raise Refused(f'amount is a decimal string such as "12.5", was {given!r}', code="invalid_amount")
         try:
-            amount = parse_minor(str(body.get("amount")), scale)
+            amount = parse_minor(given, scale)
         except DomainError as exc:
             raise Refused(f"amount: {exc.message}", code="invalid_amount") from None
         if amount <= 0:
-            raise Refused(f"amount must be positive, was {body.get('amount')!r}", code="invalid_amount")
+            raise Refused(f"amount must be positive, was {given!r}", code="invalid_amount")
         destination = obj(body.get("destination"))
         dest_account = destination.get("account")
         dest_address = destination.get("address")
@@ -226,7 +258,7 @@ class ReferenceCustodian:
                 .mappings()
                 .first()
             )
-            if known is not None:
+            if known is not None:  # made meanwhile by a request with the same key
                 if known["request_sha256"] != digest:
                     raise Conflict("the idempotency key was used for another transfer", code="idempotency_key_reused")
                 return self._view(known), False
@@ -275,13 +307,16 @@ class ReferenceCustodian:
             return self._view(self._row(conn, transfer_id))
 
     def find(self, idempotency_key: str) -> dict[str, Any] | None:
+        row = self.find_row(idempotency_key)
+        return self._view(row) if row is not None else None
+
+    def find_row(self, idempotency_key: str) -> RowMapping | None:
         with self.engine.connect() as conn:
-            row = (
+            return (
                 conn.execute(select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key))
                 .mappings()
                 .first()
             )
-        return self._view(row) if row is not None else None
 
     def list(self, after: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
         with self.engine.connect() as conn:
@@ -322,38 +357,63 @@ class ReferenceCustodian:
 
     def process(self) -> int:
         """One round: advance every unfinished transfer by the steps it can take now, record new
-        deposits. Returns how many transfers changed. A node that does not answer leaves its
-        transfers where they are, for the next round."""
+        deposits. Returns how many transfers changed.
+
+        Each transfer is on its own: a node that does not answer leaves it where it is for the
+        next round; a refusal before anything is signed (a revert in the gas estimate: the token
+        paused, the destination blacklisted) ends it FAILED with the reason; a surprise is
+        logged with its transfer and the others go on. All unfinished transfers are read, a
+        page at a time, so that those that wait never keep newer ones from their turn."""
         changed = 0
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    select(store.transfers)
-                    .where(
-                        store.transfers.c.state.notin_([s.value for s in TERMINAL]),
-                        store.transfers.c.state != S.AWAITING_APPROVAL.value,
+        after = 0
+        for _ in range(ROUNDS_PAGES_MAX):
+            with self.engine.connect() as conn:
+                rows = (
+                    conn.execute(
+                        select(store.transfers)
+                        .where(
+                            store.transfers.c.seq > after,
+                            store.transfers.c.state.notin_([s.value for s in TERMINAL]),
+                            store.transfers.c.state != S.AWAITING_APPROVAL.value,
+                        )
+                        .order_by(store.transfers.c.seq)
+                        .limit(ROUND_MAX)
                     )
-                    .order_by(store.transfers.c.seq)
-                    .limit(ROUND_MAX)
+                    .mappings()
+                    .all()
                 )
-                .mappings()
-                .all()
-            )
-        for row in rows:
-            try:
-                changed += self._advance(row)
-            except Exception as exc:
-                if not is_transient(exc) and not isinstance(exc, RpcError):
-                    raise
-                log.warning("transfer %s waits: %s", row["id"], exc)
+            for row in rows:
+                changed += self._advance_one(row)
+            if len(rows) < ROUND_MAX:
+                break
+            after = rows[-1]["seq"]
         for network in sorted({n for _, n in self.tokens}):
             try:
                 changed += self._deposits(network)
             except Exception as exc:
-                if not is_transient(exc) and not isinstance(exc, RpcError):
-                    raise
-                log.warning("deposits on %s wait: %s", network, exc)
+                if not _waits(exc):
+                    log.exception("deposits on %s: unexpected error; trying again next round", network)
+                else:
+                    log.warning("deposits on %s wait: %s", network, exc)
         return changed
+
+    def _advance_one(self, row: RowMapping) -> int:
+        try:
+            return self._advance(row)
+        except Conflict:
+            return 0  # changed meanwhile (a cancel, an approval): read again next round
+        except TxReverted as exc:
+            if S(row["state"]) is S.SIGNING:
+                # Refused in the gas estimate, before anything was signed: nothing can move.
+                return self._write(row, S.FAILED, reason=f"the network refused the transfer: {exc.reason}")
+            log.warning("transfer %s: %s", row["id"], exc)
+            return 0
+        except Exception as exc:
+            if _waits(exc):
+                log.warning("transfer %s waits: %s", row["id"], exc)
+            else:
+                log.exception("transfer %s: unexpected error; it is tried again next round", row["id"])
+            return 0
 
     def _advance(self, row: RowMapping) -> int:
         state = S(row["state"])
@@ -377,9 +437,21 @@ class ReferenceCustodian:
         if state is S.CONFIRMING:
             receipt = chain.receipts([row["tx_hash"]]).get(row["tx_hash"])
             if receipt is None:
-                if row["raw_tx"]:
-                    self._send(chain, row["raw_tx"])  # the node may have dropped it: the same bytes again
+                if not row["raw_tx"]:
+                    return 0  # a deposit the node does not show yet
+                # The node may have dropped it: the same bytes again. If its nonce was taken by
+                # another transaction and the node does not know ours, ours can never be mined.
+                replaced = (
+                    self._send(chain, row["raw_tx"]) == "nonce_used"
+                    and not chain.known([row["tx_hash"]])
+                    and chain.receipts([row["tx_hash"]]).get(row["tx_hash"]) is None  # not mined meanwhile
+                )
+                if replaced:
+                    return self._write(row, S.FAILED, reason="its nonce was used by another transaction: nothing moved")
                 return 0
+            if row["block_number"] != receipt.block_number:
+                # Mined (or moved by a reorg): from here the chain's balance shows it.
+                return self._write(row, S.CONFIRMING, block=receipt.block_number)
             if not receipt.status:
                 return self._write(
                     row, S.FAILED, reason="the transaction reverted on chain", block=receipt.block_number
@@ -400,12 +472,16 @@ class ReferenceCustodian:
         if chain.network.gas_policy != "zero" and chain.balance(account["address"]) < FUEL_MIN_WEI:
             if row["fuel_tx_hash"]:
                 fuel = chain.receipts([row["fuel_tx_hash"]]).get(row["fuel_tx_hash"])
-                if fuel is None:
+                if fuel is None and chain.known([row["fuel_tx_hash"]]):
                     return 0  # the gas is on its way
+                # Dropped by the node, or mined and spent already: another top-up next round.
+                return self._write(row, S.SIGNING, fuel_tx_hash=None)
             else:
                 station = self.keys.create(GAS_STATION)
                 if self.fund_gas is not None:
                     self.fund_gas(row["network"], [station])
+                # A top-up reserved but never sent by a process that died would hold every later one.
+                chain.repair_nonce_gaps(station)
                 sent = chain.submit(station, [Call(account["address"], b"", value=FUEL_AMOUNT_WEI)])
                 return self._write(row, S.SIGNING, fuel_tx_hash=sent[0].hash)
         with self.engine.connect() as conn:
@@ -433,14 +509,19 @@ class ReferenceCustodian:
         return 1
 
     @staticmethod
-    def _send(chain: ChainClient, raw_hex: str) -> None:
+    def _send(chain: ChainClient, raw_hex: str) -> str:
+        """Send stored bytes: "sent", "known" (the node has them), or "nonce_used" (a transaction
+        with that nonce is mined: ours, or another one; the receipt tells which)."""
         try:
             chain.rpc.call("eth_sendRawTransaction", ["0x" + raw_hex])
         except RpcError as exc:
             message = exc.rpc_message.lower()
-            if "already known" in message or "nonce too low" in message:
-                return  # sent before (and maybe mined): the receipt tells
+            if "already known" in message:
+                return "known"
+            if "nonce too low" in message:
+                return "nonce_used"
             raise
+        return "sent"
 
     def _deposits(self, network: str) -> int:
         chain = self.chains(network)
@@ -453,9 +534,12 @@ class ReferenceCustodian:
             addresses = {
                 r.address.lower(): r.id for r in conn.execute(select(store.accounts.c.address, store.accounts.c.id))
             }
+        # Only blocks at the network's confirmations are read: a deposit is recorded once, from a
+        # block no reorg within the confirmations can take back.
+        final = head - max(chain.network.confirmations, 1) + 1
         if start is None:
-            start = head  # a new custodian counts deposits from now on
-        end = min(head, start + DEPOSIT_BLOCKS_MAX)
+            start = final  # a new custodian counts deposits from now on
+        end = min(final, start + DEPOSIT_BLOCKS_MAX)
         found = 0
         logs = chain.get_logs(list(tokens), start + 1, end) if end > start and addresses else []
         with write_transaction(self.engine) as conn:
@@ -463,9 +547,12 @@ class ReferenceCustodian:
                 topics = entry.get("topics") or []
                 if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
                     continue
+                sender = "0x" + topics[1][-40:].lower()
                 receiver = "0x" + topics[2][-40:].lower()
                 account_id = addresses.get(receiver)
-                if account_id is None:
+                if account_id is None or sender in addresses:
+                    # Not to one of its accounts, or from one of them: an internal transfer (or a
+                    # withdrawal to another account here) is already the transfer that made it.
                     continue
                 token = tokens[entry["address"].lower()]
                 transfer_id = (
