@@ -39,11 +39,19 @@ class Running:
         self.ctx.close()
 
 
+def private_dir(directory: Path) -> Path:
+    """The custodian's directory, made private to its owner (0700) when this process makes it."""
+    if not directory.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+    return directory
+
+
 def serve_lock(directory: Path) -> IO[bytes]:
     """One serving process per custodian: two would each sign for the same accounts, and one's
     nonce-gap repair could fill a nonce the other has signed for. The lock is the process's for as
     long as it keeps the returned file open."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     handle = open(directory / "serve.lock", "wb")  # noqa: SIM115 - held for the process's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,7 +74,7 @@ def secret(directory: Path, name: str, configured: str | None, environment: str)
         return configured
     if environment != "development":
         raise DomainError(f"custodian.{name} must be set outside development", code="custodian_secret_missing")
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     path = directory / name.replace("_", "-")
     if not path.exists():
         # Written whole under another name, then renamed: a reader never sees it half written,
