@@ -326,9 +326,12 @@ class CustodianSettings(BaseModel):
     # The ERC-20 tokens it holds: "ASSET@network" -> the token's address on that network.
     tokens: dict[str, str] = Field(default_factory=dict)
     # Withdrawals above these amounts (per asset, decimal) wait for its operator's approval.
-    approval_above: dict[str, str] = Field(default_factory=lambda: {"USDC": "10000"})
+    approval_above: dict[str, str] = Field(default_factory=lambda: {"USDC": "10000", "BTC": "1"})
     blocked_addresses: list[str] = Field(default_factory=list)
     poll_s: float = Field(default=0.5, gt=0, le=60)
+    # BTC is kept in its own book (no Bitcoin node runs here): addresses are checked for this
+    # Bitcoin network; None holds no BTC.
+    bitcoin_network: Literal["mainnet", "testnet", "signet", "regtest"] | None = "regtest"
 
 
 def config_path() -> Path:

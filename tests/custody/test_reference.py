@@ -135,6 +135,9 @@ class World:
     def mint(self, address: str, amount: int) -> None:
         self.chain.transact(self.minter, Call(self.usdc, ABI.encode_call("mint", address, amount)))
 
+    def usdc_balance(self, account_id: str):
+        return next(b for b in self.custodian.balances(account_id) if b.asset == "USDC")
+
     def held(self, address: str) -> int:
         return int(self.chain.read(self.usdc, ABI, "balanceOf", address))
 
@@ -153,7 +156,7 @@ class World:
         self.mint(address, amount)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            (balance,) = self.custodian.balances(account.id)
+            balance = self.usdc_balance(account.id)
             deposits = [
                 t
                 for t in self.custodian.transfers().transfers
@@ -186,7 +189,7 @@ def test_a_deposit_is_recorded_and_a_withdrawal_completes_on_chain_once_with_sig
     done = world.until(sent.id, TERMINAL)
     assert done.state is CustodyState.COMPLETED and done.tx_hash
     assert world.held(OUT) == 20 * USDC
-    (balance,) = world.custodian.balances(account.id)
+    balance = world.usdc_balance(account.id)
     assert balance.total_minor == balance.available_minor == 30 * USDC
     # every state change came as a webhook that verifies, and they never go backwards
     deadline = time.monotonic() + 20
@@ -216,7 +219,7 @@ def test_above_the_threshold_a_withdrawal_waits_for_the_custodians_approver(worl
     cancelled = submit_once(world.custodian, request("big-3", account.id, 101 * USDC), first_attempt=True)
     for transfer in (approved, rejected, cancelled):
         world.until(transfer.id, {CustodyState.AWAITING_APPROVAL})
-    (balance,) = world.custodian.balances(account.id)
+    balance = world.usdc_balance(account.id)
     assert balance.total_minor == 400 * USDC and balance.available_minor == 29 * USDC  # held while they wait
     assert world.service.cli("approve", approved.id).returncode == 0
     result = world.service.cli("reject", rejected.id, "--reason", "not the client's usual address")
@@ -241,8 +244,8 @@ def test_refusals_are_clear_and_move_nothing(world):
         world.custodian.withdraw(request("over", account.id, 1))
     with pytest.raises(CustodianRefused, match="40 hex digits"):
         world.custodian.withdraw(TransferRequest("bad", account.id, Destination(address="0x12"), "USDC", "base", 1))
-    with pytest.raises(CustodianRefused, match="holds no BTC"):
-        world.custodian.deposit_address(account.id, "BTC", "bitcoin")
+    with pytest.raises(CustodianRefused, match="holds no ETH on ethereum"):
+        world.custodian.deposit_address(account.id, "ETH", "ethereum")
     bad_key = ReferenceCustodianAdapter(
         base_url=str(world.custodian.http.client.base_url).rstrip("/"),
         api_key="wrong",
@@ -251,7 +254,7 @@ def test_refusals_are_clear_and_move_nothing(world):
     )
     with pytest.raises(CustodianRefused, match="401"):
         bad_key.balances(account.id)
-    (balance,) = world.custodian.balances(account.id)
+    balance = world.usdc_balance(account.id)
     assert balance.total_minor == 5 * USDC and world.held(OUT) == 0
 
 
@@ -267,7 +270,7 @@ def test_a_custodian_killed_mid_transfer_sends_it_once_after_its_restart(world, 
     world.service.start()
     assert world.until(sent.id, TERMINAL).state is CustodyState.COMPLETED
     assert world.held(OUT) == 4 * USDC
-    (balance,) = world.custodian.balances(account.id)
+    balance = world.usdc_balance(account.id)
     assert balance.total_minor == 6 * USDC
 
 
@@ -280,7 +283,7 @@ def test_an_internal_transfer_moves_between_two_accounts_and_is_not_also_a_depos
         first_attempt=True,
     )
     assert world.until(moved.id, TERMINAL).state is CustodyState.COMPLETED
-    (desk_balance,) = world.custodian.balances(desk.id)
+    desk_balance = world.usdc_balance(desk.id)
     assert desk_balance.total_minor == 4 * USDC
     # A later deposit to the desk, once recorded, means the scan went past the transfer's block.
     world.mint(world.custodian.deposit_address(desk.id, "USDC", "base").address, 1)
@@ -338,3 +341,56 @@ def test_a_float_amount_is_refused_by_the_service_and_forged_or_stale_webhooks_b
     ):
         with pytest.raises(WebhookRejected):
             world.custodian.verify_webhook(headers, body)
+
+
+REGTEST_OUT = "bcrt1q0xcqpzrky6eff2g52qdye53xkk9jxkvrl4xfg5"  # the P2WPKH of key 0x01..01 on regtest
+BTC = 100_000_000  # one bitcoin in satoshis
+
+
+def btc(key: str, source: str, amount: int, to: str = REGTEST_OUT) -> TransferRequest:
+    return TransferRequest(key, source, Destination(address=to), "BTC", "bitcoin", amount)
+
+
+def test_bitcoin_is_booked_with_real_addresses_deposits_once_and_withdrawals_out_of_the_book(world):
+    from andchain.custody.reference.bitcoin import checked_address
+
+    acme = world.custodian.create_account("acme-btc", owner="acme", idempotency_key="acct-acme-btc")
+    desk = world.custodian.create_account("desk-btc", owner="desk", idempotency_key="acct-desk-btc")
+    address = world.custodian.deposit_address(acme.id, "BTC", "bitcoin").address
+    assert address.startswith("bcrt1q") and checked_address(address, "regtest") == address
+    assert address == world.custodian.deposit_address(acme.id, "BTC", "bitcoin").address
+    for _ in range(2):  # the same deposit reported twice is one deposit
+        done = world.service.cli("credit", acme.id, "0.5", "--reference", "f" * 64)
+        assert done.returncode == 0, done.stderr
+    balances = {b.asset: b for b in world.custodian.balances(acme.id)}
+    assert balances["BTC"].total_minor == BTC // 2 and balances["USDC"].total_minor == 0
+    sent = submit_once(world.custodian, btc("btc-1", acme.id, BTC // 5), first_attempt=True)
+    inside = submit_once(
+        world.custodian,
+        TransferRequest("btc-2", acme.id, Destination(account_id=desk.id), "BTC", "bitcoin", BTC // 10),
+        first_attempt=True,
+    )
+    too_much = submit_once(world.custodian, btc("btc-3", acme.id, BTC), first_attempt=True)
+    out = world.until(sent.id, TERMINAL)
+    assert out.state is CustodyState.COMPLETED and out.tx_hash and len(out.tx_hash) == 64
+    assert world.until(inside.id, TERMINAL).state is CustodyState.COMPLETED
+    assert world.until(too_much.id, TERMINAL).state is CustodyState.FAILED
+    totals = {a.id: {b.asset: b.total_minor for b in world.custodian.balances(a.id)}["BTC"] for a in (acme, desk)}
+    assert totals == {acme.id: BTC // 5, desk.id: BTC // 10}  # 0.5 - 0.2 - 0.1, and 0.1
+    incoming = [t for t in world.custodian.transfers().transfers if t.incoming and t.asset == "BTC"]
+    assert [(t.amount_minor, t.tx_hash) for t in incoming] == [(BTC // 2, "f" * 64)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",  # valid, but mainnet: this custodian is on regtest
+        "bcrt1q0xcqpzrky6eff2g52qdye53xkk9jxkvrl4xfg6",  # one character off: the checksum fails
+        "0x" + "5a" * 20,  # an Ethereum address
+        "",
+    ],
+)
+def test_a_bitcoin_address_is_checked_as_bitcoin_checks_it(world, address):
+    account = world.custodian.create_account("badaddr", owner="x", idempotency_key="acct-badaddr")
+    with pytest.raises(CustodianRefused, match="not a valid Bitcoin regtest address"):
+        world.custodian.withdraw(btc("bad-btc", account.id, 1, to=address))

@@ -102,6 +102,11 @@ class Signer:
     def __repr__(self) -> str:
         return f"Signer({self.address})"
 
+    @property
+    def public_key_compressed(self) -> bytes:
+        """The key's public half, 33 bytes (what a Bitcoin address is derived from)."""
+        return bytes(self._key.public_key.format(compressed=True))
+
     def _sign(self, digest: bytes) -> tuple[int, int, int]:
         sig = self._key.sign_recoverable(digest, hasher=None)
         return sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")

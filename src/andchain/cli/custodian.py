@@ -78,3 +78,27 @@ def custodian_reject(
 ) -> None:
     """Reject a withdrawal that waits for approval: it ends REJECTED and nothing moves."""
     _decide(transfer_id, "reject", reason, as_json)
+
+
+@app.command("credit")
+@clean_errors
+def custodian_credit(
+    account: Annotated[str, typer.Argument(help="the custodian's account id")],
+    amount: Annotated[str, typer.Argument(help="a decimal amount, e.g. 0.5")],
+    reference: Annotated[str, typer.Option(help="the deposit's transaction id (recorded once)")],
+    asset: Annotated[str, typer.Option(help="a booked asset")] = "BTC",
+    network: Annotated[str, typer.Option(help="its network")] = "bitcoin",
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a deposit of a booked asset (BTC) as the custodian's own node would report it."""
+    from andchain.custody.reference.runtime import build
+
+    running = build(load_settings())
+    try:
+        view = running.custodian.credit(account, asset, network, amount, reference)
+    finally:
+        running.close()
+    if as_json:
+        emit_json(view)
+    else:
+        out.print(f"{view['id']}: {view['amount']} {asset} into {account}")

@@ -130,6 +130,7 @@ def build(settings: Settings) -> Running:
         blocked_addresses=frozenset(cs.blocked_addresses),
         fund_gas=ctx.fund_gas,
         webhook_url=cs.webhook_url,
+        bitcoin_network=cs.bitcoin_network,
     )
     api_key = secret(directory, "api_key", cs.api_key.get_secret_value() if cs.api_key else None, environment)
     webhook_secret = secret(

@@ -40,7 +40,7 @@ from andchain.chains.keys import KeyStore
 from andchain.chains.rpc import RpcError
 from andchain.chains.usdc import usdc_abi
 from andchain.custody.adapters.http import obj
-from andchain.custody.reference import store
+from andchain.custody.reference import bitcoin, store
 from andchain.custody.states import TERMINAL, CustodyState
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound, is_transient
@@ -94,11 +94,15 @@ class ReferenceCustodian:
         blocked_addresses: frozenset[str] = frozenset(),
         fund_gas: Callable[[str, list[str]], None] | None = None,
         webhook_url: str | None = None,
+        bitcoin_network: str | None = None,
     ) -> None:
         self.engine = engine
         self.keys = keys
         self.chains = chains
         self.tokens = {(t.asset, t.network): t for t in tokens}
+        # Assets kept in the custodian's own book rather than on a node it runs (BTC: see bitcoin.py).
+        self.bitcoin_network = bitcoin_network
+        self.booked: set[tuple[str, str]] = {("BTC", bitcoin.BITCOIN)} if bitcoin_network else set()
         self.assets = assets
         self.clock = clock
         self.approval_above = dict(approval_above or {})
@@ -158,10 +162,16 @@ class ReferenceCustodian:
     def _account_view(row: RowMapping) -> dict[str, Any]:
         return {"id": row["id"], "name": row["name"], "owner": row["owner"]}
 
+    def _supported(self, asset: str, network: str) -> Token | None:
+        """The token of an asset it holds on a chain, None for one it books; refused otherwise."""
+        if (asset, network) in self.booked:
+            return None
+        return self._token(asset, network)
+
     def _token(self, asset: str, network: str) -> Token:
         token = self.tokens.get((asset, network))
         if token is None:
-            supported = ", ".join(f"{a}@{n}" for a, n in sorted(self.tokens))
+            supported = ", ".join(f"{a}@{n}" for a, n in sorted([*self.tokens, *self.booked]))
             raise Refused(
                 f"this custodian holds no {asset} on {network}; it holds {supported or 'nothing yet'}",
                 code="asset_not_supported",
@@ -169,9 +179,83 @@ class ReferenceCustodian:
         return token
 
     def deposit_address(self, account_id: str, asset: str, network: str) -> dict[str, Any]:
-        self._token(asset, network)
+        token = self._supported(asset, network)
         row = self._account(account_id)
-        return {"account": account_id, "asset": asset, "network": network, "address": row["address"], "tag": None}
+        address = row["address"] if token is not None else self._bitcoin_address(row)
+        return {"account": account_id, "asset": asset, "network": network, "address": address, "tag": None}
+
+    def _bitcoin_address(self, account: RowMapping) -> str:
+        assert self.bitcoin_network is not None
+        public = self.keys.signer(account["address"]).public_key_compressed
+        return bitcoin.deposit_address(public, self.bitcoin_network)
+
+    def _book_total(self, conn: Connection, account_id: str, asset: str, network: str) -> int:
+        entries: list[str] = list(
+            conn.execute(
+                select(store.book.c.amount_minor).where(
+                    store.book.c.account_id == account_id, store.book.c.asset == asset, store.book.c.network == network
+                )
+            ).scalars()
+        )
+        return sum(int(e) for e in entries)
+
+    def credit(self, account_id: str, asset: str, network: str, amount: str, reference: str) -> dict[str, Any]:
+        """A deposit of a booked asset, as the custodian's own node would report it (the operator
+        records it: `andchain custodian credit`). Once per reference."""
+        if (asset, network) not in self.booked:
+            raise Refused(f"{asset} on {network} is not booked by this custodian", code="asset_not_supported")
+        if not reference or len(reference) > 100:
+            raise Refused("a deposit's reference (its transaction id) has 1-100 characters")
+        minor = parse_minor(amount, self.assets.get(asset).scale)
+        if minor <= 0:
+            raise Refused(f"a deposit is positive, was {amount!r}", code="invalid_amount")
+        transfer_id = "dep_" + hashlib.sha256(f"{network}:{reference}".encode()).hexdigest()[:20]
+        with write_transaction(self.engine) as conn:
+            account = self._account(account_id, conn)
+            known = conn.execute(select(store.transfers).where(store.transfers.c.id == transfer_id)).mappings().first()
+            if known is not None:
+                same = (known["destination_account"], known["amount_minor"], known["asset"]) == (
+                    account_id,
+                    str(minor),
+                    asset,
+                )
+                if not same:
+                    raise Conflict(
+                        f"the deposit {reference} was recorded already, differently", code="deposit_conflict"
+                    )
+                return self._view(known)
+            now = self.clock()
+            conn.execute(
+                store.transfers.insert().values(
+                    id=transfer_id,
+                    kind="deposit",
+                    destination_account=account_id,
+                    destination_address=self._bitcoin_address(account),
+                    asset=asset,
+                    network=network,
+                    amount_minor=str(minor),
+                    note="",
+                    state=S.COMPLETED.value,
+                    tx_hash=reference,
+                    block_number=0,
+                    version=1,
+                    created_at_us=now,
+                    updated_at_us=now,
+                )
+            )
+            conn.execute(
+                store.book.insert().values(
+                    transfer_id=transfer_id,
+                    account_id=account_id,
+                    asset=asset,
+                    network=network,
+                    amount_minor=str(minor),
+                    created_at_us=now,
+                )
+            )
+            row = self._row(conn, transfer_id)
+            self._notify(conn, row)
+        return self._view(row)
 
     def balances(self, account_id: str) -> list[dict[str, Any]]:
         """On-chain balances of the account's address, less what its unfinished withdrawals hold."""
@@ -203,9 +287,17 @@ class ReferenceCustodian:
                 )
             ):
                 held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
+            booked_totals = {key: self._book_total(conn, account_id, *key) for key in self.booked}
         out = []
-        for (asset, network), token in sorted(self.tokens.items()):
-            total = int(self.chains(network).read(token.address, self.abi, "balanceOf", row["address"]))
+        holdings: list[tuple[tuple[str, str], Token | None]] = [
+            *sorted(self.tokens.items()),
+            *((key, None) for key in sorted(self.booked)),
+        ]
+        for (asset, network), token in holdings:
+            if token is None:
+                total = booked_totals[(asset, network)]
+            else:
+                total = int(self.chains(network).read(token.address, self.abi, "balanceOf", row["address"]))
             scale = self.assets.get(asset).scale
             available = max(0, total - held.get((asset, network), 0))
             out.append(
@@ -235,7 +327,7 @@ class ReferenceCustodian:
             return self._view(known), False
         source = str(body.get("source_account") or "")
         asset, network = str(body.get("asset") or ""), str(body.get("network") or "")
-        token = self._token(asset, network)
+        token = self._supported(asset, network)
         scale = self.assets.get(asset).scale
         given = body.get("amount")
         if not isinstance(given, str):
@@ -265,8 +357,19 @@ class ReferenceCustodian:
             self._account(source, conn)
             if dest_account is not None:
                 target = self._account(str(dest_account), conn)
-                address = target["address"]
+                address = target["address"] if token is not None else self._bitcoin_address(target)
                 kind = "internal"
+            elif token is None:
+                assert self.bitcoin_network is not None
+                checked = bitcoin.checked_address(dest_address, self.bitcoin_network)
+                if checked is None:
+                    raise Refused(
+                        f"not a valid Bitcoin {self.bitcoin_network} address (checksum, kind and network are "
+                        f"checked): {dest_address!r}",
+                        code="invalid_address",
+                    )
+                address = checked
+                kind = "withdrawal"
             else:
                 if not isinstance(dest_address, str) or not is_hex_address(dest_address):
                     raise Refused(
@@ -286,7 +389,7 @@ class ReferenceCustodian:
                     source_account=source,
                     destination_account=dest_account,
                     destination_address=address,
-                    asset=token.asset,
+                    asset=asset,
                     network=network,
                     amount_minor=str(amount),
                     note=str(body.get("note") or ""),
@@ -417,7 +520,6 @@ class ReferenceCustodian:
 
     def _advance(self, row: RowMapping) -> int:
         state = S(row["state"])
-        chain = self.chains(row["network"])
         amount = int(row["amount_minor"])
         if state is S.CREATED:
             return self._write(row, S.SCREENING)
@@ -428,6 +530,9 @@ class ReferenceCustodian:
             if row["kind"] == "withdrawal" and threshold is not None and amount > threshold:
                 return self._write(row, S.AWAITING_APPROVAL)
             return self._write(row, S.SIGNING)
+        if (row["asset"], row["network"]) in self.booked:
+            return self._advance_booked(row, state, amount)
+        chain = self.chains(row["network"])
         if state is S.SIGNING:
             return self._sign(row, chain, amount)
         if state is S.BROADCASTING:
@@ -459,6 +564,42 @@ class ReferenceCustodian:
             if chain.block_number() - receipt.block_number + 1 >= chain.network.confirmations:
                 return self._write(row, S.COMPLETED, block=receipt.block_number)
             return 0
+        return 0
+
+    def _advance_booked(self, row: RowMapping, state: S, amount: int) -> int:
+        """A booked asset's transfer after screening: funds checked, "sent" (booked out of the
+        source, into the destination account for an internal transfer) in one transaction, then
+        completed."""
+        if state is S.SIGNING:
+            with write_transaction(self.engine) as conn:
+                total = self._book_total(conn, row["source_account"], row["asset"], row["network"])
+                if total < amount:
+                    self._move(
+                        conn,
+                        row,
+                        S.FAILED,
+                        reason=f"insufficient funds: the account holds {total}, the transfer needs {amount}",
+                    )
+                    return 1
+                now = self.clock()
+                entries = [(row["source_account"], -amount)]
+                if row["kind"] == "internal":
+                    entries.append((row["destination_account"], amount))
+                for account_id, delta in entries:
+                    conn.execute(
+                        store.book.insert().values(
+                            transfer_id=row["id"],
+                            account_id=account_id,
+                            asset=row["asset"],
+                            network=row["network"],
+                            amount_minor=str(delta),
+                            created_at_us=now,
+                        )
+                    )
+                self._move(conn, row, S.CONFIRMING, tx_hash=bitcoin.booked_txid(row["id"]), block=0)
+            return 1
+        if state in (S.BROADCASTING, S.CONFIRMING):
+            return self._write(row, S.COMPLETED)
         return 0
 
     def _sign(self, row: RowMapping, chain: ChainClient, amount: int) -> int:

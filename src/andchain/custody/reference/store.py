@@ -70,6 +70,21 @@ deliveries = Table(
     Index("ix_ref_webhook_deliveries_due", "delivered_at_us", "next_attempt_at_us"),
 )
 
+# The custodian's own book of the assets it does not hold on a node it runs (BTC): one entry per
+# movement, signed, in minor units; an account's balance is the sum of its entries.
+book = Table(
+    "ref_book",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("transfer_id", String(40), nullable=False),
+    Column("account_id", String(40), nullable=False),
+    Column("asset", String(16), nullable=False),
+    Column("network", String(64), nullable=False),
+    Column("amount_minor", String(80), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_ref_book_account", "account_id", "asset", "network"),
+)
+
 checkpoints = Table(
     "ref_deposit_checkpoints",
     metadata,
