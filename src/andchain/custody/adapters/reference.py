@@ -20,7 +20,7 @@ import httpx
 from andchain.custody.adapters.http import ProviderHttp, decimal_text, minor_units, obj, path_part
 from andchain.custody.port import (
     Balance,
-    CustodianRefused,
+    CustodianAnswerUnreadable,
     CustodyAccount,
     CustodyTransfer,
     DepositAddress,
@@ -73,38 +73,14 @@ class ReferenceCustodianAdapter:
 
     def balances(self, account_id: str) -> list[Balance]:
         answer = self.http.request("GET", f"/v1/accounts/{path_part(account_id)}/balances")
-        out = []
-        for row in answer.get("balances") or []:
-            scale = self.assets.get(str(row["asset"])).scale
-            out.append(
-                Balance(
-                    self.name,
-                    account_id,
-                    str(row["asset"]),
-                    minor_units(row["total"], scale, what="total balance"),
-                    minor_units(row["available"], scale, what="available balance"),
-                )
-            )
-        return out
+        return balances_of(self.name, account_id, answer.get("balances"), self.assets)
 
     def _submit(self, request: TransferRequest) -> CustodyTransfer:
-        destination: dict[str, Any] = (
-            {"account": request.destination.account_id}
-            if request.destination.internal
-            else {"address": request.destination.address}
-        )
-        body: dict[str, Any] = {
-            "source_account": request.source_account_id,
-            "destination": destination,
-            "asset": request.asset,
-            "network": request.network,
-            "amount": decimal_text(request.amount_minor, self.assets.get(request.asset).scale),
-            "note": request.note,
-        }
-        if request.travel_rule is not None:
-            body["travel_rule"] = dict(request.travel_rule)
         answer = self.http.request(
-            "POST", "/v1/transfers", body=body, headers={"Idempotency-Key": request.idempotency_key}
+            "POST",
+            "/v1/transfers",
+            body=request_body(request, self.assets),
+            headers={"Idempotency-Key": request.idempotency_key},
         )
         return self.parse(answer)
 
@@ -168,35 +144,76 @@ class ReferenceCustodianAdapter:
         return WebhookEvent(self.name, str(event["id"]), str(event.get("type", "")), transfer, raw=event)
 
     def parse(self, row: Any) -> CustodyTransfer:
-        row = obj(row)
-        if not row.get("id") or not row.get("state"):
-            raise CustodianRefused("the reference custodian reported a transfer without id or state")
-        try:
-            state = CustodyState(str(row["state"]))
-        except ValueError:
-            state = CustodyState.UNKNOWN
-        asset = str(row["asset"])
-        target = obj(row.get("destination"))
-        destination: Destination | None = None
-        kind = row.get("kind")
-        if kind == "deposit" or target.get("account") is not None:
-            destination = Destination(account_id=str(target["account"]))
-        elif target.get("address"):
-            destination = Destination(address=str(target["address"]), tag=target.get("tag") or None)
-        return CustodyTransfer(
-            custodian=self.name,
-            id=str(row["id"]),
-            idempotency_key=row.get("idempotency_key"),
-            state=state,
-            raw_status=str(row.get("status", "")),
-            raw_sub_status=row.get("reason"),
-            source_account_id=row.get("source_account"),
-            destination=destination,
-            asset=asset,
-            network=str(row["network"]),
-            amount_minor=minor_units(row["amount"], self.assets.get(asset).scale, what="amount"),
-            tx_hash=row.get("tx_hash"),
-            incoming=kind == "deposit",
-            updated_at_ms=int(row["updated_at_us"]) // 1000 if row.get("updated_at_us") else None,
-            raw=row,
+        return parse_view(self.name, self.assets, row)
+
+
+def parse_view(custodian: str, assets: AssetRegistry, row: Any) -> CustodyTransfer:
+    """A transfer as kept custody shows it (the reference service's answers, the `self` adapter's)."""
+    row = obj(row)
+    if not row.get("id") or not row.get("state"):
+        raise CustodianAnswerUnreadable(f"custodian {custodian} reported a transfer without id or state")
+    try:
+        state = CustodyState(str(row["state"]))
+    except ValueError:
+        state = CustodyState.UNKNOWN
+    asset = str(row["asset"])
+    target = obj(row.get("destination"))
+    destination: Destination | None = None
+    kind = row.get("kind")
+    if kind == "deposit" or target.get("account") is not None:
+        destination = Destination(account_id=str(target["account"]))
+    elif target.get("address"):
+        destination = Destination(address=str(target["address"]), tag=target.get("tag") or None)
+    return CustodyTransfer(
+        custodian=custodian,
+        id=str(row["id"]),
+        idempotency_key=row.get("idempotency_key"),
+        state=state,
+        raw_status=str(row.get("status", "")),
+        raw_sub_status=row.get("reason"),
+        source_account_id=row.get("source_account"),
+        destination=destination,
+        asset=asset,
+        network=str(row["network"]),
+        amount_minor=minor_units(row["amount"], assets.get(asset).scale, what="amount"),
+        tx_hash=row.get("tx_hash"),
+        incoming=kind == "deposit",
+        updated_at_ms=int(row["updated_at_us"]) // 1000 if row.get("updated_at_us") else None,
+        raw=row,
+    )
+
+
+def request_body(request: TransferRequest, assets: AssetRegistry) -> dict[str, Any]:
+    """What kept custody takes for a withdrawal or an internal transfer."""
+    destination: dict[str, Any] = (
+        {"account": request.destination.account_id}
+        if request.destination.internal
+        else {"address": request.destination.address}
+    )
+    body: dict[str, Any] = {
+        "source_account": request.source_account_id,
+        "destination": destination,
+        "asset": request.asset,
+        "network": request.network,
+        "amount": decimal_text(request.amount_minor, assets.get(request.asset).scale),
+        "note": request.note,
+    }
+    if request.travel_rule is not None:
+        body["travel_rule"] = dict(request.travel_rule)
+    return body
+
+
+def balances_of(custodian: str, account_id: str, rows: Any, assets: AssetRegistry) -> list[Balance]:
+    out = []
+    for row in rows or []:
+        scale = assets.get(str(row["asset"])).scale
+        out.append(
+            Balance(
+                custodian,
+                account_id,
+                str(row["asset"]),
+                minor_units(row["total"], scale, what="total balance"),
+                minor_units(row["available"], scale, what="available balance"),
+            )
         )
+    return out

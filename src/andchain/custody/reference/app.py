@@ -36,8 +36,8 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 
-from andchain.custody.reference import store
-from andchain.custody.reference.service import ReferenceCustodian
+from andchain.custody.kept import schema as store
+from andchain.custody.kept.service import KeptCustody
 from andchain.db import write_transaction
 from andchain.errors import DomainError
 
@@ -65,7 +65,7 @@ class Worker:
 
     def __init__(
         self,
-        custodian: ReferenceCustodian,
+        custodian: KeptCustody,
         *,
         webhook_secret: str,
         poll_s: float,
@@ -168,7 +168,7 @@ class Worker:
         return done
 
 
-def create_app(custodian: ReferenceCustodian, api_key: str, worker: Worker | None = None) -> FastAPI:
+def create_app(custodian: KeptCustody, api_key: str, worker: Worker | None = None) -> FastAPI:
     app = FastAPI(title="andchain reference custodian", docs_url=None, redoc_url=None, openapi_url=None)
     wanted = hashlib.sha256(api_key.encode()).digest()
 

@@ -14,9 +14,8 @@ from eth_utils import is_hex_address, to_checksum_address
 
 from andchain.config import KeystoreSettings, Settings
 from andchain.context import Context
-from andchain.custody.reference import store
+from andchain.custody.kept.service import KeptCustody, Token
 from andchain.custody.reference.app import Worker
-from andchain.custody.reference.service import ReferenceCustodian, Token
 from andchain.errors import DomainError
 from andchain.money import parse_minor
 
@@ -24,7 +23,7 @@ from andchain.money import parse_minor
 @dataclass
 class Running:
     ctx: Context
-    custodian: ReferenceCustodian
+    custodian: KeptCustody
     api_key: str
     webhook_secret: str
     directory: Path
@@ -106,8 +105,8 @@ def build(settings: Settings) -> Running:
         }
     )
     ctx = Context(own)
-    ctx.upgrade_database()  # the chain tables its signer needs (nonces, deployments)
-    store.create(ctx.engine)
+    # andchain's schema: its own tables (custody_kept_*) and the chain tables its signer needs.
+    ctx.upgrade_database()
     registry = settings.asset_registry
     tokens = []
     for key, address in cs.tokens.items():
@@ -119,7 +118,7 @@ def build(settings: Settings) -> Running:
         tokens.append(Token(asset, network, to_checksum_address(address)))
     approval = {asset: parse_minor(amount, registry.get(asset).scale) for asset, amount in cs.approval_above.items()}
     environment = settings.environment
-    custodian = ReferenceCustodian(
+    custodian = KeptCustody(
         ctx.engine,
         ctx.keys,
         ctx.chain,

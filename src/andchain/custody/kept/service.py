@@ -40,7 +40,8 @@ from andchain.chains.keys import KeyStore
 from andchain.chains.rpc import RpcError
 from andchain.chains.usdc import usdc_abi
 from andchain.custody.adapters.http import obj
-from andchain.custody.reference import bitcoin, store
+from andchain.custody.kept import bitcoin
+from andchain.custody.kept import schema as store
 from andchain.custody.states import TERMINAL, CustodyState
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound, is_transient
@@ -80,7 +81,7 @@ def request_sha256(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-class ReferenceCustodian:
+class KeptCustody:
     def __init__(
         self,
         engine: Engine,

@@ -1,18 +1,18 @@
-"""The reference custodian's own tables, in its own database (never the bank's).
+"""Tables of kept custody: accounts whose keys are kept here, their transfers, webhook deliveries,
+the book of assets not held on a node (BTC), and deposit checkpoints.
 
-The custodian is a third party: it keeps its accounts, transfers and webhook deliveries where
-the bank cannot write, next to the chain tables its signer needs (nonces, deployments), which
-come from the same schema as andchain's and are created by its migrations.
+The same tables (andchain's migrations) serve the reference custodian, in its own database
+(a third party's: the bank never writes there), and andchain's `self` adapter, in the bank's.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Engine, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
 
-metadata = MetaData()
+from andchain.db import metadata
 
 accounts = Table(
-    "ref_accounts",
+    "custody_kept_accounts",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
@@ -24,7 +24,7 @@ accounts = Table(
 )
 
 transfers = Table(
-    "ref_transfers",
+    "custody_kept_transfers",
     metadata,
     # The sequence is the order of creation: the cursor of GET /v1/transfers?after=.
     Column("seq", Integer, primary_key=True, autoincrement=True),
@@ -54,11 +54,11 @@ transfers = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("created_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
-    Index("ix_ref_transfers_state", "state"),
+    Index("ix_custody_kept_transfers_state", "state"),
 )
 
 deliveries = Table(
-    "ref_webhook_deliveries",
+    "custody_kept_deliveries",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("transfer_id", String(40), nullable=False),
@@ -67,13 +67,13 @@ deliveries = Table(
     Column("next_attempt_at_us", BigInteger, nullable=False),
     Column("delivered_at_us", BigInteger, nullable=True),
     Column("last_error", Text, nullable=True),
-    Index("ix_ref_webhook_deliveries_due", "delivered_at_us", "next_attempt_at_us"),
+    Index("ix_custody_kept_deliveries_due", "delivered_at_us", "next_attempt_at_us"),
 )
 
 # The custodian's own book of the assets it does not hold on a node it runs (BTC): one entry per
 # movement, signed, in minor units; an account's balance is the sum of its entries.
 book = Table(
-    "ref_book",
+    "custody_kept_book",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("transfer_id", String(40), nullable=False),
@@ -82,16 +82,12 @@ book = Table(
     Column("network", String(64), nullable=False),
     Column("amount_minor", String(80), nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
-    Index("ix_ref_book_account", "account_id", "asset", "network"),
+    Index("ix_custody_kept_book_account", "account_id", "asset", "network"),
 )
 
 checkpoints = Table(
-    "ref_deposit_checkpoints",
+    "custody_kept_checkpoints",
     metadata,
     Column("network", String(64), primary_key=True),
     Column("block_number", BigInteger, nullable=False),
 )
-
-
-def create(engine: Engine) -> None:
-    metadata.create_all(engine)
