@@ -334,6 +334,38 @@ class CustodianSettings(BaseModel):
     bitcoin_network: Literal["mainnet", "testnet", "signet", "regtest"] | None = "regtest"
 
 
+class CustodianAdapterSettings(BaseModel):
+    """One custodian the bank reaches through the custodian port (docs/custody.md)."""
+
+    kind: Literal["reference", "self", "fireblocks", "coinbase_prime"]
+    # reference: default http://<custodian.host>:<custodian.port>; fireblocks and coinbase_prime:
+    # the provider's production URL.
+    base_url: str | None = None
+    # reference: its API key and webhook secret (in development, read from the reference
+    # custodian's directory); fireblocks: the API key; coinbase_prime: the access key.
+    api_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    # fireblocks: the API user's RSA private key and Fireblocks' webhook public key, as PEM files.
+    private_key_path: Path | None = None
+    webhook_public_key_path: Path | None = None
+    # coinbase_prime: the passphrase, the signing key and the portfolio.
+    passphrase: SecretStr | None = None
+    signing_key: SecretStr | None = None
+    portfolio_id: str | None = None
+    # fireblocks and coinbase_prime: "ASSET@network" -> the provider's asset id or symbol.
+    assets: dict[str, str] = Field(default_factory=dict)
+    # self: "ASSET@network" -> the token's address the bank holds itself.
+    tokens: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class CustodySettings(BaseModel):
+    # The embedded default: the bundled reference custodian on this machine.
+    custodians: dict[str, CustodianAdapterSettings] = Field(
+        default_factory=lambda: {"reference": CustodianAdapterSettings(kind="reference")}
+    )
+
+
 def config_path() -> Path:
     return Path(os.environ.get("ANDCHAIN_CONFIG", "andchain.toml"))
 
@@ -360,6 +392,7 @@ class Settings(BaseSettings):
     compliance: ComplianceSettings = Field(default_factory=ComplianceSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     custodian: CustodianSettings = Field(default_factory=CustodianSettings)
+    custody: CustodySettings = Field(default_factory=CustodySettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -125,8 +125,8 @@ def test_bitcoin_is_booked_with_real_addresses_deposits_once_and_withdrawals_out
     address = world.custodian.deposit_address(acme.id, "BTC", "bitcoin").address
     assert address.startswith("bcrt1q") and checked_address(address, "regtest") == address
     assert address == world.custodian.deposit_address(acme.id, "BTC", "bitcoin").address
-    for _ in range(2):  # the same deposit reported twice is one deposit
-        world.credit(acme.id, "0.5", "f" * 64)
+    for reference in ("F" * 64 + ":0", "f" * 64 + ":00"):  # the same output reported twice is one deposit
+        world.credit(acme.id, "0.5", reference)
     balances = {b.asset: b for b in world.custodian.balances(acme.id)}
     assert balances["BTC"].total_minor == BTC // 2 and balances["USDC"].total_minor == 0
     sent = submit_once(world.custodian, btc("btc-1", acme.id, BTC // 5), first_attempt=True)
@@ -135,7 +135,8 @@ def test_bitcoin_is_booked_with_real_addresses_deposits_once_and_withdrawals_out
         TransferRequest("btc-2", acme.id, Destination(account_id=desk.id), "BTC", "bitcoin", BTC // 10),
         first_attempt=True,
     )
-    too_much = submit_once(world.custodian, btc("btc-3", acme.id, BTC), first_attempt=True)
+    # 0.25 would pass against the 0.5 deposited: it fails only because the two before are booked
+    too_much = submit_once(world.custodian, btc("btc-3", acme.id, BTC // 4), first_attempt=True)
     out = world.until(sent.id, TERMINAL)
     assert out.state is CustodyState.COMPLETED and out.tx_hash and len(out.tx_hash) == 64
     assert world.until(inside.id, TERMINAL).state is CustodyState.COMPLETED
@@ -143,7 +144,7 @@ def test_bitcoin_is_booked_with_real_addresses_deposits_once_and_withdrawals_out
     totals = {a.id: {b.asset: b.total_minor for b in world.custodian.balances(a.id)}["BTC"] for a in (acme, desk)}
     assert totals == {acme.id: BTC // 5, desk.id: BTC // 10}  # 0.5 - 0.2 - 0.1, and 0.1
     incoming = [t for t in world.custodian.transfers().transfers if t.incoming and t.asset == "BTC"]
-    assert [(t.amount_minor, t.tx_hash) for t in incoming] == [(BTC // 2, "f" * 64)]
+    assert [(t.amount_minor, t.tx_hash) for t in incoming] == [(BTC // 2, "f" * 64 + ":0")]
 
 
 def test_a_bitcoin_address_is_checked_as_bitcoin_checks_it(world):

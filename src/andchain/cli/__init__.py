@@ -8,7 +8,22 @@ from typing import Annotated
 import typer
 
 from andchain import __version__
-from andchain.cli import bench, clients, custodian, db, demo, keys, ledger, networks, ops, rules, serve, tokens, worker
+from andchain.cli import (
+    bench,
+    clients,
+    custodian,
+    custody,
+    db,
+    demo,
+    keys,
+    ledger,
+    networks,
+    ops,
+    rules,
+    serve,
+    tokens,
+    worker,
+)
 from andchain.cli.common import clean_errors, out
 
 app = typer.Typer(
@@ -43,6 +58,7 @@ app.add_typer(ops.app, name="ops")
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(custodian.app, name="custodian")
+app.add_typer(custody.app, name="custody")
 app.command("deposit")(clean_errors(clients.deposit))
 app.command("serve")(serve.serve)
 app.command("openapi")(serve.openapi)

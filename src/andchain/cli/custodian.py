@@ -85,7 +85,7 @@ def custodian_reject(
 def custodian_credit(
     account: Annotated[str, typer.Argument(help="the custodian's account id")],
     amount: Annotated[str, typer.Argument(help="a decimal amount, e.g. 0.5")],
-    reference: Annotated[str, typer.Option(help="the deposit's transaction id (recorded once)")],
+    reference: Annotated[str, typer.Option(help="the deposit's output, <txid>:<vout> (recorded once)")],
     asset: Annotated[str, typer.Option(help="a booked asset")] = "BTC",
     network: Annotated[str, typer.Option(help="its network")] = "bitcoin",
     as_json: JsonOpt = False,

@@ -15,11 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from andchain.chains.keys import KeyStoreError
+from andchain.chains.rpc import RpcError
 from andchain.custody.adapters.reference import balances_of, parse_view, request_body
 from andchain.custody.kept.service import KeptCustody
 from andchain.custody.port import (
     Balance,
     CustodianRefused,
+    CustodianUnavailable,
     CustodyAccount,
     CustodyTransfer,
     DepositAddress,
@@ -30,7 +33,7 @@ from andchain.custody.port import (
     WebhookRejected,
     check_direction,
 )
-from andchain.errors import DomainError, NotFound
+from andchain.errors import Conflict, DomainError, NotFound, is_transient
 from andchain.money import AssetRegistry
 
 T = TypeVar("T")
@@ -50,11 +53,25 @@ class SelfCustodian:
         except NotFound as exc:
             if exc.code == "transfer_not_found":
                 raise TransferNotFound(exc.message, custodian=self.name) from None
+            if exc.code == "key_not_found":
+                raise CustodianUnavailable(exc.message, custodian=self.name) from None
+            raise CustodianRefused(exc.message, code=exc.code, custodian=self.name) from None
+        except (KeyStoreError, RpcError) as exc:
+            # Not the request's fault: the key store (a passphrase, a mount) or a node. Nothing is
+            # known of the effect: try again, and an operator sees it when it lasts.
+            raise CustodianUnavailable(str(exc), custodian=self.name) from None
+        except Conflict as exc:
+            if exc.code == "transfer_changed":  # the worker moved it meanwhile: the same call again
+                raise CustodianUnavailable(exc.message, custodian=self.name) from None
             raise CustodianRefused(exc.message, code=exc.code, custodian=self.name) from None
         except DomainError as exc:
             if exc.transient:
-                raise
+                raise CustodianUnavailable(exc.message, custodian=self.name) from None
             raise CustodianRefused(exc.message, code=exc.code, custodian=self.name) from None
+        except Exception as exc:
+            if is_transient(exc):  # the database busy or away
+                raise CustodianUnavailable(f"{type(exc).__name__}: try again", custodian=self.name) from None
+            raise
 
     def process(self) -> int:
         """One round of the kept-custody worker (the bank's worker calls it beside its other parts)."""

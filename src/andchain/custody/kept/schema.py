@@ -7,7 +7,7 @@ The same tables (andchain's migrations) serve the reference custodian, in its ow
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text, UniqueConstraint
 
 from andchain.db import metadata
 
@@ -45,7 +45,7 @@ transfers = Table(
     Column("state", String(24), nullable=False),
     Column("reason", Text, nullable=True),
     Column("fuel_tx_hash", String(66), nullable=True),
-    Column("tx_hash", String(66), nullable=True),
+    Column("tx_hash", String(100), nullable=True),  # a chain's hash, or a Bitcoin output (txid:vout)
     # The signed transaction, kept before it is broadcast: a restart sends these same bytes
     # again, never a second transaction for the same transfer.
     Column("raw_tx", Text, nullable=True),
@@ -83,6 +83,8 @@ book = Table(
     Column("amount_minor", String(80), nullable=False),
     Column("created_at_us", BigInteger, nullable=False),
     Index("ix_custody_kept_book_account", "account_id", "asset", "network"),
+    # One entry per transfer and account: a booking can never be written twice.
+    UniqueConstraint("transfer_id", "account_id"),
 )
 
 checkpoints = Table(

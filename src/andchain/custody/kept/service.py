@@ -33,6 +33,7 @@ from typing import Any
 
 from eth_utils import is_hex_address, keccak, to_checksum_address
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from andchain.chains.client import Call, ChainClient, TxReverted
 from andchain.chains.contracts import ContractAbi
@@ -45,8 +46,9 @@ from andchain.custody.kept import schema as store
 from andchain.custody.states import TERMINAL, CustodyState
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound, is_transient
-from andchain.money import AssetRegistry, format_minor, parse_minor
+from andchain.money import AMOUNT_MAX_MINOR, AssetRegistry, format_minor, parse_minor
 from andchain.ops import failpoints
+from andchain.ops.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ GAS_STATION = "custodian:gas"
 FUEL_MIN_WEI = 10**15
 FUEL_AMOUNT_WEI = 10**16
 ROUND_MAX = 100  # transfers read per page
+IDEMPOTENCY_KEY_LENGTH_MAX = 128
 ROUNDS_PAGES_MAX = 100  # pages per round at most: 10,000 unfinished transfers
 DEPOSIT_BLOCKS_MAX = 2_000  # blocks of logs read per network and round at most
 
@@ -96,6 +99,7 @@ class KeptCustody:
         fund_gas: Callable[[str, list[str]], None] | None = None,
         webhook_url: str | None = None,
         bitcoin_network: str | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.engine = engine
         self.keys = keys
@@ -111,12 +115,30 @@ class KeptCustody:
         self.fund_gas = fund_gas
         self.webhook_url = webhook_url
         self.abi: ContractAbi = usdc_abi()  # the ERC-20 functions every token shares
+        # Several workers on one database (PostgreSQL): one advances kept custody at a time, so that
+        # funds checks, the one-transaction-per-account rule and nonce repairs see no other writer.
+        self.lease = lease
 
     # -- accounts ---------------------------------------------------------------------------
 
     def create_account(self, name: str, owner: str, idempotency_key: str) -> dict[str, Any]:
         if not name or len(name) > 200 or not owner or len(owner) > 200:
             raise Refused("an account has a name and an owner of 1-200 characters")
+        if not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
+            raise Refused(f"an idempotency key has 1-{IDEMPOTENCY_KEY_LENGTH_MAX} characters")
+        account_id = "acct_" + secrets.token_hex(8)
+        label = f"account:{account_id}"
+        # The key is made before the write transaction: its scrypt never holds the database's lock.
+        # (An account a concurrent request made first leaves this key unused.)
+        address = self.keys.create(label)
+        try:
+            return self._insert_account(name, owner, idempotency_key, account_id, label, address)
+        except IntegrityError:
+            return self._insert_account(name, owner, idempotency_key, account_id, label, address)
+
+    def _insert_account(
+        self, name: str, owner: str, idempotency_key: str, account_id: str, label: str, address: str
+    ) -> dict[str, Any]:
         with write_transaction(self.engine) as conn:
             found = (
                 conn.execute(select(store.accounts).where(store.accounts.c.idempotency_key == idempotency_key))
@@ -127,9 +149,6 @@ class KeptCustody:
                 if (found["name"], found["owner"]) != (name, owner):
                     raise Conflict("the idempotency key was used for another account", code="idempotency_key_reused")
                 return self._account_view(found)
-            account_id = "acct_" + secrets.token_hex(8)
-            label = f"account:{account_id}"
-            address = self.keys.create(label)
             conn.execute(
                 store.accounts.insert().values(
                     id=account_id,
@@ -200,19 +219,34 @@ class KeptCustody:
         )
         return sum(int(e) for e in entries)
 
+    def _amount(self, given: object, asset: str) -> int:
+        if not isinstance(given, str):
+            raise Refused(f'amount is a decimal string such as "12.5", was {given!r}', code="invalid_amount")
+        try:
+            amount = parse_minor(given, self.assets.get(asset).scale)
+        except DomainError as exc:
+            raise Refused(f"amount: {exc.message}", code="invalid_amount") from None
+        if not 0 < amount <= AMOUNT_MAX_MINOR:
+            raise Refused(
+                f"amount must be positive and at most 2^128 - 1 minor units, was {given!r}", code="invalid_amount"
+            )
+        return amount
+
     def credit(self, account_id: str, asset: str, network: str, amount: str, reference: str) -> dict[str, Any]:
         """A deposit of a booked asset, as the custodian's own node would report it (the operator
         records it: `andchain custodian credit`). Once per reference."""
         if (asset, network) not in self.booked:
             raise Refused(f"{asset} on {network} is not booked by this custodian", code="asset_not_supported")
-        if not reference or len(reference) > 100:
-            raise Refused("a deposit's reference (its transaction id) has 1-100 characters")
-        minor = parse_minor(amount, self.assets.get(asset).scale)
-        if minor <= 0:
-            raise Refused(f"a deposit is positive, was {amount!r}", code="invalid_amount")
+        txid, sep, vout = reference.strip().lower().partition(":")
+        if not (sep and len(txid) == 64 and all(c in "0123456789abcdef" for c in txid) and vout.isdigit()):
+            raise Refused(
+                f"a deposit's reference is its output, <txid>:<vout> (64 hex digits, a number), was {reference!r}"
+            )
+        reference = f"{txid}:{int(vout)}"
+        minor = self._amount(amount, asset)
         transfer_id = "dep_" + hashlib.sha256(f"{network}:{reference}".encode()).hexdigest()[:20]
+        address = self._bitcoin_address(self._account(account_id))  # before the transaction: no scrypt in it
         with write_transaction(self.engine) as conn:
-            account = self._account(account_id, conn)
             known = conn.execute(select(store.transfers).where(store.transfers.c.id == transfer_id)).mappings().first()
             if known is not None:
                 same = (known["destination_account"], known["amount_minor"], known["asset"]) == (
@@ -231,7 +265,7 @@ class KeptCustody:
                     id=transfer_id,
                     kind="deposit",
                     destination_account=account_id,
-                    destination_address=self._bitcoin_address(account),
+                    destination_address=address,
                     asset=asset,
                     network=network,
                     amount_minor=str(minor),
@@ -279,15 +313,6 @@ class KeptCustody:
                 )
             ):
                 held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
-            # A deposit is in the chain's balance from its first block, available once final.
-            for t in conn.execute(
-                select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
-                    store.transfers.c.destination_account == account_id,
-                    store.transfers.c.kind == "deposit",
-                    store.transfers.c.state == S.CONFIRMING.value,
-                )
-            ):
-                held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
             booked_totals = {key: self._book_total(conn, account_id, *key) for key in self.booked}
         out = []
         holdings: list[tuple[tuple[str, str], Token | None]] = [
@@ -296,11 +321,17 @@ class KeptCustody:
         ]
         for (asset, network), token in holdings:
             if token is None:
-                total = booked_totals[(asset, network)]
+                total = settled = booked_totals[(asset, network)]
             else:
-                total = int(self.chains(network).read(token.address, self.abi, "balanceOf", row["address"]))
+                chain = self.chains(network)
+                total = int(chain.read(token.address, self.abi, "balanceOf", row["address"]))
+                # A deposit counts in the total from its first block and is available once final:
+                # the lower of the newest and the final balance (a withdrawal mined but not final
+                # is already out of the newest one).
+                final = max(0, chain.block_number() - max(chain.network.confirmations, 1) + 1)
+                settled = min(total, int(chain.read(token.address, self.abi, "balanceOf", row["address"], block=final)))
             scale = self.assets.get(asset).scale
-            available = max(0, total - held.get((asset, network), 0))
+            available = max(0, settled - held.get((asset, network), 0))
             out.append(
                 {
                     "account": account_id,
@@ -317,6 +348,8 @@ class KeptCustody:
     def submit(self, body: Mapping[str, Any], idempotency_key: str) -> tuple[dict[str, Any], bool]:
         """A withdrawal or an internal transfer; (its view, whether it was made now). The same key
         with the same body is the same transfer; with another body it is a conflict."""
+        if not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
+            raise Refused(f"an idempotency key has 1-{IDEMPOTENCY_KEY_LENGTH_MAX} characters")
         digest = request_sha256(body)
         # The key first: a transfer it already made is answered as it is, whatever changed since
         # in this custodian's configuration (a token no longer held must not turn a replay into a
@@ -329,22 +362,61 @@ class KeptCustody:
         source = str(body.get("source_account") or "")
         asset, network = str(body.get("asset") or ""), str(body.get("network") or "")
         token = self._supported(asset, network)
-        scale = self.assets.get(asset).scale
-        given = body.get("amount")
-        if not isinstance(given, str):
-            raise Refused(f'amount is a decimal string such as "12.5", was {given!r}', code="invalid_amount")
-        try:
-            amount = parse_minor(given, scale)
-        except DomainError as exc:
-            raise Refused(f"amount: {exc.message}", code="invalid_amount") from None
-        if amount <= 0:
-            raise Refused(f"amount must be positive, was {given!r}", code="invalid_amount")
+        amount = self._amount(body.get("amount"), asset)
         destination = obj(body.get("destination"))
         dest_account = destination.get("account")
         dest_address = destination.get("address")
         if (dest_account is None) == (dest_address is None):
             raise Refused('destination is {"address": ...} or {"account": ...}, exactly one')
         travel_rule = body.get("travel_rule")
+        # A booked asset's internal transfer goes to the other account's address, derived from its key
+        # before the transaction (no scrypt while holding the database's lock).
+        internal_address = (
+            self._bitcoin_address(self._account(str(dest_account)))
+            if dest_account is not None and token is None
+            else None
+        )
+        try:
+            return self._insert_transfer(
+                body,
+                idempotency_key,
+                digest,
+                source,
+                asset,
+                network,
+                token,
+                amount,
+                dest_account,
+                dest_address,
+                travel_rule,
+                internal_address,
+            )
+        except IntegrityError:
+            # A request with the same key committed first: answer with what it made.
+            known = self.find_row(idempotency_key)
+            if known is None:
+                raise
+            if known["request_sha256"] != digest:
+                raise Conflict(
+                    "the idempotency key was used for another transfer", code="idempotency_key_reused"
+                ) from None
+            return self._view(known), False
+
+    def _insert_transfer(
+        self,
+        body: Mapping[str, Any],
+        idempotency_key: str,
+        digest: str,
+        source: str,
+        asset: str,
+        network: str,
+        token: Token | None,
+        amount: int,
+        dest_account: Any,
+        dest_address: Any,
+        travel_rule: Any,
+        internal_address: str | None,
+    ) -> tuple[dict[str, Any], bool]:
         with write_transaction(self.engine) as conn:
             known = (
                 conn.execute(select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key))
@@ -358,7 +430,7 @@ class KeptCustody:
             self._account(source, conn)
             if dest_account is not None:
                 target = self._account(str(dest_account), conn)
-                address = target["address"] if token is not None else self._bitcoin_address(target)
+                address = target["address"] if token is not None else str(internal_address)
                 kind = "internal"
             elif token is None:
                 assert self.bitcoin_network is not None
@@ -468,6 +540,8 @@ class KeptCustody:
         paused, the destination blacklisted) ends it FAILED with the reason; a surprise is
         logged with its transfer and the others go on. All unfinished transfers are read, a
         page at a time, so that those that wait never keep newer ones from their turn."""
+        if self.lease is not None and not self.lease.acquire():
+            return 0  # another worker advances kept custody now
         changed = 0
         after = 0
         for _ in range(ROUNDS_PAGES_MAX):
@@ -573,6 +647,11 @@ class KeptCustody:
         completed."""
         if state is S.SIGNING:
             with write_transaction(self.engine) as conn:
+                # The source account's row locked for the check and the booking (PostgreSQL: another
+                # writer's booking from the same account waits; SQLite has one writer anyway).
+                conn.execute(
+                    select(store.accounts.c.id).where(store.accounts.c.id == row["source_account"]).with_for_update()
+                ).first()
                 total = self._book_total(conn, row["source_account"], row["asset"], row["network"])
                 if total < amount:
                     self._move(

@@ -48,7 +48,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(24), nullable=False),
         sa.Column("reason", sa.Text, nullable=True),
         sa.Column("fuel_tx_hash", sa.String(66), nullable=True),
-        sa.Column("tx_hash", sa.String(66), nullable=True),
+        sa.Column("tx_hash", sa.String(100), nullable=True),
         sa.Column("raw_tx", sa.Text, nullable=True),
         sa.Column("block_number", sa.BigInteger, nullable=True),
         sa.Column("log_index", sa.Integer, nullable=True),
@@ -84,6 +84,7 @@ def upgrade() -> None:
         sa.Column("amount_minor", sa.String(80), nullable=False),
         sa.Column("created_at_us", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_custody_kept_book"),
+        sa.UniqueConstraint("transfer_id", "account_id", name="uq_custody_kept_book_transfer_id_account_id"),
     )
     op.create_index("ix_custody_kept_book_account", "custody_kept_book", ["account_id", "asset", "network"])
     op.create_table(
