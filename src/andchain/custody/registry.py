@@ -35,7 +35,9 @@ def _read(path: Path | None, name: str, what: str) -> str:
         raise CustodyConfigError(f"custodian {name}: cannot read {what} at {path}: {exc.strerror}") from None
 
 
-def build(ctx: Context, name: str, cfg: CustodianAdapterSettings) -> Custodian:
+def build(ctx: Context, name: str, cfg: CustodianAdapterSettings, *, owner: str | None = None) -> Custodian:
+    """The custodian `name` behind the port. `owner` names the worker that would advance a `self`
+    custodian (its lease's holder)."""
     registry = ctx.settings.asset_registry
     if cfg.kind == "reference":
         from andchain.custody.adapters.reference import ReferenceCustodianAdapter
@@ -69,7 +71,9 @@ def build(ctx: Context, name: str, cfg: CustodianAdapterSettings) -> Custodian:
         from andchain.ops.core import worker_identity
         from andchain.ops.leases import Lease
 
-        lease = Lease(ctx.engine, f"custody:kept:{name}", worker_identity(), ctx.settings.ops.lease_s, ctx.clock)
+        lease = Lease(
+            ctx.engine, f"custody:kept:{name}", owner or worker_identity(), ctx.settings.ops.lease_s, ctx.clock
+        )
         kept = KeptCustody(
             ctx.engine, ctx.keys, ctx.chain, tokens, registry, clock=ctx.clock, fund_gas=ctx.fund_gas, lease=lease
         )
@@ -117,3 +121,37 @@ def custodian(ctx: Context, name: str) -> Custodian:
             code="custodian_not_found",
         )
     return build(ctx, name, configured[name])
+
+
+class KeptCustodyPart:
+    """A `self` custodian's transfers and deposits, advanced by the bank's worker beside its other
+    parts (under the custodian's lease: one worker at a time)."""
+
+    def __init__(self, ctx: Context, name: str, owner: str) -> None:
+        from andchain.custody.adapters.self_custody import SelfCustodian
+
+        built = build(ctx, name, ctx.settings.custody.custodians[name], owner=owner)
+        assert isinstance(built, SelfCustodian)
+        self.custodian = built
+        self.name = f"custody:{name}"
+        self._idle = False
+
+    def run(self) -> None:
+        changed = self.custodian.process()
+        self._idle = changed == 0 and self.custodian.kept.unfinished() == 0
+
+    def idle(self) -> bool:
+        return self._idle
+
+    def release(self) -> None:
+        if self.custodian.kept.lease is not None:
+            self.custodian.kept.lease.release()
+
+
+def custody_parts(ctx: Context, owner: str) -> list[KeptCustodyPart]:
+    """The worker parts of the bank's own (`self`) custodians."""
+    return [
+        KeptCustodyPart(ctx, name, owner)
+        for name, cfg in sorted(ctx.settings.custody.custodians.items())
+        if cfg.kind == "self"
+    ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from andchain.chains.listener import LeaseLost, Listener
 from andchain.context import Context
+from andchain.custody.registry import custody_parts
 from andchain.events.webhooks import Webhooks
 from andchain.ops import leases
 from andchain.ops.chain import ChainOpsHandler
@@ -193,6 +194,7 @@ def token_worker(ctx: Context, service: TokenService | None = None, *, owner: st
     worker.parts.append(RulesPart(ctx, Rules(service), worker.owner))
     worker.parts.extend(MaintenancePart(ctx, handler, n, worker.owner) for n in networks)
     worker.parts.append(WebhooksPart(ctx, worker.owner))
+    worker.parts.extend(custody_parts(ctx, worker.owner))
     return worker
 
 

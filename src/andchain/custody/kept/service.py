@@ -908,6 +908,19 @@ class KeptCustody:
             "travel_rule": json.loads(row["travel_rule"]) if row["travel_rule"] else None,
         }
 
+    def unfinished(self) -> int:
+        """Transfers the worker still has to carry (those waiting for an approver excepted)."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(
+                        store.transfers.c.state.notin_([s.value for s in TERMINAL]),
+                        store.transfers.c.state != S.AWAITING_APPROVAL.value,
+                    )
+                ).scalar()
+                or 0
+            )
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
