@@ -160,3 +160,25 @@ def test_a_bitcoin_address_is_checked_as_bitcoin_checks_it(world):
         with pytest.raises(CustodianRefused, match="not a valid Bitcoin regtest address"):
             world.custodian.withdraw(btc(f"bad-btc-{n}", account.id, 1, to=address))
     assert world.custodian.transfers().transfers == []  # nothing was recorded for any of them
+
+
+def test_what_a_stranger_sends_to_an_account_is_a_deposit_and_a_zero_transfer_is_nothing(world):
+    account = world.custodian.create_account("stranger-target", owner="acme", idempotency_key="acct-st")
+    address = world.custodian.deposit_address(account.id, "USDC", "base").address
+    stranger = world.bank.keys.create("stranger")
+    world.bank.fund_gas("base", [stranger])
+    world.mint(stranger, 3 * USDC)
+    for amount in (0, 2 * USDC, 0):  # zero transfers around a real one, from a holder the custodian never saw
+        world.chain.transact(stranger, Call(world.usdc, ABI.encode_call("transfer", address, amount)))
+    world.chain.transact(stranger, Call(world.usdc, ABI.encode_call("transfer", stranger, USDC)))  # to itself
+    # A later deposit recorded means the scan went past the stranger's blocks.
+    world.mint(address, 1)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        incoming = [t for t in world.custodian.transfers().transfers if t.incoming]
+        if any(t.amount_minor == 1 for t in incoming):
+            break
+        time.sleep(0.2)
+    assert sorted(t.amount_minor for t in incoming) == [1, 2 * USDC]
+    balance = world.usdc_balance(account.id)
+    assert balance.total_minor == 2 * USDC + 1

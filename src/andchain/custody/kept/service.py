@@ -48,6 +48,7 @@ from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound, is_transient
 from andchain.money import AMOUNT_MAX_MINOR, AssetRegistry, format_minor, parse_minor
 from andchain.ops import failpoints
+from andchain.ops.core import request_digest
 from andchain.ops.leases import Lease
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,6 @@ def _waits(exc: BaseException) -> bool:
 
 class Refused(DomainError):
     code = "custodian_refused"
-
-
-def request_sha256(body: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class KeptCustody:
@@ -350,15 +347,13 @@ class KeptCustody:
         with the same body is the same transfer; with another body it is a conflict."""
         if not 0 < len(idempotency_key) <= IDEMPOTENCY_KEY_LENGTH_MAX:
             raise Refused(f"an idempotency key has 1-{IDEMPOTENCY_KEY_LENGTH_MAX} characters")
-        digest = request_sha256(body)
+        digest = request_digest(body)
         # The key first: a transfer it already made is answered as it is, whatever changed since
         # in this custodian's configuration (a token no longer held must not turn a replay into a
         # refusal while the transfer goes on).
         known = self.find_row(idempotency_key)
         if known is not None:
-            if known["request_sha256"] != digest:
-                raise Conflict("the idempotency key was used for another transfer", code="idempotency_key_reused")
-            return self._view(known), False
+            return self._replay(known, digest)
         source = str(body.get("source_account") or "")
         asset, network = str(body.get("asset") or ""), str(body.get("network") or "")
         token = self._supported(asset, network)
@@ -396,11 +391,13 @@ class KeptCustody:
             known = self.find_row(idempotency_key)
             if known is None:
                 raise
-            if known["request_sha256"] != digest:
-                raise Conflict(
-                    "the idempotency key was used for another transfer", code="idempotency_key_reused"
-                ) from None
-            return self._view(known), False
+            return self._replay(known, digest)
+
+    def _replay(self, known: RowMapping, digest: str) -> tuple[dict[str, Any], bool]:
+        """The transfer a key already made: answered again for the same request, a conflict for another."""
+        if known["request_sha256"] != digest:
+            raise Conflict("the idempotency key was used for another transfer", code="idempotency_key_reused")
+        return self._view(known), False
 
     def _insert_transfer(
         self,
@@ -418,15 +415,9 @@ class KeptCustody:
         internal_address: str | None,
     ) -> tuple[dict[str, Any], bool]:
         with write_transaction(self.engine) as conn:
-            known = (
-                conn.execute(select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key))
-                .mappings()
-                .first()
-            )
+            known = self.find_row(idempotency_key, conn)
             if known is not None:  # made meanwhile by a request with the same key
-                if known["request_sha256"] != digest:
-                    raise Conflict("the idempotency key was used for another transfer", code="idempotency_key_reused")
-                return self._view(known), False
+                return self._replay(known, digest)
             self._account(source, conn)
             if dest_account is not None:
                 target = self._account(str(dest_account), conn)
@@ -486,13 +477,12 @@ class KeptCustody:
         row = self.find_row(idempotency_key)
         return self._view(row) if row is not None else None
 
-    def find_row(self, idempotency_key: str) -> RowMapping | None:
-        with self.engine.connect() as conn:
-            return (
-                conn.execute(select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key))
-                .mappings()
-                .first()
-            )
+    def find_row(self, idempotency_key: str, conn: Connection | None = None) -> RowMapping | None:
+        query = select(store.transfers).where(store.transfers.c.idempotency_key == idempotency_key)
+        if conn is not None:
+            return conn.execute(query).mappings().first()
+        with self.engine.connect() as c:
+            return c.execute(query).mappings().first()
 
     def list(self, after: int = 0, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
         with self.engine.connect() as conn:
@@ -775,6 +765,9 @@ class KeptCustody:
                     # Not to one of its accounts, or from one of them: an internal transfer (or a
                     # withdrawal to another account here) is already the transfer that made it.
                     continue
+                amount = int(entry["data"], 16) if entry.get("data") not in (None, "0x") else 0
+                if amount == 0:
+                    continue  # a zero transfer (anyone can send one) moves nothing: nothing to record
                 token = tokens[entry["address"].lower()]
                 transfer_id = (
                     "dep_"
@@ -793,7 +786,7 @@ class KeptCustody:
                         destination_address=to_checksum_address(receiver),
                         asset=token.asset,
                         network=network,
-                        amount_minor=str(int(entry["data"], 16)),
+                        amount_minor=str(amount),
                         note="",
                         state=S.CONFIRMING.value,
                         tx_hash=entry["transactionHash"],
@@ -882,13 +875,13 @@ class KeptCustody:
 
     def _view(self, row: RowMapping) -> dict[str, Any]:
         scale = self.assets.get(row["asset"]).scale
-        destination: dict[str, Any] = (
-            {"account": row["destination_account"]}
-            if row["destination_account"] and row["kind"] != "deposit"
-            else {"address": row["destination_address"], "tag": row["destination_tag"]}
-        )
+        destination: dict[str, Any]
         if row["kind"] == "deposit":
             destination = {"account": row["destination_account"], "address": row["destination_address"]}
+        elif row["destination_account"]:
+            destination = {"account": row["destination_account"]}
+        else:
+            destination = {"address": row["destination_address"], "tag": row["destination_tag"]}
         return {
             "id": row["id"],
             "idempotency_key": row["idempotency_key"],
