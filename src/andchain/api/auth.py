@@ -26,7 +26,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from sqlalchemy import BigInteger, Column, Engine, String, Table, select, update
 
 from andchain.api.problems import ApiProblem
 from andchain.db import metadata, write_transaction
+from andchain.devtools.dev_secrets import dev_secret
 from andchain.errors import DomainError, NotFound
 from andchain.ledger.model import Clock
 
@@ -118,16 +118,7 @@ def _key_of(row: Any) -> ApiKey:
 
 def dev_pepper(directory: Path) -> bytes:
     """Development only: a pepper generated once and kept beside the keys (0600)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".api-pepper"
-    if not path.exists():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip().encode()
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip().encode()
+    return dev_secret(directory / ".api-pepper").encode()
 
 
 class ApiKeys:

@@ -21,6 +21,7 @@ import coincurve
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
+from andchain.devtools.dev_secrets import dev_secret
 from andchain.errors import DomainError, NotFound
 
 log = logging.getLogger(__name__)
@@ -257,16 +258,11 @@ def dev_passphrase(directory: Path) -> str:
     (environment = "production" insists on it), and this file is never created. Every
     process that uses it says so in its log, so that it is not forgotten in a deployment.
     """
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / ".dev-passphrase"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-        log.info("keystore passphrase generated for development at %s", path)
+    passphrase = dev_secret(path)
     log.warning(
         "keystore passphrase=development path=%s: the keys are encrypted with a passphrase stored beside them, "
         "for development only; set keystore.passphrase (ANDCHAIN_KEYSTORE__PASSPHRASE) and environment=production",
         path,
     )
-    return path.read_text().strip()
+    return passphrase

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -16,6 +15,7 @@ from andchain.config import KeystoreSettings, Settings
 from andchain.context import Context
 from andchain.custody.kept.service import KeptCustody, Token
 from andchain.custody.reference.app import Worker
+from andchain.devtools.dev_secrets import dev_secret
 from andchain.errors import DomainError
 from andchain.money import parse_minor
 
@@ -74,24 +74,10 @@ def secret(directory: Path, name: str, configured: str | None, environment: str)
     if environment != "development":
         raise DomainError(f"custodian.{name} must be set outside development", code="custodian_secret_missing")
     private_dir(directory)
-    path = directory / name.replace("_", "-")
-    if not path.exists():
-        # Written whole under another name, then renamed: a reader never sees it half written,
-        # and of two processes starting at once, the first rename wins and both read it.
-        tmp = directory / f".{path.name}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-        try:
-            os.link(tmp, path)  # fails if another process made it first: keep theirs
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    value = path.read_text().strip()
-    if not value:
-        raise DomainError(f"{path} is empty: remove it to generate the secret again", code="custodian_secret_missing")
-    return value
+    try:
+        return dev_secret(directory / name.replace("_", "-"))
+    except ValueError as exc:
+        raise DomainError(str(exc), code="custodian_secret_missing") from None
 
 
 def build(settings: Settings) -> Running:
