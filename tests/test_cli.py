@@ -135,9 +135,10 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
 
 
 def test_bench_api_prints_http_figures_against_its_bare_endpoint():
-    result = run("bench", "api", "--seconds", "3", "--json")
+    result = run("bench", "api", "--seconds", "3", "--concurrency", "2", "--json")
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
+    assert figures["concurrency"] == 2
     assert figures["transfers_per_s"] > 0 and figures["batch_transfers_per_s"] > figures["transfers_per_s"]
     assert figures["bare_requests_per_s"] > 0 and figures["ratio"] > 0
 

@@ -102,14 +102,14 @@ def _prepare(directory: Path) -> str:
     return key
 
 
-def run(seconds: float) -> dict[str, Any]:
+def run(seconds: float, concurrency: int = CONCURRENCY) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="andchain-bench-api-") as tmp:
         directory = Path(tmp)
         key = _prepare(directory)
         port = free_port()
         server = _server(directory, port)
         try:
-            return asyncio.run(_measure(f"http://127.0.0.1:{port}", key, seconds, server))
+            return asyncio.run(_measure(f"http://127.0.0.1:{port}", key, seconds, server, concurrency))
         finally:
             server.terminate()
             try:
@@ -134,8 +134,10 @@ async def _wait_up(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -
     raise RuntimeError("the server did not answer within 60 s")
 
 
-async def _measure(base_url: str, key: str, seconds: float, server: subprocess.Popen[bytes]) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+async def _measure(
+    base_url: str, key: str, seconds: float, server: subprocess.Popen[bytes], concurrency: int
+) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     auth = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0, headers=auth) as client:
         await _wait_up(client, server)
@@ -172,22 +174,22 @@ async def _measure(base_url: str, key: str, seconds: float, server: subprocess.P
             return "GET", "/health/live", {}
 
         # Warm-up: connections open, caches and the database hot.
-        await _hammer(client, transfer, 0.5)
-        await _hammer(client, bare, 0.3)
+        await _hammer(client, transfer, 0.5, concurrency)
+        await _hammer(client, bare, 0.3, concurrency)
         totals = {"single": [0, 0.0], "batch": [0, 0.0], "bare": [0, 0.0]}
         latency: dict[str, list[float]] = {"single": [], "batch": [], "bare": []}
         slices = max(1, int(seconds / (3 * SLICE_S)))
         for _ in range(slices):
             for name, make, per in (("single", transfer, 1), ("bare", bare, 1), ("batch", batch, BATCH)):
                 t0 = time.perf_counter()
-                done, lat = await _hammer(client, make, SLICE_S)
+                done, lat = await _hammer(client, make, SLICE_S, concurrency)
                 totals[name][0] += done * per
                 totals[name][1] += time.perf_counter() - t0
                 latency[name] += lat
     rate = {name: count / elapsed for name, (count, elapsed) in totals.items()}
     return {
         "bench": "api",
-        "concurrency": CONCURRENCY,
+        "concurrency": concurrency,
         "transfers_per_s": round(rate["single"], 1),
         "batch_transfers_per_s": round(rate["batch"], 1),
         "bare_requests_per_s": round(rate["bare"], 1),

@@ -115,12 +115,13 @@ def bench_move(
 @clean_errors
 def bench_api(
     seconds: Annotated[float, typer.Option(help="measuring time")] = 12.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="concurrent clients")] = 8,
     as_json: JsonOpt = False,
 ) -> None:
     """Ledger transfers/s through HTTP (single, and batches of 1,000; 8 clients) vs a bare endpoint of the server."""
     from andchain.bench import api as bench
 
-    result = bench.run(seconds)
+    result = bench.run(seconds, concurrency)
     if as_json:
         emit_json(result)
         return
