@@ -364,6 +364,19 @@ class CustodySettings(BaseModel):
     custodians: dict[str, CustodianAdapterSettings] = Field(
         default_factory=lambda: {"reference": CustodianAdapterSettings(kind="reference")}
     )
+    # How often the worker reads each custodian's transfers (the backstop of its webhooks), and
+    # the longest wait between two look-ups of one transfer in flight.
+    poll_s: float = Field(default=2.0, gt=0, le=3600)
+    transfer_poll_max_s: float = Field(default=30.0, gt=0, le=3600)
+    # Withdrawals of at least these amounts (per asset, decimal) carry the travel rule's IVMS101
+    # originator and beneficiary data.
+    travel_rule_from: dict[str, str] = Field(
+        default_factory=lambda: {"USDC": "1000", "BTC": "0.01", "ETH": "0.3", "USD": "1000"}
+    )
+    # `andchain stablecoin convert`: where the bank holds the stablecoins it converts, and on
+    # which network it delivers them.
+    stablecoin_custodian: str = "reference"
+    stablecoin_network: str = "base"
 
 
 def config_path() -> Path:

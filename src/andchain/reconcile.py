@@ -1,4 +1,4 @@
-"""`andchain reconcile`: prove that the ledger, every chain (and later every custodian) agree.
+"""`andchain reconcile`: prove that the ledger, every chain and every custodian agree.
 
 Checks, each reported with what was expected and what was found:
 - ledger: debits == credits per asset; every cached balance equals the one derived
@@ -8,6 +8,8 @@ Checks, each reported with what was expected and what was found:
   give or take what operations did on chain that the ledger does not hold yet (or
   holds already while the chain does not), shown as in flight, not as a break;
 - per token, the sum of supplies over every network == what the ledger owes;
+- per custodian where the bank has accounts, each account's reported balances == the owners'
+  positions, give or take what is in flight (andchain.custody.reconcile);
 - no operation active beyond its bound, none waiting for an operator (needs_attention).
 
 The chain is read at one block per network: the last block both final and delivered
@@ -39,7 +41,7 @@ from andchain.db import write_transaction
 from andchain.errors import DomainError
 from andchain.events import standing
 from andchain.ledger.model import Clock
-from andchain.money import format_minor
+from andchain.money import DEFAULT_ASSETS, AssetRegistry, format_minor
 from andchain.ops import OpStatus, journal
 from andchain.ops.journal import TxRecord
 from andchain.ops.worker import worker_status
@@ -70,6 +72,7 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     in_flight: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)  # worth an operator's look, not a break
+    custodians: dict[str, Any] = field(default_factory=dict)  # per custodian: its accounts compared
 
     @property
     def breaks(self) -> list[Check]:
@@ -82,6 +85,7 @@ class Report:
             "checks": [asdict(c) for c in self.checks],
             "in_flight": self.in_flight,
             "alerts": self.alerts,
+            "custodians": self.custodians,
         }
 
 
@@ -91,6 +95,13 @@ def _fmt(value: int, token: TokenDef) -> str:
 
 def operation_amounts(kind: str, payload: dict[str, Any]) -> dict[str, str]:
     """What an operation moves, per token, in the token's own units (fund shares have 6 decimals, not 2)."""
+    if kind in ("custody_withdrawal", "custody_transfer", "stablecoin_convert"):
+        asset, amount = str(payload.get("asset", "")), payload.get("coin_amount", payload.get("amount"))
+        try:
+            scale = AssetRegistry(DEFAULT_ASSETS).get(asset).scale
+        except DomainError:
+            return {}
+        return {asset: format_minor(amount, scale)} if isinstance(amount, int) else {}
     if kind == "dvp":
         legs = [(TOKENS[DEPOSIT_TOKEN], payload.get("cash")), (TOKENS[FUND_SHARE], payload.get("shares"))]
     else:
@@ -339,6 +350,16 @@ class _Reconciler:
                 {"operation": op.id, "kind": op.kind, "status": "resending", "network": row.network, "tx": row.hash}
             )
 
+    def custodians(self) -> None:
+        """Every custodian where the bank has accounts: its reported balances against the ledger."""
+        from andchain.custody.reconcile import reconcile_custodians
+        from andchain.custody.service import CustodyService
+
+        section, found = reconcile_custodians(CustodyService(self.ctx, tokens=self.service))
+        self.report.custodians = section
+        for f in found:
+            self.report.checks.append(Check("custodian", f.subject, f.expected, f.found, f.ok))
+
     def gas_alerts(self) -> None:
         """Bank signers on paid networks whose gas balance is below the network's alert threshold."""
         for name, network in self.ctx.settings.networks.items():
@@ -400,6 +421,7 @@ def reconcile(ctx: Context) -> Report:
                 supply == owed,
             )
         )
+    r.custodians()
     r.operations()
     r.gas_alerts()
     r.worker_alerts()

@@ -10,7 +10,16 @@ from fastapi.routing import APIRoute
 from andchain.api.auth import Allow, Role
 
 # Liveness for load balancers, metrics for the monitoring network (docs/api.md), the docs pages: no key.
-PUBLIC = {"/health", "/health/live", "/metrics", "/docs", "/redoc", "/docs/oauth2-redirect"}
+# The custodians' webhooks carry no API key: each custodian's signature is their credential.
+PUBLIC = {
+    "/health",
+    "/health/live",
+    "/metrics",
+    "/docs",
+    "/redoc",
+    "/docs/oauth2-redirect",
+    "/v1/custody/webhooks/{custodian}",
+}
 ROLES = [None, *Role]
 
 

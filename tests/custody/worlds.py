@@ -147,8 +147,16 @@ class World:
 class ReferenceWorld(World):
     """The reference custodian as a process of its own, reached over HTTP."""
 
-    def __init__(self, tmp_path: Path, node) -> None:
-        super().__init__(tmp_path, node)
+    def __init__(
+        self,
+        tmp_path: Path,
+        node,
+        database_url: str | None = None,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(tmp_path, node, database_url)
         self.receiver = Receiver().start()
         port = free_port()
         var = tmp_path / "var"
@@ -177,6 +185,8 @@ class ReferenceWorld(World):
             api_key=api_key,
             webhook_secret=self.webhook_secret,
             assets=AssetRegistry(DEFAULT_ASSETS),
+            timeout_s=timeout_s,
+            transport=transport,
         )
 
     def sign(self, timestamp: str, body: bytes) -> str:

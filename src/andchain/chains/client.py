@@ -143,6 +143,13 @@ def _receipt(data: dict[str, Any]) -> Receipt:
     )
 
 
+def already_known(rpc_message: str) -> bool:
+    """The node already holds these very bytes (geth: "already known"; anvil: "transaction already
+    imported"): the transaction is in flight, which is what sending it again wanted."""
+    message = rpc_message.lower()
+    return "already known" in message or "already imported" in message
+
+
 class ChainClient:
     """One network: reads, deployments, and fast transaction submission for the bank's signers."""
 
@@ -357,7 +364,7 @@ class ChainClient:
         replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])
         failures = []
         for tx, reply in zip(sent, replies, strict=True):
-            if isinstance(reply, RpcError) and "already known" not in reply.rpc_message.lower():
+            if isinstance(reply, RpcError) and not already_known(reply.rpc_message):
                 failures.append((tx, reply))
         return failures
 
@@ -378,7 +385,7 @@ class ChainClient:
         for nonce, raw, reply in zip(nonces, raws, replies, strict=True):
             if not isinstance(reply, RpcError):
                 filled[nonce] = "0x" + keccak(raw).hex()
-            elif "underpriced" not in reply.rpc_message and "already known" not in reply.rpc_message:
+            elif "underpriced" not in reply.rpc_message and not already_known(reply.rpc_message):
                 log.error("nonce gap fill failed network=%s nonce=%d error=%s", self.name, nonce, reply.rpc_message)
         return filled
 

@@ -21,6 +21,7 @@ from andchain.cli import (
     ops,
     rules,
     serve,
+    stablecoin,
     tokens,
     worker,
 )
@@ -59,6 +60,7 @@ app.add_typer(bench.app, name="bench")
 app.add_typer(keys.app, name="keys")
 app.add_typer(custodian.app, name="custodian")
 app.add_typer(custody.app, name="custody")
+app.add_typer(stablecoin.app, name="stablecoin")
 app.command("deposit")(clean_errors(clients.deposit))
 app.command("serve")(serve.serve)
 app.command("openapi")(serve.openapi)

@@ -139,16 +139,22 @@ def _op_of(row: Any) -> Operation:
 
 
 # What an operation's events repeat of its request (amounts in minor units, as strings).
-_EVENT_FIELDS = ("client", "buyer", "seller", "network", "source", "destination", "memo", "token")
+_EVENT_FIELDS = ("client", "buyer", "seller", "network", "source", "destination", "memo", "token", "custodian", "asset")
 _EVENT_AMOUNTS = ("amount", "cash", "shares")
 
 
 def operation_clients(kind: str, payload: dict[str, Any]) -> list[str]:
-    """The clients an operation concerns: its `client`; both parties of a payment (`from`, `to`) or
-    of a DvP (`buyer`, `seller`). A move's `from` and `to` are addresses, not clients."""
-    fields = ("from", "to") if kind == "pay" else ("client", "buyer", "seller")
+    """The clients an operation concerns: its `client`; both parties of a payment (`from`, `to`), of
+    a DvP (`buyer`, `seller`) or of an internal custody transfer (`from`, `to`, but not the bank's
+    desk). A move's `from` and `to` are addresses, not clients."""
+    if kind == "pay":
+        fields: tuple[str, ...] = ("from", "to")
+    elif kind == "custody_transfer":
+        fields = ("from", "to")  # the two owners: clients, or the bank's desk (no client)
+    else:
+        fields = ("client", "buyer", "seller")
     found = [payload.get(f) for f in fields]
-    return list(dict.fromkeys(c for c in found if isinstance(c, str) and c))
+    return list(dict.fromkeys(c for c in found if isinstance(c, str) and c and c != "desk"))
 
 
 def operation_events(op: Operation, status: OpStatus, previous: OpStatus | None) -> list[events.NewEvent]:

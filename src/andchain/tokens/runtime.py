@@ -187,14 +187,19 @@ class WebhooksPart:
 
 def token_worker(ctx: Context, service: TokenService | None = None, *, owner: str | None = None) -> Worker:
     service = service or TokenService(ctx)
+    from andchain.custody.service import CustodyHandler, CustodyPollPart, CustodyService
+
     handler = service.handler()
-    worker = Worker(service.ops, [handler]) if owner is None else Worker(service.ops, [handler], owner=owner)
+    custody = CustodyService(ctx, tokens=service)
+    handlers: list[Any] = [handler, CustodyHandler(custody)]
+    worker = Worker(service.ops, handlers) if owner is None else Worker(service.ops, handlers, owner=owner)
     networks = [name for name, network in ctx.settings.networks.items() if network.enabled]
     worker.parts.extend(ListenerPart(ctx, service.booking, n, worker.owner) for n in networks)
     worker.parts.append(RulesPart(ctx, Rules(service), worker.owner))
     worker.parts.extend(MaintenancePart(ctx, handler, n, worker.owner) for n in networks)
     worker.parts.append(WebhooksPart(ctx, worker.owner))
     worker.parts.extend(custody_parts(ctx, worker.owner))
+    worker.parts.extend(CustodyPollPart(custody, name) for name in custody.names())
     return worker
 
 

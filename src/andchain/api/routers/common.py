@@ -117,9 +117,11 @@ def operation_clients(op: Operation) -> set[str]:
     """The clients an operation is about, from its payload."""
     p = op.payload
     names = (
-        ["client"] + (["from", "to"] if op.kind == "pay" else []) + (["buyer", "seller"] if op.kind == "dvp" else [])
+        ["client"]
+        + (["from", "to"] if op.kind in ("pay", "custody_transfer") else [])
+        + (["buyer", "seller"] if op.kind == "dvp" else [])
     )
-    return {str(p[n]).lower() for n in names if isinstance(p.get(n), str)}
+    return {str(p[n]).lower() for n in names if isinstance(p.get(n), str) and p[n] != "desk"}
 
 
 def visible_operation(principal: Principal, op: Operation) -> Operation:

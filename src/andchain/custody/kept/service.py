@@ -35,7 +35,7 @@ from eth_utils import is_hex_address, keccak, to_checksum_address
 from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from andchain.chains.client import Call, ChainClient, TxReverted
+from andchain.chains.client import Call, ChainClient, TxReverted, already_known
 from andchain.chains.contracts import ContractAbi
 from andchain.chains.keys import KeyStore
 from andchain.chains.rpc import RpcError
@@ -727,7 +727,7 @@ class KeptCustody:
             chain.rpc.call("eth_sendRawTransaction", ["0x" + raw_hex])
         except RpcError as exc:
             message = exc.rpc_message.lower()
-            if "already known" in message:
+            if already_known(message):
                 return "known"
             if "nonce too low" in message:
                 return "nonce_used"

@@ -1,0 +1,1023 @@
+"""The bank's side of custody: accounts at custodians, positions in the ledger, and every transfer
+that moves value as an operation.
+
+Each client (and the bank's trading desk) has an account at a custodian, opened once and
+recorded here. What a custodian holds for an owner is mirrored in the ledger, per asset:
+
+    custodians:<name>:clients:<client id>:<asset>   what the bank owes the client (liability)
+    custodians:<name>:desk:<asset>                  the desk's own (equity)
+    custodians:<name>:holdings:<asset>              what the custodian holds for the bank (asset)
+
+A deposit the custodian reports (its webhook, or polling as a backstop) debits holdings and
+credits the owner's position once per custodian transfer. A withdrawal, an internal transfer
+between two owners, and a stablecoin conversion are operations (`ops`): their ledger holds are
+reserved with the operation, the custodian gets the request under a key derived from the
+operation (`submit_once` looks it up before any retry, so nothing is sent twice), the reported
+states move only forward (`custody.states.advance`), the holds are posted when the custodian
+reports the transfer completed and voided when it failed, was rejected or cancelled. A report
+that contradicts a terminal state stops the operation where an operator sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.exc import IntegrityError
+
+from andchain.context import Context
+from andchain.custody import schema
+from andchain.custody.port import (
+    DESK,
+    Custodian,
+    CustodianRefused,
+    CustodyTransfer,
+    DepositAddress,
+    Destination,
+    TransferRequest,
+    WebhookEvent,
+    submit_once,
+)
+from andchain.custody.states import BROADCAST, TERMINAL, CustodyState, advance
+from andchain.db import write_transaction
+from andchain.errors import Conflict, DomainError, NotFound
+from andchain.events import store as events
+from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
+from andchain.money import format_minor, parse_minor
+from andchain.ops import holds
+from andchain.ops.core import Operation, Operations, OpStatus
+from andchain.tokens.model import Client, ClientKind, check_amount, dda_account
+
+log = logging.getLogger(__name__)
+
+WITHDRAWAL = "custody_withdrawal"
+TRANSFER = "custody_transfer"
+CONVERT = "stablecoin_convert"
+KINDS = (WITHDRAWAL, TRANSFER, CONVERT)
+# What the bank pays out or takes in, in USD, against the stablecoins its desk takes in or pays out.
+CONVERSION_ACCOUNT = "bank:usd:stablecoin"
+STABLECOINS = ("USDC",)
+KEY_PREFIX = "andchain-"
+PAGES_PER_POLL = 20
+CONTRADICTION = "custody_contradiction"
+
+
+def position_account(custodian: str, owner: str, asset: str) -> str:
+    if owner == DESK:
+        return f"custodians:{custodian}:desk:{asset.lower()}"
+    return f"custodians:{custodian}:clients:{owner}:{asset.lower()}"
+
+
+def holdings_account(custodian: str, asset: str) -> str:
+    return f"custodians:{custodian}:holdings:{asset.lower()}"
+
+
+def custody_key(op_id: str) -> str:
+    """The idempotency key the custodian gets for an operation: known before anything is sent."""
+    return f"{KEY_PREFIX}{op_id}"
+
+
+def op_of_key(key: str | None) -> str | None:
+    if key and key.startswith(KEY_PREFIX):
+        return key[len(KEY_PREFIX) :]
+    return None
+
+
+def deposit_transfer_id(custodian: str, transfer_id: str) -> str:
+    """The ledger transfer that credits one deposit: the same for every report of it."""
+    text = f"custody:{custodian}:in:{transfer_id}"
+    if len(text) <= 128:
+        return text
+    return f"custody:{custodian}:in:sha256:{hashlib.sha256(transfer_id.encode()).hexdigest()}"[:128]
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    custodian: str
+    owner: str
+    account_id: str
+    name: str
+    created_at_us: int
+
+
+@dataclass(frozen=True)
+class Position:
+    custodian: str
+    owner: str
+    asset: str
+    account: str
+    balance_minor: int
+    pending_out_minor: int
+    pending_in_minor: int
+    scale: int
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "custodian": self.custodian,
+            "owner": self.owner,
+            "asset": self.asset,
+            "account": self.account,
+            "balance": format_minor(self.balance_minor, self.scale),
+            "available": format_minor(self.balance_minor - self.pending_out_minor, self.scale),
+            "pending_out": format_minor(self.pending_out_minor, self.scale),
+            "pending_in": format_minor(self.pending_in_minor, self.scale),
+        }
+
+
+def ivms101(client: Client, account: str, beneficiary_account: str) -> dict[str, Any]:
+    """IVMS101 originator and beneficiary for a transfer between a client's own accounts (its
+    custody account, its own wallet elsewhere): the same person on both sides."""
+    if client.kind == ClientKind.NATURAL:
+        person: dict[str, Any] = {
+            "naturalPerson": {
+                "name": {"nameIdentifier": [{"primaryIdentifier": client.name, "nameIdentifierType": "LEGL"}]}
+            }
+        }
+    else:
+        person = {
+            "legalPerson": {
+                "name": {"nameIdentifier": [{"legalPersonName": client.name, "legalPersonNameIdentifierType": "LEGL"}]}
+            }
+        }
+    return {
+        "originator": {"originatorPersons": [person], "accountNumber": [account]},
+        "beneficiary": {"beneficiaryPersons": [person], "accountNumber": [beneficiary_account]},
+    }
+
+
+class CustodyService:
+    def __init__(self, ctx: Context, *, custodians: Mapping[str, Custodian] | None = None, tokens: Any = None) -> None:
+        from andchain.tokens.service import TokenService
+
+        self.ctx = ctx
+        self.settings = ctx.settings.custody
+        self.ledger = ctx.ledger
+        self.tokens = tokens or TokenService(ctx)
+        self.clients = self.tokens.clients
+        self.ops: Operations = self.tokens.ops
+        self._custodians: dict[str, Custodian] = dict(custodians or {})
+        self._opened: set[str] = set()
+
+    # ---------------------------------------------------------------- custodians
+
+    def names(self) -> list[str]:
+        return sorted(set(self.settings.custodians) | set(self._custodians))
+
+    def custodian(self, name: str) -> Custodian:
+        if name not in self._custodians:
+            from andchain.custody.registry import custodian
+
+            self._custodians[name] = custodian(self.ctx, name)
+        return self._custodians[name]
+
+    def _check_custodian(self, name: str) -> None:
+        if name not in self._custodians and name not in self.settings.custodians:
+            raise NotFound(
+                f"no custodian {name!r} is configured; configured: {', '.join(self.names()) or 'none'}",
+                code="custodian_not_found",
+            )
+
+    def scale(self, asset: str) -> int:
+        try:
+            return self.ctx.settings.asset_registry.get(asset).scale
+        except Exception:
+            raise DomainError(f"unknown asset {asset!r}", code="unknown_asset") from None
+
+    # ------------------------------------------------------------------ accounts
+
+    def owner_of(self, ref: str, *, active: bool = True) -> tuple[str, Client | None]:
+        """`desk`, or a client by id or name (active, unless `active` is False)."""
+        if ref == DESK:
+            return DESK, None
+        client = self.clients.active(ref) if active else self.clients.client(ref)
+        return client.id, client
+
+    def account(self, custodian: str, owner: str) -> AccountRecord | None:
+        t = schema.accounts
+        with self.ctx.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.custodian == custodian, t.c.owner == owner)).first()
+        return (
+            None
+            if row is None
+            else AccountRecord(row.custodian, row.owner, row.account_id, row.name, row.created_at_us)
+        )
+
+    def accounts(self, custodian: str | None = None, owner: str | None = None) -> list[AccountRecord]:
+        t = schema.accounts
+        query = select(t).order_by(t.c.custodian, t.c.owner)
+        if custodian is not None:
+            query = query.where(t.c.custodian == custodian)
+        if owner is not None:
+            query = query.where(t.c.owner == owner)
+        with self.ctx.engine.connect() as conn:
+            return [
+                AccountRecord(r.custodian, r.owner, r.account_id, r.name, r.created_at_us) for r in conn.execute(query)
+            ]
+
+    def owner_of_account(self, custodian: str, account_id: str) -> str | None:
+        t = schema.accounts
+        with self.ctx.engine.connect() as conn:
+            found = conn.execute(
+                select(t.c.owner).where(t.c.custodian == custodian, t.c.account_id == account_id)
+            ).scalar()
+        return None if found is None else str(found)
+
+    def open_account(self, custodian: str, owner_ref: str) -> AccountRecord:
+        """The owner's account at the custodian, opened there once (under a key naming the owner, so
+        that a retry after a timeout finds the same account) and recorded here."""
+        self._check_custodian(custodian)
+        owner, client = self.owner_of(owner_ref)
+        existing = self.account(custodian, owner)
+        if existing is not None:
+            return existing
+        name = "andchain desk" if client is None else f"andchain client {client.id}"
+        opened = self.custodian(custodian).create_account(name, owner=owner, idempotency_key=f"{KEY_PREFIX}{owner}")
+        t = schema.accounts
+        try:
+            with write_transaction(self.ctx.engine) as conn:
+                conn.execute(
+                    t.insert().values(
+                        custodian=custodian,
+                        owner=owner,
+                        account_id=opened.id,
+                        name=opened.name,
+                        created_at_us=self.ctx.clock(),
+                    )
+                )
+        except IntegrityError:
+            pass  # opened at once by another request: the same account (the same key)
+        record = self.account(custodian, owner)
+        if record is None or record.account_id != opened.id:
+            raise Conflict(
+                f"custodian {custodian} answered account {opened.id} for {owner}, recorded is "
+                f"{record.account_id if record else 'none'}",
+                code="custody_account_mismatch",
+            )
+        return record
+
+    def _required_account(self, custodian: str, owner: str) -> AccountRecord:
+        record = self.account(custodian, owner)
+        if record is None:
+            who = "the desk" if owner == DESK else f"client {owner}"
+            raise DomainError(
+                f"{who} has no account at custodian {custodian}; open one first", code="custody_account_missing"
+            )
+        return record
+
+    def ensure_positions(self, custodian: str, owner: str, asset: str, conn: Connection | None = None) -> None:
+        """The owner's position and the custodian's holdings for `asset` in the ledger (idempotent)."""
+        marker = f"{custodian}\x00{owner}\x00{asset}"
+        if marker in self._opened:
+            return
+        registry = self.ctx.settings.asset_registry
+        self.ctx.register_assets([registry.get(asset)])
+        kind = AccountKind.EQUITY if owner == DESK else AccountKind.LIABILITY
+        specs = [
+            AccountSpec(holdings_account(custodian, asset), asset, kind=AccountKind.ASSET),
+            AccountSpec(
+                position_account(custodian, owner, asset),
+                asset,
+                kind=kind,
+                flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
+            ),
+        ]
+        if asset in STABLECOINS:
+            specs.append(AccountSpec(CONVERSION_ACCOUNT, "USD", kind=AccountKind.EQUITY))
+        for result in self.ledger.create_accounts(specs, conn=conn):
+            if not (result.ok or result.result.value == "exists"):
+                raise DomainError(f"custody position refused: {result.result.value}", code=result.result.value)
+        self._opened.add(marker)
+
+    def deposit_address(self, custodian: str, owner_ref: str, asset: str, network: str) -> DepositAddress:
+        self.scale(asset)
+        record = self.open_account(custodian, owner_ref)
+        self.ensure_positions(custodian, record.owner, asset)
+        return self.custodian(custodian).deposit_address(record.account_id, asset, network)
+
+    def positions(self, owner: str | None = None, custodian: str | None = None) -> list[Position]:
+        out = []
+        for record in self.accounts(custodian, owner):
+            prefix = position_account(record.custodian, record.owner, "")
+            after = 0
+            while True:
+                page = self.ledger.list_accounts(prefix=prefix, after_id=after, limit=500)
+                for account in page:
+                    asset = account.asset
+                    out.append(
+                        Position(
+                            record.custodian,
+                            record.owner,
+                            asset,
+                            account.name,
+                            account.balance_posted,
+                            account.debits_pending,
+                            account.credits_pending,
+                            self.scale(asset),
+                        )
+                    )
+                if len(page) < 500:
+                    break
+                after = page[-1].id
+        return out
+
+    # ---------------------------------------------------------------- operations
+
+    def _record(self, kind: str, key: str, request: dict[str, Any], payload: dict[str, Any], network: str) -> Operation:
+        """The operation and its holds, in one transaction; the same key and request find it again."""
+        existing = self.ops.find_by_key(key)
+        if existing is not None:
+            return self.ops.create(kind, key, existing.payload, request=request, network=existing.network)[0]
+        with write_transaction(self.ctx.engine) as conn:
+            op, created = self.ops.create(
+                kind, key, payload, request=request, network=network, conn=conn, state={"reserved": True}
+            )
+            if created:
+                for spec in payload["holds"]:
+                    holds.reserve(
+                        self.ledger,
+                        holds.Hold(spec["id"].format(op=op.id), spec["code"]),
+                        self.ledger.account(spec["debit"], conn=conn).id,
+                        self.ledger.account(spec["credit"], conn=conn).id,
+                        int(spec["amount"]),
+                        spec["asset"],
+                        memo=f"{kind} {op.id}",
+                        conn=conn,
+                    )
+        return op
+
+    def _travel_rule(
+        self, client: Client | None, asset: str, amount_minor: int, source: str, destination: str
+    ) -> dict[str, Any] | None:
+        above = self.settings.travel_rule_from.get(asset)
+        if client is None or above is None or amount_minor < parse_minor(above, self.scale(asset)):
+            return None
+        return ivms101(client, source, destination)
+
+    def _check_destination(self, client: Client | None, network: str, address: str) -> None:
+        """A client's withdrawal on one of the bank's EVM networks goes to an address the client proved
+        it owns (registered and verified: allow-listed); elsewhere the custodian checks the address."""
+        if client is None or network not in self.ctx.settings.networks:
+            return
+        for registered in self.clients.addresses(client.id):
+            if registered.network == network and registered.address.lower() == address.lower():
+                if registered.status == "verified":
+                    return
+                raise DomainError(
+                    f"{address} is {registered.status} for client {client.name} on {network}",
+                    code="address_not_allowed",
+                )
+        raise DomainError(
+            f"{address} is not an address client {client.name} registered on {network}; register and verify it first",
+            code="address_not_registered",
+        )
+
+    def withdraw(
+        self,
+        custodian: str,
+        owner_ref: str,
+        asset: str,
+        network: str,
+        amount_minor: int,
+        address: str,
+        key: str,
+        *,
+        note: str = "",
+    ) -> Operation:
+        """Withdraw from the owner's account at the custodian to an external address."""
+        self._check_custodian(custodian)
+        check_amount(amount_minor)
+        self.scale(asset)
+        if not isinstance(address, str) or not 0 < len(address) <= 128 or not address.isprintable():
+            raise DomainError("a withdrawal needs the destination address", code="invalid_request")
+        owner, client = self.owner_of(owner_ref)
+        request = {
+            "custodian": custodian,
+            "owner": owner,
+            "asset": asset,
+            "network": network,
+            "amount": amount_minor,
+            "address": address,
+            "note": note,
+        }
+        existing = self.ops.find_by_key(key)
+        if existing is not None:
+            return self.ops.create(WITHDRAWAL, key, existing.payload, request=request, network=existing.network)[0]
+        self._check_destination(client, network, address)
+        record = self._required_account(custodian, owner)
+        self.ensure_positions(custodian, owner, asset)
+        payload = {
+            **request,
+            "client": client.id if client else None,
+            "source_account": record.account_id,
+            "destination": {"address": address},
+            "travel_rule": self._travel_rule(client, asset, amount_minor, record.account_id, address),
+            "holds": [
+                {
+                    "id": f"{WITHDRAWAL}:{{op}}",
+                    "code": WITHDRAWAL,
+                    "debit": position_account(custodian, owner, asset),
+                    "credit": holdings_account(custodian, asset),
+                    "amount": amount_minor,
+                    "asset": asset,
+                }
+            ],
+        }
+        return self._record(WITHDRAWAL, key, request, payload, network)
+
+    def transfer(
+        self, custodian: str, from_ref: str, to_ref: str, asset: str, network: str, amount_minor: int, key: str
+    ) -> Operation:
+        """Move value between two owners' accounts at the same custodian (a client and the desk)."""
+        self._check_custodian(custodian)
+        check_amount(amount_minor)
+        self.scale(asset)
+        source, source_client = self.owner_of(from_ref)
+        target, target_client = self.owner_of(to_ref)
+        if source == target:
+            raise DomainError(
+                "an internal transfer goes between two different owners", code="accounts_must_be_different"
+            )
+        request = {
+            "custodian": custodian,
+            "from": source,
+            "to": target,
+            "asset": asset,
+            "network": network,
+            "amount": amount_minor,
+        }
+        existing = self.ops.find_by_key(key)
+        if existing is not None:
+            return self.ops.create(TRANSFER, key, existing.payload, request=request, network=existing.network)[0]
+        from_record = self._required_account(custodian, source)
+        to_record = self.open_account(custodian, target)
+        self.ensure_positions(custodian, source, asset)
+        self.ensure_positions(custodian, target, asset)
+        party = source_client or target_client
+        payload = {
+            **request,
+            "client": party.id if party is not None else None,
+            "source_account": from_record.account_id,
+            "destination": {"account_id": to_record.account_id},
+            "travel_rule": None,
+            "holds": [
+                {
+                    "id": f"{TRANSFER}:{{op}}",
+                    "code": TRANSFER,
+                    "debit": position_account(custodian, source, asset),
+                    "credit": position_account(custodian, target, asset),
+                    "amount": amount_minor,
+                    "asset": asset,
+                }
+            ],
+        }
+        return self._record(TRANSFER, key, request, payload, network)
+
+    def convert(
+        self,
+        client_ref: str,
+        amount_minor: int,
+        from_asset: str,
+        to_asset: str,
+        key: str,
+        *,
+        network: str | None = None,
+        custodian: str | None = None,
+    ) -> Operation:
+        """Convert a client's stablecoins into USD deposits 1:1, or USD deposits into stablecoins
+        withdrawn to the client's allow-listed address. `amount_minor` is in `from_asset`'s units.
+
+        Stablecoins to USD: the client's coins move to the desk's account at the custodian (an
+        internal transfer); when the custodian completes it, the client's position goes to the
+        desk's and the bank credits the client's deposit account. USD to stablecoins: the client's
+        deposits are reserved and the desk's coins withdrawn to the client's address; both are
+        booked when the custodian completes the withdrawal, and released if it does not."""
+        custodian = custodian or self.settings.stablecoin_custodian
+        network = network or self.settings.stablecoin_network
+        self._check_custodian(custodian)
+        check_amount(amount_minor)
+        pair = (from_asset.upper(), to_asset.upper())
+        if pair[1] == "USD" and pair[0] in STABLECOINS:
+            coin, to_usd = pair[0], True
+        elif pair[0] == "USD" and pair[1] in STABLECOINS:
+            coin, to_usd = pair[1], False
+        else:
+            raise DomainError(
+                f"a conversion is between USD and a stablecoin ({', '.join(STABLECOINS)}), "
+                f"was {from_asset} to {to_asset}",
+                code="conversion_not_supported",
+            )
+        client = self.clients.active(client_ref)
+        coin_scale, usd_scale = self.scale(coin), self.scale("USD")
+        factor = 10 ** (coin_scale - usd_scale)
+        if to_usd:
+            if amount_minor % factor:
+                raise DomainError(
+                    f"{format_minor(amount_minor, coin_scale)} {coin} is not a whole number of cents",
+                    code="excess_precision",
+                )
+            coin_minor, usd_minor = amount_minor, amount_minor // factor
+        else:
+            coin_minor, usd_minor = amount_minor * factor, amount_minor
+        request = {
+            "custodian": custodian,
+            "client": client.id,
+            "from": pair[0],
+            "to": pair[1],
+            "network": network,
+            "amount": amount_minor,
+        }
+        existing = self.ops.find_by_key(key)
+        if existing is not None:
+            return self.ops.create(CONVERT, key, existing.payload, request=request, network=existing.network)[0]
+        desk = self.open_account(custodian, DESK)
+        self.ensure_positions(custodian, DESK, coin)
+        self.ensure_positions(custodian, client.id, coin)
+        client_position = position_account(custodian, client.id, coin)
+        desk_position = position_account(custodian, DESK, coin)
+        if to_usd:
+            source = self._required_account(custodian, client.id)
+            payload = {
+                **request,
+                "asset": coin,
+                "coin_amount": coin_minor,
+                "usd_amount": usd_minor,
+                "source_account": source.account_id,
+                "destination": {"account_id": desk.account_id},
+                "travel_rule": None,
+                "holds": [
+                    {"id": f"{CONVERT}:{{op}}", "code": CONVERT, "debit": client_position, "credit": desk_position,
+                     "amount": coin_minor, "asset": coin},
+                    {"id": f"{CONVERT}:{{op}}:usd", "code": CONVERT, "debit": CONVERSION_ACCOUNT,
+                     "credit": dda_account(client.id), "amount": usd_minor, "asset": "USD"},
+                ],
+            }  # fmt: skip
+        else:
+            address = self.clients.holder(client.id, network)
+            self._check_destination(client, network, address)
+            payload = {
+                **request,
+                "asset": coin,
+                "coin_amount": coin_minor,
+                "usd_amount": usd_minor,
+                "source_account": desk.account_id,
+                "destination": {"address": address},
+                "travel_rule": self._travel_rule(client, coin, coin_minor, dda_account(client.id), address),
+                "holds": [
+                    {"id": f"{CONVERT}:{{op}}:usd", "code": CONVERT, "debit": dda_account(client.id),
+                     "credit": CONVERSION_ACCOUNT, "amount": usd_minor, "asset": "USD"},
+                    {"id": f"{CONVERT}:{{op}}", "code": CONVERT, "debit": desk_position,
+                     "credit": holdings_account(custodian, coin), "amount": coin_minor, "asset": coin},
+                ],
+            }  # fmt: skip
+        return self._record(CONVERT, key, request, payload, network)
+
+    # ------------------------------------------------------------ advancing them
+
+    def request_of(self, op: Operation) -> TransferRequest:
+        p = op.payload
+        target = p["destination"]
+        destination = (
+            Destination(account_id=target["account_id"])
+            if "account_id" in target
+            else Destination(address=target["address"])
+        )
+        return TransferRequest(
+            idempotency_key=custody_key(op.id),
+            source_account_id=p["source_account"],
+            destination=destination,
+            asset=p["asset"],
+            network=p["network"],
+            amount_minor=int(p.get("coin_amount", p["amount"])),
+            note=f"{op.kind} {op.id}",
+            travel_rule=p.get("travel_rule"),
+        )
+
+    def holds_of(self, op: Operation) -> list[holds.Hold]:
+        return [holds.Hold(spec["id"].format(op=op.id), spec["code"]) for spec in op.payload.get("holds", [])]
+
+    def release(self, op: Operation, conn: Connection) -> None:
+        for hold in self.holds_of(op):
+            holds.void(self.ledger, hold, conn=conn)
+
+    def step(self, op: Operation) -> None:
+        """Move one custody operation on: send it (once), or look its transfer up."""
+        c = op.state.get("custody") or {}
+        custodian = self.custodian(op.payload["custodian"])
+        if c.get("transfer_id"):
+            self.apply(op, custodian.get(c["transfer_id"]))
+            return
+        first = not c.get("submitting")
+        if first:
+            # Recorded before the request leaves: after a crash or a timeout, the next attempt looks
+            # the key up first (and the operation can no longer be cancelled without asking).
+            updated = self.ops.update_if_current(
+                op,
+                state={**op.state, "custody": {"submitting": True}, "done": ["submit"]},
+                detail=f"sending to custodian {custodian.name} under key {custody_key(op.id)}",
+            )
+            if updated is None:
+                return
+            op = updated
+        try:
+            transfer = submit_once(custodian, self.request_of(op), first_attempt=first)
+        except CustodianRefused as exc:
+            self._end(op, None, failed=("custodian_refused", f"custodian {custodian.name} refused: {exc.message}"))
+            return
+        self.apply(op, transfer)
+
+    def _poll_delay_us(self, op: Operation) -> int:
+        age_s = max(0.0, (self.ctx.clock() - op.created_at_us) / 1_000_000)
+        return int(min(self.settings.transfer_poll_max_s, max(0.5, age_s / 10)) * 1_000_000)
+
+    def apply(self, op: Operation, transfer: CustodyTransfer) -> bool:
+        """Apply what the custodian reported of the operation's transfer; False if the operation changed
+        meanwhile (nothing written: read it again)."""
+        if op.terminal or (op.status == OpStatus.NEEDS_ATTENTION and op.error_code == CONTRADICTION):
+            self._note_terminal_report(op, transfer)
+            return True
+        c = dict(op.state.get("custody") or {})
+        if c.get("transfer_id") and c["transfer_id"] != transfer.id:
+            self.ops.attention(
+                op,
+                CONTRADICTION,
+                f"custodian reported transfer {transfer.id} for key {custody_key(op.id)}, "
+                f"recorded is {c['transfer_id']}",
+            )
+            return True
+        current = CustodyState(c.get("state", CustodyState.CREATED.value))
+        step = advance(current, transfer.state)
+        c.update(
+            transfer_id=transfer.id,
+            state=step.state.value,
+            raw_status=transfer.raw_status if step.changed or not c.get("raw_status") else c["raw_status"],
+            tx_hash=transfer.tx_hash or c.get("tx_hash"),
+        )
+        c.pop("submitting", None)
+        state = {**op.state, "custody": c}
+        if step.contradiction:
+            self.ops.attention(
+                op, CONTRADICTION, f"custodian reported {transfer.state} after {current} for transfer {transfer.id}"
+            )
+            return True
+        if step.state in TERMINAL:
+            return self._end(op, transfer, state=state)
+        status = OpStatus.CONFIRMING if step.state in BROADCAST else OpStatus.SUBMITTED
+        if op.status == OpStatus.NEEDS_ATTENTION:
+            status = op.status  # an operator resumes it; the report is kept
+        with write_transaction(self.ctx.engine) as conn:
+            done = self.ops.update_if_current(
+                op,
+                status=status,
+                state=state,
+                retry_in_us=self._poll_delay_us(op),
+                detail=f"custodian: {transfer.raw_status} ({step.state})" if step.changed else "",
+                conn=conn,
+            )
+            if done is None:
+                return False
+            self._mirror(conn, op.payload["custodian"], transfer, op_id=op.id, account_id=op.payload["source_account"])
+        return True
+
+    def _end(
+        self,
+        op: Operation,
+        transfer: CustodyTransfer | None,
+        *,
+        state: dict[str, Any] | None = None,
+        failed: tuple[str, str] | None = None,
+    ) -> bool:
+        """Post the holds (completed) or void them (failed, rejected, cancelled, refused), with the
+        operation's end, in one transaction."""
+        completed = transfer is not None and transfer.state is CustodyState.COMPLETED
+        if transfer is not None and not completed:
+            failed = (f"custody_{transfer.state.value}", f"custodian {op.payload['custodian']}: {transfer.raw_status}"
+                      + (f" ({transfer.raw_sub_status})" if transfer.raw_sub_status else ""))  # fmt: skip
+        with write_transaction(self.ctx.engine) as conn:
+            if completed:
+                assert transfer is not None
+                done = self.ops.update_if_current(
+                    op,
+                    status=OpStatus.SUCCEEDED,
+                    state=state,
+                    result={"transfer_id": transfer.id, "tx_hash": transfer.tx_hash, "custody_state": "completed"},
+                    detail=f"custodian completed transfer {transfer.id}",
+                    conn=conn,
+                )
+            else:
+                assert failed is not None
+                done = self.ops.update_if_current(
+                    op, status=OpStatus.FAILED, state=state, error=failed, detail=failed[1], conn=conn
+                )
+            if done is None:
+                return False
+            for hold in self.holds_of(op):
+                (holds.post if completed else holds.void)(self.ledger, hold, conn=conn)
+            if transfer is not None:
+                self._mirror(
+                    conn, op.payload["custodian"], transfer, op_id=op.id, account_id=op.payload["source_account"]
+                )
+        return True
+
+    def _note_terminal_report(self, op: Operation, transfer: CustodyTransfer) -> None:
+        recorded = (op.state.get("custody") or {}).get("state")
+        if (
+            recorded
+            and CustodyState(recorded) in TERMINAL
+            and advance(CustodyState(recorded), transfer.state).contradiction
+        ):
+            log.error(
+                "custodian contradicts a finished operation op=%s recorded=%s reported=%s transfer=%s",
+                op.id,
+                recorded,
+                transfer.state,
+                transfer.id,
+            )
+
+    # ------------------------------------------------------------------ reports
+
+    def _mirror(
+        self, conn: Connection, custodian: str, transfer: CustodyTransfer, *, op_id: str | None, account_id: str | None
+    ) -> None:
+        """What the custodian last reported of a transfer (never a state before the recorded one)."""
+        t = schema.transfers
+        row = conn.execute(select(t.c.state).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)).first()
+        now = self.ctx.clock()
+        if row is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        t.insert().values(
+                            custodian=custodian,
+                            transfer_id=transfer.id,
+                            idempotency_key=transfer.idempotency_key,
+                            op_id=op_id,
+                            incoming=int(transfer.incoming),
+                            account_id=account_id,
+                            asset=transfer.asset,
+                            network=transfer.network,
+                            amount_minor=str(transfer.amount_minor),
+                            state=transfer.state.value if transfer.state is not CustodyState.UNKNOWN else "created",
+                            raw_status=transfer.raw_status[:100],
+                            tx_hash=transfer.tx_hash,
+                            booked=None,
+                            updated_at_us=now,
+                        )
+                    )
+                return
+            except IntegrityError:
+                row = conn.execute(
+                    select(t.c.state).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
+                ).one()
+        step = advance(CustodyState(row.state), transfer.state)
+        if step.changed:
+            conn.execute(
+                update(t)
+                .where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
+                .values(
+                    state=step.state.value,
+                    raw_status=transfer.raw_status[:100],
+                    tx_hash=transfer.tx_hash,
+                    updated_at_us=now,
+                    **({"op_id": op_id} if op_id else {}),
+                )
+            )
+
+    def report(self, custodian: str, transfer: CustodyTransfer) -> str:
+        """Take in one report of a transfer (a webhook, a poll): advance the operation it belongs to, or
+        credit the deposit it is. What it did: `operation`, `deposit`, `recorded`."""
+        op_id = op_of_key(transfer.idempotency_key) or self._op_of_transfer(custodian, transfer.id)
+        if op_id is not None:
+            for _ in range(5):
+                try:
+                    op = self.ops.get(op_id)
+                except NotFound:
+                    break
+                if op.kind not in KINDS or op.payload.get("custodian") != custodian:
+                    break
+                if self.apply(op, transfer):
+                    return "operation"
+            else:
+                log.info("custody report left to the worker op=%s (the operation keeps changing)", op_id)
+                return "operation"
+        if transfer.incoming:
+            return self.credit_deposit(custodian, transfer)
+        with write_transaction(self.ctx.engine) as conn:
+            self._mirror(conn, custodian, transfer, op_id=None, account_id=transfer.source_account_id)
+        return "recorded"
+
+    def _op_of_transfer(self, custodian: str, transfer_id: str) -> str | None:
+        t = schema.transfers
+        with self.ctx.engine.connect() as conn:
+            found = conn.execute(
+                select(t.c.op_id).where(t.c.custodian == custodian, t.c.transfer_id == transfer_id)
+            ).scalar()
+        return None if found is None else str(found)
+
+    def credit_deposit(self, custodian: str, transfer: CustodyTransfer) -> str:
+        """A deposit the custodian completed into an account of the bank's: credit its owner's position,
+        once per custodian transfer whatever the number of reports."""
+        account_id = transfer.destination.account_id if transfer.destination else None
+        owner = self.owner_of_account(custodian, account_id) if account_id else None
+        if owner is not None and transfer.state is CustodyState.COMPLETED:
+            self.ensure_positions(custodian, owner, transfer.asset)
+        t = schema.transfers
+        with write_transaction(self.ctx.engine) as conn:
+            self._mirror(conn, custodian, transfer, op_id=None, account_id=account_id)
+            if owner is None or transfer.state is not CustodyState.COMPLETED:
+                if owner is None:
+                    log.warning(
+                        "deposit into an account the bank did not open custodian=%s transfer=%s", custodian, transfer.id
+                    )
+                return "recorded"
+            booked = conn.execute(
+                select(t.c.booked).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
+            ).scalar()
+            if booked:
+                return "deposit"
+            ledger_id = deposit_transfer_id(custodian, transfer.id)
+            (result,) = holds.book(
+                self.ledger,
+                [
+                    TransferSpec(
+                        self.ledger.account(holdings_account(custodian, transfer.asset), conn=conn).id,
+                        self.ledger.account(position_account(custodian, owner, transfer.asset), conn=conn).id,
+                        transfer.amount_minor,
+                        id=ledger_id,
+                        asset=transfer.asset,
+                        code="custody_deposit",
+                        memo=f"deposit {transfer.id} at {custodian}",
+                    )
+                ],
+                conn=conn,
+                what=f"deposit {transfer.id}",
+            )
+            conn.execute(
+                update(t).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id).values(booked=ledger_id)
+            )
+            if result.ok:
+                scale = self.scale(transfer.asset)
+                events.append(
+                    conn,
+                    [
+                        events.NewEvent(
+                            "custody.deposit_credited",
+                            transfer.id,
+                            {
+                                "custodian": custodian,
+                                "transfer_id": transfer.id,
+                                "asset": transfer.asset,
+                                "network": transfer.network,
+                                "amount": format_minor(transfer.amount_minor, scale),
+                                "amount_minor": str(transfer.amount_minor),
+                                "tx_hash": transfer.tx_hash,
+                                "owner": owner,
+                            },
+                            None if owner == DESK else owner,
+                        )
+                    ],
+                    self.ctx.clock(),
+                )
+        return "deposit"
+
+    def webhook(self, custodian: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        """A custodian's notification: verified (WebhookRejected otherwise), taken in once per event id."""
+        self._check_custodian(custodian)
+        event: WebhookEvent = self.custodian(custodian).verify_webhook(headers, body)
+        t = schema.webhooks
+        with self.ctx.engine.connect() as conn:
+            seen = conn.execute(
+                select(t.c.applied).where(t.c.custodian == custodian, t.c.event_id == event.id[:200])
+            ).first()
+        if seen is not None and seen.applied:
+            return {"event": event.id, "duplicate": True}
+        outcome = self.report(custodian, event.transfer) if event.transfer is not None else "recorded"
+        try:
+            with write_transaction(self.ctx.engine) as conn:
+                if seen is None:
+                    conn.execute(
+                        t.insert().values(
+                            custodian=custodian,
+                            event_id=event.id[:200],
+                            type=event.type[:100],
+                            transfer_id=event.transfer.id if event.transfer else None,
+                            received_at_us=self.ctx.clock(),
+                            applied=1,
+                        )
+                    )
+                else:
+                    conn.execute(
+                        update(t).where(t.c.custodian == custodian, t.c.event_id == event.id[:200]).values(applied=1)
+                    )
+        except IntegrityError:
+            return {"event": event.id, "duplicate": True}
+        return {"event": event.id, "duplicate": False, "outcome": outcome}
+
+    def cursor(self, custodian: str) -> str | None:
+        t = schema.cursors
+        with self.ctx.engine.connect() as conn:
+            return conn.execute(select(t.c.cursor).where(t.c.custodian == custodian)).scalar()
+
+    def _save_cursor(self, custodian: str, cursor: str | None) -> None:
+        t = schema.cursors
+        with write_transaction(self.ctx.engine) as conn:
+            done = conn.execute(
+                update(t).where(t.c.custodian == custodian).values(cursor=cursor, updated_at_us=self.ctx.clock())
+            )
+            if done.rowcount == 0:
+                conn.execute(t.insert().values(custodian=custodian, cursor=cursor, updated_at_us=self.ctx.clock()))
+
+    def poll(self, custodian: str) -> tuple[int, bool]:
+        """Read the custodian's transfers since the last poll and take each in (the backstop of its
+        webhooks); (how many were read, whether more are waiting)."""
+        port = self.custodian(custodian)
+        cursor = self.cursor(custodian)
+        read = 0
+        for _ in range(PAGES_PER_POLL):
+            page = port.transfers(cursor)
+            for transfer in page.transfers:
+                self.report(custodian, transfer)
+            read += len(page.transfers)
+            if page.cursor != cursor:
+                cursor = page.cursor
+                self._save_cursor(custodian, cursor)
+            if not page.more:
+                return read, False
+        return read, True
+
+    def unbooked_deposits(self, custodian: str, pages: int = PAGES_PER_POLL) -> Iterable[CustodyTransfer]:
+        """Deposits the custodian completed that the bank has not credited yet (read from the last poll's
+        cursor on, changing nothing): what reconcile counts as arriving."""
+        port = self.custodian(custodian)
+        cursor = self.cursor(custodian)
+        t = schema.transfers
+        for _ in range(pages):
+            page = port.transfers(cursor)
+            for transfer in page.transfers:
+                if transfer.incoming and transfer.state is CustodyState.COMPLETED:
+                    with self.ctx.engine.connect() as conn:
+                        booked = conn.execute(
+                            select(t.c.booked).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
+                        ).scalar()
+                    if not booked:
+                        yield transfer
+            cursor = page.cursor
+            if not page.more:
+                return
+
+
+class CustodyHandler:
+    """The worker's handler of custody operations."""
+
+    kinds = KINDS
+
+    def __init__(self, service: CustodyService) -> None:
+        self.service = service
+        self.ops = service.ops
+
+    def advance(self, ops: list[Operation]) -> None:
+        for op in ops:
+            self.service.step(op)
+
+    def recover(self) -> None:
+        """Nothing: every operation finds its transfer by its key."""
+
+    def release(self, op: Operation, conn: Connection) -> None:
+        self.service.release(op, conn)
+
+    def quarantine(self, op: Operation, exc: BaseException) -> None:
+        current = self.ops.get(op.id)
+        if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
+            return
+        self.ops.attention(current, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+class CustodyPollPart:
+    """Polls one custodian's transfers beside the webhooks, once the bank has an account there."""
+
+    def __init__(self, service: CustodyService, custodian: str, monotonic: Any = None) -> None:
+        import time
+
+        self.service = service
+        self.custodian = custodian
+        self.name = f"custody-poll:{custodian}"
+        self._monotonic = monotonic or time.monotonic
+        self._next_s = 0.0
+        self._idle = False
+
+    def run(self) -> None:
+        if self._monotonic() < self._next_s:
+            return
+        if not self.service.accounts(self.custodian):
+            self._idle = True
+            self._next_s = self._monotonic() + self.service.settings.poll_s
+            return
+        _, more = self.service.poll(self.custodian)
+        self._idle = not more
+        self._next_s = 0.0 if more else self._monotonic() + self.service.settings.poll_s
+
+    def idle(self) -> bool:
+        return self._idle
