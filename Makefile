@@ -30,6 +30,8 @@ run: setup
 	$(BIN)/andchain db upgrade
 	$(BIN)/andchain networks up
 	$(BIN)/andchain tokens setup --network internal
+	$(BIN)/andchain stablecoin setup
+	$(BIN)/andchain custodian start
 	$(BIN)/andchain serve --sample-data --worker
 
 demo: setup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from typer.testing import CliRunner
 
 from andchain.cli import app
@@ -18,14 +20,17 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     for name in ("ETHEREUM", "BASE", "TEMPO"):
         monkeypatch.setenv(f"ANDCHAIN_NETWORKS__{name}__RPC_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("ANDCHAIN_NETWORKS__ETHEREUM__ENABLED", "false")
+    monkeypatch.setenv("ANDCHAIN_CUSTODIAN__PORT", str(free_port()))
     try:
         result = CliRunner().invoke(app, ["demo"])
-        # The demo stopped the nodes it started; a node that does not answer is a break, never skipped.
+        # The demo stopped the nodes and the custodian it started; one that does not answer is a break.
         away = CliRunner().invoke(app, ["reconcile", "--json"])
         # Started again, they come back with their state, and the reconcile command agrees, as JSON.
         assert CliRunner().invoke(app, ["networks", "up", "base", "tempo"]).exit_code == 0
+        assert CliRunner().invoke(app, ["custodian", "start"]).exit_code == 0
         report = CliRunner().invoke(app, ["reconcile", "--json"])
     finally:
+        CliRunner().invoke(app, ["custodian", "stop"])
         CliRunner().invoke(app, ["networks", "down", "base", "tempo"])
     assert result.exit_code == 0, result.output
     text = result.stdout
@@ -36,6 +41,7 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
         "DvP",
         "sweep rule",
         "redeems",
+        "USDC at a third-party custodian",
         "Reconcile",
     ):
         assert chapter in text
@@ -45,4 +51,10 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     assert "tempo -> internal: burned in" in text
     assert "stopped the nodes the demo started (base, tempo)" in text
     assert away.exit_code == 1 and '"subject": "base"' in away.stdout and '"subject": "tempo"' in away.stdout
+    assert "DDA $" in text and "minted $2,000.00 of deposit tokens from it" in text
+    assert "reference custodian stopped" in text
+    assert '"check": "custodian"' in away.stdout
     assert report.exit_code == 0 and '"breaks": []' in report.stdout
+    custodians = json.loads(report.stdout)["custodians"]
+    rows = {(r["owner"], r["asset"]): r for r in custodians["reference"]["accounts"]}
+    assert rows[("desk", "USDC")]["custodian_total"] == "2000.000000" == rows[("desk", "USDC")]["ledger"]

@@ -9,8 +9,13 @@ part) lives in the local key store under `usdc:issuer`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from andchain.chains.client import Call, ChainClient
 from andchain.chains.contracts import ContractAbi, artifact
+
+if TYPE_CHECKING:
+    from andchain.context import Context
 
 USDC = "usdc"  # the deployment's name on each network
 ISSUER_LABEL = "usdc:issuer"
@@ -35,3 +40,25 @@ def deploy_stand_in(chain: ChainClient, issuer: str, minters: list[str] | None =
     ]
     chain.transact_many(issuer, calls)
     return address
+
+
+MINTER_LABEL = "usdc:minter"
+
+
+def setup_local(ctx: Context, network: str) -> str:
+    """Development: the stand-in on a local network, its issuer and minter keys in the local key store."""
+    chain = ctx.chain(network)
+    if not chain.network.local:
+        raise ValueError(f"network {network} is not local: its USDC is Circle's, never a stand-in")
+    issuer = ctx.keys.create(ISSUER_LABEL)  # an existing label keeps its key
+    minter = ctx.keys.create(MINTER_LABEL)
+    ctx.fund_gas(network, [issuer, minter])
+    return deploy_stand_in(chain, issuer, [minter])
+
+
+def faucet(ctx: Context, network: str, to: str, amount_minor: int) -> str:
+    """Development: mint stand-in USDC to `to` (Circle's part, played on a local node); the hash."""
+    address = setup_local(ctx, network)
+    chain = ctx.chain(network)
+    minter = ctx.keys.create(MINTER_LABEL)
+    return chain.transact(minter, Call(address, usdc_abi().encode_call("mint", to, amount_minor))).tx_hash

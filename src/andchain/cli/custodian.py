@@ -43,6 +43,49 @@ def custodian_serve(
         lock.close()
 
 
+@app.command("start")
+@clean_errors
+def custodian_start(as_json: JsonOpt = False) -> None:
+    """Start the reference custodian in the background (like the local nodes), holding the configured
+    tokens and, in development, the USDC stand-ins of the local networks; its webhooks go to the API."""
+    from andchain.cli.common import context
+    from andchain.custody.reference.local import LocalCustodian, local_tokens
+
+    ctx = context()
+    local = LocalCustodian(ctx)
+    outcome = local.start()
+    if as_json:
+        emit_json({"outcome": outcome, **local.status()})
+        return
+    held = ", ".join(sorted(local_tokens(ctx))) or "no tokens"
+    out.print(f"reference custodian {outcome} at {local.url} (holds {held}; log {local.log_file})")
+
+
+@app.command("stop")
+@clean_errors
+def custodian_stop() -> None:
+    """Stop the background reference custodian (its data stays in its directory)."""
+    from andchain.cli.common import context
+    from andchain.custody.reference.local import LocalCustodian
+
+    out.print(f"reference custodian {LocalCustodian(context()).stop()}")
+
+
+@app.command("status")
+@clean_errors
+def custodian_status(as_json: JsonOpt = False) -> None:
+    """Whether the background reference custodian runs and answers."""
+    from andchain.cli.common import context
+    from andchain.custody.reference.local import LocalCustodian
+
+    status = LocalCustodian(context()).status()
+    if as_json:
+        emit_json(status)
+    else:
+        state = "answering" if status["healthy"] else "not answering"
+        out.print(f"reference custodian at {status['url']}: {state} (pid {status['pid'] or 'none'})")
+
+
 def _decide(transfer_id: str, verb: str, reason: str | None, as_json: bool) -> None:
     from andchain.custody.reference.runtime import build
 

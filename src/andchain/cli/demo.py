@@ -2,7 +2,9 @@
 
 Onboard two clients, fund them, mint deposit tokens, pay 24/7 with a memo, settle
 a DvP against a tokenized fund share, let a sweep rule redeem an excess, redeem,
-and end with the reconciliation table. Exit code 0 only if reconcile is clean.
+move the token across networks, deposit USDC at the reference custodian, convert it
+into USD deposits and mint tokens with it, and end with the reconciliation table.
+Exit code 0 only if reconcile is clean.
 """
 
 from __future__ import annotations
@@ -116,10 +118,12 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
     say(f"  Acme holds {usd(held(acme))} in tokens, DDA {usd(service.dda_balance(acme))}")
 
     public = [n for n in ("base", "tempo") if n in ctx.settings.networks and ctx.settings.networks[n].enabled]
+    custodian: Any = None
     if len(public) == 2:
         started += _moves(ctx, service, say, step, complete, acme, run_id)
+        custodian = _stablecoins(ctx, service, worker, say, step, complete, acme, run_id)
 
-    step("8. Reconcile: the ledger, every chain and every holder agree")
+    step("9. Reconcile: the ledger, every chain, every holder and the custodian agree")
     report = reconcile(ctx)
     from andchain.cli.common import render_report
 
@@ -127,6 +131,17 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
     if report.breaks:
         for b in report.breaks:
             say(f"[red]break:[/red] {escape(b.subject)}: expected {escape(b.expected)}, found {escape(b.found)}")
+    for name, entry in report.custodians.items():
+        for row in entry["accounts"]:
+            if row["custodian_total"] != row["ledger"] or row["asset"] == "USDC":
+                say(
+                    f"  {name} {row['owner'][:12]:12} {row['asset']:5} custodian {row['custodian_total']:>14} "
+                    f"ledger {row['ledger']:>14} {'ok' if row['ok'] else 'BREAK'}"
+                )
+    if custodian is not None and not keep_nodes:
+        say(f"reference custodian {custodian.stop()} (its data stays in {custodian.directory})")
+    elif custodian is not None:
+        say(f"the reference custodian still runs at {custodian.url}: `andchain custodian stop` stops it")
     if started and not keep_nodes:
         for network in started:
             ctx.node(network).stop()
@@ -185,6 +200,52 @@ def _moves(
         balance = service.ledger.account(holder_account(network, TOKENS[DEPOSIT_TOKEN], address)).balance_posted
         say(f"  Acme on {network:8} {usd(balance)}")
     return started
+
+
+def _stablecoins(
+    ctx: Context, service: TokenService, worker: Any, say: Any, step: Any, complete: Any, client: str, run_id: str
+) -> Any:
+    """A client's USDC deposited at the reference custodian, converted into USD deposits, minted as
+    deposit tokens. Returns the custodian process if this demo started it (else None)."""
+    from andchain.chains.client import Call
+    from andchain.chains.usdc import faucet, setup_local, usdc_abi
+    from andchain.custody.reference.local import LocalCustodian
+    from andchain.custody.service import CustodyService, position_account
+
+    step("8. USDC at a third-party custodian: deposit, convert to USD deposits, mint deposit tokens")
+    usdc = setup_local(ctx, "base")
+    local = LocalCustodian(ctx)
+    outcome = local.start()
+    say(f"  reference custodian {outcome} at {local.url} (its own database and keys); USDC on Base at {usdc}")
+    custody = CustodyService(ctx, tokens=service)
+    own = service.holder(client, "base")
+    amount = 2_500 * 10**6
+    faucet(ctx, "base", own, amount)  # Circle's part, played on the local node
+    deposit = custody.deposit_address("reference", client, "USDC", "base")
+    ctx.chain("base").transact(own, Call(usdc, usdc_abi().encode_call("transfer", deposit.address, amount)))
+    say(f"  Acme sent 2,500.00 USDC from its own wallet {own} to its deposit address {deposit.address}")
+    position = position_account("reference", client, "USDC")
+    deadline = time.monotonic() + 180
+    credited = 0
+    while time.monotonic() < deadline:
+        run_until_idle(worker, seconds=20)
+        try:
+            credited = service.ledger.account(position).balance_posted
+        except Exception:
+            credited = 0
+        if credited >= amount:
+            break
+        time.sleep(0.5)
+    if credited < amount:
+        raise RuntimeError("the custodian's deposit was not credited within 180s")
+    say(f"  the custodian reported the deposit once final; the ledger credited {position}")
+    convert = custody.convert(client, 2_000 * 10**6, "USDC", "USD", f"demo-{run_id}-convert")
+    complete(convert)
+    say(f"  2,000.00 USDC moved to the desk's account at the custodian; Acme's DDA {usd(service.dda_balance(client))}")
+    mint = service.mint(client, NETWORK, 2_000_00, f"demo-{run_id}-usdc-mint")
+    complete(mint)
+    say(f"  minted {usd(2_000_00)} of deposit tokens from it; DDA {usd(service.dda_balance(client))}")
+    return local if outcome == "started" else None
 
 
 def demo(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from andchain.cli.common import JsonOpt, KeyOpt, clean_errors, context, idempotency_key, print_op
+from andchain.cli.common import JsonOpt, KeyOpt, clean_errors, context, emit_json, idempotency_key, out, print_op
 from andchain.money import parse_minor
 
 app = typer.Typer(help="Stablecoins: convert to and from USD deposits.", no_args_is_help=True)
@@ -44,3 +44,51 @@ def stablecoin_convert(
         custodian=custodian,
     )
     print_op(op, as_json)
+
+
+@app.command("setup")
+@clean_errors
+def stablecoin_setup(
+    network: Annotated[
+        list[str] | None, typer.Option("--network", "-n", help="a local public network (default: every one running)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Development: deploy (or find) the USDC stand-in on local public networks. Elsewhere USDC is
+    Circle's: configure its address under custodian.tokens / custody.custodians.*.tokens."""
+    from andchain.chains.usdc import setup_local
+
+    ctx = context()
+    ctx.upgrade_database()
+    names = network or [
+        n for n, cfg in ctx.settings.networks.items() if cfg.local and cfg.kind == "public" and cfg.enabled
+    ]
+    done = {}
+    for name in names:
+        cfg = ctx.settings.network(name)
+        if not cfg.local:
+            raise typer.BadParameter(f"{name} is not a local network: its USDC is Circle's, never a stand-in")
+        if not ctx.node(name).status().healthy:
+            out.print(f"[yellow]{name}: its node is not running (`andchain networks up`); skipped[/yellow]")
+            continue
+        done[name] = setup_local(ctx, name)
+    if as_json:
+        emit_json(done)
+        return
+    for name, address in done.items():
+        out.print(f"USDC stand-in on {name}: {address}")
+
+
+@app.command("faucet")
+@clean_errors
+def stablecoin_faucet(
+    address: Annotated[str, typer.Argument(help="who receives it (0x...)")],
+    amount: Annotated[str, typer.Argument(help="USDC, e.g. 250")],
+    network: Annotated[str, typer.Option("--network", "-n", help="a local public network")] = "base",
+) -> None:
+    """Development: mint stand-in USDC to an address on a local network (Circle's part, played here)."""
+    from andchain.chains.usdc import faucet
+
+    ctx = context()
+    tx = faucet(ctx, network, address, parse_minor(amount, 6))
+    out.print(f"minted {amount} USDC to {address} on {network} ({tx})")

@@ -31,15 +31,19 @@ from sqlalchemy.exc import IntegrityError
 
 from andchain.context import Context
 from andchain.custody import schema
+from andchain.custody.assets import AssetMap, AssetNotSupported
 from andchain.custody.port import (
     DESK,
     Custodian,
     CustodianRefused,
+    CustodianUnavailable,
     CustodyTransfer,
     DepositAddress,
     Destination,
+    TransferNotFound,
     TransferRequest,
     WebhookEvent,
+    WebhookRejected,
     submit_once,
 )
 from andchain.custody.states import BROADCAST, TERMINAL, CustodyState, advance
@@ -50,6 +54,7 @@ from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
 from andchain.money import format_minor, parse_minor
 from andchain.ops import holds
 from andchain.ops.core import Operation, Operations, OpStatus
+from andchain.ops.worker import postpone
 from andchain.tokens.model import Client, ClientKind, check_amount, dda_account
 
 log = logging.getLogger(__name__)
@@ -63,7 +68,12 @@ CONVERSION_ACCOUNT = "bank:usd:stablecoin"
 STABLECOINS = ("USDC",)
 KEY_PREFIX = "andchain-"
 PAGES_PER_POLL = 20
+# At most this many deposits in flight are looked up again per poll (the oldest first).
+FOLLOW_MAX = 200
 CONTRADICTION = "custody_contradiction"
+# Networks beside the bank's own EVM networks where a client may withdraw (addresses checked by the
+# custodian, with their checksums).
+BITCOIN_NETWORKS = frozenset({"bitcoin"})
 
 
 def position_account(custodian: str, owner: str, asset: str) -> str:
@@ -93,6 +103,13 @@ def deposit_transfer_id(custodian: str, transfer_id: str) -> str:
     if len(text) <= 128:
         return text
     return f"custody:{custodian}:in:sha256:{hashlib.sha256(transfer_id.encode()).hexdigest()}"[:128]
+
+
+class WebhookUnreadable(DomainError):
+    """A notification whose signature verified but whose body is not what the custodian documents."""
+
+    code = "webhook_unreadable"
+    http_status = 422
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,13 @@ class CustodyService:
                 f"no custodian {name!r} is configured; configured: {', '.join(self.names()) or 'none'}",
                 code="custodian_not_found",
             )
+
+    def check_asset(self, custodian: str, asset: str, network: str) -> None:
+        """Refuse, before anything is recorded, an asset the custodian is not configured to hold on the
+        network (Fireblocks' and Prime's asset maps): never an operation that cannot be sent."""
+        assets = getattr(self.custodian(custodian), "assets", None)
+        if isinstance(assets, AssetMap):
+            assets.provider_id(asset, network)
 
     def scale(self, asset: str) -> int:
         try:
@@ -359,9 +383,17 @@ class CustodyService:
 
     def _check_destination(self, client: Client | None, network: str, address: str) -> None:
         """A client's withdrawal on one of the bank's EVM networks goes to an address the client proved
-        it owns (registered and verified: allow-listed); elsewhere the custodian checks the address."""
-        if client is None or network not in self.ctx.settings.networks:
+        it owns (registered and verified: allow-listed); on Bitcoin the custodian checks the address;
+        any other network is refused. The bank's desk sends where its operators say."""
+        if client is None:
             return
+        if network not in self.ctx.settings.networks:
+            if network in BITCOIN_NETWORKS:
+                return  # no ownership proof exists there yet: the custodian checks the address itself
+            raise DomainError(
+                f"a client's withdrawal goes to one of the bank's networks or to Bitcoin, was {network!r}",
+                code="network_not_allowed",
+            )
         for registered in self.clients.addresses(client.id):
             if registered.network == network and registered.address.lower() == address.lower():
                 if registered.status == "verified":
@@ -407,6 +439,7 @@ class CustodyService:
         if existing is not None:
             return self.ops.create(WITHDRAWAL, key, existing.payload, request=request, network=existing.network)[0]
         self._check_destination(client, network, address)
+        self.check_asset(custodian, asset, network)
         record = self._required_account(custodian, owner)
         self.ensure_positions(custodian, owner, asset)
         payload = {
@@ -452,6 +485,7 @@ class CustodyService:
         existing = self.ops.find_by_key(key)
         if existing is not None:
             return self.ops.create(TRANSFER, key, existing.payload, request=request, network=existing.network)[0]
+        self.check_asset(custodian, asset, network)
         from_record = self._required_account(custodian, source)
         to_record = self.open_account(custodian, target)
         self.ensure_positions(custodian, source, asset)
@@ -533,6 +567,7 @@ class CustodyService:
         existing = self.ops.find_by_key(key)
         if existing is not None:
             return self.ops.create(CONVERT, key, existing.payload, request=request, network=existing.network)[0]
+        self.check_asset(custodian, coin, network)
         desk = self.open_account(custodian, DESK)
         self.ensure_positions(custodian, DESK, coin)
         self.ensure_positions(custodian, client.id, coin)
@@ -608,8 +643,9 @@ class CustodyService:
         c = op.state.get("custody") or {}
         custodian = self.custodian(op.payload["custodian"])
         if c.get("transfer_id"):
-            self.apply(op, custodian.get(c["transfer_id"]))
+            self.apply(op, custodian.get(c["transfer_id"]), looked_up=True)
             return
+        request = self.request_of(op)
         first = not c.get("submitting")
         if first:
             # Recorded before the request leaves: after a crash or a timeout, the next attempt looks
@@ -617,25 +653,43 @@ class CustodyService:
             updated = self.ops.update_if_current(
                 op,
                 state={**op.state, "custody": {"submitting": True}, "done": ["submit"]},
-                detail=f"sending to custodian {custodian.name} under key {custody_key(op.id)}",
+                detail=f"sending to custodian {custodian.name} under key {request.idempotency_key}",
             )
             if updated is None:
                 return
             op = updated
+        else:
+            # An earlier attempt may have reached the custodian: only its answer to the look-up says
+            # whether it did. A refusal of the look-up itself (a rotated key, a 4xx) says nothing of
+            # that, so it never releases the holds: an operator looks.
+            try:
+                found = custodian.find(request.idempotency_key)
+            except CustodianRefused as exc:
+                self.ops.attention(
+                    op,
+                    "custody_lookup_refused",
+                    f"custodian {custodian.name} refused the look-up of key {request.idempotency_key}: {exc.message}",
+                )
+                return
+            if found is not None:
+                self.apply(op, found, looked_up=True)
+                return
         try:
-            transfer = submit_once(custodian, self.request_of(op), first_attempt=first)
-        except CustodianRefused as exc:
+            transfer = submit_once(custodian, request, first_attempt=True)
+        except (CustodianRefused, AssetNotSupported) as exc:
+            # Refused for good before or when it was sent, with nothing there for its key: nothing moved.
             self._end(op, None, failed=("custodian_refused", f"custodian {custodian.name} refused: {exc.message}"))
             return
-        self.apply(op, transfer)
+        self.apply(op, transfer, looked_up=True)
 
     def _poll_delay_us(self, op: Operation) -> int:
         age_s = max(0.0, (self.ctx.clock() - op.created_at_us) / 1_000_000)
         return int(min(self.settings.transfer_poll_max_s, max(0.5, age_s / 10)) * 1_000_000)
 
-    def apply(self, op: Operation, transfer: CustodyTransfer) -> bool:
+    def apply(self, op: Operation, transfer: CustodyTransfer, *, looked_up: bool = False) -> bool:
         """Apply what the custodian reported of the operation's transfer; False if the operation changed
-        meanwhile (nothing written: read it again)."""
+        meanwhile (nothing written: read it again). `looked_up`: the custodian answered this worker's
+        own call, so the operation's count of failed attempts starts again."""
         if op.terminal or (op.status == OpStatus.NEEDS_ATTENTION and op.error_code == CONTRADICTION):
             self._note_terminal_report(op, transfer)
             return True
@@ -676,6 +730,7 @@ class CustodyService:
                 retry_in_us=self._poll_delay_us(op),
                 detail=f"custodian: {transfer.raw_status} ({step.state})" if step.changed else "",
                 conn=conn,
+                reset_attempts=looked_up,
             )
             if done is None:
                 return False
@@ -723,19 +778,26 @@ class CustodyService:
         return True
 
     def _note_terminal_report(self, op: Operation, transfer: CustodyTransfer) -> None:
+        """A report of an operation that ended: kept in the mirror (reconcile names a transfer the
+        custodian completed for an operation that failed), and logged when it contradicts the end."""
         recorded = (op.state.get("custody") or {}).get("state")
-        if (
-            recorded
+        ended_failed = op.status in (OpStatus.FAILED, OpStatus.CANCELLED)
+        contradicts = (
+            recorded is not None
             and CustodyState(recorded) in TERMINAL
             and advance(CustodyState(recorded), transfer.state).contradiction
-        ):
+        ) or (ended_failed and transfer.state in BROADCAST)
+        if contradicts:
             log.error(
-                "custodian contradicts a finished operation op=%s recorded=%s reported=%s transfer=%s",
+                "custodian contradicts a finished operation op=%s status=%s recorded=%s reported=%s transfer=%s",
                 op.id,
+                op.status,
                 recorded,
                 transfer.state,
                 transfer.id,
             )
+        with write_transaction(self.ctx.engine) as conn:
+            self._mirror(conn, op.payload["custodian"], transfer, op_id=op.id, account_id=op.payload["source_account"])
 
     # ------------------------------------------------------------------ reports
 
@@ -753,7 +815,7 @@ class CustodyService:
                         t.insert().values(
                             custodian=custodian,
                             transfer_id=transfer.id,
-                            idempotency_key=transfer.idempotency_key,
+                            idempotency_key=(transfer.idempotency_key or "")[:200] or None,
                             op_id=op_id,
                             incoming=int(transfer.incoming),
                             account_id=account_id,
@@ -762,7 +824,7 @@ class CustodyService:
                             amount_minor=str(transfer.amount_minor),
                             state=transfer.state.value if transfer.state is not CustodyState.UNKNOWN else "created",
                             raw_status=transfer.raw_status[:100],
-                            tx_hash=transfer.tx_hash,
+                            tx_hash=(transfer.tx_hash or "")[:100] or None,
                             booked=None,
                             updated_at_us=now,
                         )
@@ -772,19 +834,27 @@ class CustodyService:
                 row = conn.execute(
                     select(t.c.state).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
                 ).one()
-        step = advance(CustodyState(row.state), transfer.state)
-        if step.changed:
-            conn.execute(
+        for _ in range(3):
+            step = advance(CustodyState(row.state), transfer.state)
+            if not step.changed:
+                return
+            done = conn.execute(
                 update(t)
-                .where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
+                .where(t.c.custodian == custodian, t.c.transfer_id == transfer.id, t.c.state == row.state)
                 .values(
                     state=step.state.value,
                     raw_status=transfer.raw_status[:100],
-                    tx_hash=transfer.tx_hash,
+                    tx_hash=(transfer.tx_hash or "")[:100] or None,
                     updated_at_us=now,
                     **({"op_id": op_id} if op_id else {}),
                 )
             )
+            if done.rowcount == 1:
+                return
+            # Another report moved it meanwhile: compare with that one.
+            row = conn.execute(
+                select(t.c.state).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
+            ).one()
 
     def report(self, custodian: str, transfer: CustodyTransfer) -> str:
         """Take in one report of a transfer (a webhook, a poll): advance the operation it belongs to, or
@@ -885,8 +955,21 @@ class CustodyService:
 
     def webhook(self, custodian: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         """A custodian's notification: verified (WebhookRejected otherwise), taken in once per event id."""
-        self._check_custodian(custodian)
-        event: WebhookEvent = self.custodian(custodian).verify_webhook(headers, body)
+        try:
+            self._check_custodian(custodian)
+            port = self.custodian(custodian)
+        except DomainError as exc:
+            # Nothing of the configuration to an anonymous caller; the operator reads the log.
+            log.warning("webhook for custodian %r refused: %s", custodian[:64], exc.message)
+            raise NotFound("no such webhook endpoint", code="custodian_not_found") from None
+        try:
+            event: WebhookEvent = port.verify_webhook(headers, body)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise WebhookUnreadable(f"the notification's body cannot be read: {type(exc).__name__}") from None
+        except DomainError as exc:
+            if isinstance(exc, WebhookRejected):
+                raise
+            raise WebhookUnreadable(f"the notification's body cannot be read: {exc.message}") from None
         t = schema.webhooks
         with self.ctx.engine.connect() as conn:
             seen = conn.execute(
@@ -930,12 +1013,54 @@ class CustodyService:
             if done.rowcount == 0:
                 conn.execute(t.insert().values(custodian=custodian, cursor=cursor, updated_at_us=self.ctx.clock()))
 
+    def deposits_in_flight(self, custodian: str, limit: int = FOLLOW_MAX) -> list[str]:
+        """Deposits into the bank's accounts that the custodian reported and the bank has not credited:
+        not complete when last seen (a custodian lists a transfer once, when it is new, so its later
+        states are looked up), or complete when its account was not yet the bank's. Least recently
+        looked at first, so that none waits behind others."""
+        t, a = schema.transfers, schema.accounts
+        ours = select(a.c.account_id).where(a.c.custodian == custodian)
+        with self.ctx.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.transfer_id)
+                .where(
+                    t.c.custodian == custodian,
+                    t.c.incoming == 1,
+                    t.c.booked.is_(None),
+                    t.c.account_id.in_(ours),
+                    t.c.state.notin_(
+                        [CustodyState.FAILED.value, CustodyState.REJECTED.value, CustodyState.CANCELLED.value]
+                    ),
+                )
+                .order_by(t.c.updated_at_us, t.c.transfer_id)
+                .limit(limit)
+            )
+            return [str(r.transfer_id) for r in rows]
+
+    def _follow(self, custodian: str, transfer_id: str) -> CustodyTransfer | None:
+        """Look one deposit up again; None when the custodian does not show it (logged, tried later)."""
+        try:
+            transfer = self.custodian(custodian).get(transfer_id)
+        except (TransferNotFound, CustodianRefused) as exc:
+            log.warning("deposit not found again custodian=%s transfer=%s: %s", custodian, transfer_id, exc.message)
+            transfer = None
+        with write_transaction(self.ctx.engine) as conn:  # looked at now: the others come first next time
+            t = schema.transfers
+            conn.execute(
+                update(t)
+                .where(t.c.custodian == custodian, t.c.transfer_id == transfer_id)
+                .values(updated_at_us=self.ctx.clock())
+            )
+        return transfer
+
     def poll(self, custodian: str) -> tuple[int, bool]:
-        """Read the custodian's transfers since the last poll and take each in (the backstop of its
-        webhooks); (how many were read, whether more are waiting)."""
+        """Read the custodian's transfers since the last poll and take each in, then look up the deposits
+        it listed before that are not complete yet (the backstop of its webhooks); (how many were read,
+        whether more are waiting)."""
         port = self.custodian(custodian)
         cursor = self.cursor(custodian)
         read = 0
+        more = True
         for _ in range(PAGES_PER_POLL):
             page = port.transfers(cursor)
             for transfer in page.transfers:
@@ -945,19 +1070,36 @@ class CustodyService:
                 cursor = page.cursor
                 self._save_cursor(custodian, cursor)
             if not page.more:
-                return read, False
-        return read, True
+                more = False
+                break
+        for transfer_id in self.deposits_in_flight(custodian):
+            followed = self._follow(custodian, transfer_id)
+            if followed is not None:
+                self.report(custodian, followed)
+        return read, more
 
-    def unbooked_deposits(self, custodian: str, pages: int = PAGES_PER_POLL) -> Iterable[CustodyTransfer]:
-        """Deposits the custodian completed that the bank has not credited yet (read from the last poll's
-        cursor on, changing nothing): what reconcile counts as arriving."""
+    def arriving(self, custodian: str, pages: int = PAGES_PER_POLL) -> Iterable[CustodyTransfer]:
+        """Deposits into the bank's accounts that the custodian shows and the bank has not credited yet
+        (those it reported before, and those listed from the last poll's cursor on), changing nothing:
+        what reconcile counts as arriving. Not failed ones: a custodian may count a deposit in its
+        total while it confirms."""
         port = self.custodian(custodian)
+        seen: set[str] = set()
+        failed = (CustodyState.FAILED, CustodyState.REJECTED, CustodyState.CANCELLED)
+        for transfer_id in self.deposits_in_flight(custodian, limit=10_000):
+            try:
+                transfer = port.get(transfer_id)
+            except TransferNotFound:
+                continue
+            if transfer.incoming and transfer.state not in failed:
+                seen.add(transfer.id)
+                yield transfer
         cursor = self.cursor(custodian)
         t = schema.transfers
         for _ in range(pages):
             page = port.transfers(cursor)
             for transfer in page.transfers:
-                if transfer.incoming and transfer.state is CustodyState.COMPLETED:
+                if transfer.incoming and transfer.state not in failed and transfer.id not in seen:
                     with self.ctx.engine.connect() as conn:
                         booked = conn.execute(
                             select(t.c.booked).where(t.c.custodian == custodian, t.c.transfer_id == transfer.id)
@@ -967,6 +1109,25 @@ class CustodyService:
             cursor = page.cursor
             if not page.more:
                 return
+
+    def completed_for_failed(self, custodian: str) -> list[tuple[str, str]]:
+        """Transfers the custodian reported completed (or on their way out) for an operation that ended
+        failed or cancelled: value left while the bank released its holds. (transfer id, operation id)."""
+        from andchain.ops import schema as ops_schema
+
+        t, o = schema.transfers, ops_schema.operations
+        out_states = [s.value for s in BROADCAST]
+        with self.ctx.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.transfer_id, t.c.op_id)
+                .join(o, o.c.id == t.c.op_id)
+                .where(
+                    t.c.custodian == custodian,
+                    t.c.state.in_(out_states),
+                    o.c.status.in_([OpStatus.FAILED.value, OpStatus.CANCELLED.value]),
+                )
+            )
+            return [(str(r.transfer_id), str(r.op_id)) for r in rows]
 
 
 class CustodyHandler:
@@ -979,8 +1140,12 @@ class CustodyHandler:
         self.ops = service.ops
 
     def advance(self, ops: list[Operation]) -> None:
+        """Each operation on its own: a custodian that does not answer one postpones only that one."""
         for op in ops:
-            self.service.step(op)
+            try:
+                self.service.step(op)
+            except CustodianUnavailable as exc:
+                postpone(self.ops, op, exc)
 
     def recover(self) -> None:
         """Nothing: every operation finds its transfer by its key."""

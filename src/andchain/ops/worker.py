@@ -171,21 +171,7 @@ class Worker:
             self._advance(handler, [current])
 
     def _postpone(self, op: Operation, exc: BaseException) -> None:
-        """A transient failure the handler let through: retry later, within the attempt budget."""
-        current = self.ops.get(op.id)
-        if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
-            return
-        code = str(getattr(exc, "code", type(exc).__name__))
-        message = str(getattr(exc, "message", exc))
-        if current.attempts + 1 >= self.ops.settings.attempts_max:
-            self.ops.attention(current, code, f"retry budget spent ({current.attempts + 1} attempts): {message}")
-            return
-        self.ops.update_if_current(
-            current,
-            retry_in_us=self.ops.backoff_us(current.attempts + 1),
-            count_attempt=True,
-            error=(code, message),
-        )
+        postpone(self.ops, op, exc)
 
     def run_once(self) -> int:
         claimed = self.ops.claim(self.owner, kinds=list(self.handlers))
@@ -371,6 +357,25 @@ class Worker:
                 continue
             if worked == 0:
                 self._stop.wait(idle_sleep_s)
+
+
+def postpone(ops: Operations, op: Operation, exc: BaseException) -> None:
+    """A transient failure of one operation: retry it later with backoff, within the attempt budget
+    (`ops.attempts_max`), then stop it where an operator sees it."""
+    current = ops.get(op.id)
+    if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
+        return
+    code = str(getattr(exc, "code", type(exc).__name__))
+    message = str(getattr(exc, "message", exc))
+    if current.attempts + 1 >= ops.settings.attempts_max:
+        ops.attention(current, code, f"retry budget spent ({current.attempts + 1} attempts): {message}")
+        return
+    ops.update_if_current(
+        current,
+        retry_in_us=ops.backoff_us(current.attempts + 1),
+        count_attempt=True,
+        error=(code, message),
+    )
 
 
 def worker_status(ops: Operations, stale_after_s: float) -> list[dict[str, Any]]:

@@ -59,8 +59,8 @@ _REFUSED = {
     404: "client_not_found (also another client's, for a client key), custodian_not_found",
     422: (
         "a refusal with its stable code: insufficient_funds (exceeds_credits), custody_account_missing, "
-        "address_not_registered, address_not_allowed, unknown_asset, excess_precision, conversion_not_supported, "
-        "client_not_active, ..."
+        "address_not_registered, address_not_allowed, network_not_allowed, asset_not_supported, unknown_asset, "
+        "excess_precision, conversion_not_supported, client_not_active, ..."
     ),
     503: "custodian_unavailable: the custodian did not answer a call this request needs; nothing was recorded",
 }
@@ -418,7 +418,11 @@ def convert(
     summary="A custodian's signed notification (its signature is the credential)",
     responses=responses(
         {200: "taken in (or a duplicate of one taken in before)"},
-        {401: "webhook_rejected: the signature, its timestamp or the body does not verify", 404: "custodian_not_found"},
+        {
+            401: "webhook_rejected: the signature, its timestamp or the body does not verify",
+            404: "custodian_not_found",
+            422: "webhook_unreadable: signed, but not what the custodian documents",
+        },
         authenticated=False,
     ),
 )
