@@ -96,7 +96,8 @@ def _fmt(value: int, token: TokenDef) -> str:
 def operation_amounts(kind: str, payload: dict[str, Any]) -> dict[str, str]:
     """What an operation moves, per token, in the token's own units (fund shares have 6 decimals, not 2)."""
     if kind in ("custody_withdrawal", "custody_transfer", "stablecoin_convert"):
-        asset, amount = str(payload.get("asset", "")), payload.get("coin_amount", payload.get("amount"))
+        asset = str(payload.get("coin") or payload.get("asset") or "")
+        amount = payload.get("coin_amount", payload.get("amount"))
         try:
             scale = AssetRegistry(DEFAULT_ASSETS).get(asset).scale
         except DomainError:

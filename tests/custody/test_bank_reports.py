@@ -17,6 +17,7 @@ from andchain.custody.assets import AssetMap, AssetNotSupported
 from andchain.custody.port import (
     DESK,
     Balance,
+    CustodianAnswerUnreadable,
     CustodianRefused,
     CustodianUnavailable,
     CustodyAccount,
@@ -39,6 +40,7 @@ from andchain.custody.service import (
 from andchain.custody.states import CustodyState
 from andchain.errors import DomainError, NotFound
 from andchain.ops.core import OpStatus
+from andchain.ops.holds import LedgerRefused
 
 BTC = 100_000_000
 TO = "bcrt1q0xcqpzrky6eff2g52qdye53xkk9jxkvrl4xfg5"
@@ -347,3 +349,80 @@ def test_a_webhook_that_cannot_be_read_or_names_no_custodian_changes_nothing(wor
         service.webhook("played", {}, b"no-such-transfer")
     with pytest.raises(NotFound, match="no such webhook endpoint"):
         service.webhook("elsewhere", {}, b"{}")
+
+
+def test_a_transfer_that_cannot_be_booked_is_set_aside_and_the_others_are_credited(world):
+    service, played = world
+    client = service.clients.onboard("Gus").id
+    account = service.open_account("played", client).account_id
+    service.ensure_positions("played", client, "BTC")
+    played.deposit(account, 0, CustodyState.COMPLETED)  # a custodian's row without an amount
+    poisoned = played.deposit(account, 7, CustodyState.COMPLETED)
+    original_report = service.report
+
+    def report(custodian: str, transfer: CustodyTransfer) -> str:
+        if transfer.id == poisoned.id:
+            raise LedgerRefused("a transfer the ledger refuses every time", code="amount_must_be_positive")
+        return original_report(custodian, transfer)
+
+    service.report = report  # type: ignore[method-assign]
+    stuck = played.deposit(account, BTC, CustodyState.CONFIRMING)
+    later = played.deposit(account, 2 * BTC, CustodyState.CONFIRMING)
+    service.poll("played")
+    played.complete(stuck.id)
+    played.complete(later.id)
+    original_get = played.get
+
+    def get(transfer_id: str) -> CustodyTransfer:
+        if transfer_id == stuck.id:
+            raise CustodianAnswerUnreadable("an asset no longer in the map")
+        return original_get(transfer_id)
+
+    played.get = get  # type: ignore[method-assign]
+    for _ in range(2):
+        service.poll("played")
+    assert position(service, client) == 2 * BTC  # the one that cannot be read holds none back
+    played.get = original_get  # type: ignore[method-assign]
+    service.poll("played")
+    assert position(service, client) == 3 * BTC  # the poisoned one set aside, never credited
+    # The receiving side of a transfer between two of the bank's own accounts is never a deposit.
+    desk = service.open_account("played", DESK).account_id
+    inside = replace(played.deposit(desk, BTC, CustodyState.COMPLETED), source_account_id=account)
+    played.by_id[inside.id] = inside
+    played.log[-1] = inside
+    service.poll("played")
+    service.ensure_positions("played", DESK, "BTC")
+    assert service.ledger.account(position_account("played", DESK, "BTC")).balance_posted == 0
+
+
+def test_a_transfer_completed_for_an_operation_that_failed_is_a_break(world):
+    service, played = world
+    client = service.clients.onboard("Hal").id
+    account = service.open_account("played", client).account_id
+    service.ensure_positions("played", client, "BTC")
+    played.deposit(account, BTC, CustodyState.COMPLETED)
+    service.poll("played")
+    op = service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-contradicted")
+    CustodyHandler(service).advance([op])
+    transfer_id = service.ops.get(op.id).state["custody"]["transfer_id"]
+    service.report("played", played.end(transfer_id, CustodyState.FAILED))
+    assert service.ops.get(op.id).status == OpStatus.FAILED
+    assert clean(service)
+    service.report("played", played.complete(transfer_id))  # the custodian changed its mind
+    _, findings = reconcile_custodians(service)
+    broken = [f.subject for f in findings if not f.ok]
+    assert f"played transfer {transfer_id} of operation {op.id}" in broken
+
+
+def test_a_replay_after_the_client_was_suspended_finds_its_operation(world):
+    service, played = world
+    client = service.clients.onboard("Ida").id
+    account = service.open_account("played", client).account_id
+    service.ensure_positions("played", client, "BTC")
+    played.deposit(account, BTC, CustodyState.COMPLETED)
+    service.poll("played")
+    op = service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-before")
+    service.clients.set_status(client, "suspended")
+    assert service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-before").id == op.id
+    with pytest.raises(DomainError, match="suspended"):
+        service.withdraw("played", client, "BTC", "bitcoin", BTC // 4, TO, "w-after")

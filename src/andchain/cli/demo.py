@@ -63,6 +63,9 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
             mark = "[green]succeeded[/green]" if op.status == OpStatus.SUCCEEDED else f"[red]{op.status}[/red]"
             tx = (op.result or {}).get("tx_hash", "")
             say(f"  {op.kind:6} {op.id} {mark} {tx}")
+        failed = [op for op in done if op.status != OpStatus.SUCCEEDED]
+        if failed:
+            raise RuntimeError(f"{failed[0].kind} {failed[0].id} ended {failed[0].status}: {failed[0].error_message}")
         return done
 
     def held(client: str, deployment: str = DEPOSIT_TOKEN) -> int:
@@ -207,16 +210,30 @@ def _stablecoins(
 ) -> Any:
     """A client's USDC deposited at the reference custodian, converted into USD deposits, minted as
     deposit tokens. Returns the custodian process if this demo started it (else None)."""
-    from andchain.chains.client import Call
-    from andchain.chains.usdc import faucet, setup_local, usdc_abi
+    from andchain.chains.usdc import setup_local
     from andchain.custody.reference.local import LocalCustodian
-    from andchain.custody.service import CustodyService, position_account
 
     step("8. USDC at a third-party custodian: deposit, convert to USD deposits, mint deposit tokens")
     usdc = setup_local(ctx, "base")
     local = LocalCustodian(ctx)
     outcome = local.start()
     say(f"  reference custodian {outcome} at {local.url} (its own database and keys); USDC on Base at {usdc}")
+    try:
+        _through_the_custodian(ctx, service, worker, say, complete, client, run_id, usdc)
+    except BaseException:
+        if outcome != "already running":
+            local.stop()  # never left behind by a demo that failed
+        raise
+    return local if outcome != "already running" else None
+
+
+def _through_the_custodian(
+    ctx: Context, service: TokenService, worker: Any, say: Any, complete: Any, client: str, run_id: str, usdc: str
+) -> None:
+    from andchain.chains.client import Call
+    from andchain.chains.usdc import faucet, usdc_abi
+    from andchain.custody.service import CustodyService, position_account
+
     custody = CustodyService(ctx, tokens=service)
     own = service.holder(client, "base")
     amount = 2_500 * 10**6
@@ -245,7 +262,6 @@ def _stablecoins(
     mint = service.mint(client, NETWORK, 2_000_00, f"demo-{run_id}-usdc-mint")
     complete(mint)
     say(f"  minted {usd(2_000_00)} of deposit tokens from it; DDA {usd(service.dda_balance(client))}")
-    return local if outcome == "started" else None
 
 
 def demo(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from andchain.cli.common import JsonOpt, KeyOpt, clean_errors, context, emit_json, idempotency_key, out, print_op
+from andchain.cli.common import JsonOpt, KeyOpt, clean_errors, context, emit_json, err, idempotency_key, out, print_op
 from andchain.money import parse_minor
 
 app = typer.Typer(help="Stablecoins: convert to and from USD deposits.", no_args_is_help=True)
@@ -69,7 +69,9 @@ def stablecoin_setup(
         if not cfg.local:
             raise typer.BadParameter(f"{name} is not a local network: its USDC is Circle's, never a stand-in")
         if not ctx.node(name).status().healthy:
-            out.print(f"[yellow]{name}: its node is not running (`andchain networks up`); skipped[/yellow]")
+            if network:  # asked for by name: it cannot be done
+                raise typer.BadParameter(f"{name}: its node is not running (`andchain networks up {name}`)")
+            err.print(f"[yellow]{name}: its node is not running (`andchain networks up`); skipped[/yellow]")
             continue
         done[name] = setup_local(ctx, name)
     if as_json:

@@ -35,6 +35,7 @@ from andchain.custody.assets import AssetMap, AssetNotSupported
 from andchain.custody.port import (
     DESK,
     Custodian,
+    CustodianAnswerUnreadable,
     CustodianRefused,
     CustodianUnavailable,
     CustodyTransfer,
@@ -54,7 +55,7 @@ from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
 from andchain.money import format_minor, parse_minor
 from andchain.ops import holds
 from andchain.ops.core import Operation, Operations, OpStatus
-from andchain.ops.worker import postpone
+from andchain.ops.worker import database_away, postpone
 from andchain.tokens.model import Client, ClientKind, check_amount, dda_account
 
 log = logging.getLogger(__name__)
@@ -425,7 +426,7 @@ class CustodyService:
         self.scale(asset)
         if not isinstance(address, str) or not 0 < len(address) <= 128 or not address.isprintable():
             raise DomainError("a withdrawal needs the destination address", code="invalid_request")
-        owner, client = self.owner_of(owner_ref)
+        owner, client = self.owner_of(owner_ref, active=False)
         request = {
             "custodian": custodian,
             "owner": owner,
@@ -438,6 +439,8 @@ class CustodyService:
         existing = self.ops.find_by_key(key)
         if existing is not None:
             return self.ops.create(WITHDRAWAL, key, existing.payload, request=request, network=existing.network)[0]
+        if client is not None:
+            client = self.clients.active(client.id)  # a new request: its client must be active
         self._check_destination(client, network, address)
         self.check_asset(custodian, asset, network)
         record = self._required_account(custodian, owner)
@@ -468,8 +471,8 @@ class CustodyService:
         self._check_custodian(custodian)
         check_amount(amount_minor)
         self.scale(asset)
-        source, source_client = self.owner_of(from_ref)
-        target, target_client = self.owner_of(to_ref)
+        source, source_client = self.owner_of(from_ref, active=False)
+        target, target_client = self.owner_of(to_ref, active=False)
         if source == target:
             raise DomainError(
                 "an internal transfer goes between two different owners", code="accounts_must_be_different"
@@ -485,6 +488,9 @@ class CustodyService:
         existing = self.ops.find_by_key(key)
         if existing is not None:
             return self.ops.create(TRANSFER, key, existing.payload, request=request, network=existing.network)[0]
+        for party in (source_client, target_client):
+            if party is not None:
+                self.clients.active(party.id)
         self.check_asset(custodian, asset, network)
         from_record = self._required_account(custodian, source)
         to_record = self.open_account(custodian, target)
@@ -544,7 +550,7 @@ class CustodyService:
                 f"was {from_asset} to {to_asset}",
                 code="conversion_not_supported",
             )
-        client = self.clients.active(client_ref)
+        client = self.clients.client(client_ref)
         coin_scale, usd_scale = self.scale(coin), self.scale("USD")
         factor = 10 ** (coin_scale - usd_scale)
         if to_usd:
@@ -567,6 +573,7 @@ class CustodyService:
         existing = self.ops.find_by_key(key)
         if existing is not None:
             return self.ops.create(CONVERT, key, existing.payload, request=request, network=existing.network)[0]
+        client = self.clients.active(client.id)
         self.check_asset(custodian, coin, network)
         desk = self.open_account(custodian, DESK)
         self.ensure_positions(custodian, DESK, coin)
@@ -577,7 +584,7 @@ class CustodyService:
             source = self._required_account(custodian, client.id)
             payload = {
                 **request,
-                "asset": coin,
+                "coin": coin,
                 "coin_amount": coin_minor,
                 "usd_amount": usd_minor,
                 "source_account": source.account_id,
@@ -595,7 +602,7 @@ class CustodyService:
             self._check_destination(client, network, address)
             payload = {
                 **request,
-                "asset": coin,
+                "coin": coin,
                 "coin_amount": coin_minor,
                 "usd_amount": usd_minor,
                 "source_account": desk.account_id,
@@ -624,7 +631,7 @@ class CustodyService:
             idempotency_key=custody_key(op.id),
             source_account_id=p["source_account"],
             destination=destination,
-            asset=p["asset"],
+            asset=str(p.get("coin") or p["asset"]),
             network=p["network"],
             amount_minor=int(p.get("coin_amount", p["amount"])),
             note=f"{op.kind} {op.id}",
@@ -695,13 +702,12 @@ class CustodyService:
             return True
         c = dict(op.state.get("custody") or {})
         if c.get("transfer_id") and c["transfer_id"] != transfer.id:
-            self.ops.attention(
+            return self._stop(
                 op,
                 CONTRADICTION,
                 f"custodian reported transfer {transfer.id} for key {custody_key(op.id)}, "
                 f"recorded is {c['transfer_id']}",
             )
-            return True
         current = CustodyState(c.get("state", CustodyState.CREATED.value))
         step = advance(current, transfer.state)
         c.update(
@@ -713,10 +719,9 @@ class CustodyService:
         c.pop("submitting", None)
         state = {**op.state, "custody": c}
         if step.contradiction:
-            self.ops.attention(
+            return self._stop(
                 op, CONTRADICTION, f"custodian reported {transfer.state} after {current} for transfer {transfer.id}"
             )
-            return True
         if step.state in TERMINAL:
             return self._end(op, transfer, state=state)
         status = OpStatus.CONFIRMING if step.state in BROADCAST else OpStatus.SUBMITTED
@@ -736,6 +741,10 @@ class CustodyService:
                 return False
             self._mirror(conn, op.payload["custodian"], transfer, op_id=op.id, account_id=op.payload["source_account"])
         return True
+
+    def _stop(self, op: Operation, code: str, reason: str) -> bool:
+        """Stop the operation for an operator; False when it changed meanwhile (the report comes again)."""
+        return self.ops.attention(op, code, reason) is not None
 
     def _end(
         self,
@@ -798,6 +807,15 @@ class CustodyService:
             )
         with write_transaction(self.ctx.engine) as conn:
             self._mirror(conn, op.payload["custodian"], transfer, op_id=op.id, account_id=op.payload["source_account"])
+            if contradicts and ended_failed and transfer.state in BROADCAST:
+                # Kept as reported, over the end the bank recorded: reconcile names it (value left
+                # while the holds were released), until an operator has looked.
+                t = schema.transfers
+                conn.execute(
+                    update(t)
+                    .where(t.c.custodian == op.payload["custodian"], t.c.transfer_id == transfer.id)
+                    .values(state=transfer.state.value, raw_status=transfer.raw_status[:100], op_id=op.id)
+                )
 
     # ------------------------------------------------------------------ reports
 
@@ -892,6 +910,17 @@ class CustodyService:
         once per custodian transfer whatever the number of reports."""
         account_id = transfer.destination.account_id if transfer.destination else None
         owner = self.owner_of_account(custodian, account_id) if account_id else None
+        if owner is not None and transfer.amount_minor <= 0:
+            log.warning("deposit of no value recorded only custodian=%s transfer=%s", custodian, transfer.id)
+            owner = None
+        if (
+            owner is not None
+            and transfer.source_account_id
+            and self.owner_of_account(custodian, transfer.source_account_id)
+        ):
+            # The receiving side of a transfer between two of the bank's accounts (a custodian that
+            # lists both sides): the operation that asked for it books it, never this.
+            owner = None
         if owner is not None and transfer.state is CustodyState.COMPLETED:
             self.ensure_positions(custodian, owner, transfer.asset)
         t = schema.transfers
@@ -1038,20 +1067,38 @@ class CustodyService:
             return [str(r.transfer_id) for r in rows]
 
     def _follow(self, custodian: str, transfer_id: str) -> CustodyTransfer | None:
-        """Look one deposit up again; None when the custodian does not show it (logged, tried later)."""
-        try:
-            transfer = self.custodian(custodian).get(transfer_id)
-        except (TransferNotFound, CustodianRefused) as exc:
-            log.warning("deposit not found again custodian=%s transfer=%s: %s", custodian, transfer_id, exc.message)
-            transfer = None
-        with write_transaction(self.ctx.engine) as conn:  # looked at now: the others come first next time
-            t = schema.transfers
+        """Look one deposit up again; None when the custodian does not show it or answers nonsense for
+        it (logged, tried later). Marked as looked at first, so that one that fails never holds the
+        others back."""
+        t = schema.transfers
+        with write_transaction(self.ctx.engine) as conn:
             conn.execute(
                 update(t)
                 .where(t.c.custodian == custodian, t.c.transfer_id == transfer_id)
                 .values(updated_at_us=self.ctx.clock())
             )
-        return transfer
+        try:
+            return self.custodian(custodian).get(transfer_id)
+        except (TransferNotFound, CustodianRefused, CustodianAnswerUnreadable) as exc:
+            log.warning("deposit not read again custodian=%s transfer=%s: %s", custodian, transfer_id, exc.message)
+            return None
+
+    def _take_in(self, custodian: str, transfer: CustodyTransfer) -> None:
+        """One report from polling; a transfer that cannot be taken in (a deterministic failure) is
+        logged and set aside, never a reason to stop reading the others."""
+        try:
+            self.report(custodian, transfer)
+        except Exception as exc:
+            if database_away(exc) or (
+                isinstance(exc, CustodianUnavailable) and not isinstance(exc, CustodianAnswerUnreadable)
+            ):
+                raise
+            log.error(
+                "custodian transfer set aside custodian=%s transfer=%s: %s",
+                custodian,
+                transfer.id[:200],
+                getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}",
+            )
 
     def poll(self, custodian: str) -> tuple[int, bool]:
         """Read the custodian's transfers since the last poll and take each in, then look up the deposits
@@ -1064,7 +1111,7 @@ class CustodyService:
         for _ in range(PAGES_PER_POLL):
             page = port.transfers(cursor)
             for transfer in page.transfers:
-                self.report(custodian, transfer)
+                self._take_in(custodian, transfer)
             read += len(page.transfers)
             if page.cursor != cursor:
                 cursor = page.cursor
@@ -1075,7 +1122,7 @@ class CustodyService:
         for transfer_id in self.deposits_in_flight(custodian):
             followed = self._follow(custodian, transfer_id)
             if followed is not None:
-                self.report(custodian, followed)
+                self._take_in(custodian, followed)
         return read, more
 
     def arriving(self, custodian: str, pages: int = PAGES_PER_POLL) -> Iterable[CustodyTransfer]:

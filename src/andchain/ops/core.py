@@ -162,7 +162,8 @@ def operation_events(op: Operation, status: OpStatus, previous: OpStatus | None)
     for the bank alone when the operation concerns no client."""
     p = op.payload
     request: dict[str, Any] = {k: p[k] for k in _EVENT_FIELDS if isinstance(p.get(k), str | int)}
-    if op.kind == "pay":
+    if op.kind in ("pay", "custody_transfer", "stablecoin_convert"):
+        # The payer and payee; the two owners; the assets converted from and to (the amount in `from`'s units).
         request.update({k: p[k] for k in ("from", "to") if isinstance(p.get(k), str)})
     request.update({f"{k}_minor": str(p[k]) for k in _EVENT_AMOUNTS if isinstance(p.get(k), int)})
     data: dict[str, Any] = {

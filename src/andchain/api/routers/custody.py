@@ -58,7 +58,7 @@ OWNER_DESCRIPTION = CLIENT_DESCRIPTION + '; or "desk" (the bank\'s roles only)'
 _REFUSED = {
     404: "client_not_found (also another client's, for a client key), custodian_not_found",
     422: (
-        "a refusal with its stable code: insufficient_funds (exceeds_credits), custody_account_missing, "
+        "a refusal with its stable code: insufficient_funds, custody_account_missing, "
         "address_not_registered, address_not_allowed, network_not_allowed, asset_not_supported, unknown_asset, "
         "excess_precision, conversion_not_supported, client_not_active, ..."
     ),

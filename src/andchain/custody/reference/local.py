@@ -58,6 +58,8 @@ class LocalCustodian:
         self.directory = directory_of(ctx.settings)
         self.pid_file = self.directory / "serve.pid"
         self.log_file = self.directory / "custodian.log"
+        # The tokens it was started with: a running custodian holds those only.
+        self.tokens_file = self.directory / "serve.tokens.json"
         self._process: subprocess.Popen[bytes] | None = None  # when this process started it
 
     @property
@@ -86,10 +88,19 @@ class LocalCustodian:
         return env
 
     def start(self) -> str:
-        """Start it unless it runs; wait until it answers."""
+        """Start it unless it runs with the tokens it should hold (started again when andchain has
+        deployed a stand-in since); wait until it answers. "started", "restarted" or "already running"."""
         if self.pid() is not None:
             if self.healthy():
-                return "already running"
+                try:
+                    held = json.loads(self.tokens_file.read_text())
+                except (OSError, ValueError):
+                    held = None
+                if held == local_tokens(self.ctx):
+                    return "already running"
+                self.stop()
+                self._launch()
+                return "restarted"
             raise CustodianProcessError(
                 f"a custodian process runs (pid {self.pid()}) but {self.url}/health does not answer; "
                 f"see {self.log_file}"
@@ -99,17 +110,23 @@ class LocalCustodian:
                 f"port {self.settings.port} for the reference custodian is already in use by another process; "
                 "stop it or set custodian.port"
             )
+        self._launch()
+        return "started"
+
+    def _launch(self) -> None:
         private_dir(self.directory)
+        env = self.environment()
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "andchain.cli", "custodian", "serve"],
-                env=self.environment(),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
+        self.tokens_file.write_text(env["ANDCHAIN_CUSTODIAN__TOKENS"])
         self._process = process
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -119,7 +136,7 @@ class LocalCustodian:
                     f"the reference custodian exited with {process.returncode}:\n{self._log_tail()}"
                 )
             if self.healthy():
-                return "started"
+                return
             time.sleep(0.1)
         self.stop()
         raise CustodianProcessError(f"the reference custodian did not answer within {START_TIMEOUT_S:.0f}s")
