@@ -172,6 +172,16 @@ def position(service: CustodyService, owner: str) -> int:
     return service.ledger.account(position_account("played", owner, "BTC")).balance_posted
 
 
+def funded(service: CustodyService, played: Played, name: str, amount: int) -> tuple[str, str]:
+    """A client with an account at the custodian holding `amount` BTC, credited; (client, account)."""
+    client = service.clients.onboard(name).id
+    account = service.open_account("played", client).account_id
+    service.ensure_positions("played", client, "BTC")
+    played.deposit(account, amount, CustodyState.COMPLETED)
+    service.poll("played")
+    return client, account
+
+
 def clean(service: CustodyService) -> bool:
     _, findings = reconcile_custodians(service)
     return all(f.ok for f in findings)
@@ -209,11 +219,7 @@ def test_a_deposit_to_an_account_the_bank_did_not_open_books_nothing(world):
 
 def test_a_withdrawal_refused_rejected_or_completed_ends_once_with_its_hold(world):
     service, played = world
-    client = service.clients.onboard("Bea").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, 2 * BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, _account = funded(service, played, "Bea", 2 * BTC)
     handler = CustodyHandler(service)
 
     played.refuse = "address on a sanctions list"
@@ -259,11 +265,7 @@ def test_a_withdrawal_refused_rejected_or_completed_ends_once_with_its_hold(worl
 
 def test_a_contradiction_in_flight_stops_for_an_operator_with_the_hold_kept(world):
     service, played = world
-    client = service.clients.onboard("Cy").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, _account = funded(service, played, "Cy", BTC)
     op = service.withdraw("played", client, "BTC", "bitcoin", BTC // 4, TO, "w-odd")
     CustodyHandler(service).advance([op])
     recorded = service.ops.get(op.id)
@@ -276,11 +278,7 @@ def test_a_contradiction_in_flight_stops_for_an_operator_with_the_hold_kept(worl
 
 def test_an_internal_transfer_and_a_custodian_that_holds_more_than_the_books(world):
     service, played = world
-    client = service.clients.onboard("Dee").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, account = funded(service, played, "Dee", BTC)
     op = service.transfer("played", client, DESK, "BTC", "bitcoin", BTC // 2, "t-1")
     assert op.payload["client"] == client
     CustodyHandler(service).advance([op])
@@ -302,11 +300,7 @@ def test_an_internal_transfer_and_a_custodian_that_holds_more_than_the_books(wor
 
 def test_a_refused_look_up_after_an_uncertain_send_keeps_the_hold_for_an_operator(world):
     service, played = world
-    client = service.clients.onboard("Eve").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, _account = funded(service, played, "Eve", BTC)
     op = service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-uncertain")
     recorded = service.ops.update(op, state={**op.state, "custody": {"submitting": True}, "done": ["submit"]})
     played.refuse = "401 the API key was rotated"
@@ -326,11 +320,7 @@ def test_a_refused_look_up_after_an_uncertain_send_keeps_the_hold_for_an_operato
 
 def test_requests_the_custodian_could_never_carry_out_are_refused_before_anything_is_recorded(world):
     service, played = world
-    client = service.clients.onboard("Fay").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, _account = funded(service, played, "Fay", BTC)
     with pytest.raises(DomainError, match="one of the bank's networks or to Bitcoin"):
         service.withdraw("played", client, "BTC", "litecoin", 1, TO, "w-elsewhere")
     played.assets = AssetMap.parse("played", {"BTC@bitcoin": "BTC_TEST"})  # type: ignore[attr-defined]
@@ -397,11 +387,7 @@ def test_a_transfer_that_cannot_be_booked_is_set_aside_and_the_others_are_credit
 
 def test_a_transfer_completed_for_an_operation_that_failed_is_a_break(world):
     service, played = world
-    client = service.clients.onboard("Hal").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, _account = funded(service, played, "Hal", BTC)
     op = service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-contradicted")
     CustodyHandler(service).advance([op])
     transfer_id = service.ops.get(op.id).state["custody"]["transfer_id"]
@@ -416,11 +402,7 @@ def test_a_transfer_completed_for_an_operation_that_failed_is_a_break(world):
 
 def test_a_replay_after_the_client_was_suspended_finds_its_operation(world):
     service, played = world
-    client = service.clients.onboard("Ida").id
-    account = service.open_account("played", client).account_id
-    service.ensure_positions("played", client, "BTC")
-    played.deposit(account, BTC, CustodyState.COMPLETED)
-    service.poll("played")
+    client, _account = funded(service, played, "Ida", BTC)
     op = service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-before")
     service.clients.set_status(client, "suspended")
     assert service.withdraw("played", client, "BTC", "bitcoin", BTC // 2, TO, "w-before").id == op.id
