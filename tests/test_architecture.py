@@ -17,6 +17,7 @@ LAYERS = {
     "ops": 3,
     "tokens": 4,
     "custody": 4,
+    "trading": 5,
     "reconcile": 5,
     "reconcile_store": 5,
     "bench": 6,

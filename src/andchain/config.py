@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -379,6 +379,40 @@ class CustodySettings(BaseModel):
     stablecoin_network: str = "base"
 
 
+class InstrumentSettings(BaseModel):
+    """One instrument the desk trades (decimals as strings: exact)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_increment: str
+    size_increment: str
+    min_size: str
+    max_size: str
+    min_notional: str
+    max_notional: str
+
+
+def _default_instruments() -> dict[str, InstrumentSettings]:
+    rows = {
+        # symbol: price increment, size increment, min size, max size, min notional, max notional (USD)
+        "BTC-USD": ("0.01", "0.00000001", "0.00001", "100", "1", "10000000"),
+        "ETH-USD": ("0.01", "0.00000001", "0.0001", "2500", "1", "10000000"),
+        "SOL-USD": ("0.001", "0.0001", "0.01", "100000", "1", "5000000"),
+        "USDC-USD": ("0.0001", "0.01", "1", "10000000", "1", "10000000"),
+    }
+    return {
+        symbol: InstrumentSettings(
+            price_increment=p, size_increment=q, min_size=lo, max_size=hi, min_notional=nlo, max_notional=nhi
+        )
+        for symbol, (p, q, lo, hi, nlo, nhi) in rows.items()
+    }
+
+
+class TradingSettings(BaseModel):
+    # "BASE-QUOTE" -> its precision and limits (docs/trading.md).
+    instruments: dict[str, InstrumentSettings] = Field(default_factory=_default_instruments)
+
+
 def config_path() -> Path:
     return Path(os.environ.get("ANDCHAIN_CONFIG", "andchain.toml"))
 
@@ -406,6 +440,7 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     custodian: CustodianSettings = Field(default_factory=CustodianSettings)
     custody: CustodySettings = Field(default_factory=CustodySettings)
+    trading: TradingSettings = Field(default_factory=TradingSettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

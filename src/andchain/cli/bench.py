@@ -129,3 +129,25 @@ def bench_api(
     for key in ("transfers_per_s", "batch_transfers_per_s", "bare_requests_per_s", "ratio", "transfer_latency_ms_p50"):
         table.add_row(key, str(result[key]))
     out.print(table)
+
+
+@app.command("book")
+@clean_errors
+def bench_book(
+    orders: Annotated[int, typer.Option(help="orders in the seeded mix", min=1000, max=10_000_000)] = 200_000,
+    rounds: Annotated[int, typer.Option(help="runs of the mix; the best is reported", min=1, max=50)] = 5,
+    seed: Annotated[int, typer.Option(help="the workload's seed")] = 7,
+    as_json: JsonOpt = False,
+) -> None:
+    """Orders/s through the client order book (a seeded add/cancel/match mix, one core) vs a loop that
+    only appends the same orders to a list."""
+    from andchain.bench import book as bench
+
+    result = bench.run(orders, rounds, seed)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key in ("orders", "fills", "orders_per_s", "median_orders_per_s", "raw_limit_per_s", "ratio"):
+        table.add_row(key, str(result[key]))
+    out.print(table)

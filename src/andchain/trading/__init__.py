@@ -1,0 +1,1 @@
+"""The crypto trading desk: instruments, the client order book, and (to come) RFQ, risk, venues."""
