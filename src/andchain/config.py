@@ -408,9 +408,29 @@ def _default_instruments() -> dict[str, InstrumentSettings]:
     }
 
 
+class ReplayVenueSettings(BaseModel):
+    """The `replay` venue: order books generated from a seed and served on a clock (docs/trading.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 20261126
+    # How long the generated day runs (one snapshot a second) before it starts again.
+    seconds: int = Field(default=3600, ge=60, le=86_400)
+    levels: int = Field(default=20, ge=1, le=200)
+    # A market order pays this beyond the book it walks, and every fill this fee (basis points).
+    slippage_bps: str = "2"
+    fee_bps: str = "10"
+    balances: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "50000000", "BTC": "500", "ETH": "10000", "SOL": "200000", "USDC": "50000000"}
+    )
+    # Where its data files and its state live; default <data_dir>/venues/replay.
+    data_dir: Path | None = None
+
+
 class TradingSettings(BaseModel):
     # "BASE-QUOTE" -> its precision and limits (docs/trading.md).
     instruments: dict[str, InstrumentSettings] = Field(default_factory=_default_instruments)
+    replay: ReplayVenueSettings = Field(default_factory=ReplayVenueSettings)
 
 
 def config_path() -> Path:

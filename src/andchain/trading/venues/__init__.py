@@ -1,0 +1,1 @@
+"""Venues: where the desk sees prices and hedges (the port, the replay venue)."""
