@@ -427,10 +427,59 @@ class ReplayVenueSettings(BaseModel):
     data_dir: Path | None = None
 
 
+class ClientTierSettings(BaseModel):
+    """What a client of one tier may trade (USD amounts as decimal strings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_order_notional: str
+    max_daily_notional: str
+    instruments: list[str]
+
+
+class RiskSettings(BaseModel):
+    """The bank's risk appetite for the desk, and each client tier's limits (docs/trading.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: dict[str, ClientTierSettings] = Field(
+        default_factory=lambda: {
+            "basic": ClientTierSettings(
+                max_order_notional="10000", max_daily_notional="50000", instruments=["BTC-USD", "ETH-USD", "USDC-USD"]
+            ),
+            "standard": ClientTierSettings(
+                max_order_notional="250000",
+                max_daily_notional="1000000",
+                instruments=["BTC-USD", "ETH-USD", "SOL-USD", "USDC-USD"],
+            ),
+            "professional": ClientTierSettings(
+                max_order_notional="5000000",
+                max_daily_notional="25000000",
+                instruments=["BTC-USD", "ETH-USD", "SOL-USD", "USDC-USD"],
+            ),
+        }
+    )
+    # The tier of a client with none recorded.
+    default_tier: str = "standard"
+    # The desk: the most it may hold long or short per asset (in the asset), its gross exposure
+    # (the sum of every position's absolute value at the mark, USD), the most it may lose in a day.
+    max_net_position: dict[str, str] = Field(
+        default_factory=lambda: {"BTC": "50", "ETH": "800", "SOL": "40000", "USDC": "20000000"}
+    )
+    max_gross_exposure: str = "10000000"
+    max_daily_loss: str = "250000"
+    # An order's price at most this far from the reference price (basis points of the mid).
+    price_band_bps: str = "500"
+    # Orders a client may submit in a window.
+    submit_rate: int = Field(default=20, ge=1)
+    submit_window_s: float = Field(default=1.0, gt=0)
+
+
 class TradingSettings(BaseModel):
     # "BASE-QUOTE" -> its precision and limits (docs/trading.md).
     instruments: dict[str, InstrumentSettings] = Field(default_factory=_default_instruments)
     replay: ReplayVenueSettings = Field(default_factory=ReplayVenueSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
 
 
 def config_path() -> Path:

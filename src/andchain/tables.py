@@ -11,5 +11,6 @@ from andchain.ledger import schema as _ledger_schema  # noqa: F401 - registers i
 from andchain.ops import schema as _ops_schema  # noqa: F401 - registers its tables
 from andchain.reconcile_store import runs as _reconcile_runs  # noqa: F401 - registers its table
 from andchain.tokens import schema as _tokens_schema  # noqa: F401 - registers its tables
+from andchain.trading import risk as _trading_risk  # noqa: F401 - registers its table
 
 __all__ = ["metadata"]

@@ -15,6 +15,7 @@ from andchain.cli import (
     custody,
     db,
     demo,
+    desk,
     keys,
     ledger,
     networks,
@@ -61,6 +62,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(custodian.app, name="custodian")
 app.add_typer(custody.app, name="custody")
 app.add_typer(stablecoin.app, name="stablecoin")
+app.add_typer(desk.app, name="desk")
 app.command("deposit")(clean_errors(clients.deposit))
 app.command("serve")(serve.serve)
 app.command("openapi")(serve.openapi)
