@@ -325,6 +325,9 @@ class CustodianSettings(BaseModel):
     keystore_passphrase: SecretStr | None = None
     # The ERC-20 tokens it holds: "ASSET@network" -> the token's address on that network.
     tokens: dict[str, str] = Field(default_factory=dict)
+    # The EVM networks on which it holds native ETH (in development, `andchain custodian start`
+    # adds the local public ones when this is empty).
+    native_networks: list[str] = Field(default_factory=list)
     # Withdrawals above these amounts (per asset, decimal) wait for its operator's approval.
     approval_above: dict[str, str] = Field(default_factory=lambda: {"USDC": "10000", "BTC": "1"})
     blocked_addresses: list[str] = Field(default_factory=list)
@@ -354,8 +357,10 @@ class CustodianAdapterSettings(BaseModel):
     portfolio_id: str | None = None
     # fireblocks and coinbase_prime: "ASSET@network" -> the provider's asset id or symbol.
     assets: dict[str, str] = Field(default_factory=dict)
-    # self: "ASSET@network" -> the token's address the bank holds itself.
+    # self: "ASSET@network" -> the token's address the bank holds itself, and the networks on which
+    # it holds native ETH.
     tokens: dict[str, str] = Field(default_factory=dict)
+    native_networks: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
 

@@ -182,3 +182,40 @@ def test_what_a_stranger_sends_to_an_account_is_a_deposit_and_a_zero_transfer_is
     assert sorted(t.amount_minor for t in incoming) == [1, 2 * USDC]
     balance = world.usdc_balance(account.id)
     assert balance.total_minor == 2 * USDC + 1
+
+
+def test_native_eth_is_held_in_the_book_withdrawn_on_chain_once_and_gas_stays_apart(world):
+    ether = 10**18
+    account = world.custodian.create_account("ethan", owner="ethan", idempotency_key="acct-ethan")
+    desk = world.custodian.create_account("desk-eth", owner="desk", idempotency_key="acct-desk-eth")
+    address = world.custodian.deposit_address(account.id, "ETH", "base").address
+    world.chain.transact(world.minter, Call(address, b"", value=2 * ether))  # a stranger sends 2 ETH
+    world.chain.transact(world.minter, Call(address, b"", value=0))  # and nothing: no deposit
+
+    def eth(account_id: str):
+        return next(b for b in world.custodian.balances(account_id) if b.asset == "ETH")
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and eth(account.id).total_minor < 2 * ether:
+        time.sleep(0.2)
+    assert eth(account.id).total_minor == eth(account.id).available_minor == 2 * ether
+    deposits = [t for t in world.custodian.transfers(limit=1000).transfers if t.incoming and t.asset == "ETH"]
+    assert [(d.amount_minor, d.state) for d in deposits] == [(2 * ether, CustodyState.COMPLETED)]
+
+    before = world.chain.balance(OUT)
+    out = TransferRequest("eth-1", account.id, Destination(address=OUT), "ETH", "base", ether // 2)
+    sent = submit_once(world.custodian, out, first_attempt=True)
+    assert world.until(sent.id, TERMINAL).state is CustodyState.COMPLETED
+    assert world.chain.balance(OUT) - before == ether // 2  # exactly: the gas was paid beside it
+    inside = TransferRequest("eth-2", account.id, Destination(account_id=desk.id), "ETH", "base", ether // 4)
+    moved = submit_once(world.custodian, inside, first_attempt=True)
+    assert world.until(moved.id, TERMINAL).state is CustodyState.COMPLETED
+    over = TransferRequest("eth-3", account.id, Destination(address=OUT), "ETH", "base", 5 * ether)
+    refused = submit_once(world.custodian, over, first_attempt=True)
+    assert world.until(refused.id, TERMINAL).state is CustodyState.FAILED
+    time.sleep(1.5)  # the deposit scanner passes over the internal transfer's block: not a deposit
+    assert eth(account.id).total_minor == 2 * ether - ether // 2 - ether // 4
+    assert eth(desk.id).total_minor == ether // 4
+    assert world.chain.balance(address) >= eth(account.id).total_minor  # the gas was never the client's
+    deposits = [t for t in world.custodian.transfers(limit=1000).transfers if t.incoming and t.asset == "ETH"]
+    assert len(deposits) == 1

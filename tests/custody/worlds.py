@@ -169,6 +169,7 @@ class ReferenceWorld(World):
                 "ANDCHAIN_CUSTODIAN__PORT": str(port),
                 "ANDCHAIN_CUSTODIAN__POLL_S": "0.1",
                 "ANDCHAIN_CUSTODIAN__TOKENS": json.dumps({"USDC@base": self.usdc}),
+                "ANDCHAIN_CUSTODIAN__NATIVE_NETWORKS": json.dumps(["base"]),
                 "ANDCHAIN_CUSTODIAN__APPROVAL_ABOVE": json.dumps({"USDC": "100"}),
                 "ANDCHAIN_CUSTODIAN__WEBHOOK_URL": self.receiver.url,
                 "ANDCHAIN_CUSTODIAN__BLOCKED_ADDRESSES": json.dumps([BLOCKED]),
@@ -222,6 +223,7 @@ class SelfWorld(World):
             blocked_addresses=frozenset([BLOCKED]),
             fund_gas=self.worker_ctx.fund_gas,
             bitcoin_network="regtest",
+            native_networks=["base"],
         )
         self.kept = kept
         self.custodian = SelfCustodian(kept, AssetRegistry(DEFAULT_ASSETS))

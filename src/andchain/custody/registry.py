@@ -74,8 +74,18 @@ def build(ctx: Context, name: str, cfg: CustodianAdapterSettings, *, owner: str 
         lease = Lease(
             ctx.engine, f"custody:kept:{name}", owner or worker_identity(), ctx.settings.ops.lease_s, ctx.clock
         )
+        for network in cfg.native_networks:
+            ctx.settings.network(network)  # an unknown network is refused here, with its own message
         kept = KeptCustody(
-            ctx.engine, ctx.keys, ctx.chain, tokens, registry, clock=ctx.clock, fund_gas=ctx.fund_gas, lease=lease
+            ctx.engine,
+            ctx.keys,
+            ctx.chain,
+            tokens,
+            registry,
+            clock=ctx.clock,
+            fund_gas=ctx.fund_gas,
+            lease=lease,
+            native_networks=cfg.native_networks,
         )
         return SelfCustodian(kept, registry, name=name)
     if cfg.kind == "fireblocks":

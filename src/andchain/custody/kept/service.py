@@ -23,11 +23,12 @@ balance), BTC, sweeping, fee reporting.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from andchain.chains.client import Call, ChainClient, TxReverted, already_known
 from andchain.chains.contracts import ContractAbi
 from andchain.chains.keys import KeyStore
-from andchain.chains.rpc import RpcError
+from andchain.chains.rpc import NodeUnreachable, RpcError
 from andchain.chains.usdc import usdc_abi
 from andchain.custody.adapters.http import obj
 from andchain.custody.kept import bitcoin
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 S = CustodyState
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 GAS_STATION = "custodian:gas"
+# The native asset of the EVM networks it holds (the chain's own coin).
+NATIVE = "ETH"
 # An account signs its own token transfers: it needs this much ether for gas, and gets the
 # larger amount from the gas station when it has less.
 FUEL_MIN_WEI = 10**15
@@ -97,6 +100,7 @@ class KeptCustody:
         webhook_url: str | None = None,
         bitcoin_network: str | None = None,
         lease: Lease | None = None,
+        native_networks: Iterable[str] = (),
     ) -> None:
         self.engine = engine
         self.keys = keys
@@ -105,6 +109,10 @@ class KeptCustody:
         # Assets kept in the custodian's own book rather than on a node it runs (BTC: see bitcoin.py).
         self.bitcoin_network = bitcoin_network
         self.booked: set[tuple[str, str]] = {("BTC", bitcoin.BITCOIN)} if bitcoin_network else set()
+        # Native ETH on these EVM networks: held at each account's address, and kept in the book
+        # (the address's balance also carries the gas the gas station gives it, which is not the
+        # client's): credited when a deposit is final, debited when a withdrawal is signed.
+        self.native: set[tuple[str, str]] = {(NATIVE, n) for n in native_networks}
         self.assets = assets
         self.clock = clock
         self.approval_above = dict(approval_above or {})
@@ -180,15 +188,16 @@ class KeptCustody:
         return {"id": row["id"], "name": row["name"], "owner": row["owner"]}
 
     def _supported(self, asset: str, network: str) -> Token | None:
-        """The token of an asset it holds on a chain, None for one it books; refused otherwise."""
-        if (asset, network) in self.booked:
+        """The token of an asset it holds on a chain, None for one it books (BTC, native ETH); refused
+        otherwise."""
+        if (asset, network) in self.booked or (asset, network) in self.native:
             return None
         return self._token(asset, network)
 
     def _token(self, asset: str, network: str) -> Token:
         token = self.tokens.get((asset, network))
         if token is None:
-            supported = ", ".join(f"{a}@{n}" for a, n in sorted([*self.tokens, *self.booked]))
+            supported = ", ".join(f"{a}@{n}" for a, n in sorted([*self.tokens, *self.booked, *self.native]))
             raise Refused(
                 f"this custodian holds no {asset} on {network}; it holds {supported or 'nothing yet'}",
                 code="asset_not_supported",
@@ -198,7 +207,8 @@ class KeptCustody:
     def deposit_address(self, account_id: str, asset: str, network: str) -> dict[str, Any]:
         token = self._supported(asset, network)
         row = self._account(account_id)
-        address = row["address"] if token is not None else self._bitcoin_address(row)
+        native = (asset, network) in self.native
+        address = row["address"] if token is not None or native else self._bitcoin_address(row)
         return {"account": account_id, "asset": asset, "network": network, "address": address, "tag": None}
 
     def _bitcoin_address(self, account: RowMapping) -> str:
@@ -310,11 +320,27 @@ class KeptCustody:
                 )
             ):
                 held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
-            booked_totals = {key: self._book_total(conn, account_id, *key) for key in self.booked}
+            booked_totals = {key: self._book_total(conn, account_id, *key) for key in [*self.booked, *self.native]}
+            # Native ETH leaves the book when signed: from then on the book shows it, not `held`.
+            unsigned = {
+                (t.asset, t.network): int(t.amount_minor)
+                for t in conn.execute(
+                    select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
+                        store.transfers.c.source_account == account_id,
+                        store.transfers.c.asset == NATIVE,
+                        store.transfers.c.state.in_(
+                            [s.value for s in (S.CREATED, S.SCREENING, S.AWAITING_APPROVAL, S.SIGNING)]
+                        ),
+                    )
+                )
+            }
+            for key in self.native:
+                held[key] = unsigned.get(key, 0)
         out = []
         holdings: list[tuple[tuple[str, str], Token | None]] = [
             *sorted(self.tokens.items()),
             *((key, None) for key in sorted(self.booked)),
+            *((key, None) for key in sorted(self.native)),
         ]
         for (asset, network), token in holdings:
             if token is None:
@@ -368,7 +394,7 @@ class KeptCustody:
         # before the transaction (no scrypt while holding the database's lock).
         internal_address = (
             self._bitcoin_address(self._account(str(dest_account)))
-            if dest_account is not None and token is None
+            if dest_account is not None and token is None and (asset, network) not in self.native
             else None
         )
         try:
@@ -419,11 +445,12 @@ class KeptCustody:
             if known is not None:  # made meanwhile by a request with the same key
                 return self._replay(known, digest)
             self._account(source, conn)
+            evm = token is not None or (asset, network) in self.native
             if dest_account is not None:
                 target = self._account(str(dest_account), conn)
-                address = target["address"] if token is not None else str(internal_address)
+                address = target["address"] if evm else str(internal_address)
                 kind = "internal"
-            elif token is None:
+            elif not evm:
                 assert self.bitcoin_network is not None
                 checked = bitcoin.checked_address(dest_address, self.bitcoin_network)
                 if checked is None:
@@ -555,7 +582,7 @@ class KeptCustody:
             if len(rows) < ROUND_MAX:
                 break
             after = rows[-1]["seq"]
-        for network in sorted({n for _, n in self.tokens}):
+        for network in sorted({n for _, n in self.tokens} | {n for _, n in self.native}):
             try:
                 changed += self._deposits(network)
             except Exception as exc:
@@ -599,6 +626,8 @@ class KeptCustody:
             return self._advance_booked(row, state, amount)
         chain = self.chains(row["network"])
         if state is S.SIGNING:
+            if (row["asset"], row["network"]) in self.native:
+                return self._sign_native(row, chain, amount)
             return self._sign(row, chain, amount)
         if state is S.BROADCASTING:
             self._send(chain, row["raw_tx"])
@@ -680,33 +709,10 @@ class KeptCustody:
             return self._write(
                 row, S.FAILED, reason=f"insufficient funds: the account holds {balance}, the transfer needs {amount}"
             )
-        if chain.network.gas_policy != "zero" and chain.balance(account["address"]) < FUEL_MIN_WEI:
-            if row["fuel_tx_hash"]:
-                fuel = chain.receipts([row["fuel_tx_hash"]]).get(row["fuel_tx_hash"])
-                if fuel is None and chain.known([row["fuel_tx_hash"]]):
-                    return 0  # the gas is on its way
-                # Dropped by the node, or mined and spent already: another top-up next round.
-                return self._write(row, S.SIGNING, fuel_tx_hash=None)
-            else:
-                station = self.keys.create(GAS_STATION)
-                if self.fund_gas is not None:
-                    self.fund_gas(row["network"], [station])
-                # A top-up reserved but never sent by a process that died would hold every later one.
-                chain.repair_nonce_gaps(station)
-                sent = chain.submit(station, [Call(account["address"], b"", value=FUEL_AMOUNT_WEI)])
-                return self._write(row, S.SIGNING, fuel_tx_hash=sent[0].hash)
-        with self.engine.connect() as conn:
-            unsent = conn.execute(
-                select(func.count()).where(
-                    store.transfers.c.source_account == row["source_account"],
-                    store.transfers.c.network == row["network"],
-                    store.transfers.c.state.in_([S.BROADCASTING.value, S.CONFIRMING.value]),
-                )
-            ).scalar()
-        if unsent:
-            # One transaction of an account in flight at a time: a signed one not sent or not mined
-            # yet keeps its nonce (and is sent again from its bytes if a node dropped it), so the
-            # gap repair below never fills a nonce a transfer owns.
+        fuelled = self._fuel(row, chain, account["address"], self._native_held(row) + FUEL_MIN_WEI)
+        if fuelled is not None:
+            return fuelled
+        if self._in_flight(row):
             return 0
         # A nonce reserved by a signing that died before its bytes were stored would hold every
         # later transaction of the account: it gets a no-op first.
@@ -718,6 +724,98 @@ class KeptCustody:
         self._write(row, S.BROADCASTING, tx_hash=signed.hash, raw_tx=signed.raw.hex())
         failpoints.hit("custodian:after_sign")
         return 1
+
+    def _fuel(self, row: RowMapping, chain: ChainClient, address: str, needed_wei: int) -> int | None:
+        """Gas for the account from the gas station when its address holds less than `needed_wei` (on a
+        network that charges for gas): the number of changes made (the transfer waits), or None when
+        it has enough."""
+        if chain.network.gas_policy == "zero" or chain.balance(address) >= needed_wei:
+            return None
+        if row["fuel_tx_hash"]:
+            fuel = chain.receipts([row["fuel_tx_hash"]]).get(row["fuel_tx_hash"])
+            if fuel is None and chain.known([row["fuel_tx_hash"]]):
+                return 0  # the gas is on its way
+            # Dropped by the node, or mined and spent already: another top-up next round.
+            return self._write(row, S.SIGNING, fuel_tx_hash=None)
+        station = self.keys.create(GAS_STATION)
+        if self.fund_gas is not None:
+            self.fund_gas(row["network"], [station])
+        # A top-up reserved but never sent by a process that died would hold every later one.
+        chain.repair_nonce_gaps(station)
+        sent = chain.submit(station, [Call(address, b"", value=FUEL_AMOUNT_WEI)])
+        return self._write(row, S.SIGNING, fuel_tx_hash=sent[0].hash)
+
+    def _native_held(self, row: RowMapping) -> int:
+        """The native ETH the source account holds on the transfer's network (0 where it holds none)."""
+        if (NATIVE, row["network"]) not in self.native:
+            return 0
+        with self.engine.connect() as conn:
+            return self._book_total(conn, row["source_account"], NATIVE, row["network"])
+
+    def _in_flight(self, row: RowMapping) -> bool:
+        """Whether the account has a transaction on this network signed and not yet mined."""
+        with self.engine.connect() as conn:
+            unsent = conn.execute(
+                select(func.count()).where(
+                    store.transfers.c.source_account == row["source_account"],
+                    store.transfers.c.network == row["network"],
+                    store.transfers.c.state.in_([S.BROADCASTING.value, S.CONFIRMING.value]),
+                )
+            ).scalar()
+        # One transaction of an account in flight at a time: a signed one not sent or not mined yet
+        # keeps its nonce (and is sent again from its bytes if a node dropped it), so a gap repair
+        # never fills a nonce a transfer owns.
+        return bool(unsent)
+
+    def _sign_native(self, row: RowMapping, chain: ChainClient, amount: int) -> int:
+        """Native ETH: the book checked and debited, and the value transfer signed, in one transaction
+        (the signed bytes stored with the debit); gas from the gas station beyond what is held."""
+        account = self._account(row["source_account"])
+        with self.engine.connect() as conn:
+            total = self._book_total(conn, row["source_account"], row["asset"], row["network"])
+        if total < amount:
+            return self._write(
+                row, S.FAILED, reason=f"insufficient funds: the account holds {total}, the transfer needs {amount}"
+            )
+        # Gas never comes out of what the account holds: the station tops the address up beyond it.
+        fuelled = self._fuel(row, chain, account["address"], total + FUEL_MIN_WEI)
+        if fuelled is not None:
+            return fuelled
+        if self._in_flight(row):
+            return 0
+        chain.repair_nonce_gaps(account["address"])
+        destination = row["destination_address"]
+        if row["kind"] == "internal":
+            destination = self._account(row["destination_account"])["address"]
+        (signed,) = chain.sign_calls(account["address"], [Call(destination, b"", value=amount, gas=21_000)])
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                select(store.accounts.c.id).where(store.accounts.c.id == row["source_account"]).with_for_update()
+            ).first()
+            total = self._book_total(conn, row["source_account"], row["asset"], row["network"])
+            if total < amount:  # another transfer took it meanwhile: these bytes are never sent
+                self._move(conn, row, S.FAILED, reason=f"insufficient funds: the account holds {total}")
+                return 1
+            self._book(conn, row, [(row["source_account"], -amount)] + (
+                [(row["destination_account"], amount)] if row["kind"] == "internal" else []
+            ))  # fmt: skip
+            self._move(conn, row, S.BROADCASTING, tx_hash=signed.hash, raw_tx=signed.raw.hex())
+        failpoints.hit("custodian:after_sign")
+        return 1
+
+    def _book(self, conn: Connection, row: RowMapping, entries: Sequence[tuple[str, int]], suffix: str = "") -> None:
+        now = self.clock()
+        for account_id, delta in entries:
+            conn.execute(
+                store.book.insert().values(
+                    transfer_id=row["id"] + suffix,
+                    account_id=account_id,
+                    asset=row["asset"],
+                    network=row["network"],
+                    amount_minor=str(delta),
+                    created_at_us=now,
+                )
+            )
 
     @staticmethod
     def _send(chain: ChainClient, raw_hex: str) -> str:
@@ -752,8 +850,34 @@ class KeptCustody:
             start = final  # a new custodian counts deposits from now on
         end = min(final, start + DEPOSIT_BLOCKS_MAX)
         found = 0
-        logs = chain.get_logs(list(tokens), start + 1, end) if end > start and addresses else []
+        logs = chain.get_logs(list(tokens), start + 1, end) if end > start and addresses and tokens else []
+        native = self._native_deposits(chain, network, start, end, addresses) if end > start and addresses else []
         with write_transaction(self.engine) as conn:
+            for deposit_id, owner_account, to_address, value, tx_hash, block in native:
+                if conn.execute(select(store.transfers.c.id).where(store.transfers.c.id == deposit_id)).first():
+                    continue
+                now = self.clock()
+                conn.execute(
+                    store.transfers.insert().values(
+                        id=deposit_id,
+                        kind="deposit",
+                        destination_account=owner_account,
+                        destination_address=to_checksum_address(to_address),
+                        asset=NATIVE,
+                        network=network,
+                        amount_minor=str(value),
+                        note="",
+                        state=S.CONFIRMING.value,
+                        tx_hash=tx_hash,
+                        block_number=block,
+                        log_index=None,
+                        version=1,
+                        created_at_us=now,
+                        updated_at_us=now,
+                    )
+                )
+                self._notify(conn, self._row(conn, deposit_id))
+                found += 1
             for entry in logs:
                 topics = entry.get("topics") or []
                 if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
@@ -809,11 +933,53 @@ class KeptCustody:
                 conn.execute(store.checkpoints.insert().values(**values))
         return found
 
+    def _native_deposits(
+        self, chain: ChainClient, network: str, start: int, end: int, addresses: Mapping[str, str]
+    ) -> builtins.list[tuple[str, str, str, int, str, int]]:
+        """Plain ETH transfers to the accounts' addresses in blocks start+1..end, from anyone but its own
+        accounts and its gas station: (id, account, receiver, amount, tx hash, block). (Ether sent by a
+        contract's internal call is not seen: that needs a tracing node.)"""
+        if (NATIVE, network) not in self.native:
+            return []
+        try:
+            station = self.keys.address(GAS_STATION).lower()
+        except NotFound:
+            station = ""
+        found = []
+        for first in range(start + 1, end + 1, 100):
+            numbers = range(first, min(end, first + 99) + 1)
+            blocks = chain.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
+            for block in blocks:
+                if isinstance(block, BaseException):
+                    raise block
+                if not block:
+                    raise NodeUnreachable(f"a block up to {end} on {network} is not there yet")
+                for tx in block.get("transactions") or []:
+                    receiver = (tx.get("to") or "").lower()
+                    sender = (tx.get("from") or "").lower()
+                    value = int(tx.get("value") or "0x0", 16)
+                    account_id = addresses.get(receiver)
+                    if account_id is None or value == 0 or sender in addresses or sender == station:
+                        continue
+                    transfer_id = "dep_" + hashlib.sha256(f"{network}:{tx['hash']}:native".encode()).hexdigest()[:20]
+                    found.append((transfer_id, account_id, receiver, value, tx["hash"], int(block["number"], 16)))
+        return found
+
     # -- writes -----------------------------------------------------------------------------
 
     def _write(self, row: RowMapping, to: S, **changes: Any) -> int:
         with write_transaction(self.engine) as conn:
             self._move(conn, row, to, **changes)
+            if (row["asset"], row["network"]) in self.native:
+                amount = int(row["amount_minor"])
+                if row["kind"] == "deposit" and to is S.COMPLETED:
+                    self._book(conn, row, [(row["destination_account"], amount)])
+                elif to is S.FAILED and row["raw_tx"]:
+                    # Signed and debited, then failed on chain: nothing moved, the book takes it back.
+                    entries = [(row["source_account"], amount)]
+                    if row["kind"] == "internal":
+                        entries.append((row["destination_account"], -amount))
+                    self._book(conn, row, entries, suffix=":reversed")
         return 1
 
     def _move(

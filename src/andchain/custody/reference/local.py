@@ -82,6 +82,9 @@ class LocalCustodian:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["ANDCHAIN_CUSTODIAN__TOKENS"] = json.dumps(local_tokens(self.ctx))
+        if not self.settings.native_networks and self.ctx.settings.environment == "development":
+            local = [n for n, cfg in self.ctx.settings.networks.items() if cfg.local and cfg.kind == "public"]
+            env["ANDCHAIN_CUSTODIAN__NATIVE_NETWORKS"] = json.dumps(sorted(local))
         if self.settings.webhook_url is None and self.ctx.settings.environment == "development":
             api = self.ctx.settings.api
             env["ANDCHAIN_CUSTODIAN__WEBHOOK_URL"] = f"http://{api.host}:{api.port}/v1/custody/webhooks/reference"

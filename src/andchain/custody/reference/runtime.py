@@ -116,6 +116,7 @@ def build(settings: Settings) -> Running:
         fund_gas=ctx.fund_gas,
         webhook_url=cs.webhook_url,
         bitcoin_network=cs.bitcoin_network,
+        native_networks=[n for n in cs.native_networks if settings.network(n)],
     )
     api_key = secret(directory, "api_key", cs.api_key.get_secret_value() if cs.api_key else None, environment)
     webhook_secret = secret(
