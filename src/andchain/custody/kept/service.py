@@ -854,30 +854,9 @@ class KeptCustody:
         native = self._native_deposits(chain, network, start, end, addresses) if end > start and addresses else []
         with write_transaction(self.engine) as conn:
             for deposit_id, owner_account, to_address, value, tx_hash, block in native:
-                if conn.execute(select(store.transfers.c.id).where(store.transfers.c.id == deposit_id)).first():
-                    continue
-                now = self.clock()
-                conn.execute(
-                    store.transfers.insert().values(
-                        id=deposit_id,
-                        kind="deposit",
-                        destination_account=owner_account,
-                        destination_address=to_checksum_address(to_address),
-                        asset=NATIVE,
-                        network=network,
-                        amount_minor=str(value),
-                        note="",
-                        state=S.CONFIRMING.value,
-                        tx_hash=tx_hash,
-                        block_number=block,
-                        log_index=None,
-                        version=1,
-                        created_at_us=now,
-                        updated_at_us=now,
-                    )
+                found += self._record_deposit(
+                    conn, deposit_id, owner_account, to_address, NATIVE, network, value, tx_hash, block, None
                 )
-                self._notify(conn, self._row(conn, deposit_id))
-                found += 1
             for entry in logs:
                 topics = entry.get("topics") or []
                 if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
@@ -899,30 +878,18 @@ class KeptCustody:
                         f"{network}:{entry['transactionHash']}:{int(entry['logIndex'], 16)}".encode()
                     ).hexdigest()[:20]
                 )
-                if conn.execute(select(store.transfers.c.id).where(store.transfers.c.id == transfer_id)).first():
-                    continue
-                now = self.clock()
-                conn.execute(
-                    store.transfers.insert().values(
-                        id=transfer_id,
-                        kind="deposit",
-                        destination_account=account_id,
-                        destination_address=to_checksum_address(receiver),
-                        asset=token.asset,
-                        network=network,
-                        amount_minor=str(amount),
-                        note="",
-                        state=S.CONFIRMING.value,
-                        tx_hash=entry["transactionHash"],
-                        block_number=int(entry["blockNumber"], 16),
-                        log_index=int(entry["logIndex"], 16),
-                        version=1,
-                        created_at_us=now,
-                        updated_at_us=now,
-                    )
+                found += self._record_deposit(
+                    conn,
+                    transfer_id,
+                    account_id,
+                    receiver,
+                    token.asset,
+                    network,
+                    amount,
+                    entry["transactionHash"],
+                    int(entry["blockNumber"], 16),
+                    int(entry["logIndex"], 16),
                 )
-                self._notify(conn, self._row(conn, transfer_id))
-                found += 1
             values = {"network": network, "block_number": end}
             if (
                 conn.execute(
@@ -932,6 +899,45 @@ class KeptCustody:
             ):
                 conn.execute(store.checkpoints.insert().values(**values))
         return found
+
+    def _record_deposit(
+        self,
+        conn: Connection,
+        transfer_id: str,
+        account_id: str,
+        receiver: str,
+        asset: str,
+        network: str,
+        amount: int,
+        tx_hash: str,
+        block: int,
+        log_index: int | None,
+    ) -> int:
+        """A deposit seen in a final block, recorded once (confirming until its confirmations pass)."""
+        if conn.execute(select(store.transfers.c.id).where(store.transfers.c.id == transfer_id)).first():
+            return 0
+        now = self.clock()
+        conn.execute(
+            store.transfers.insert().values(
+                id=transfer_id,
+                kind="deposit",
+                destination_account=account_id,
+                destination_address=to_checksum_address(receiver),
+                asset=asset,
+                network=network,
+                amount_minor=str(amount),
+                note="",
+                state=S.CONFIRMING.value,
+                tx_hash=tx_hash,
+                block_number=block,
+                log_index=log_index,
+                version=1,
+                created_at_us=now,
+                updated_at_us=now,
+            )
+        )
+        self._notify(conn, self._row(conn, transfer_id))
+        return 1
 
     def _native_deposits(
         self, chain: ChainClient, network: str, start: int, end: int, addresses: Mapping[str, str]
