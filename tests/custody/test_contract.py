@@ -219,3 +219,15 @@ def test_native_eth_is_held_in_the_book_withdrawn_on_chain_once_and_gas_stays_ap
     assert world.chain.balance(address) >= eth(account.id).total_minor  # the gas was never the client's
     deposits = [t for t in world.custodian.transfers(limit=1000).transfers if t.incoming and t.asset == "ETH"]
     assert len(deposits) == 1
+
+
+def test_value_never_leaves_the_book_through_an_accounts_own_address(world):
+    account = world.custodian.create_account("addr-a", owner="addr-a", idempotency_key="acct-addr-a")
+    other = world.custodian.create_account("addr-b", owner="addr-b", idempotency_key="acct-addr-b")
+    address = world.custodian.deposit_address(other.id, "ETH", "base").address
+    with pytest.raises(CustodianRefused, match="internal transfer"):
+        world.custodian.withdraw(TransferRequest("to-own", account.id, Destination(address=address), "ETH", "base", 1))
+    with pytest.raises(CustodianRefused, match="another account"):
+        world.custodian.transfer(
+            TransferRequest("to-self", account.id, Destination(account_id=account.id), "ETH", "base", 1)
+        )

@@ -14,11 +14,11 @@ and the signed bytes stored) -> BROADCASTING (the stored bytes sent, again after
 revert or too little balance; CANCELLED while nothing is signed yet. Every change is one
 conditional write (on the version read) and queues a signed webhook.
 
-Deposits: each round reads the configured tokens' Transfer logs to the accounts' addresses
-and records each as an incoming transfer (COMPLETED once final).
+Deposits: each round reads the configured tokens' Transfer logs to the accounts' addresses,
+and the plain ETH transfers to them in final blocks where it holds native ETH, and records each
+as an incoming transfer (COMPLETED once final). Native ETH and BTC are kept in its book.
 
-Not here yet (see docs/custody.md): native ETH custody (gas fees would mix with the held
-balance), BTC, sweeping, fee reporting.
+Not here yet (see docs/custody.md): broadcasting BTC, sweeping, fee reporting.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 S = CustodyState
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 GAS_STATION = "custodian:gas"
+# Blocks read with their transactions per round and per request, where it holds native ETH.
+NATIVE_BLOCKS_MAX = 500
+NATIVE_BATCH = 25
 # The native asset of the EVM networks it holds (the chain's own coin).
 NATIVE = "ETH"
 # An account signs its own token transfers: it needs this much ether for gas, and gets the
@@ -113,6 +116,8 @@ class KeptCustody:
         # (the address's balance also carries the gas the gas station gives it, which is not the
         # client's): credited when a deposit is final, debited when a withdrawal is signed.
         self.native: set[tuple[str, str]] = {(NATIVE, n) for n in native_networks}
+        if self.native & set(self.tokens):
+            raise DomainError("a network's native ETH and a token named ETH on it cannot both be held")
         self.assets = assets
         self.clock = clock
         self.approval_above = dict(approval_above or {})
@@ -322,18 +327,17 @@ class KeptCustody:
                 held[(t.asset, t.network)] = held.get((t.asset, t.network), 0) + int(t.amount_minor)
             booked_totals = {key: self._book_total(conn, account_id, *key) for key in [*self.booked, *self.native]}
             # Native ETH leaves the book when signed: from then on the book shows it, not `held`.
-            unsigned = {
-                (t.asset, t.network): int(t.amount_minor)
-                for t in conn.execute(
-                    select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
-                        store.transfers.c.source_account == account_id,
-                        store.transfers.c.asset == NATIVE,
-                        store.transfers.c.state.in_(
-                            [s.value for s in (S.CREATED, S.SCREENING, S.AWAITING_APPROVAL, S.SIGNING)]
-                        ),
-                    )
+            unsigned: dict[tuple[str, str], int] = {}
+            for t in conn.execute(
+                select(store.transfers.c.asset, store.transfers.c.network, store.transfers.c.amount_minor).where(
+                    store.transfers.c.source_account == account_id,
+                    store.transfers.c.asset == NATIVE,
+                    store.transfers.c.state.in_(
+                        [s.value for s in (S.CREATED, S.SCREENING, S.AWAITING_APPROVAL, S.SIGNING)]
+                    ),
                 )
-            }
+            ):
+                unsigned[(t.asset, t.network)] = unsigned.get((t.asset, t.network), 0) + int(t.amount_minor)
             for key in self.native:
                 held[key] = unsigned.get(key, 0)
         out = []
@@ -389,6 +393,13 @@ class KeptCustody:
         dest_address = destination.get("address")
         if (dest_account is None) == (dest_address is None):
             raise Refused('destination is {"address": ...} or {"account": ...}, exactly one')
+        if dest_account is not None and str(dest_account) == source:
+            raise Refused("an internal transfer goes to another account", code="same_account")
+        if isinstance(dest_address, str) and self._account_of_address(dest_address) is not None:
+            raise Refused(
+                "that address is an account at this custodian: move value there with an internal transfer",
+                code="address_is_an_account",
+            )
         travel_rule = body.get("travel_rule")
         # A booked asset's internal transfer goes to the other account's address, derived from its key
         # before the transaction (no scrypt while holding the database's lock).
@@ -745,6 +756,13 @@ class KeptCustody:
         sent = chain.submit(station, [Call(address, b"", value=FUEL_AMOUNT_WEI)])
         return self._write(row, S.SIGNING, fuel_tx_hash=sent[0].hash)
 
+    def _account_of_address(self, address: str) -> str | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(store.accounts.c.id).where(func.lower(store.accounts.c.address) == address.lower())
+            ).scalar()
+        return None if found is None else str(found)
+
     def _native_held(self, row: RowMapping) -> int:
         """The native ETH the source account holds on the transfer's network (0 where it holds none)."""
         if (NATIVE, row["network"]) not in self.native:
@@ -777,6 +795,18 @@ class KeptCustody:
             return self._write(
                 row, S.FAILED, reason=f"insufficient funds: the account holds {total}, the transfer needs {amount}"
             )
+        on_chain = chain.balance(account["address"])
+        if on_chain < total:
+            # The address holds less than the book says (a deposit taken back by a reorg, an
+            # internal transfer not arrived): the gas station never pays for that. It waits, loudly.
+            log.error(
+                "account %s holds %d wei on %s, its book %d: native transfers wait",
+                row["source_account"],
+                on_chain,
+                row["network"],
+                total,
+            )
+            return 0
         # Gas never comes out of what the account holds: the station tops the address up beyond it.
         fuelled = self._fuel(row, chain, account["address"], total + FUEL_MIN_WEI)
         if fuelled is not None:
@@ -787,7 +817,8 @@ class KeptCustody:
         destination = row["destination_address"]
         if row["kind"] == "internal":
             destination = self._account(row["destination_account"])["address"]
-        (signed,) = chain.sign_calls(account["address"], [Call(destination, b"", value=amount, gas=21_000)])
+        # Gas estimated by the node: a contract wallet at the destination may need more than 21,000.
+        (signed,) = chain.sign_calls(account["address"], [Call(destination, b"", value=amount)])
         with write_transaction(self.engine) as conn:
             conn.execute(
                 select(store.accounts.c.id).where(store.accounts.c.id == row["source_account"]).with_for_update()
@@ -796,9 +827,8 @@ class KeptCustody:
             if total < amount:  # another transfer took it meanwhile: these bytes are never sent
                 self._move(conn, row, S.FAILED, reason=f"insufficient funds: the account holds {total}")
                 return 1
-            self._book(conn, row, [(row["source_account"], -amount)] + (
-                [(row["destination_account"], amount)] if row["kind"] == "internal" else []
-            ))  # fmt: skip
+            # The destination of an internal transfer is credited when the ether arrives (completed).
+            self._book(conn, row, [(row["source_account"], -amount)])
             self._move(conn, row, S.BROADCASTING, tx_hash=signed.hash, raw_tx=signed.raw.hex())
         failpoints.hit("custodian:after_sign")
         return 1
@@ -848,7 +878,8 @@ class KeptCustody:
         final = head - max(chain.network.confirmations, 1) + 1
         if start is None:
             start = final  # a new custodian counts deposits from now on
-        end = min(final, start + DEPOSIT_BLOCKS_MAX)
+        cap = NATIVE_BLOCKS_MAX if (NATIVE, network) in self.native else DEPOSIT_BLOCKS_MAX
+        end = min(final, start + cap)
         found = 0
         logs = chain.get_logs(list(tokens), start + 1, end) if end > start and addresses and tokens else []
         native = self._native_deposits(chain, network, start, end, addresses) if end > start and addresses else []
@@ -952,15 +983,17 @@ class KeptCustody:
         except NotFound:
             station = ""
         found = []
-        for first in range(start + 1, end + 1, 100):
-            numbers = range(first, min(end, first + 99) + 1)
+        for first in range(start + 1, end + 1, NATIVE_BATCH):
+            numbers = range(first, min(end, first + NATIVE_BATCH - 1) + 1)
             blocks = chain.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
-            for block in blocks:
+            for number, block in zip(numbers, blocks, strict=True):
                 if isinstance(block, BaseException):
                     raise block
-                if not block:
-                    raise NodeUnreachable(f"a block up to {end} on {network} is not there yet")
+                if not block or int(block.get("number", "0x0"), 16) != number:
+                    raise NodeUnreachable(f"block {number} on {network} was not read whole")
                 for tx in block.get("transactions") or []:
+                    if not isinstance(tx, dict):
+                        raise NodeUnreachable(f"block {number} on {network} came without its transactions")
                     receiver = (tx.get("to") or "").lower()
                     sender = (tx.get("from") or "").lower()
                     value = int(tx.get("value") or "0x0", 16)
@@ -978,14 +1011,11 @@ class KeptCustody:
             self._move(conn, row, to, **changes)
             if (row["asset"], row["network"]) in self.native:
                 amount = int(row["amount_minor"])
-                if row["kind"] == "deposit" and to is S.COMPLETED:
+                if row["kind"] in ("deposit", "internal") and to is S.COMPLETED:
                     self._book(conn, row, [(row["destination_account"], amount)])
                 elif to is S.FAILED and row["raw_tx"]:
                     # Signed and debited, then failed on chain: nothing moved, the book takes it back.
-                    entries = [(row["source_account"], amount)]
-                    if row["kind"] == "internal":
-                        entries.append((row["destination_account"], -amount))
-                    self._book(conn, row, entries, suffix=":reversed")
+                    self._book(conn, row, [(row["source_account"], amount)], suffix=":reversed")
         return 1
 
     def _move(
