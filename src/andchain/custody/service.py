@@ -353,9 +353,7 @@ class CustodyService:
 
     def _record(self, kind: str, key: str, request: dict[str, Any], payload: dict[str, Any], network: str) -> Operation:
         """The operation and its holds, in one transaction; the same key and request find it again."""
-        existing = self.ops.find_by_key(key)
-        if existing is not None:
-            return self.ops.create(kind, key, existing.payload, request=request, network=existing.network)[0]
+        # (Callers looked the key up; a twin request racing this one finds its operation in create.)
         with write_transaction(self.ctx.engine) as conn:
             op, created = self.ops.create(
                 kind, key, payload, request=request, network=network, conn=conn, state={"reserved": True}
@@ -436,9 +434,9 @@ class CustodyService:
             "address": address,
             "note": note,
         }
-        existing = self.ops.find_by_key(key)
-        if existing is not None:
-            return self.ops.create(WITHDRAWAL, key, existing.payload, request=request, network=existing.network)[0]
+        replayed = self.ops.replay(WITHDRAWAL, key, request)
+        if replayed is not None:
+            return replayed
         if client is not None:
             client = self.clients.active(client.id)  # a new request: its client must be active
         self._check_destination(client, network, address)
@@ -485,9 +483,9 @@ class CustodyService:
             "network": network,
             "amount": amount_minor,
         }
-        existing = self.ops.find_by_key(key)
-        if existing is not None:
-            return self.ops.create(TRANSFER, key, existing.payload, request=request, network=existing.network)[0]
+        replayed = self.ops.replay(TRANSFER, key, request)
+        if replayed is not None:
+            return replayed
         for party in (source_client, target_client):
             if party is not None:
                 self.clients.active(party.id)
@@ -570,9 +568,9 @@ class CustodyService:
             "network": network,
             "amount": amount_minor,
         }
-        existing = self.ops.find_by_key(key)
-        if existing is not None:
-            return self.ops.create(CONVERT, key, existing.payload, request=request, network=existing.network)[0]
+        replayed = self.ops.replay(CONVERT, key, request)
+        if replayed is not None:
+            return replayed
         client = self.clients.active(client.id)
         self.check_asset(custodian, coin, network)
         desk = self.open_account(custodian, DESK)

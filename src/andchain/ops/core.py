@@ -314,6 +314,14 @@ class Operations:
             row = own.execute(select(schema.operations).where(schema.operations.c.id == op_id)).one()
         return _op_of(row), True
 
+    def replay(self, kind: str, key: str, request: Any) -> Operation | None:
+        """The operation a key already names, if any: the same request returns it (whatever has changed
+        since: a retry must find its operation), another request under the key is a conflict."""
+        existing = self.find_by_key(key)
+        if existing is None:
+            return None
+        return self.create(kind, key, existing.payload, request=request, network=existing.network)[0]
+
     def _log(self, conn: Connection, op_id: str, status: OpStatus | str, detail: str) -> None:
         conn.execute(
             schema.history.insert().values(

@@ -102,12 +102,7 @@ class Requests:
         return reserve
 
     def _replay(self, kind: str, key: str, request: dict[str, Any]) -> Operation | None:
-        """The operation a key already names, if any: the same request returns it (whatever has changed
-        since: a retry must find its operation), another request under the key is a conflict."""
-        existing = self.ops.find_by_key(key)
-        if existing is None:
-            return None
-        return self.ops.create(kind, key, existing.payload, request=request, network=existing.network)[0]
+        return self.ops.replay(kind, key, request)
 
     def _record(
         self,
