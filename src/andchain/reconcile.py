@@ -93,13 +93,16 @@ def _fmt(value: int, token: TokenDef) -> str:
     return f"{format_minor(value, token.decimals)} {token.symbol}"
 
 
+_BUILT_IN = AssetRegistry(DEFAULT_ASSETS)
+
+
 def operation_amounts(kind: str, payload: dict[str, Any]) -> dict[str, str]:
     """What an operation moves, per token, in the token's own units (fund shares have 6 decimals, not 2)."""
     if kind in ("custody_withdrawal", "custody_transfer", "stablecoin_convert"):
         asset = str(payload.get("coin") or payload.get("asset") or "")
         amount = payload.get("coin_amount", payload.get("amount"))
         try:
-            scale = AssetRegistry(DEFAULT_ASSETS).get(asset).scale
+            scale = _BUILT_IN.get(asset).scale
         except DomainError:
             return {}
         return {asset: format_minor(amount, scale)} if isinstance(amount, int) else {}
