@@ -440,6 +440,8 @@ class ClientTierSettings(BaseModel):
     max_order_notional: str
     max_daily_notional: str
     instruments: list[str]
+    # What the desk adds to (buys) or takes from (sells) the venues' price for the size, in basis points.
+    spread_bps: str = "25"
 
 
 class RiskSettings(BaseModel):
@@ -450,7 +452,10 @@ class RiskSettings(BaseModel):
     tiers: dict[str, ClientTierSettings] = Field(
         default_factory=lambda: {
             "basic": ClientTierSettings(
-                max_order_notional="10000", max_daily_notional="50000", instruments=["BTC-USD", "ETH-USD", "USDC-USD"]
+                max_order_notional="10000",
+                max_daily_notional="50000",
+                instruments=["BTC-USD", "ETH-USD", "USDC-USD"],
+                spread_bps="50",
             ),
             "standard": ClientTierSettings(
                 max_order_notional="250000",
@@ -461,6 +466,7 @@ class RiskSettings(BaseModel):
                 max_order_notional="5000000",
                 max_daily_notional="25000000",
                 instruments=["BTC-USD", "ETH-USD", "SOL-USD", "USDC-USD"],
+                spread_bps="10",
             ),
         }
     )
@@ -480,11 +486,41 @@ class RiskSettings(BaseModel):
     submit_window_s: float = Field(default=1.0, gt=0)
 
 
+class CcxtVenueSettings(BaseModel):
+    """A real exchange reached through ccxt (`pip install 'andchain[venues]'`); its keys come from the
+    environment variables named here, never from the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exchange: str
+    api_key_env: str | None = None
+    secret_env: str | None = None
+    password_env: str | None = None
+    sandbox: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class TradingSettings(BaseModel):
     # "BASE-QUOTE" -> its precision and limits (docs/trading.md).
     instruments: dict[str, InstrumentSettings] = Field(default_factory=_default_instruments)
     replay: ReplayVenueSettings = Field(default_factory=ReplayVenueSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    # Where the desk prices and hedges: "replay", or the name of one of `ccxt`'s entries.
+    venue: str = "replay"
+    ccxt: dict[str, CcxtVenueSettings] = Field(default_factory=dict)
+    # Where the desk settles assets with its clients (an internal transfer between two accounts
+    # there), and on which network each asset is held.
+    custodian: str = "reference"
+    settlement_networks: dict[str, str] = Field(
+        default_factory=lambda: {"BTC": "bitcoin", "ETH": "base", "USDC": "base"}
+    )
+    # How long a quote can be accepted (seconds).
+    quote_ttl_s: float = Field(default=5.0, gt=0, le=300)
+    # The desk keeps a trade without hedging it when its net position in the asset stays within
+    # this (or the trade reduces it); otherwise it hedges the trade's whole size on the venue.
+    internalise_max: dict[str, str] = Field(
+        default_factory=lambda: {"BTC": "1", "ETH": "20", "SOL": "1000", "USDC": "250000"}
+    )
 
 
 def config_path() -> Path:

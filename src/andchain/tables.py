@@ -12,5 +12,6 @@ from andchain.ops import schema as _ops_schema  # noqa: F401 - registers its tab
 from andchain.reconcile_store import runs as _reconcile_runs  # noqa: F401 - registers its table
 from andchain.tokens import schema as _tokens_schema  # noqa: F401 - registers its tables
 from andchain.trading import risk as _trading_risk  # noqa: F401 - registers its table
+from andchain.trading import schema as _trading_schema  # noqa: F401 - registers its tables
 
 __all__ = ["metadata"]

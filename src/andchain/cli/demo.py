@@ -23,8 +23,9 @@ from andchain.ops import Operation, OpStatus
 from andchain.reconcile import Report, reconcile
 from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, holder_account
 from andchain.tokens.rules import Rules
-from andchain.tokens.runtime import run_until_idle, token_worker
+from andchain.tokens.runtime import run_until_idle
 from andchain.tokens.service import TokenService
+from andchain.trading.runtime import platform_worker
 
 NETWORK = "internal"
 
@@ -53,7 +54,7 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
     addresses = service.setup(NETWORK)
     for name, address in addresses.items():
         say(f"  {name:14} {address}")
-    worker = token_worker(ctx, service)
+    worker = platform_worker(ctx, service)
 
     def complete(*ops: Operation) -> list[Operation]:
         if not run_until_idle(worker, seconds=120):

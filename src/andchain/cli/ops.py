@@ -96,8 +96,8 @@ def ops_retry(op_id: str) -> None:
 @clean_errors
 def ops_cancel(op_id: str, reason: str = "cancelled by operator") -> None:
     """Cancel an operation that has not been sent yet, releasing what it reserved."""
-    from andchain.tokens.runtime import token_worker
+    from andchain.trading.runtime import platform_worker
 
     service = token_service()
-    op = token_worker(service.ctx, service).cancel(op_id, reason)
+    op = platform_worker(service.ctx, service).cancel(op_id, reason)
     out.print(f"operation {op.id} {op.status.value}")

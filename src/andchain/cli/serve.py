@@ -170,11 +170,11 @@ def serve(
     stop = threading.Event()
     if with_worker:
         from andchain.ops.core import worker_identity
-        from andchain.tokens.runtime import token_worker
+        from andchain.trading.runtime import platform_worker
 
         worker_ctx = Context()
         owner = worker_identity()
-        start_worker(app, lambda: token_worker(worker_ctx, owner=owner), owner, stop)
+        start_worker(app, lambda: platform_worker(worker_ctx, owner=owner), owner, stop)
         err.print("operations worker running (operations, listeners, rules, maintenance)")
     err.print(f"andchain {__version__} API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     try:

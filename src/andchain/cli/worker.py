@@ -33,13 +33,14 @@ def worker(
 ) -> None:
     """Run operations, the listeners, the programmable payment rules and each network's maintenance."""
     from andchain.logs import configure_logging
-    from andchain.tokens.runtime import UNTIL_IDLE_S, run_until_idle, token_worker
+    from andchain.tokens.runtime import UNTIL_IDLE_S, run_until_idle
+    from andchain.trading.runtime import platform_worker
 
     ctx = Context()
     configure_logging(ctx.settings.log_level)
     ctx.upgrade_database()
     err.print("andchain worker: operations, listeners, rules (Ctrl-C to stop)")
-    running = token_worker(ctx)
+    running = platform_worker(ctx)
     try:
         if until_idle:
             bound = seconds if seconds is not None else UNTIL_IDLE_S

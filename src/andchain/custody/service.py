@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -351,14 +351,25 @@ class CustodyService:
 
     # ---------------------------------------------------------------- operations
 
-    def _record(self, kind: str, key: str, request: dict[str, Any], payload: dict[str, Any], network: str) -> Operation:
-        """The operation and its holds, in one transaction; the same key and request find it again."""
+    def _record(
+        self,
+        kind: str,
+        key: str,
+        request: dict[str, Any],
+        payload: dict[str, Any],
+        network: str,
+        before: Callable[[Connection], None] | None = None,
+    ) -> Operation:
+        """The operation and its holds, in one transaction; the same key and request find it again.
+        `before` runs in that transaction when the operation is new (a trade recorded with its leg)."""
         # (Callers looked the key up; a twin request racing this one finds its operation in create.)
         with write_transaction(self.ctx.engine) as conn:
             op, created = self.ops.create(
                 kind, key, payload, request=request, network=network, conn=conn, state={"reserved": True}
             )
             if created:
+                if before is not None:
+                    before(conn)
                 for spec in payload["holds"]:
                     holds.reserve(
                         self.ledger,
@@ -463,7 +474,16 @@ class CustodyService:
         return self._record(WITHDRAWAL, key, request, payload, network)
 
     def transfer(
-        self, custodian: str, from_ref: str, to_ref: str, asset: str, network: str, amount_minor: int, key: str
+        self,
+        custodian: str,
+        from_ref: str,
+        to_ref: str,
+        asset: str,
+        network: str,
+        amount_minor: int,
+        key: str,
+        *,
+        before: Callable[[Connection], None] | None = None,
     ) -> Operation:
         """Move value between two owners' accounts at the same custodian (a client and the desk)."""
         self._check_custodian(custodian)
@@ -512,7 +532,7 @@ class CustodyService:
                 }
             ],
         }
-        return self._record(TRANSFER, key, request, payload, network)
+        return self._record(TRANSFER, key, request, payload, network, before)
 
     def convert(
         self,

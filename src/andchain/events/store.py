@@ -54,12 +54,23 @@ IN_FLIGHT_LOCK_BASE = 0x616E_6476_0000_0000
 
 OPERATION_STATUSES = ("received", "submitted", "confirming", "needs_attention", "succeeded", "failed", "cancelled")
 # The kinds of operation that also get an event of their own when they end.
-OUTCOME_KINDS = ("mint", "redeem", "move", "custody_withdrawal", "custody_transfer", "stablecoin_convert")
+OUTCOME_KINDS = (
+    "mint",
+    "redeem",
+    "move",
+    "custody_withdrawal",
+    "custody_transfer",
+    "stablecoin_convert",
+    "desk_trade",
+)
 EVENT_TYPES: tuple[str, ...] = (
     *(f"operation.{s}" for s in OPERATION_STATUSES),
     *(f"{kind}.{outcome}" for kind in OUTCOME_KINDS for outcome in ("succeeded", "failed")),
     "payment.received",
     "custody.deposit_credited",
+    "desk.risk_denied",
+    "desk.quote_expired",
+    "desk.state_changed",
     "reconcile.break",
     "reconcile.resolved",
     "alert",

@@ -35,6 +35,7 @@ from sqlalchemy import BigInteger, Column, Engine, String, Table, Text, select, 
 from andchain.config import RiskSettings
 from andchain.db import metadata, write_transaction
 from andchain.errors import DomainError
+from andchain.events import store as events
 from andchain.trading.instruments import Instrument
 
 BP = Decimal("0.0001")
@@ -123,11 +124,24 @@ class States:
     def set(self, state: TradingState, *, scope: str = GLOBAL, reason: str, by: str) -> None:
         if not reason.strip():
             raise DomainError("a change of the desk's state says why", code="invalid_request")
-        values = dict(state=state.value, reason=reason[:2000], changed_by=by[:200], changed_at_us=self.clock())
+        now = self.clock()
+        values = dict(state=state.value, reason=reason[:2000], changed_by=by[:200], changed_at_us=now)
         with write_transaction(self.engine) as conn:
             done = conn.execute(update(desk_states).where(desk_states.c.scope == scope).values(**values))
             if done.rowcount == 0:
                 conn.execute(desk_states.insert().values(scope=scope, **values))
+            events.append(
+                conn,
+                [
+                    events.NewEvent(
+                        "desk.state_changed",
+                        scope,
+                        {"scope": "desk" if scope == GLOBAL else scope, "state": state.value,
+                         "reason": values["reason"], "by": values["changed_by"]},
+                    )
+                ],
+                now,
+            )  # fmt: skip
 
 
 class RateLimiter:
@@ -156,7 +170,9 @@ class RiskEngine:
         self.states = states
         self.limiter = limiter or RateLimiter(settings.submit_rate, settings.submit_window_s)
 
-    def check(self, order: RiskOrder, exposure: Exposure) -> Decision:
+    def check(self, order: RiskOrder, exposure: Exposure, *, count: bool = True) -> Decision:
+        """The first denial, or allowed. `count`: this is a new submit (counted by the rate limit); an
+        accept of a quote already counted is checked again without it."""
         symbol, base = order.instrument.symbol, order.instrument.base
         # The desk takes the other side: a client's buy makes the desk shorter.
         desk_change = -order.size if order.side == "buy" else order.size
@@ -191,7 +207,7 @@ class RiskEngine:
                 f"this order would bring today's trading to {exposure.client_daily_notional + notional:.2f} USD, above "
                 f"{tier.max_daily_notional} USD",
             )
-        if not self.limiter.allow(order.client):
+        if count and not self.limiter.allow(order.client):
             return Decision(False, "rate_limited", "too many orders in a short time; try again in a moment")
         if exposure.reference_mid is not None:
             band = exposure.reference_mid * Decimal(self.settings.price_band_bps) * BP

@@ -31,8 +31,8 @@ from andchain.api.routers.common import (
 from andchain.api.routers.ledger import idempotent, scoped
 from andchain.ops import Operation, OpStatus
 from andchain.ops.core import PAGE_MAX, UNFINISHED
-from andchain.tokens.runtime import token_worker
 from andchain.tokens.service import TokenService
+from andchain.trading.runtime import platform_worker
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
@@ -187,7 +187,7 @@ def cancel_operation(
     reason = (body or CancelIn()).reason
 
     def handler() -> tuple[int, dict[str, Any]]:
-        return 200, operation_view(token_worker(service.ctx, service).cancel(op_id, reason))
+        return 200, operation_view(platform_worker(service.ctx, service).cancel(op_id, reason))
 
     return store.run(
         scoped(principal, "POST /v1/operations/{op_id}/cancel"), key, {"operation": op_id, "reason": reason}, handler

@@ -356,13 +356,25 @@ class ReplayVenue:
             state: dict[str, Any] = json.loads(self._state_file.read_text())
             return state
         except FileNotFoundError:
-            return {
+            fresh = {
                 "start": self.clock(),
                 "next_id": 1,
                 "orders": {},
                 "clients": {},
                 "balances": {asset: [amount, "0"] for asset, amount in self.settings.balances.items()},
             }
+        # Written at once, and only if no other process wrote it first: every process that prices
+        # from this venue serves the same snapshot at the same moment.
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_file.with_name(f"state.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(fresh, separators=(",", ":")))
+        try:
+            os.link(tmp, self._state_file)
+        except FileExistsError:
+            return self._load()
+        finally:
+            tmp.unlink(missing_ok=True)
+        return fresh
 
     def _save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,907 @@
+"""The desk's RFQ: a client asks, the desk quotes from the venue's book for that size plus the client's
+tier spread, the client accepts within the quote's life, and the trade is executed and settled.
+
+    quote    priced from the venue's book for the size (`sweep`), plus the tier's spread, rounded
+             against the client to the tick; risk checked; open for `trading.quote_ttl_s`.
+    accept   decided once, in one transaction with the trade and its holds: the quote goes from
+             open to accepted only while it has not expired (a conditional update: an accept and
+             the expiry racing at the boundary end one way, for both). A buy paid in USD holds
+             the client's deposit account (DDA -> desk); a buy paid in deposit tokens records
+             their redemption (its hold on the tokens) with the trade; a sell records the
+             internal transfer of the asset at the custodian, client -> desk (its hold on the
+             client's position).
+    trade    an `ops` operation (`desk_trade`), moved by the worker step by step:
+             buy:  [fund: the redemption final, then the DDA held] -> execute -> deliver -> settle
+             sell: deliver (the client's asset arrives at the desk's account) -> execute -> settle
+             execute: the desk keeps the trade (internalises) while its net position stays within
+             `trading.internalise_max` or the trade reduces it; otherwise it hedges the size on
+             the venue (a market order under a client order id derived from the trade: sent at most
+             once). The price was firm at accept: a hedge the venue refuses leaves the risk with
+             the desk (logged, in its positions), never with the client.
+             deliver: a custody internal transfer at the desk's custodian (the Step 7 operation).
+             settle: both legs or neither. When the asset leg completes, the cash leg is posted
+             (the held DDA to the desk's cash, or the desk's cash to the client's DDA) with the
+             client's fill, in one transaction. When it fails, the held cash is released (and a
+             redemption is undone by minting the tokens back) and the trade fails.
+
+Fills (`desk_fills`) are the desk's record of what it traded: each client trade settled (at the
+custodian) and each hedge (at the venue). Positions and P&L are their fold (`positions`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from andchain.context import Context
+from andchain.custody.port import DESK
+from andchain.custody.service import CustodyService
+from andchain.db import write_transaction
+from andchain.errors import Conflict, DomainError, NotFound
+from andchain.events import store as events
+from andchain.ledger import AccountKind, AccountSpec
+from andchain.ops import failpoints, holds
+from andchain.ops.core import Operation, OpStatus
+from andchain.ops.worker import postpone
+from andchain.tokens.model import dda_account
+from andchain.trading import schema
+from andchain.trading.instruments import Instrument, Instruments
+from andchain.trading.positions import Fill, Positions
+from andchain.trading.risk import BP, Decision, Exposure, RiskEngine, RiskOrder, States
+from andchain.trading.venues.port import Venue, VenueRefused, VenueUnavailable, sweep
+
+log = logging.getLogger(__name__)
+
+TRADE = "desk_trade"
+KINDS: tuple[str, ...] = (TRADE,)
+DESK_CASH = "desk:usd"
+PAY_WITH = ("usd", "deposit_token")
+SIDES = ("buy", "sell")
+OPEN, ACCEPTED, SETTLED, FAILED, EXPIRED = "open", "accepted", "settled", "failed", "expired"
+CENT = Decimal("0.01")
+# How often a trade waiting for its other operation (a redemption, a custody transfer) looks again.
+WAIT_US = 300_000
+EXPIRE_BATCH = 500
+DAY_US = 86_400 * 1_000_000
+
+
+class QuoteClosed(Conflict):
+    """The quote can no longer be accepted (it expired, or ended)."""
+
+    code = "quote_expired"
+
+
+@dataclass(frozen=True)
+class Quote:
+    id: str
+    client: str
+    instrument: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    notional_minor: int
+    mid: Decimal
+    spread_bps: Decimal
+    pay_with: str
+    network: str | None
+    custodian: str
+    status: str
+    created_at_us: int
+    expires_at_us: int
+    decided_at_us: int | None
+    trade_id: str | None
+
+    def view(self, now_us: int | None = None) -> dict[str, Any]:
+        status = self.status
+        if status == OPEN and now_us is not None and now_us >= self.expires_at_us:
+            status = EXPIRED  # not yet swept: expired all the same (accept refuses it)
+        return {
+            "id": self.id,
+            "client": self.client,
+            "instrument": self.instrument,
+            "side": self.side,
+            "quantity": str(self.quantity),
+            "price": str(self.price),
+            "notional": str((Decimal(self.notional_minor) * CENT).quantize(CENT)),
+            "pay_with": self.pay_with,
+            "network": self.network,
+            "custodian": self.custodian,
+            "status": status,
+            "created_at": events.iso(self.created_at_us),
+            "expires_at": events.iso(self.expires_at_us),
+            "decided_at": None if self.decided_at_us is None else events.iso(self.decided_at_us),
+            "trade": self.trade_id,
+        }
+
+
+def _quote_of(row: Any) -> Quote:
+    return Quote(
+        row.id,
+        row.client_id,
+        row.instrument,
+        row.side,
+        Decimal(row.quantity),
+        Decimal(row.price),
+        int(row.notional_minor),
+        Decimal(row.mid),
+        Decimal(row.spread_bps),
+        row.pay_with,
+        row.network,
+        row.custodian,
+        row.status,
+        int(row.created_at_us),
+        int(row.expires_at_us),
+        None if row.decided_at_us is None else int(row.decided_at_us),
+        row.trade_id,
+    )
+
+
+def _decimal(value: object, what: str) -> Decimal:
+    if isinstance(value, bool | float) or not isinstance(value, str | int | Decimal):
+        raise DomainError(f"{what} is a decimal string, was {value!r}", code="invalid_request")
+    try:
+        out = Decimal(value)
+    except InvalidOperation:
+        raise DomainError(f"{what} is a decimal string, was {value!r}", code="invalid_request") from None
+    if not out.is_finite() or out <= 0:
+        raise DomainError(f"{what} must be positive, was {value!r}", code="invalid_request")
+    return out
+
+
+def trade_key(quote_id: str) -> str:
+    return f"desk-quote-{quote_id}"
+
+
+def cash_hold(op_id: str) -> holds.Hold:
+    return holds.Hold(f"{TRADE}:{op_id}", TRADE)
+
+
+def _minor(quantity: Decimal, scale: int) -> int:
+    value = quantity.scaleb(scale)
+    if value != value.to_integral_value():
+        raise DomainError(f"{quantity} has more than {scale} decimals", code="excess_precision")
+    return int(value)
+
+
+class DeskService:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        custody: CustodyService | None = None,
+        venue: Venue | None = None,
+        tokens: Any = None,
+    ) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings.trading
+        self.custody = custody or CustodyService(ctx, tokens=tokens)
+        self.tokens = self.custody.tokens
+        self.clients = self.custody.clients
+        self.ops = self.custody.ops
+        self.ledger = ctx.ledger
+        self.instruments = Instruments(self.settings)
+        self.states = States(ctx.engine, ctx.clock)
+        self.risk = RiskEngine(self.settings.risk, self.states)
+        self._venue = venue
+        self._lock = threading.Lock()
+        self._folded = Positions()
+        self._folded_after = 0
+        self._day: tuple[int, Decimal] | None = None  # (day start, realised P&L before it)
+        self._cash_ready = False
+
+    # ----------------------------------------------------------------- parts
+
+    @property
+    def venue(self) -> Venue:
+        if self._venue is None:
+            from andchain.trading.venues.registry import venue_of
+
+            self._venue = venue_of(self.ctx)
+        return self._venue
+
+    def tier_of(self, client_id: str) -> str:
+        t = schema.tiers
+        with self.ctx.engine.connect() as conn:
+            found = conn.execute(select(t.c.tier).where(t.c.client_id == client_id)).scalar()
+        return str(found) if found else self.settings.risk.default_tier
+
+    def set_tier(self, client_ref: str, tier: str, *, by: str) -> str:
+        client = self.clients.client(client_ref)
+        if tier not in self.settings.risk.tiers:
+            raise DomainError(
+                f"no tier {tier!r}; configured: {', '.join(sorted(self.settings.risk.tiers))}", code="unknown_tier"
+            )
+        t = schema.tiers
+        values = dict(tier=tier, set_by=by[:200], set_at_us=self.ctx.clock())
+        with write_transaction(self.ctx.engine) as conn:
+            if conn.execute(update(t).where(t.c.client_id == client.id).values(**values)).rowcount == 0:
+                conn.execute(t.insert().values(client_id=client.id, **values))
+        return client.id
+
+    def _ensure_cash(self) -> None:
+        if self._cash_ready:
+            return
+        for result in self.ledger.create_accounts([AccountSpec(DESK_CASH, "USD", kind=AccountKind.EQUITY)]):
+            if not (result.ok or result.result.value == "exists"):
+                raise DomainError(f"the desk's cash account was refused: {result.result.value}")
+        self._cash_ready = True
+
+    def _network_of(self, asset: str) -> str:
+        network = self.settings.settlement_networks.get(asset)
+        if network is None:
+            raise DomainError(
+                f"the desk settles no {asset} at its custodian (trading.settlement_networks)",
+                code="instrument_not_settled",
+            )
+        return network
+
+    # ------------------------------------------------------------ positions
+
+    def positions(self) -> Positions:
+        """Every fill folded, in the order recorded (incrementally: fills are only ever appended)."""
+        t = schema.fills
+        with self._lock:
+            with self.ctx.engine.connect() as conn:
+                rows = conn.execute(select(t).where(t.c.id > self._folded_after).order_by(t.c.id)).all()
+            for row in rows:
+                self._folded.apply([_fill_of(row)])
+                self._folded_after = row.id
+            return Positions({key: _copy(p) for key, p in self._folded.positions.items()})
+
+    def _day_start(self) -> int:
+        now = self.ctx.clock()
+        return now - now % DAY_US
+
+    def _realised_before(self, day_start: int) -> Decimal:
+        if self._day is not None and self._day[0] == day_start:
+            return self._day[1]
+        t = schema.fills
+        before = Positions()
+        with self.ctx.engine.connect() as conn:
+            before.apply(_fill_of(r) for r in conn.execute(select(t).where(t.c.at_us < day_start).order_by(t.c.id)))
+        realised, _ = before.pnl({})
+        self._day = (day_start, realised)
+        return realised
+
+    def marks(self, assets: list[str]) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for asset in assets:
+            symbol = f"{asset}-USD"
+            try:
+                self.instruments.get(symbol)
+            except DomainError:
+                continue
+            ticker = self.venue.fetch_ticker(symbol)
+            if ticker.last is not None:
+                out[asset] = ticker.last
+        return out
+
+    def exposure(self, client_id: str, reference_mid: Decimal | None) -> Exposure:
+        positions = self.positions()
+        net = positions.net()
+        marks = self.marks(sorted(net))
+        realised, unrealised = positions.pnl(marks)
+        day_start = self._day_start()
+        q = schema.quotes
+        with self.ctx.engine.connect() as conn:
+            traded = conn.execute(
+                select(func.coalesce(func.sum(q.c.notional_minor), 0)).where(
+                    q.c.client_id == client_id,
+                    q.c.status.in_([ACCEPTED, SETTLED]),
+                    q.c.decided_at_us >= day_start,
+                )
+            ).scalar()
+        return Exposure(
+            positions=net,
+            marks=marks,
+            daily_pnl=realised - self._realised_before(day_start) + unrealised,
+            client_daily_notional=Decimal(int(traded or 0)) * CENT,
+            reference_mid=reference_mid,
+        )
+
+    def positions_view(self) -> dict[str, Any]:
+        positions = self.positions()
+        assets = sorted({asset for asset, _ in positions.positions})
+        marks = self.marks(assets)
+        rows = [p.view(marks.get(p.asset)) for _, p in sorted(positions.positions.items())]
+        held = {}
+        for record in self.custody.positions(owner=DESK):
+            held[f"{record.asset}@{record.custodian}"] = record.view()
+        realised, unrealised = positions.pnl(marks)
+        return {
+            "positions": rows,
+            "net": {asset: str(q) for asset, q in sorted(positions.net().items())},
+            "marks": {asset: str(m) for asset, m in marks.items()},
+            "realised_pnl": str(realised),
+            "unrealised_pnl": str(unrealised),
+            "held_at_custodians": held,
+        }
+
+    # ------------------------------------------------------------------ risk
+
+    def _checked(self, decision: Decision, client_id: str, symbol: str, side: str, stage: str) -> None:
+        if decision.allowed:
+            return
+        with write_transaction(self.ctx.engine) as conn:
+            events.append(
+                conn,
+                [
+                    events.NewEvent(
+                        "desk.risk_denied",
+                        f"{symbol}:{client_id}",
+                        {"code": decision.code, "reason": decision.reason, "instrument": symbol, "side": side,
+                         "stage": stage, "client": client_id},
+                        client_id,
+                    )
+                ],
+                self.ctx.clock(),
+            )  # fmt: skip
+        log.info("risk denied client=%s instrument=%s code=%s stage=%s", client_id, symbol, decision.code, stage)
+        decision.raise_if_denied()
+
+    # ----------------------------------------------------------------- quote
+
+    def quote(
+        self,
+        client_ref: str,
+        symbol: str,
+        side: str,
+        *,
+        quantity: object = None,
+        notional: object = None,
+        pay_with: str = "usd",
+        network: str | None = None,
+    ) -> Quote:
+        """A firm price for `quantity` (base asset) or `notional` (USD) of `symbol`, open for the TTL."""
+        if side not in SIDES:
+            raise DomainError(f"side is buy or sell, was {side!r}", code="invalid_request")
+        if (quantity is None) == (notional is None):
+            raise DomainError("a quote asks for a quantity or a notional, one of them", code="invalid_request")
+        if pay_with not in PAY_WITH:
+            raise DomainError(f"pay_with is one of {', '.join(PAY_WITH)}, was {pay_with!r}", code="invalid_request")
+        if pay_with == "deposit_token":
+            if side != "buy":
+                raise DomainError(
+                    "deposit tokens pay for a buy; a sale's proceeds go to the DDA", code="invalid_request"
+                )
+            if not network:
+                raise DomainError("paying in deposit tokens names their network", code="invalid_request")
+            self.tokens.token_address(network)
+        elif network is not None:
+            raise DomainError("a network is named only when paying in deposit tokens", code="invalid_request")
+        client = self.clients.active(client_ref)
+        instrument = self.instruments.get(symbol)
+        custodian = self.settings.custodian
+        self.custody.check_asset(custodian, instrument.base, self._network_of(instrument.base))
+        tier_name = self.tier_of(client.id)
+        tier = self.settings.risk.tiers.get(tier_name)
+        if tier is None:
+            raise DomainError(f"client {client.id} has tier {tier_name!r}, not configured", code="unknown_tier")
+        book = self.venue.fetch_order_book(instrument.symbol)
+        levels = book.asks if side == "buy" else book.bids
+        spread = Decimal(tier.spread_bps)
+        factor = 1 + spread * BP if side == "buy" else 1 - spread * BP
+        wanted_minor: int | None = None
+        if quantity is not None:
+            size = _decimal(quantity, "quantity")
+            instrument.lots(size)
+        else:
+            wanted = _decimal(notional, "notional")
+            if wanted != wanted.quantize(CENT):
+                raise DomainError(f"notional {wanted} has more than 2 decimals", code="excess_precision")
+            wanted_minor = int(wanted / CENT)
+            size = _size_for(levels, wanted / factor, instrument)
+        while True:
+            filled, cost = sweep(levels, size)
+            if filled < size:
+                raise DomainError(
+                    f"the venue's book holds {filled} {instrument.base}, not {size}", code="insufficient_liquidity"
+                )
+            vwap = cost / size
+            if side == "buy":
+                price = _round(vwap * factor, instrument.price_increment, ROUND_CEILING)
+                notional_minor = int((price * size / CENT).to_integral_value(ROUND_CEILING))
+            else:
+                price = _round(vwap * factor, instrument.price_increment, ROUND_FLOOR)
+                notional_minor = int((price * size / CENT).to_integral_value(ROUND_FLOOR))
+            if wanted_minor is None or notional_minor <= wanted_minor or size <= instrument.size_increment:
+                break
+            # Rounded up past the notional asked: a little less, until it fits.
+            excess = Decimal(notional_minor - wanted_minor) * CENT / price
+            size = _round(size - max(excess, instrument.size_increment), instrument.size_increment, ROUND_FLOOR)
+        instrument.check_notional(instrument.ticks(price), instrument.lots(size))
+        order = RiskOrder(client.id, tier_name, instrument, side, size, price)
+        self._checked(self.risk.check(order, self.exposure(client.id, book.mid)), client.id, instrument.symbol,
+                      side, "quote")  # fmt: skip
+        now = self.ctx.clock()
+        quote = Quote(
+            self.ledger.ids.new_id(), client.id, instrument.symbol, side, size, price, notional_minor,
+            book.mid or vwap, spread, pay_with, network, custodian, OPEN, now,
+            now + int(self.settings.quote_ttl_s * 1_000_000), None, None,
+        )  # fmt: skip
+        with write_transaction(self.ctx.engine) as conn:
+            conn.execute(
+                schema.quotes.insert().values(
+                    id=quote.id, client_id=quote.client, instrument=quote.instrument, side=side,
+                    quantity=str(size), price=str(price), notional_minor=notional_minor, mid=str(quote.mid),
+                    spread_bps=str(spread), pay_with=pay_with, network=network, custodian=custodian, status=OPEN,
+                    created_at_us=now, expires_at_us=quote.expires_at_us, decided_at_us=None, trade_id=None,
+                )
+            )  # fmt: skip
+        return quote
+
+    def get_quote(self, quote_id: str, *, client: str | None = None) -> Quote:
+        q = schema.quotes
+        with self.ctx.engine.connect() as conn:
+            row = conn.execute(select(q).where(q.c.id == quote_id)).first()
+        if row is None or (client is not None and row.client_id != client):
+            raise NotFound(f"no quote {quote_id}", code="quote_not_found")
+        return _quote_of(row)
+
+    def quotes(self, *, client: str | None = None, limit: int = 100) -> list[Quote]:
+        q = schema.quotes
+        query = select(q).order_by(q.c.created_at_us.desc(), q.c.id.desc()).limit(limit)
+        if client is not None:
+            query = query.where(q.c.client_id == client)
+        with self.ctx.engine.connect() as conn:
+            return [_quote_of(r) for r in conn.execute(query)]
+
+    # ---------------------------------------------------------------- accept
+
+    def accept(self, quote_id: str, *, client: str | None = None) -> Operation:
+        """Accept a quote: its trade, with what it holds, recorded once; the same quote accepted again
+        answers the same trade."""
+        quote = self.get_quote(quote_id, client=client)
+        key = trade_key(quote.id)
+        existing = self.ops.find_by_key(key)
+        if existing is not None:
+            return existing
+        if quote.status != OPEN or self.ctx.clock() >= quote.expires_at_us:
+            raise self._closed(quote)
+        instrument = self.instruments.get(quote.instrument)
+        client_rec = self.clients.active(quote.client)
+        order = RiskOrder(quote.client, self.tier_of(quote.client), instrument, quote.side, quote.quantity, quote.price)
+        exposure = self.exposure(quote.client, None)
+        # The quote's own notional is already in the client's day only once it is accepted.
+        self._checked(self.risk.check(order, exposure, count=False), quote.client, quote.instrument, quote.side,
+                      "accept")  # fmt: skip
+        self._ensure_cash()
+        asset = instrument.base
+        network = self._network_of(asset)
+        amount_minor = _minor(quote.quantity, self.custody.scale(asset))
+        payload = {
+            "quote": quote.id,
+            "client": quote.client,
+            "instrument": quote.instrument,
+            "asset": asset,
+            "side": quote.side,
+            "quantity": str(quote.quantity),
+            "price": str(quote.price),
+            "notional": quote.notional_minor,
+            "asset_amount": amount_minor,
+            "pay_with": quote.pay_with,
+            "token_network": quote.network,
+            "custodian": quote.custodian,
+            "asset_network": network,
+        }
+        try:
+            if quote.side == "sell":
+                self.custody.ensure_positions(quote.custodian, DESK, asset)
+                self.custody.open_account(quote.custodian, DESK)
+                self.custody.transfer(
+                    quote.custodian, quote.client, DESK, asset, network, amount_minor, f"{key}-asset",
+                    before=lambda conn: self._decide(conn, quote, key, payload, hold=False),
+                )  # fmt: skip
+            elif quote.pay_with == "deposit_token":
+                assert quote.network is not None
+                self.tokens.requests.redeem(
+                    client_rec.id, quote.network, quote.notional_minor, f"{key}-funding",
+                    before=lambda conn: self._decide(conn, quote, key, payload, hold=False),
+                )  # fmt: skip
+            else:
+                with write_transaction(self.ctx.engine) as conn:
+                    self._decide(conn, quote, key, payload, hold=True)
+        except holds.LedgerRefused as exc:
+            what = f"{quote.quantity} {asset} at {quote.custodian}" if quote.side == "sell" else "the price"
+            raise DomainError(
+                f"client {quote.client} does not have {what} available: {exc.message}", code="insufficient_funds"
+            ) from None
+        except Conflict:
+            accepted = self.ops.find_by_key(key)  # accepted at once by a twin request: the same trade
+            if accepted is None:
+                raise
+            return accepted
+        return self.ops.by_key(key)
+
+    def _closed(self, quote: Quote) -> DomainError:
+        status = EXPIRED if quote.status == OPEN else quote.status
+        if status == EXPIRED:
+            return QuoteClosed(f"quote {quote.id} expired at {events.iso(quote.expires_at_us)}; ask again")
+        return Conflict(f"quote {quote.id} is {status}", code="quote_not_open")
+
+    def _decide(self, conn: Connection, quote: Quote, key: str, payload: dict[str, Any], *, hold: bool) -> None:
+        """The one decision of a quote's fate, in the caller's transaction: accepted only if still open
+        and unexpired at this moment; the trade and its cash hold with it."""
+        q = schema.quotes
+        now = self.ctx.clock()
+        done = conn.execute(
+            update(q)
+            .where(q.c.id == quote.id, q.c.status == OPEN, q.c.expires_at_us > now)
+            .values(status=ACCEPTED, decided_at_us=now)
+        )
+        if done.rowcount != 1:
+            current = _quote_of(conn.execute(select(q).where(q.c.id == quote.id)).one())
+            raise self._closed(current)
+        op, created = self.ops.create(TRADE, key, payload, request={"quote": quote.id}, conn=conn)
+        if not created:
+            raise Conflict(f"quote {quote.id} was accepted already", code="quote_not_open")
+        if hold:
+            holds.reserve(
+                self.ledger, cash_hold(op.id), self.ledger.account(dda_account(quote.client), conn=conn).id,
+                self.ledger.account(DESK_CASH, conn=conn).id, quote.notional_minor, "USD",
+                memo=f"{TRADE} {op.id} quote {quote.id}", conn=conn,
+            )  # fmt: skip
+        conn.execute(update(q).where(q.c.id == quote.id).values(trade_id=op.id))
+
+    # ---------------------------------------------------------------- expiry
+
+    def expire_due(self) -> int:
+        """Every open quote past its life, expired (once: the conditional update races an accept)."""
+        q = schema.quotes
+        now = self.ctx.clock()
+        with self.ctx.engine.connect() as conn:
+            due = conn.execute(
+                select(q.c.id, q.c.client_id, q.c.instrument)
+                .where(q.c.status == OPEN, q.c.expires_at_us <= now)
+                .limit(EXPIRE_BATCH)
+            ).all()
+        expired = 0
+        for row in due:
+            with write_transaction(self.ctx.engine) as conn:
+                done = conn.execute(
+                    update(q)
+                    .where(q.c.id == row.id, q.c.status == OPEN, q.c.expires_at_us <= now)
+                    .values(status=EXPIRED, decided_at_us=now)
+                )
+                if done.rowcount == 1:
+                    expired += 1
+                    events.append(
+                        conn,
+                        [events.NewEvent("desk.quote_expired", row.id, {"quote": row.id,
+                                                                        "instrument": row.instrument}, row.client_id)],
+                        now,
+                    )  # fmt: skip
+        return expired
+
+    # ----------------------------------------------------------------- trade
+
+    def step(self, op: Operation) -> None:
+        done = op.state.get("done") or []
+        p = op.payload
+        if p["side"] == "buy":
+            if p["pay_with"] == "deposit_token" and "fund" not in done:
+                self._fund(op)
+            elif "execute" not in done:
+                self._execute(op)
+            else:
+                self._deliver(op)
+        elif "deliver" not in done:
+            self._deliver(op)
+        elif "execute" not in done:
+            self._execute(op)
+        else:
+            self._settle(op, None)
+
+    def _wait(self, op: Operation, detail: str = "") -> None:
+        self.ops.update_if_current(op, retry_in_us=WAIT_US, detail=detail)
+
+    def _mark(self, op: Operation, step: str, conn: Connection | None = None, **state: Any) -> Operation | None:
+        done = [*(op.state.get("done") or []), step]
+        return self.ops.update_if_current(
+            op, status=OpStatus.SUBMITTED, state={**op.state, **state, "done": done}, detail=step, conn=conn
+        )
+
+    def _fund(self, op: Operation) -> None:
+        """A buy paid in deposit tokens: once their redemption is final, the DDA it credited is held."""
+        funding = self.ops.by_key(f"{trade_key(op.payload['quote'])}-funding")
+        if not funding.terminal:
+            self._wait(op)
+            return
+        if funding.status != OpStatus.SUCCEEDED:
+            self._fail(op, "funding_failed", f"the redemption of the deposit tokens {funding.id} {funding.status}")
+            return
+        p = op.payload
+        try:
+            with write_transaction(self.ctx.engine) as conn:
+                if self._mark(op, "fund", conn, funding=funding.id) is None:
+                    return
+                holds.reserve(
+                    self.ledger, cash_hold(op.id), self.ledger.account(dda_account(p["client"]), conn=conn).id,
+                    self.ledger.account(DESK_CASH, conn=conn).id, int(p["notional"]), "USD",
+                    memo=f"{TRADE} {op.id} quote {p['quote']}", conn=conn,
+                )  # fmt: skip
+        except holds.LedgerRefused as exc:
+            # Spent from the DDA between the redemption and now: nothing traded; the client keeps USD.
+            self._fail(op, "funding_lost", f"the redeemed USD is no longer in the DDA: {exc.message}")
+
+    def _execute(self, op: Operation) -> None:
+        p = op.payload
+        asset = p["asset"]
+        quantity = Decimal(p["quantity"])
+        desk_side = "sell" if p["side"] == "buy" else "buy"
+        execution = op.state.get("execution")
+        if execution is None:
+            # Decided and recorded before anything is sent: a retry never decides otherwise.
+            net = self.positions().net().get(asset, Decimal(0))
+            after = net + (quantity if desk_side == "buy" else -quantity)
+            limit = Decimal(self.settings.internalise_max.get(asset, "0"))
+            hedge = not (abs(after) <= limit or abs(after) < abs(net))
+            execution = {"hedge": hedge, "client_order_id": f"andchain-{op.id}", "venue": self.venue.name}
+            updated = self.ops.update_if_current(
+                op, state={**op.state, "execution": execution},
+                detail=f"hedging on {self.venue.name}" if hedge else "internalised",
+            )  # fmt: skip
+            if updated is None:
+                return
+            op = updated
+            failpoints.hit("desk_trade:execute:decided")
+        fill: dict[str, Any] | None = None
+        if execution["hedge"]:
+            hedge_side = "buy" if desk_side == "sell" else "sell"
+            try:
+                placed = self.venue.create_order(
+                    p["instrument"], "market", hedge_side, quantity, None,
+                    {"clientOrderId": execution["client_order_id"]},
+                )  # fmt: skip
+            except VenueUnavailable as exc:
+                postpone(self.ops, op, exc)
+                return
+            except VenueRefused as exc:
+                log.error("hedge refused op=%s venue=%s: %s: the desk keeps the risk", op.id, self.venue.name, exc)
+                execution = {**execution, "refused": exc.message[:300]}
+            else:
+                failpoints.hit("desk_trade:execute:after_hedge")
+                execution = {**execution, "order": placed.id, "filled": str(placed.filled)}
+                if placed.filled > 0 and placed.average is not None:
+                    fill = {
+                        "ref": f"trade:{op.id}:hedge", "source": "hedge", "trade_id": op.id, "client_id": None,
+                        "instrument": p["instrument"], "asset": asset, "place": f"venue:{self.venue.name}",
+                        "side": hedge_side, "quantity": str(placed.filled), "price": str(placed.average),
+                        "fee": str(placed.fee),
+                        "notional_minor": int((placed.cost / CENT).to_integral_value(ROUND_FLOOR)),
+                    }  # fmt: skip
+        with write_transaction(self.ctx.engine) as conn:
+            if self._mark(op, "execute", conn, execution=execution) is None:
+                return
+            if fill is not None:
+                self._record_fill(conn, fill)
+        failpoints.hit("desk_trade:execute:recorded")
+
+    def _record_fill(self, conn: Connection, fill: dict[str, Any]) -> None:
+        try:
+            with conn.begin_nested():
+                conn.execute(schema.fills.insert().values(**fill, at_us=self.ctx.clock()))
+        except IntegrityError:
+            pass  # recorded by an earlier attempt (the same ref)
+
+    def _deliver(self, op: Operation) -> None:
+        """The asset leg: the custody internal transfer, made (a buy) and awaited."""
+        p = op.payload
+        key = f"{trade_key(p['quote'])}-asset"
+        leg = self.ops.find_by_key(key)
+        if leg is None:
+            if p["side"] == "sell":
+                raise DomainError(f"trade {op.id}: the client's asset transfer was recorded with it and is missing")
+            try:
+                leg = self.custody.transfer(
+                    p["custodian"], DESK, p["client"], p["asset"], p["asset_network"], int(p["asset_amount"]), key
+                )
+                failpoints.hit("desk_trade:deliver:after_leg")
+            except holds.LedgerRefused as exc:
+                self._compensate(op, "asset_leg_refused", f"the desk cannot deliver: {exc.message}")
+                return
+            except DomainError as exc:
+                if exc.transient:
+                    raise
+                self._compensate(op, "asset_leg_refused", f"the desk cannot deliver: {exc.message}")
+                return
+        if not leg.terminal:
+            if op.state.get("asset_leg") != leg.id:
+                self.ops.update_if_current(
+                    op, status=OpStatus.CONFIRMING, state={**op.state, "asset_leg": leg.id}, retry_in_us=WAIT_US,
+                    detail=f"asset leg {leg.id} at custodian {p['custodian']}",
+                )  # fmt: skip
+            else:
+                self._wait(op)
+            return
+        if leg.status != OpStatus.SUCCEEDED:
+            self._compensate(
+                op, "asset_leg_failed", f"the custodian's transfer {leg.id} {leg.status}: {leg.error_message or ''}"
+            )
+            return
+        if p["side"] == "sell":
+            self._mark(op, "deliver", asset_leg=leg.id)
+            return
+        self._settle(op, leg)
+
+    def _settle(self, op: Operation, leg: Operation | None) -> None:
+        """Both legs: the asset delivered, the cash posted with the client's fill, in one transaction."""
+        p = op.payload
+        desk_side = "sell" if p["side"] == "buy" else "buy"
+        leg_id = leg.id if leg is not None else op.state.get("asset_leg")
+        with write_transaction(self.ctx.engine) as conn:
+            ended = self.ops.update_if_current(
+                op, status=OpStatus.SUCCEEDED,
+                result={"quote": p["quote"], "asset_leg": leg_id, "price": p["price"], "quantity": p["quantity"],
+                        "notional": str((Decimal(int(p["notional"])) * CENT).quantize(CENT))},
+                detail="settled: the asset delivered and the cash posted", conn=conn,
+            )  # fmt: skip
+            if ended is None:
+                return
+            if p["side"] == "buy":
+                holds.post(self.ledger, cash_hold(op.id), conn=conn)
+            else:
+                holds.book(
+                    self.ledger,
+                    [self._cash_out(conn, op, int(p["notional"]))],
+                    conn=conn,
+                    what=f"{TRADE} {op.id} proceeds",
+                )
+            self._record_fill(
+                conn,
+                {"ref": f"trade:{op.id}:client", "source": "client", "trade_id": op.id, "client_id": p["client"],
+                 "instrument": p["instrument"], "asset": p["asset"], "place": f"custodian:{p['custodian']}",
+                 "side": desk_side, "quantity": p["quantity"], "price": p["price"], "fee": "0",
+                 "notional_minor": int(p["notional"])},
+            )  # fmt: skip
+            self._quote_status(conn, p["quote"], SETTLED)
+        failpoints.hit("desk_trade:settled")
+
+    def _cash_out(self, conn: Connection, op: Operation, amount: int) -> Any:
+        from andchain.ledger import TransferSpec
+
+        return TransferSpec(
+            self.ledger.account(DESK_CASH, conn=conn).id,
+            self.ledger.account(dda_account(op.payload["client"]), conn=conn).id,
+            amount,
+            id=f"{TRADE}:{op.id}:proceeds",
+            asset="USD",
+            code=TRADE,
+            memo=f"{TRADE} {op.id} quote {op.payload['quote']}",
+        )
+
+    def _quote_status(self, conn: Connection, quote_id: str, status: str) -> None:
+        q = schema.quotes
+        conn.execute(update(q).where(q.c.id == quote_id, q.c.status == ACCEPTED).values(status=status))
+
+    def _compensate(self, op: Operation, code: str, reason: str) -> None:
+        """The asset leg did not happen: the cash held is released; tokens redeemed for it come back."""
+        p = op.payload
+        if p["side"] == "buy" and p["pay_with"] == "deposit_token" and "fund" in (op.state.get("done") or []):
+            if not op.state.get("refund"):
+                with write_transaction(self.ctx.engine) as conn:
+                    updated = self.ops.update_if_current(
+                        op, state={**op.state, "refund": "voiding"}, detail=f"compensating: {reason}", conn=conn
+                    )
+                    if updated is None:
+                        return
+                    holds.void(self.ledger, cash_hold(op.id), conn=conn)
+                op = updated
+            refund = self.tokens.mint(p["client"], p["token_network"], int(p["notional"]),
+                                      f"{trade_key(p['quote'])}-refund")  # fmt: skip
+            self._fail(op, code, f"{reason}; the deposit tokens are minted back ({refund.id})", refund=refund.id)
+            return
+        self._fail(op, code, reason)
+
+    def _fail(self, op: Operation, code: str, reason: str, **result: Any) -> None:
+        with write_transaction(self.ctx.engine) as conn:
+            ended = self.ops.update_if_current(
+                op, status=OpStatus.FAILED, error=(code, reason), result={"quote": op.payload["quote"], **result},
+                detail=reason, conn=conn,
+            )  # fmt: skip
+            if ended is None:
+                return
+            if op.payload["side"] == "buy" and not op.state.get("refund"):
+                status = holds.status(self.ledger, cash_hold(op.id))
+                if status is not None:
+                    holds.void(self.ledger, cash_hold(op.id), conn=conn)
+            self._quote_status(conn, op.payload["quote"], FAILED)
+
+    def release(self, op: Operation, conn: Connection) -> None:
+        """An operator cancelled the trade: its cash hold (if any) is released, its quote failed."""
+        if op.payload["side"] == "buy" and holds.status(self.ledger, cash_hold(op.id)) == "pending":
+            holds.void(self.ledger, cash_hold(op.id), conn=conn)
+        self._quote_status(conn, op.payload["quote"], FAILED)
+
+
+def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return (value / step).to_integral_value(rounding) * step
+
+
+def _size_for(levels: list[tuple[Decimal, Decimal]], notional: Decimal, instrument: Instrument) -> Decimal:
+    """The size a notional buys (or sells) walking `levels`, rounded down to the lot."""
+    left, size = notional, Decimal(0)
+    for price, available in levels:
+        take = min(available, left / price)
+        size += take
+        left -= take * price
+        if left <= 0:
+            break
+    size = _round(size, instrument.size_increment, ROUND_FLOOR)
+    if size <= 0:
+        raise DomainError(f"{notional} USD buys less than one lot of {instrument.base}", code="size_out_of_range")
+    return size
+
+
+def _fill_of(row: Any) -> Fill:
+    return Fill(row.asset, row.place, row.side, Decimal(row.quantity), Decimal(row.price), Decimal(row.fee))
+
+
+def _copy(p: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(p)
+
+
+class DeskHandler:
+    """The worker's handler of trades."""
+
+    kinds = KINDS
+
+    def __init__(self, desk: DeskService) -> None:
+        self.desk = desk
+        self.ops = desk.ops
+
+    def advance(self, ops: list[Operation]) -> None:
+        for op in ops:
+            try:
+                self.desk.step(op)
+            except VenueUnavailable as exc:
+                postpone(self.ops, op, exc)
+
+    def recover(self) -> None:
+        """Nothing: every step finds what an earlier attempt did by its key."""
+
+    def release(self, op: Operation, conn: Connection) -> None:
+        self.desk.release(op, conn)
+
+    def quarantine(self, op: Operation, exc: BaseException) -> None:
+        current = self.ops.get(op.id)
+        if current.terminal or current.status == OpStatus.NEEDS_ATTENTION:
+            return
+        self.ops.attention(current, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+class QuoteExpiryPart:
+    """Expires the quotes past their life (accept refuses them anyway: this makes it seen)."""
+
+    name = "desk-quotes"
+
+    def __init__(self, desk: DeskService, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.desk = desk
+        self.monotonic = monotonic
+        self.next_s = 0.0
+        self.expired = 0
+
+    def run(self) -> None:
+        if self.monotonic() < self.next_s:
+            return
+        self.expired = self.desk.expire_due()
+        self.next_s = self.monotonic() + (0.0 if self.expired >= EXPIRE_BATCH else 1.0)
+
+    def idle(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"expired": self.expired}
+
+
+__all__ = ["DeskHandler", "DeskService", "Quote", "QuoteClosed", "QuoteExpiryPart"]

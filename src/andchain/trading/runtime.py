@@ -1,0 +1,30 @@
+"""The platform's worker: the tokens' and custody's operations and parts, and the desk's trades and
+quote expiry."""
+
+from __future__ import annotations
+
+from andchain.context import Context
+from andchain.ops.worker import Worker
+from andchain.tokens.runtime import token_worker
+from andchain.tokens.service import TokenService
+from andchain.trading.desk import DeskHandler, DeskService, QuoteExpiryPart
+
+
+def platform_worker(
+    ctx: Context, service: TokenService | None = None, *, owner: str | None = None, desk: DeskService | None = None
+) -> Worker:
+    worker = token_worker(ctx, service, owner=owner)
+    if desk is None:
+        from andchain.custody.service import CustodyHandler
+
+        for handler_in in worker.handlers.values():
+            if isinstance(handler_in, CustodyHandler):
+                desk = DeskService(ctx, custody=handler_in.service)
+                break
+        else:
+            desk = DeskService(ctx)
+    handler = DeskHandler(desk)
+    for kind in handler.kinds:
+        worker.handlers[kind] = handler
+    worker.parts.append(QuoteExpiryPart(desk))
+    return worker
