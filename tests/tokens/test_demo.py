@@ -42,6 +42,7 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
         "sweep rule",
         "redeems",
         "USDC at a third-party custodian",
+        "The trading desk: Acme buys BTC by RFQ",
         "Reconcile",
     ):
         assert chapter in text
@@ -58,3 +59,8 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     custodians = json.loads(report.stdout)["custodians"]
     rows = {(r["owner"], r["asset"]): r for r in custodians["reference"]["accounts"]}
     assert rows[("desk", "USDC")]["custodian_total"] == "2000.000000" == rows[("desk", "USDC")]["ledger"]
+    # The desk sold 0.05 BTC to Acme, delivered at the custodian; its books and the custodian's agree.
+    assert "Acme's account at the custodian holds 0.05000000 BTC" in text
+    assert rows[("desk", "BTC")]["custodian_total"] == "1.95000000" == rows[("desk", "BTC")]["ledger"]
+    bought = [r for (owner, asset), r in rows.items() if asset == "BTC" and owner != "desk"]
+    assert [(r["custodian_total"], r["ledger"]) for r in bought] == [("0.05000000", "0.05000000")]

@@ -21,7 +21,18 @@ from andchain.api.deps import context
 from andchain.api.idempotency import IdempotencyStore
 from andchain.api.limits import RequestLimits, RequestLimitsMiddleware
 from andchain.api.observe import METRICS_CONTENT_TYPE, HttpMetrics, RequestContextMiddleware
-from andchain.api.routers import clients, custody, events, ledger, networks, operations, reconcile, rules, tokens
+from andchain.api.routers import (
+    clients,
+    custody,
+    desk,
+    events,
+    ledger,
+    networks,
+    operations,
+    reconcile,
+    rules,
+    tokens,
+)
 from andchain.api.security import AllowedHostsMiddleware, SecurityHeadersMiddleware, allowed_hosts
 from andchain.context import Context
 from andchain.metrics import PlatformCollector, live_lag_blocks
@@ -72,7 +83,7 @@ def create_app(
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(api, bind_host))
     problems.install(app)
-    for router in (ledger, clients, tokens, custody, rules, operations, networks, reconcile, events):
+    for router in (ledger, clients, tokens, custody, desk, rules, operations, networks, reconcile, events):
         app.include_router(router.router)
     app.mount(DOCS_STATIC_URL, StaticFiles(directory=str(DOCS_STATIC_DIR)), name="docs-static")
 

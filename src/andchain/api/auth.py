@@ -52,6 +52,8 @@ class Role(enum.StrEnum):
     COMPLIANCE = "compliance"
     AUDITOR = "auditor"
     ADMIN = "admin"
+    # The trading desk: prices for clients, halts and resumes, reads its positions.
+    DESK = "desk"
 
 
 # Who may read what the bank sees (a client reads only its own, through its own routes' scoping).

@@ -126,8 +126,14 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
     if len(public) == 2:
         started += _moves(ctx, service, say, step, complete, acme, run_id)
         custodian = _stablecoins(ctx, service, worker, say, step, complete, acme, run_id)
+        try:
+            _trading_desk(ctx, service, worker, say, step, complete, acme, run_id)
+        except BaseException:
+            if custodian is not None:
+                custodian.stop()
+            raise
 
-    step("9. Reconcile: the ledger, every chain, every holder and the custodian agree")
+    step("10. Reconcile: the ledger, every chain, every holder and the custodian agree")
     report = reconcile(ctx)
     from andchain.cli.common import render_report
 
@@ -263,6 +269,59 @@ def _through_the_custodian(
     mint = service.mint(client, NETWORK, 2_000_00, f"demo-{run_id}-usdc-mint")
     complete(mint)
     say(f"  minted {usd(2_000_00)} of deposit tokens from it; DDA {usd(service.dda_balance(client))}")
+
+
+def _trading_desk(
+    ctx: Context, service: TokenService, worker: Any, say: Any, step: Any, complete: Any, client: str, run_id: str
+) -> None:
+    """Acme buys BTC from the bank's desk by RFQ, paying in deposit tokens; the BTC is delivered to its
+    account at the reference custodian."""
+    import hashlib
+
+    from andchain.custody.port import DESK
+    from andchain.custody.reference.runtime import build
+    from andchain.custody.service import CustodyService, position_account
+    from andchain.trading.desk import DeskService, trade_key
+
+    step("9. The trading desk: Acme buys BTC by RFQ, paying in deposit tokens; the BTC arrives at its custodian")
+    custody = CustodyService(ctx, tokens=service)
+    desk = DeskService(ctx, custody=custody)
+    desk_account = custody.open_account("reference", DESK).account_id
+    custody.ensure_positions("reference", DESK, "BTC")
+    inventory = position_account("reference", DESK, "BTC")
+    if service.ledger.account(inventory).balance_posted < 10**8:
+        # The desk's inventory: BTC the custodian's own Bitcoin node reports (played by its operator).
+        running = build(ctx.settings)
+        try:
+            txid = hashlib.sha256(f"demo-desk-inventory-{run_id}".encode()).hexdigest()
+            running.custodian.credit(desk_account, "BTC", "bitcoin", "2", f"{txid}:0")
+        finally:
+            running.close()
+        deadline = time.monotonic() + 120
+        while service.ledger.account(inventory).balance_posted < 10**8 and time.monotonic() < deadline:
+            run_until_idle(worker, seconds=10)
+            time.sleep(0.3)
+    say(f"  the desk holds {format_minor(service.ledger.account(inventory).balance_posted, 8)} BTC at the custodian")
+    custody.open_account("reference", client)
+    quote = desk.quote(client, "BTC-USD", "buy", quantity="0.05", pay_with="deposit_token", network=NETWORK)
+    say(
+        f"  quote {quote.id}: 0.05 BTC at {quote.price} USD = {usd(quote.notional_minor)} "
+        f"(the venue's book for that size plus the tier's {quote.spread_bps} bp), firm for "
+        f"{ctx.settings.trading.quote_ttl_s:g}s"
+    )
+    trade = desk.accept(quote.id)
+    say(f"  accepted: trade {trade.id}; its deposit tokens' redemption recorded with it")
+    funding = service.ops.by_key(f"{trade_key(quote.id)}-funding")
+    complete(funding, trade)
+    balances = custody.custodian("reference").balances(custody.open_account("reference", client).account_id)
+    btc = next((b for b in balances if b.asset == "BTC"), None)
+    say(
+        f"  settled both legs: Acme's account at the custodian holds "
+        f"{format_minor(btc.total_minor if btc else 0, 8)} BTC (the custodian's own answer); "
+        f"the desk was paid {usd(quote.notional_minor)} from Acme's redeemed deposit tokens"
+    )
+    view = desk.positions_view()
+    say(f"  the desk's net position {view['net']}, realised P&L {view['realised_pnl']} USD")
 
 
 def demo(

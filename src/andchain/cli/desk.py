@@ -1,16 +1,19 @@
-"""`andchain desk`: the trading desk (docs/trading.md). Its states today; quotes and orders to come."""
+"""`andchain desk`: the trading desk (docs/trading.md): quotes, trades, positions, tiers and its states."""
 
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from andchain.cli.common import JsonOpt, clean_errors, context, emit_json, out
 
-app = typer.Typer(help="The trading desk: halt, reduce, resume, and its state.", no_args_is_help=True)
+app = typer.Typer(
+    help="The trading desk: quotes and their acceptance, positions, tiers; halt, reduce, resume.",
+    no_args_is_help=True,
+)
 InstrumentOpt = Annotated[
     str | None, typer.Option("--instrument", "-i", help="one instrument (default: the whole desk)")
 ]
@@ -71,3 +74,120 @@ def desk_status(as_json: JsonOpt = False) -> None:
     for row in rows:
         table.add_row(row["scope"], row["state"], row["reason"])
     out.print(table)
+
+
+def _desk() -> Any:
+    from andchain.trading.desk import DeskService
+
+    ctx = context()
+    ctx.upgrade_database()
+    return DeskService(ctx)
+
+
+def _quote_table(view: dict[str, Any]) -> None:
+    table = Table("quote", "client", "instrument", "side", "quantity", "price", "notional", "status", "expires")
+    table.add_row(
+        view["id"], view["client"], view["instrument"], view["side"], view["quantity"], view["price"],
+        view["notional"], view["status"], view["expires_at"],
+    )  # fmt: skip
+    out.print(table)
+
+
+@app.command("quote")
+@clean_errors
+def desk_quote(
+    client: Annotated[str, typer.Argument(help="the client, by id or name")],
+    side: Annotated[str, typer.Argument(help="the client's side: buy or sell")],
+    instrument: Annotated[str, typer.Argument(help="e.g. BTC-USD")],
+    quantity: Annotated[str | None, typer.Option(help="in the base asset, e.g. 0.5")] = None,
+    notional: Annotated[str | None, typer.Option(help="in USD, e.g. 25000.00 (instead of --quantity)")] = None,
+    pay_with: Annotated[str, typer.Option("--pay-with", help="usd (the DDA) or deposit_token")] = "usd",
+    network: Annotated[str | None, typer.Option(help="the deposit tokens' network")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the desk for a firm price, open for trading.quote_ttl_s (accept it with `desk accept`)."""
+    desk = _desk()
+    quote = desk.quote(
+        client, instrument, side, quantity=quantity, notional=notional, pay_with=pay_with, network=network
+    )
+    view = quote.view(desk.ctx.clock())
+    if as_json:
+        emit_json(view)
+    else:
+        _quote_table(view)
+
+
+@app.command("accept")
+@clean_errors
+def desk_accept(
+    quote: Annotated[str, typer.Argument(help="the quote's id")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Accept a quote within its life: the trade is recorded with its hold; the worker settles it."""
+    desk = _desk()
+    op = desk.accept(quote)
+    view = {"trade": op.id, "status": op.status.value, "quote": quote}
+    if as_json:
+        emit_json(view)
+    else:
+        out.print(f"trade {op.id} {op.status.value} (quote {quote}); `andchain ops show {op.id}` follows it")
+
+
+@app.command("quotes")
+@clean_errors
+def desk_quotes(
+    client: Annotated[str | None, typer.Option(help="one client's, by id or name")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The newest quotes and what became of them."""
+    desk = _desk()
+    client_id = desk.clients.client(client).id if client else None
+    now = desk.ctx.clock()
+    views = [q.view(now) for q in desk.quotes(client=client_id, limit=limit)]
+    if as_json:
+        emit_json(views)
+        return
+    table = Table("quote", "client", "instrument", "side", "quantity", "price", "notional", "status", "trade")
+    for v in views:
+        table.add_row(
+            v["id"], v["client"], v["instrument"], v["side"], v["quantity"], v["price"], v["notional"],
+            v["status"], v["trade"] or "",
+        )  # fmt: skip
+    out.print(table)
+
+
+@app.command("positions")
+@clean_errors
+def desk_positions(as_json: JsonOpt = False) -> None:
+    """The desk's positions per asset and place, average cost, realised and unrealised P&L at the venue's mid."""
+    view = _desk().positions_view()
+    if as_json:
+        emit_json(view)
+        return
+    table = Table("asset", "place", "quantity", "average cost", "realised P&L", "unrealised P&L", "mark")
+    for row in view["positions"]:
+        table.add_row(
+            row["asset"], row["place"], row["quantity"], row["average_cost"] or "", row["realised_pnl"],
+            row["unrealised_pnl"] or "", row["mark"] or "",
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"net {view['net']}  realised {view['realised_pnl']} USD  unrealised {view['unrealised_pnl']} USD")
+    for name, held in view["held_at_custodians"].items():
+        out.print(f"held at custodian: {name} {held.get('balance')}")
+
+
+@app.command("tier")
+@clean_errors
+def desk_tier(
+    client: Annotated[str, typer.Argument(help="the client, by id or name")],
+    tier: Annotated[str | None, typer.Argument(help="the tier to set (omit to show it)")] = None,
+) -> None:
+    """Show or set a client's trading tier (its limits, instruments and spread: trading.risk.tiers)."""
+    desk = _desk()
+    if tier is None:
+        client_id = desk.clients.client(client).id
+        out.print(f"{client_id}: {desk.tier_of(client_id)}")
+        return
+    client_id = desk.set_tier(client, tier, by=f"cli:{getpass.getuser()}")
+    out.print(f"{client_id}: {tier}")
