@@ -22,7 +22,7 @@ from andchain.custody.port import DESK
 from andchain.custody.reconcile import reconcile_custodians
 from andchain.custody.service import CustodyHandler, CustodyService, position_account
 from andchain.custody.states import CustodyState
-from andchain.errors import DomainError
+from andchain.errors import Conflict, DomainError
 from andchain.events.schema import events as events_table
 from andchain.ledger.model import system_clock_us
 from andchain.ops import failpoints
@@ -370,6 +370,8 @@ def test_bad_requests_are_refused_and_record_nothing(world):
         (dict(symbol="BTC-USD", side="sell", quantity="1", pay_with="deposit_token", network="internal"),
          "invalid_request"),
         (dict(symbol="BTC-USD", side="buy", quantity="1", pay_with="gold"), "invalid_request"),
+        (dict(symbol="BTC-USD", side="buy", notional="1E+30"), "invalid_request"),
+        (dict(symbol="BTC-USD", side="buy", notional="NaN"), "invalid_request"),
     ]  # fmt: skip
     for kwargs, code in cases:
         symbol, side = kwargs.pop("symbol"), kwargs.pop("side")
@@ -438,3 +440,65 @@ def test_a_crash_at_each_step_of_a_trade_ends_it_once(world, monkeypatch, point)
     assert refs == [f"trade:{trade.id}:client", f"trade:{trade.id}:hedge"]
     assert world.desk.positions().net()["BTC"] == 0
     assert world.clean()
+
+
+def test_an_operator_cancels_a_trade_only_before_anything_of_it_left(world):
+    buyer = world.client("Oli", 1_000_000_00)
+    seller = world.client("Pam")
+    world.fund_at_custodian(seller, BTC)
+    buy = world.desk.accept(world.desk.quote(buyer, "BTC-USD", "buy", quantity="0.2").id)
+    sell = world.desk.accept(world.desk.quote(seller, "BTC-USD", "sell", quantity="0.2").id)
+    assert world.desk.positions().net()["BTC"] == 0  # both in the desk's positions from acceptance
+    # A sale's asset transfer went with it: never cancelled from under it.
+    with pytest.raises(Conflict) as refused:
+        world.worker.cancel(sell.id)
+    assert refused.value.code == "operation_in_flight"
+    # A buy not yet executed: cancelled, its hold released, its fill reversed, its quote failed.
+    cancelled = world.worker.cancel(buy.id)
+    assert cancelled.status == OpStatus.CANCELLED
+    assert world.dda(buyer) == (1_000_000_00, 1_000_000_00)
+    assert world.desk.positions().net()["BTC"] == Decimal("0.2")
+    assert world.desk.get_quote(cancelled.payload["quote"]).status == "failed"
+    assert world.drive(sell.id).status == OpStatus.SUCCEEDED
+
+
+def test_two_accepts_at_once_never_both_pass_the_daily_limit(engine, tmp_path):
+    world = Desk(engine, tmp_path, FakeClock(), Played(), internalise_max={"BTC": "5"})
+    world.fund_at_custodian(DESK, 5 * BTC)
+    client = world.client("Quinn", 10_000_000_00)
+    world.desk.set_tier(client, "standard", by="test")  # 250,000 an order, 1,000,000 a day
+    quotes = [world.desk.quote(client, "BTC-USD", "buy", quantity="3.5") for _ in range(6)]  # ~224,000 each
+    barrier = threading.Barrier(len(quotes))
+    outcomes: list[str] = []
+
+    def accept(quote_id: str) -> None:
+        barrier.wait()
+        try:
+            world.desk.accept(quote_id)
+            outcomes.append("accepted")
+        except RiskDenied as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=accept, args=(q.id,)) for q in quotes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["accepted"] * 4 + ["daily_notional_exceeded"] * 2
+    held = sum(q.notional_minor for q in world.desk.quotes(client=client) if q.status == "accepted")
+    assert held <= 1_000_000_00
+    assert world.dda(client)[1] == 10_000_000_00 - held
+    world.ctx.close()
+
+
+def test_positions_fold_a_fill_committed_late_with_a_smaller_id(world):
+    row = {"source": "hedge", "trade_id": None, "client_id": None, "instrument": "BTC-USD", "asset": "BTC",
+           "place": "venue:replay", "side": "buy", "price": "60000", "fee": "0", "notional_minor": 0,
+           "at_us": 1}  # fmt: skip
+    with world.engine.begin() as conn:
+        conn.execute(schema.fills.insert().values(id=5, ref="a", quantity="1", **row))
+        conn.execute(schema.fills.insert().values(id=10, ref="b", quantity="2", **row))
+    assert world.desk.positions().net()["BTC"] == 3
+    with world.engine.begin() as conn:
+        conn.execute(schema.fills.insert().values(id=7, ref="c", quantity="4", **row))
+    assert world.desk.positions().net()["BTC"] == 7

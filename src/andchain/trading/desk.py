@@ -30,6 +30,7 @@ custodian) and each hedge (at the venue). Positions and P&L are their fold (`pos
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.context import Context
@@ -71,6 +72,14 @@ CENT = Decimal("0.01")
 WAIT_US = 300_000
 EXPIRE_BATCH = 500
 DAY_US = 86_400 * 1_000_000
+
+
+class _Denied(Exception):
+    """A risk denial found inside the accepting transaction (rolled back, then reported)."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
 
 
 class QuoteClosed(Conflict):
@@ -153,6 +162,8 @@ def _decimal(value: object, what: str) -> Decimal:
         raise DomainError(f"{what} is a decimal string, was {value!r}", code="invalid_request") from None
     if not out.is_finite() or out <= 0:
         raise DomainError(f"{what} must be positive, was {value!r}", code="invalid_request")
+    if out.adjusted() > 18 or out.as_tuple().exponent < -18:  # type: ignore[operator]
+        raise DomainError(f"{what} is out of range, was {value!r}", code="invalid_request")
     return out
 
 
@@ -194,6 +205,7 @@ class DeskService:
         self._lock = threading.Lock()
         self._folded = Positions()
         self._folded_after = 0
+        self._folded_count = 0
         self._day: tuple[int, Decimal] | None = None  # (day start, realised P&L before it)
         self._cash_ready = False
 
@@ -201,11 +213,12 @@ class DeskService:
 
     @property
     def venue(self) -> Venue:
-        if self._venue is None:
-            from andchain.trading.venues.registry import venue_of
+        with self._lock:
+            if self._venue is None:
+                from andchain.trading.venues.registry import venue_of
 
-            self._venue = venue_of(self.ctx)
-        return self._venue
+                self._venue = venue_of(self.ctx)
+            return self._venue
 
     def tier_of(self, client_id: str) -> str:
         t = schema.tiers
@@ -251,9 +264,16 @@ class DeskService:
         with self._lock:
             with self.ctx.engine.connect() as conn:
                 rows = conn.execute(select(t).where(t.c.id > self._folded_after).order_by(t.c.id)).all()
+                total = int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
+                if total != self._folded_count + len(rows):
+                    # A fill with a smaller id committed after one with a larger id was folded (two
+                    # writers at once): everything again, in id order.
+                    rows = conn.execute(select(t).order_by(t.c.id)).all()
+                    self._folded, self._folded_after, self._folded_count = Positions(), 0, 0
             for row in rows:
                 self._folded.apply([_fill_of(row)])
                 self._folded_after = row.id
+                self._folded_count += 1
             return Positions({key: _copy(p) for key, p in self._folded.positions.items()})
 
     def _day_start(self) -> int:
@@ -519,6 +539,8 @@ class DeskService:
             if accepted is None:
                 raise
             return accepted
+        except _Denied as denied:
+            self._checked(denied.decision, quote.client, quote.instrument, quote.side, "accept")
         return self.ops.by_key(key)
 
     def _closed(self, quote: Quote) -> DomainError:
@@ -540,9 +562,14 @@ class DeskService:
         if done.rowcount != 1:
             current = _quote_of(conn.execute(select(q).where(q.c.id == quote.id)).one())
             raise self._closed(current)
-        op, created = self.ops.create(TRADE, key, payload, request={"quote": quote.id}, conn=conn)
+        self._check_day(conn, quote)
+        # A sale's asset transfer, or a buy's redemption, is recorded with the trade and goes at once:
+        # such a trade is in flight from the start (an operator cannot cancel it from under its leg).
+        state = {"reserved": True} if hold else {"reserved": True, "done": ["accepted"]}
+        op, created = self.ops.create(TRADE, key, payload, request={"quote": quote.id}, conn=conn, state=state)
         if not created:
             raise Conflict(f"quote {quote.id} was accepted already", code="quote_not_open")
+        self._record_fill(conn, self._client_fill(payload, op.id))
         if hold:
             holds.reserve(
                 self.ledger, cash_hold(op.id), self.ledger.account(dda_account(quote.client), conn=conn).id,
@@ -550,6 +577,38 @@ class DeskService:
                 memo=f"{TRADE} {op.id} quote {quote.id}", conn=conn,
             )  # fmt: skip
         conn.execute(update(q).where(q.c.id == quote.id).values(trade_id=op.id))
+
+    def _check_day(self, conn: Connection, quote: Quote) -> None:
+        """The client's daily notional with this quote, summed again inside the accepting transaction
+        under a lock of the client's (PostgreSQL; SQLite writes one at a time): two accepts at once
+        never both pass on the same room."""
+        if conn.dialect.name == "postgresql":
+            digest = hashlib.sha256(f"desk-day:{quote.client}".encode()).digest()
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big", signed=True)}
+            )
+        tier_name = self.tier_of(quote.client)
+        tier = self.settings.risk.tiers.get(tier_name)
+        if tier is None:
+            return
+        q = schema.quotes
+        traded = conn.execute(
+            select(func.coalesce(func.sum(q.c.notional_minor), 0)).where(
+                q.c.client_id == quote.client,
+                q.c.status.in_([ACCEPTED, SETTLED]),
+                q.c.decided_at_us >= self._day_start(),
+                q.c.id != quote.id,
+            )
+        ).scalar()
+        total = Decimal(int(traded or 0) + quote.notional_minor) * CENT
+        if total > Decimal(tier.max_daily_notional):
+            raise _Denied(
+                Decision(
+                    False,
+                    "daily_notional_exceeded",
+                    f"this order would bring today's trading to {total:.2f} USD, above {tier.max_daily_notional} USD",
+                )
+            )
 
     # ---------------------------------------------------------------- expiry
 
@@ -633,20 +692,25 @@ class DeskService:
             self._fail(op, "funding_lost", f"the redeemed USD is no longer in the DDA: {exc.message}")
 
     def _execute(self, op: Operation) -> None:
+        """Hedge or internalise, decided once (recorded before anything is sent); a hedge sent once under
+        the trade's client order id, looked up by it before any second attempt, and recorded when the
+        venue reports it done."""
         p = op.payload
         asset = p["asset"]
         quantity = Decimal(p["quantity"])
         desk_side = "sell" if p["side"] == "buy" else "buy"
         execution = op.state.get("execution")
         if execution is None:
-            # Decided and recorded before anything is sent: a retry never decides otherwise.
-            net = self.positions().net().get(asset, Decimal(0))
-            after = net + (quantity if desk_side == "buy" else -quantity)
+            # The client's trade is in the positions since it was accepted: what the desk held before it
+            # is the net less this trade.
+            after = self.positions().net().get(asset, Decimal(0))
+            before = after - (quantity if desk_side == "buy" else -quantity)
             limit = Decimal(self.settings.internalise_max.get(asset, "0"))
-            hedge = not (abs(after) <= limit or abs(after) < abs(net))
+            hedge = not (abs(after) <= limit or abs(after) < abs(before))
             execution = {"hedge": hedge, "client_order_id": f"andchain-{op.id}", "venue": self.venue.name}
+            # From here the trade may have reached the venue: an operator can no longer cancel it.
             updated = self.ops.update_if_current(
-                op, state={**op.state, "execution": execution},
+                op, state={**op.state, "execution": execution, "done": [*op.state.get("done", []), "decided"]},
                 detail=f"hedging on {self.venue.name}" if hedge else "internalised",
             )  # fmt: skip
             if updated is None:
@@ -654,13 +718,25 @@ class DeskService:
             op = updated
             failpoints.hit("desk_trade:execute:decided")
         fill: dict[str, Any] | None = None
-        if execution["hedge"]:
+        if execution["hedge"] and not execution.get("refused"):
             hedge_side = "buy" if desk_side == "sell" else "sell"
+            client_order_id = execution["client_order_id"]
             try:
-                placed = self.venue.create_order(
-                    p["instrument"], "market", hedge_side, quantity, None,
-                    {"clientOrderId": execution["client_order_id"]},
-                )  # fmt: skip
+                placed = None
+                if execution.get("order"):
+                    placed = self.venue.fetch_order(execution["order"], p["instrument"])
+                elif execution.get("sending"):
+                    placed = self.venue.find_order(client_order_id, p["instrument"])
+                else:
+                    sending = {**op.state, "execution": {**execution, "sending": True}}
+                    updated = self.ops.update_if_current(op, state=sending)
+                    if updated is None:
+                        return
+                    op, execution = updated, {**execution, "sending": True}
+                if placed is None:
+                    placed = self.venue.create_order(
+                        p["instrument"], "market", hedge_side, quantity, None, {"clientOrderId": client_order_id}
+                    )
             except VenueUnavailable as exc:
                 postpone(self.ops, op, exc)
                 return
@@ -670,20 +746,46 @@ class DeskService:
             else:
                 failpoints.hit("desk_trade:execute:after_hedge")
                 execution = {**execution, "order": placed.id, "filled": str(placed.filled)}
-                if placed.filled > 0 and placed.average is not None:
-                    fill = {
-                        "ref": f"trade:{op.id}:hedge", "source": "hedge", "trade_id": op.id, "client_id": None,
-                        "instrument": p["instrument"], "asset": asset, "place": f"venue:{self.venue.name}",
-                        "side": hedge_side, "quantity": str(placed.filled), "price": str(placed.average),
-                        "fee": str(placed.fee),
-                        "notional_minor": int((placed.cost / CENT).to_integral_value(ROUND_FLOOR)),
-                    }  # fmt: skip
+                if placed.status == "open":
+                    # Not done at the venue yet: its fills are read when it is.
+                    self.ops.update_if_current(op, state={**op.state, "execution": execution}, retry_in_us=WAIT_US)
+                    return
+                fill = self._hedge_fill(op, placed, hedge_side)
         with write_transaction(self.ctx.engine) as conn:
             if self._mark(op, "execute", conn, execution=execution) is None:
                 return
             if fill is not None:
                 self._record_fill(conn, fill)
         failpoints.hit("desk_trade:execute:recorded")
+
+    def _hedge_fill(self, op: Operation, placed: Any, side: str) -> dict[str, Any] | None:
+        p = op.payload
+        if placed.filled <= 0:
+            return None
+        average = placed.average if placed.average is not None else placed.cost / placed.filled
+        if not average > 0 or not placed.fee.is_finite():
+            log.error("hedge of op=%s reported without a usable price: %r; not recorded", op.id, placed)
+            return None
+        return {
+            "ref": f"trade:{op.id}:hedge", "source": "hedge", "trade_id": op.id, "client_id": None,
+            "instrument": p["instrument"], "asset": p["asset"], "place": f"venue:{self.venue.name}",
+            "side": side, "quantity": str(placed.filled), "price": str(average), "fee": str(placed.fee),
+            "notional_minor": int((placed.filled * average / CENT).to_integral_value(ROUND_FLOOR)),
+        }  # fmt: skip
+
+    @staticmethod
+    def _client_fill(p: dict[str, Any], op_id: str, *, reversal: bool = False) -> dict[str, Any]:
+        """The desk's side of a client's trade, in its positions from the moment it is accepted (trade
+        date); a trade that fails is reversed by the mirror fill at the same price."""
+        desk_side = "sell" if p["side"] == "buy" else "buy"
+        if reversal:
+            desk_side = "buy" if desk_side == "sell" else "sell"
+        return {
+            "ref": f"trade:{op_id}:client" + (":reversal" if reversal else ""), "source": "client",
+            "trade_id": op_id, "client_id": p["client"], "instrument": p["instrument"], "asset": p["asset"],
+            "place": f"custodian:{p['custodian']}", "side": desk_side, "quantity": p["quantity"],
+            "price": p["price"], "fee": "0", "notional_minor": int(p["notional"]),
+        }  # fmt: skip
 
     def _record_fill(self, conn: Connection, fill: dict[str, Any]) -> None:
         try:
@@ -695,6 +797,9 @@ class DeskService:
     def _deliver(self, op: Operation) -> None:
         """The asset leg: the custody internal transfer, made (a buy) and awaited."""
         p = op.payload
+        if op.state.get("refund") or op.state.get("asset_leg") == "refused":
+            self._compensate(op, op.error_code or "asset_leg_refused", "compensating")  # resumed after a crash
+            return
         key = f"{trade_key(p['quote'])}-asset"
         leg = self.ops.find_by_key(key)
         if leg is None:
@@ -705,13 +810,12 @@ class DeskService:
                     p["custodian"], DESK, p["client"], p["asset"], p["asset_network"], int(p["asset_amount"]), key
                 )
                 failpoints.hit("desk_trade:deliver:after_leg")
-            except holds.LedgerRefused as exc:
-                self._compensate(op, "asset_leg_refused", f"the desk cannot deliver: {exc.message}")
-                return
             except DomainError as exc:
                 if exc.transient:
                     raise
-                self._compensate(op, "asset_leg_refused", f"the desk cannot deliver: {exc.message}")
+                # Refused before anything was sent (the desk lacks the asset, the client's account is
+                # gone): recorded with the release of the cash, never tried again.
+                self._compensate(op, "asset_leg_refused", f"the desk cannot deliver: {exc.message}", refused=True)
                 return
         if not leg.terminal:
             if op.state.get("asset_leg") != leg.id:
@@ -733,9 +837,8 @@ class DeskService:
         self._settle(op, leg)
 
     def _settle(self, op: Operation, leg: Operation | None) -> None:
-        """Both legs: the asset delivered, the cash posted with the client's fill, in one transaction."""
+        """Both legs: the asset delivered, the cash posted, in one transaction."""
         p = op.payload
-        desk_side = "sell" if p["side"] == "buy" else "buy"
         leg_id = leg.id if leg is not None else op.state.get("asset_leg")
         with write_transaction(self.ctx.engine) as conn:
             ended = self.ops.update_if_current(
@@ -755,13 +858,6 @@ class DeskService:
                     conn=conn,
                     what=f"{TRADE} {op.id} proceeds",
                 )
-            self._record_fill(
-                conn,
-                {"ref": f"trade:{op.id}:client", "source": "client", "trade_id": op.id, "client_id": p["client"],
-                 "instrument": p["instrument"], "asset": p["asset"], "place": f"custodian:{p['custodian']}",
-                 "side": desk_side, "quantity": p["quantity"], "price": p["price"], "fee": "0",
-                 "notional_minor": int(p["notional"])},
-            )  # fmt: skip
             self._quote_status(conn, p["quote"], SETTLED)
         failpoints.hit("desk_trade:settled")
 
@@ -782,19 +878,22 @@ class DeskService:
         q = schema.quotes
         conn.execute(update(q).where(q.c.id == quote_id, q.c.status == ACCEPTED).values(status=status))
 
-    def _compensate(self, op: Operation, code: str, reason: str) -> None:
-        """The asset leg did not happen: the cash held is released; tokens redeemed for it come back."""
+    def _compensate(self, op: Operation, code: str, reason: str, *, refused: bool = False) -> None:
+        """The asset leg did not happen: the cash held is released; tokens redeemed for it come back.
+        What was decided is recorded with the release, so that a retry after a crash only finishes it."""
         p = op.payload
         if p["side"] == "buy" and p["pay_with"] == "deposit_token" and "fund" in (op.state.get("done") or []):
             if not op.state.get("refund"):
+                state = {**op.state, "refund": "voiding", "failure": [code, reason]}
+                if refused:
+                    state["asset_leg"] = "refused"
                 with write_transaction(self.ctx.engine) as conn:
-                    updated = self.ops.update_if_current(
-                        op, state={**op.state, "refund": "voiding"}, detail=f"compensating: {reason}", conn=conn
-                    )
+                    updated = self.ops.update_if_current(op, state=state, detail=f"compensating: {reason}", conn=conn)
                     if updated is None:
                         return
                     holds.void(self.ledger, cash_hold(op.id), conn=conn)
                 op = updated
+            code, reason = op.state.get("failure") or (code, reason)
             refund = self.tokens.mint(p["client"], p["token_network"], int(p["notional"]),
                                       f"{trade_key(p['quote'])}-refund")  # fmt: skip
             self._fail(op, code, f"{reason}; the deposit tokens are minted back ({refund.id})", refund=refund.id)
@@ -802,6 +901,8 @@ class DeskService:
         self._fail(op, code, reason)
 
     def _fail(self, op: Operation, code: str, reason: str, **result: Any) -> None:
+        """The trade ends failed: its cash hold released (unless a compensation did), its quote failed,
+        its client fill reversed; in one transaction."""
         with write_transaction(self.ctx.engine) as conn:
             ended = self.ops.update_if_current(
                 op, status=OpStatus.FAILED, error=(code, reason), result={"quote": op.payload["quote"], **result},
@@ -809,17 +910,19 @@ class DeskService:
             )  # fmt: skip
             if ended is None:
                 return
-            if op.payload["side"] == "buy" and not op.state.get("refund"):
-                status = holds.status(self.ledger, cash_hold(op.id))
-                if status is not None:
-                    holds.void(self.ledger, cash_hold(op.id), conn=conn)
-            self._quote_status(conn, op.payload["quote"], FAILED)
+            self._unwind(op, conn)
+
+    def _unwind(self, op: Operation, conn: Connection) -> None:
+        p = op.payload
+        if p["side"] == "buy" and (p["pay_with"] == "usd" or "fund" in (op.state.get("done") or [])):
+            holds.void(self.ledger, cash_hold(op.id), conn=conn)  # again: a no-op
+        self._record_fill(conn, self._client_fill(op.payload, op.id, reversal=True))
+        self._quote_status(conn, op.payload["quote"], FAILED)
 
     def release(self, op: Operation, conn: Connection) -> None:
-        """An operator cancelled the trade: its cash hold (if any) is released, its quote failed."""
-        if op.payload["side"] == "buy" and holds.status(self.ledger, cash_hold(op.id)) == "pending":
-            holds.void(self.ledger, cash_hold(op.id), conn=conn)
-        self._quote_status(conn, op.payload["quote"], FAILED)
+        """An operator cancelled the trade before it was executed (a trade whose leg was recorded with
+        it, a sale or a buy paid in tokens, is never cancellable: see `_decide`)."""
+        self._unwind(op, conn)
 
 
 def _round(value: Decimal, step: Decimal, rounding: str) -> Decimal:

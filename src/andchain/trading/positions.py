@@ -38,7 +38,7 @@ class Fill:
     side: str  # the desk's side: buy | sell
     quantity: Decimal
     price: Decimal  # USD per unit
-    fee: Decimal = Decimal(0)  # USD
+    fee: Decimal = Decimal(0)  # USD (negative: a rebate)
 
 
 @dataclass
@@ -52,8 +52,8 @@ class Position:
 
     def apply(self, fill: Fill) -> None:
         qty, price, fee = _fraction(fill.quantity), _fraction(fill.price), _fraction(fill.fee)
-        if qty <= 0 or price <= 0 or fee < 0:
-            raise ValueError("a fill has a positive quantity and price, and a fee that is not negative")
+        if qty <= 0 or price <= 0:
+            raise ValueError("a fill has a positive quantity and price")
         signed = qty if fill.side == "buy" else -qty
         self.cash += -signed * price - fee
         self.realised -= fee

@@ -131,6 +131,17 @@ class CcxtVenue:
     def fetch_order(self, id: str, symbol: str | None = None) -> VenueOrder:
         return self._order(self._call("fetch_order", id, _pair(symbol) if symbol else None), symbol)
 
+    def find_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """ccxt has no unified look-up by client order id: the recent orders of the symbol are read
+        (`fetch_orders`, or the open and the closed ones where the exchange lists them apart)."""
+        has = getattr(self.exchange, "has", None) or {}
+        methods = ["fetch_orders"] if has.get("fetchOrders") else ["fetch_open_orders", "fetch_closed_orders"]
+        for method in methods:
+            for order in self._call(method, _pair(symbol)) or []:
+                if order.get("clientOrderId") == client_order_id:
+                    return self._order(order, symbol)
+        return None
+
     def fetch_balance(self) -> dict[str, VenueBalance]:
         balance = self._call("fetch_balance")
         out = {}
@@ -143,6 +154,13 @@ class CcxtVenue:
         filled = exact(o.get("filled")) or Decimal(0)
         amount = exact(o.get("amount")) or Decimal(0)
         fee = o.get("fee") or {}
+        fee_cost = exact(fee.get("cost")) or Decimal(0)
+        ours = symbol or _ours(str(o.get("symbol", "")))
+        base = ours.split("-")[0]
+        average = exact(o.get("average"))
+        if fee.get("currency") == base and fee_cost:
+            # Charged in the base asset: the port speaks of fees in the quote asset.
+            fee_cost = fee_cost * (average or exact(o.get("price")) or Decimal(0))
         return VenueOrder(
             id=str(o["id"]),
             client_order_id=o.get("clientOrderId"),
@@ -155,8 +173,8 @@ class CcxtVenue:
             filled=filled,
             remaining=_num(o["remaining"]) if o.get("remaining") is not None else amount - filled,
             cost=exact(o.get("cost")) or Decimal(0),
-            average=exact(o.get("average")),
-            fee=exact(fee.get("cost")) or Decimal(0),
+            average=average,
+            fee=fee_cost,
             timestamp_ms=int(o.get("timestamp") or 0),
             raw=o,
         )

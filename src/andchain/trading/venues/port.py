@@ -113,6 +113,11 @@ class Venue(Protocol):
 
     def fetch_order(self, id: str, symbol: str | None = None) -> VenueOrder: ...
 
+    def find_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        """The order sent under `client_order_id`, or None if the venue has none: asked before an order
+        whose first sending may have reached the venue is sent again."""
+        ...
+
     def fetch_balance(self) -> dict[str, VenueBalance]: ...
 
 

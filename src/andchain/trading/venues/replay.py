@@ -28,6 +28,8 @@ finds them, and a `clientOrderId` it has seen answers its order again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import json
 import math
@@ -35,7 +37,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -182,7 +184,7 @@ class ReplayVenue:
         params = params or {}
         instrument = self.instruments.get(symbol)
         client_id = params.get("clientOrderId")
-        with self._lock:
+        with self._exclusive():
             if client_id is not None and client_id in self._state["clients"]:
                 return self._view(self._state["orders"][self._state["clients"][client_id]])
             if type not in ("market", "limit") or side not in ("buy", "sell"):
@@ -229,7 +231,7 @@ class ReplayVenue:
             return self._view(order)
 
     def cancel_order(self, id: str, symbol: str | None = None) -> VenueOrder:
-        with self._lock:
+        with self._exclusive():
             order = self._order(id)
             self._advance(order)
             if order["status"] == "open":
@@ -239,14 +241,24 @@ class ReplayVenue:
             return self._view(order)
 
     def fetch_order(self, id: str, symbol: str | None = None) -> VenueOrder:
-        with self._lock:
+        with self._exclusive():
             order = self._order(id)
             if self._advance(order):
                 self._save()
             return self._view(order)
 
+    def find_order(self, client_order_id: str, symbol: str) -> VenueOrder | None:
+        with self._exclusive():
+            order_id = self._state["clients"].get(client_order_id)
+            if order_id is None:
+                return None
+            order = self._order(order_id)
+            if self._advance(order):
+                self._save()
+            return self._view(order)
+
     def fetch_balance(self) -> dict[str, VenueBalance]:
-        with self._lock:
+        with self._exclusive():
             return {a: VenueBalance(a, Decimal(f), Decimal(u)) for a, (f, u) in self._state["balances"].items()}
 
     # ---------------------------------------------------------------- inside
@@ -351,6 +363,20 @@ class ReplayVenue:
             raw=dict(order),
         )
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """This thread alone, and this process alone (a file lock), on the state as last written: two
+        processes (two workers) share one venue's orders and balances, and a client order id."""
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with open(self.directory / "state.lock", "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    self._state = self._load()
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
     def _load(self) -> dict[str, Any]:
         try:
             state: dict[str, Any] = json.loads(self._state_file.read_text())
@@ -366,7 +392,7 @@ class ReplayVenue:
         # Written at once, and only if no other process wrote it first: every process that prices
         # from this venue serves the same snapshot at the same moment.
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_file.with_name(f"state.{os.getpid()}.tmp")
+        tmp = self._state_file.with_name(f"state.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(fresh, separators=(",", ":")))
         try:
             os.link(tmp, self._state_file)
