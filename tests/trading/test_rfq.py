@@ -449,17 +449,25 @@ def test_an_operator_cancels_a_trade_only_before_anything_of_it_left(world):
     buy = world.desk.accept(world.desk.quote(buyer, "BTC-USD", "buy", quantity="0.2").id)
     sell = world.desk.accept(world.desk.quote(seller, "BTC-USD", "sell", quantity="0.2").id)
     assert world.desk.positions().net()["BTC"] == 0  # both in the desk's positions from acceptance
-    # A sale's asset transfer went with it: never cancelled from under it.
+    seller_position = world.ctx.ledger.account(position_account("played", seller, "BTC"))
+    assert (seller_position.balance_posted, seller_position.available) == (BTC, BTC - 20_000_000)
+    # Neither has sent anything: both cancelled, what they held released, their fills reversed.
+    for trade in (buy, sell):
+        cancelled = world.worker.cancel(trade.id)
+        assert cancelled.status == OpStatus.CANCELLED
+        assert world.desk.get_quote(cancelled.payload["quote"]).status == "failed"
+    assert world.dda(buyer) == (1_000_000_00, 1_000_000_00)
+    assert world.ctx.ledger.account(position_account("played", seller, "BTC")).available == BTC
+    assert world.desk.positions().net()["BTC"] == 0
+    # Once its asset transfer is recorded, a sale is in flight: never cancelled from under it.
+    sell = world.desk.accept(world.desk.quote(seller, "BTC-USD", "sell", quantity="0.2").id)
+    world.worker.run_once()
+    assert world.ops.find_by_key(f"desk-quote-{sell.payload['quote']}-asset") is not None
     with pytest.raises(Conflict) as refused:
         world.worker.cancel(sell.id)
     assert refused.value.code == "operation_in_flight"
-    # A buy not yet executed: cancelled, its hold released, its fill reversed, its quote failed.
-    cancelled = world.worker.cancel(buy.id)
-    assert cancelled.status == OpStatus.CANCELLED
-    assert world.dda(buyer) == (1_000_000_00, 1_000_000_00)
-    assert world.desk.positions().net()["BTC"] == Decimal("0.2")
-    assert world.desk.get_quote(cancelled.payload["quote"]).status == "failed"
     assert world.drive(sell.id).status == OpStatus.SUCCEEDED
+    assert world.position(seller) == BTC - 20_000_000
 
 
 def test_two_accepts_at_once_never_both_pass_the_daily_limit(engine, tmp_path):

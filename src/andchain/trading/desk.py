@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 
 from andchain.context import Context
 from andchain.custody.port import DESK
-from andchain.custody.service import CustodyService
+from andchain.custody.service import CustodyService, position_account
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.events import store as events
@@ -175,6 +175,11 @@ def cash_hold(op_id: str) -> holds.Hold:
     return holds.Hold(f"{TRADE}:{op_id}", TRADE)
 
 
+def asset_hold(op_id: str) -> holds.Hold:
+    """A sale's asset, held in the client's position until its transfer to the desk is recorded."""
+    return holds.Hold(f"{TRADE}:{op_id}:asset", TRADE)
+
+
 def _minor(quantity: Decimal, scale: int) -> int:
     value = quantity.scaleb(scale)
     if value != value.to_integral_value():
@@ -239,13 +244,14 @@ class DeskService:
                 conn.execute(t.insert().values(client_id=client.id, **values))
         return client.id
 
-    def _ensure_cash(self) -> None:
+    def _ensure_cash(self, conn: Connection | None = None) -> None:
         if self._cash_ready:
             return
-        for result in self.ledger.create_accounts([AccountSpec(DESK_CASH, "USD", kind=AccountKind.EQUITY)]):
+        specs = [AccountSpec(DESK_CASH, "USD", kind=AccountKind.EQUITY)]
+        for result in self.ledger.create_accounts(specs, conn=conn):
             if not (result.ok or result.result.value == "exists"):
                 raise DomainError(f"the desk's cash account was refused: {result.result.value}")
-        self._cash_ready = True
+        self._cash_ready = conn is None  # (in a caller's transaction: until it commits, not known made)
 
     def _network_of(self, asset: str) -> str:
         network = self.settings.settlement_networks.get(asset)
@@ -309,21 +315,13 @@ class DeskService:
         net = positions.net()
         marks = self.marks(sorted(net))
         realised, unrealised = positions.pnl(marks)
-        day_start = self._day_start()
-        q = schema.quotes
         with self.ctx.engine.connect() as conn:
-            traded = conn.execute(
-                select(func.coalesce(func.sum(q.c.notional_minor), 0)).where(
-                    q.c.client_id == client_id,
-                    q.c.status.in_([ACCEPTED, SETTLED]),
-                    q.c.decided_at_us >= day_start,
-                )
-            ).scalar()
+            traded = self.client_day(conn, client_id)
         return Exposure(
             positions=net,
             marks=marks,
-            daily_pnl=realised - self._realised_before(day_start) + unrealised,
-            client_daily_notional=Decimal(int(traded or 0)) * CENT,
+            daily_pnl=realised - self._realised_before(self._day_start()) + unrealised,
+            client_daily_notional=traded,
             reference_mid=reference_mid,
         )
 
@@ -493,47 +491,36 @@ class DeskService:
         # The quote's own notional is already in the client's day only once it is accepted.
         self._checked(self.risk.check(order, exposure, count=False), quote.client, quote.instrument, quote.side,
                       "accept")  # fmt: skip
-        self._ensure_cash()
-        asset = instrument.base
-        network = self._network_of(asset)
-        amount_minor = _minor(quote.quantity, self.custody.scale(asset))
-        payload = {
-            "quote": quote.id,
-            "client": quote.client,
-            "instrument": quote.instrument,
-            "asset": asset,
-            "side": quote.side,
-            "quantity": str(quote.quantity),
-            "price": str(quote.price),
-            "notional": quote.notional_minor,
-            "asset_amount": amount_minor,
-            "pay_with": quote.pay_with,
-            "token_network": quote.network,
-            "custodian": quote.custodian,
-            "asset_network": network,
-        }
+        payload = self.trade_payload(
+            client=quote.client, instrument=instrument, side=quote.side, quantity=quote.quantity, price=quote.price,
+            notional_minor=quote.notional_minor, legs=key, pay_with=quote.pay_with, token_network=quote.network,
+            quote=quote.id,
+        )  # fmt: skip
+
+        def decide(conn: Connection) -> None:
+            """The one decision of the quote's fate: accepted only if still open and unexpired at this
+            moment, with the trade and its holds."""
+            q = schema.quotes
+            now = self.ctx.clock()
+            done = conn.execute(
+                update(q)
+                .where(q.c.id == quote.id, q.c.status == OPEN, q.c.expires_at_us > now)
+                .values(status=ACCEPTED, decided_at_us=now)
+            )
+            if done.rowcount != 1:
+                raise self._closed(_quote_of(conn.execute(select(q).where(q.c.id == quote.id)).one()))
+            op = self.record_trade(conn, key, payload, request={"quote": quote.id})
+            conn.execute(update(q).where(q.c.id == quote.id).values(trade_id=op.id))
+
         try:
-            if quote.side == "sell":
-                self.custody.ensure_positions(quote.custodian, DESK, asset)
-                self.custody.open_account(quote.custodian, DESK)
-                self.custody.transfer(
-                    quote.custodian, quote.client, DESK, asset, network, amount_minor, f"{key}-asset",
-                    before=lambda conn: self._decide(conn, quote, key, payload, hold=False),
-                )  # fmt: skip
-            elif quote.pay_with == "deposit_token":
+            if quote.pay_with == "deposit_token":
                 assert quote.network is not None
                 self.tokens.requests.redeem(
-                    client_rec.id, quote.network, quote.notional_minor, f"{key}-funding",
-                    before=lambda conn: self._decide(conn, quote, key, payload, hold=False),
-                )  # fmt: skip
+                    client_rec.id, quote.network, quote.notional_minor, f"{key}-funding", before=decide
+                )
             else:
                 with write_transaction(self.ctx.engine) as conn:
-                    self._decide(conn, quote, key, payload, hold=True)
-        except holds.LedgerRefused as exc:
-            what = f"{quote.quantity} {asset} at {quote.custodian}" if quote.side == "sell" else "the price"
-            raise DomainError(
-                f"client {quote.client} does not have {what} available: {exc.message}", code="insufficient_funds"
-            ) from None
+                    decide(conn)
         except Conflict:
             accepted = self.ops.find_by_key(key)  # accepted at once by a twin request: the same trade
             if accepted is None:
@@ -549,58 +536,105 @@ class DeskService:
             return QuoteClosed(f"quote {quote.id} expired at {events.iso(quote.expires_at_us)}; ask again")
         return Conflict(f"quote {quote.id} is {status}", code="quote_not_open")
 
-    def _decide(self, conn: Connection, quote: Quote, key: str, payload: dict[str, Any], *, hold: bool) -> None:
-        """The one decision of a quote's fate, in the caller's transaction: accepted only if still open
-        and unexpired at this moment; the trade and its cash hold with it."""
-        q = schema.quotes
-        now = self.ctx.clock()
-        done = conn.execute(
-            update(q)
-            .where(q.c.id == quote.id, q.c.status == OPEN, q.c.expires_at_us > now)
-            .values(status=ACCEPTED, decided_at_us=now)
-        )
-        if done.rowcount != 1:
-            current = _quote_of(conn.execute(select(q).where(q.c.id == quote.id)).one())
-            raise self._closed(current)
-        self._check_day(conn, quote)
-        # A sale's asset transfer, or a buy's redemption, is recorded with the trade and goes at once:
-        # such a trade is in flight from the start (an operator cannot cancel it from under its leg).
-        state = {"reserved": True} if hold else {"reserved": True, "done": ["accepted"]}
-        op, created = self.ops.create(TRADE, key, payload, request={"quote": quote.id}, conn=conn, state=state)
-        if not created:
-            raise Conflict(f"quote {quote.id} was accepted already", code="quote_not_open")
-        self._record_fill(conn, self._client_fill(payload, op.id))
-        if hold:
-            holds.reserve(
-                self.ledger, cash_hold(op.id), self.ledger.account(dda_account(quote.client), conn=conn).id,
-                self.ledger.account(DESK_CASH, conn=conn).id, quote.notional_minor, "USD",
-                memo=f"{TRADE} {op.id} quote {quote.id}", conn=conn,
-            )  # fmt: skip
-        conn.execute(update(q).where(q.c.id == quote.id).values(trade_id=op.id))
+    # ----------------------------------------------------------------- trades
 
-    def _check_day(self, conn: Connection, quote: Quote) -> None:
-        """The client's daily notional with this quote, summed again inside the accepting transaction
+    def trade_payload(
+        self,
+        *,
+        client: str,
+        instrument: Instrument,
+        side: str,
+        quantity: Decimal,
+        price: Decimal,
+        notional_minor: int,
+        legs: str,
+        pay_with: str = "usd",
+        token_network: str | None = None,
+        quote: str | None = None,
+        order: int | None = None,
+        hedge: bool = True,
+    ) -> dict[str, Any]:
+        """What a trade between a client and the desk records: `legs` names its other operations (the
+        asset's transfer, a redemption, a refund). `hedge`: False for a trade the desk has matched with
+        another client's (it takes no position)."""
+        asset = instrument.base
+        custodian = self.settings.custodian
+        return {
+            "quote": quote, "order": order, "legs": legs, "client": client, "instrument": instrument.symbol,
+            "asset": asset, "side": side, "quantity": str(quantity), "price": str(price),
+            "notional": notional_minor, "asset_amount": _minor(quantity, self.custody.scale(asset)),
+            "pay_with": pay_with, "token_network": token_network, "custodian": custodian,
+            "asset_network": self._network_of(asset), "hedge": hedge,
+        }  # fmt: skip
+
+    def record_trade(
+        self, conn: Connection, key: str, payload: dict[str, Any], *, request: dict[str, Any]
+    ) -> Operation:
+        """A trade, in the caller's transaction, with what it holds: a buy paid in USD holds the
+        client's DDA (-> the desk's cash), a sale holds the client's asset at the custodian (-> the
+        desk's position there); its fill enters the desk's positions. A buy paid in deposit tokens holds
+        once their redemption is final (the `fund` step)."""
+        self._check_day(conn, payload)
+        self._ensure_cash(conn)
+        p = payload
+        # A buy paid in tokens has its redemption recorded with it and sent at once: in flight from the
+        # start (an operator cannot cancel it from under its redemption).
+        state: dict[str, Any] = {"reserved": True}
+        if p["pay_with"] == "deposit_token":
+            state["done"] = ["accepted"]
+        op, created = self.ops.create(TRADE, key, payload, request=request, conn=conn, state=state)
+        if not created:
+            raise Conflict(f"trade {key} was recorded already", code="quote_not_open")
+        self._record_fill(conn, self._client_fill(payload, op.id))
+        memo = f"{TRADE} {op.id} " + (f"quote {p['quote']}" if p.get("quote") else f"order {p.get('order')}")
+        try:
+            if p["side"] == "sell":
+                self.custody.ensure_positions(p["custodian"], DESK, p["asset"], conn=conn)
+                self.custody.ensure_positions(p["custodian"], p["client"], p["asset"], conn=conn)
+                holds.reserve(
+                    self.ledger, asset_hold(op.id),
+                    self.ledger.account(position_account(p["custodian"], p["client"], p["asset"]), conn=conn).id,
+                    self.ledger.account(position_account(p["custodian"], DESK, p["asset"]), conn=conn).id,
+                    int(p["asset_amount"]), p["asset"], memo=memo, conn=conn,
+                )  # fmt: skip
+            elif p["pay_with"] == "usd":
+                holds.reserve(
+                    self.ledger, cash_hold(op.id), self.ledger.account(dda_account(p["client"]), conn=conn).id,
+                    self.ledger.account(DESK_CASH, conn=conn).id, int(p["notional"]), "USD", memo=memo, conn=conn,
+                )  # fmt: skip
+        except holds.LedgerRefused as exc:
+            what = f"{p['quantity']} {p['asset']} at {p['custodian']}" if p["side"] == "sell" else "the price"
+            raise DomainError(
+                f"client {p['client']} does not have {what} available: {exc.message}", code="insufficient_funds"
+            ) from None
+        return op
+
+    def client_day(self, conn: Connection, client: str) -> Decimal:
+        """What the client traded today (USD): its trades' notional, less the trades that failed."""
+        f = schema.fills
+        rows = conn.execute(
+            select(f.c.ref, f.c.notional_minor).where(
+                f.c.client_id == client, f.c.source == "client", f.c.at_us >= self._day_start()
+            )
+        ).all()
+        total = sum(-int(r.notional_minor) if r.ref.endswith(":reversal") else int(r.notional_minor) for r in rows)
+        return Decimal(total) * CENT
+
+    def _check_day(self, conn: Connection, payload: dict[str, Any]) -> None:
+        """The client's daily notional with this trade, summed again inside the recording transaction
         under a lock of the client's (PostgreSQL; SQLite writes one at a time): two accepts at once
         never both pass on the same room."""
+        client = payload["client"]
         if conn.dialect.name == "postgresql":
-            digest = hashlib.sha256(f"desk-day:{quote.client}".encode()).digest()
+            digest = hashlib.sha256(f"desk-day:{client}".encode()).digest()
             conn.execute(
                 text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big", signed=True)}
             )
-        tier_name = self.tier_of(quote.client)
+        tier_name = self.tier_of(client)
         tier = self.settings.risk.tiers.get(tier_name)
         if tier is None:
             return
-        q = schema.quotes
-        traded = conn.execute(
-            select(func.coalesce(func.sum(q.c.notional_minor), 0)).where(
-                q.c.client_id == quote.client,
-                q.c.status.in_([ACCEPTED, SETTLED]),
-                q.c.decided_at_us >= self._day_start(),
-                q.c.id != quote.id,
-            )
-        ).scalar()
-        total = Decimal(int(traded or 0) + quote.notional_minor) * CENT
+        total = self.client_day(conn, client) + Decimal(int(payload["notional"])) * CENT
         if total > Decimal(tier.max_daily_notional):
             raise _Denied(
                 Decision(
@@ -670,7 +704,7 @@ class DeskService:
 
     def _fund(self, op: Operation) -> None:
         """A buy paid in deposit tokens: once their redemption is final, the DDA it credited is held."""
-        funding = self.ops.by_key(f"{trade_key(op.payload['quote'])}-funding")
+        funding = self.ops.by_key(f"{op.payload['legs']}-funding")
         if not funding.terminal:
             self._wait(op)
             return
@@ -706,7 +740,8 @@ class DeskService:
             after = self.positions().net().get(asset, Decimal(0))
             before = after - (quantity if desk_side == "buy" else -quantity)
             limit = Decimal(self.settings.internalise_max.get(asset, "0"))
-            hedge = not (abs(after) <= limit or abs(after) < abs(before))
+            # A trade matched with another client's order leaves the desk flat: nothing to hedge.
+            hedge = bool(p.get("hedge", True)) and not (abs(after) <= limit or abs(after) < abs(before))
             execution = {"hedge": hedge, "client_order_id": f"andchain-{op.id}", "venue": self.venue.name}
             # From here the trade may have reached the venue: an operator can no longer cancel it.
             updated = self.ops.update_if_current(
@@ -800,16 +835,30 @@ class DeskService:
         if op.state.get("refund") or op.state.get("asset_leg") == "refused":
             self._compensate(op, op.error_code or "asset_leg_refused", "compensating")  # resumed after a crash
             return
-        key = f"{trade_key(p['quote'])}-asset"
+        key = f"{p['legs']}-asset"
         leg = self.ops.find_by_key(key)
         if leg is None:
-            if p["side"] == "sell":
-                raise DomainError(f"trade {op.id}: the client's asset transfer was recorded with it and is missing")
+            source, target = (DESK, p["client"]) if p["side"] == "buy" else (p["client"], DESK)
+
+            def handed_over(conn: Connection) -> None:
+                """With the transfer: a sale's asset hold gives way to the transfer's own, and the trade is
+                in flight (a concurrent cancel makes this stale: nothing is recorded)."""
+                if p["side"] == "sell":
+                    holds.void(self.ledger, asset_hold(op.id), conn=conn)
+                marked = [*(op.state.get("done") or []), "asset_sent"]
+                if self.ops.update_if_current(op, state={**op.state, "done": marked}, conn=conn) is None:
+                    raise Conflict(f"trade {op.id} changed meanwhile", code="operation_changed")
+
             try:
                 leg = self.custody.transfer(
-                    p["custodian"], DESK, p["client"], p["asset"], p["asset_network"], int(p["asset_amount"]), key
-                )
+                    p["custodian"], source, target, p["asset"], p["asset_network"], int(p["asset_amount"]), key,
+                    before=handed_over,
+                )  # fmt: skip
                 failpoints.hit("desk_trade:deliver:after_leg")
+            except Conflict as exc:
+                if exc.code == "operation_changed":
+                    return  # read again by the next round
+                raise
             except DomainError as exc:
                 if exc.transient:
                     raise
@@ -858,7 +907,8 @@ class DeskService:
                     conn=conn,
                     what=f"{TRADE} {op.id} proceeds",
                 )
-            self._quote_status(conn, p["quote"], SETTLED)
+            if p.get("quote"):
+                self._quote_status(conn, p["quote"], SETTLED)
         failpoints.hit("desk_trade:settled")
 
     def _cash_out(self, conn: Connection, op: Operation, amount: int) -> Any:
@@ -895,7 +945,7 @@ class DeskService:
                 op = updated
             code, reason = op.state.get("failure") or (code, reason)
             refund = self.tokens.mint(p["client"], p["token_network"], int(p["notional"]),
-                                      f"{trade_key(p['quote'])}-refund")  # fmt: skip
+                                      f"{p['legs']}-refund")  # fmt: skip
             self._fail(op, code, f"{reason}; the deposit tokens are minted back ({refund.id})", refund=refund.id)
             return
         self._fail(op, code, reason)
@@ -914,14 +964,19 @@ class DeskService:
 
     def _unwind(self, op: Operation, conn: Connection) -> None:
         p = op.payload
-        if p["side"] == "buy" and (p["pay_with"] == "usd" or "fund" in (op.state.get("done") or [])):
+        done = op.state.get("done") or []
+        if p["side"] == "buy" and (p["pay_with"] == "usd" or "fund" in done):
             holds.void(self.ledger, cash_hold(op.id), conn=conn)  # again: a no-op
+        if p["side"] == "sell" and "asset_sent" not in done:
+            holds.void(self.ledger, asset_hold(op.id), conn=conn)
         self._record_fill(conn, self._client_fill(op.payload, op.id, reversal=True))
-        self._quote_status(conn, op.payload["quote"], FAILED)
+        if p.get("quote"):
+            self._quote_status(conn, p["quote"], FAILED)
 
     def release(self, op: Operation, conn: Connection) -> None:
-        """An operator cancelled the trade before it was executed (a trade whose leg was recorded with
-        it, a sale or a buy paid in tokens, is never cancellable: see `_decide`)."""
+        """An operator cancelled the trade before anything of it left (a buy paid in tokens, whose
+        redemption goes with it, never is: see `record_trade`): what it holds is released, its fill
+        reversed, its quote failed."""
         self._unwind(op, conn)
 
 
