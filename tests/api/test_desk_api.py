@@ -141,3 +141,37 @@ def test_bad_requests_are_refused_with_nothing_recorded(api):
     expired = api.http.post(f"/v1/desk/quotes/{quote['id']}/accept", headers=me)
     assert (expired.status_code, expired.json()["code"]) == (409, "quote_expired")
     assert api.http.get(f"/v1/desk/quotes/{quote['id']}", headers=me).json()["status"] == "expired"
+
+
+def test_orders_over_http_match_between_two_clients_and_each_sees_only_its_own(api):
+    seller = api.world.client("Sal")
+    api.world.fund_at_custodian(seller, BTC)
+    buyer = api.world.client("Bri", 1_000_000_00)
+    price = api.world.venue.fetch_order_book("BTC-USD").mid.quantize(1)
+    mine, theirs = api.key("client", seller), api.key("client", buyer)
+    sell = {"instrument": "BTC-USD", "side": "sell", "quantity": "0.5", "price": str(price)}
+    rest = api.http.post("/v1/desk/orders", headers=mine, json=sell)
+    assert rest.status_code == 201, rest.text
+    order = rest.json()
+    assert (order["status"], order["remaining"], order["trades"]) == ("open", "0.5", [])
+    depth = api.http.get("/v1/desk/books/BTC-USD", headers=theirs).json()
+    assert depth["asks"] == [[f"{price}.00", "0.5"]] and "client" not in str(depth)
+    assert api.http.get(f"/v1/desk/orders/{order['id']}", headers=theirs).status_code == 404
+    assert api.http.post(f"/v1/desk/orders/{order['id']}/cancel", headers=theirs).status_code == 404
+    buy = {"instrument": "BTC-USD", "side": "buy", "quantity": "0.2", "price": str(price), "time_in_force": "ioc"}
+    taken = api.http.post("/v1/desk/orders", headers=theirs, json=buy)
+    assert taken.status_code == 201, taken.text
+    trade = taken.json()["trades"][0]
+    assert (trade["with"], trade["quantity"]) == ("book", "0.2")
+    assert api.world.drive(trade["trade"]).status == OpStatus.SUCCEEDED
+    amended = api.http.post(f"/v1/desk/orders/{order['id']}/amend", headers=mine, json={"quantity": "0.4"})
+    assert (amended.status_code, amended.json()["remaining"]) == (200, "0.2")
+    cancelled = api.http.post(f"/v1/desk/orders/{order['id']}/cancel", headers=mine)
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+    again = api.http.post(f"/v1/desk/orders/{order['id']}/cancel", headers=mine)
+    assert (again.status_code, again.json()["code"]) == (409, "order_not_open")
+    listed = api.http.get("/v1/desk/orders", headers=theirs).json()["data"]
+    assert [o["client"] for o in listed] == [buyer]
+    bad = api.http.post("/v1/desk/orders", headers=mine, json={"instrument": "BTC-USD", "side": "sell",
+                                                               "quantity": "0.1", "price": 1.5})  # fmt: skip
+    assert bad.status_code == 422

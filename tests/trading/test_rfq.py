@@ -32,6 +32,7 @@ from andchain.tokens.model import dda_account
 from andchain.trading import schema
 from andchain.trading.desk import DESK_CASH, DeskHandler, DeskService, QuoteClosed, cash_hold
 from andchain.trading.instruments import Instruments
+from andchain.trading.orders import OrderBooks
 from andchain.trading.risk import RiskDenied, TradingState
 from andchain.trading.venues.replay import ReplayVenue
 from tests.conftest import FakeClock
@@ -74,6 +75,7 @@ class Desk:
         )
         self.custody = CustodyService(ctx, custodians={"played": self.played})
         self.desk = DeskService(ctx, custody=self.custody, venue=self.venue)
+        self.orders = OrderBooks(self.desk)
         self.ops = self.custody.ops
         self.worker = Worker(self.ops, [CustodyHandler(self.custody), DeskHandler(self.desk)])
 

@@ -349,21 +349,27 @@ class DeskService:
         if decision.allowed:
             return
         with write_transaction(self.ctx.engine) as conn:
-            events.append(
-                conn,
-                [
-                    events.NewEvent(
-                        "desk.risk_denied",
-                        f"{symbol}:{client_id}",
-                        {"code": decision.code, "reason": decision.reason, "instrument": symbol, "side": side,
-                         "stage": stage, "client": client_id},
-                        client_id,
-                    )
-                ],
-                self.ctx.clock(),
-            )  # fmt: skip
-        log.info("risk denied client=%s instrument=%s code=%s stage=%s", client_id, symbol, decision.code, stage)
+            self.record_denial(conn, decision, client_id, symbol, side, stage)
         decision.raise_if_denied()
+
+    def record_denial(
+        self, conn: Connection, decision: Decision, client_id: str, symbol: str, side: str, stage: str
+    ) -> None:
+        """A risk denial as an event (`desk.risk_denied`), in the caller's transaction."""
+        events.append(
+            conn,
+            [
+                events.NewEvent(
+                    "desk.risk_denied",
+                    f"{symbol}:{client_id}",
+                    {"code": decision.code, "reason": decision.reason, "instrument": symbol, "side": side,
+                     "stage": stage, "client": client_id},
+                    client_id,
+                )
+            ],
+            self.ctx.clock(),
+        )  # fmt: skip
+        log.info("risk denied client=%s instrument=%s code=%s stage=%s", client_id, symbol, decision.code, stage)
 
     # ----------------------------------------------------------------- quote
 
@@ -403,10 +409,7 @@ class DeskService:
         tier = self.settings.risk.tiers.get(tier_name)
         if tier is None:
             raise DomainError(f"client {client.id} has tier {tier_name!r}, not configured", code="unknown_tier")
-        book = self.venue.fetch_order_book(instrument.symbol)
-        levels = book.asks if side == "buy" else book.bids
         spread = Decimal(tier.spread_bps)
-        factor = 1 + spread * BP if side == "buy" else 1 - spread * BP
         wanted_minor: int | None = None
         if quantity is not None:
             size = _decimal(quantity, "quantity")
@@ -416,33 +419,16 @@ class DeskService:
             if wanted != wanted.quantize(CENT):
                 raise DomainError(f"notional {wanted} has more than 2 decimals", code="excess_precision")
             wanted_minor = int(wanted / CENT)
-            size = _size_for(levels, wanted / factor, instrument)
-        while True:
-            filled, cost = sweep(levels, size)
-            if filled < size:
-                raise DomainError(
-                    f"the venue's book holds {filled} {instrument.base}, not {size}", code="insufficient_liquidity"
-                )
-            vwap = cost / size
-            if side == "buy":
-                price = _round(vwap * factor, instrument.price_increment, ROUND_CEILING)
-                notional_minor = int((price * size / CENT).to_integral_value(ROUND_CEILING))
-            else:
-                price = _round(vwap * factor, instrument.price_increment, ROUND_FLOOR)
-                notional_minor = int((price * size / CENT).to_integral_value(ROUND_FLOOR))
-            if wanted_minor is None or notional_minor <= wanted_minor or size <= instrument.size_increment:
-                break
-            # Rounded up past the notional asked: a little less, until it fits.
-            excess = Decimal(notional_minor - wanted_minor) * CENT / price
-            size = _round(size - max(excess, instrument.size_increment), instrument.size_increment, ROUND_FLOOR)
-        instrument.check_notional(instrument.ticks(price), instrument.lots(size))
+        price, size, notional_minor, book = self.venue_price(
+            instrument, side, spread, size=None if wanted_minor is not None else size, notional_minor=wanted_minor
+        )
         order = RiskOrder(client.id, tier_name, instrument, side, size, price)
         self._checked(self.risk.check(order, self.exposure(client.id, book.mid)), client.id, instrument.symbol,
                       side, "quote")  # fmt: skip
         now = self.ctx.clock()
         quote = Quote(
             self.ledger.ids.new_id(), client.id, instrument.symbol, side, size, price, notional_minor,
-            book.mid or vwap, spread, pay_with, network, custodian, OPEN, now,
+            book.mid or price, spread, pay_with, network, custodian, OPEN, now,
             now + int(self.settings.quote_ttl_s * 1_000_000), None, None,
         )  # fmt: skip
         with write_transaction(self.ctx.engine) as conn:
@@ -455,6 +441,45 @@ class DeskService:
                 )
             )  # fmt: skip
         return quote
+
+    def venue_price(
+        self,
+        instrument: Instrument,
+        side: str,
+        spread_bps: Decimal,
+        *,
+        size: Decimal | None = None,
+        notional_minor: int | None = None,
+    ) -> tuple[Decimal, Decimal, int, Any]:
+        """The desk's price for a client's `side` of `size` (or of what `notional_minor` cents buy or
+        sell): the venue's book walked for that size, plus (buy) or less (sell) the spread, rounded
+        against the client to the tick; (price, size, the notional in cents, the book)."""
+        book = self.venue.fetch_order_book(instrument.symbol)
+        levels = book.asks if side == "buy" else book.bids
+        factor = 1 + spread_bps * BP if side == "buy" else 1 - spread_bps * BP
+        if size is None:
+            assert notional_minor is not None
+            size = _size_for(levels, Decimal(notional_minor) * CENT / factor, instrument)
+        while True:
+            filled, cost = sweep(levels, size)
+            if filled < size:
+                raise DomainError(
+                    f"the venue's book holds {filled} {instrument.base}, not {size}", code="insufficient_liquidity"
+                )
+            vwap = cost / size
+            if side == "buy":
+                price = _round(vwap * factor, instrument.price_increment, ROUND_CEILING)
+                cents = int((price * size / CENT).to_integral_value(ROUND_CEILING))
+            else:
+                price = _round(vwap * factor, instrument.price_increment, ROUND_FLOOR)
+                cents = int((price * size / CENT).to_integral_value(ROUND_FLOOR))
+            if notional_minor is None or cents <= notional_minor or size <= instrument.size_increment:
+                break
+            # Rounded up past the notional asked: a little less, until it fits.
+            excess = Decimal(cents - notional_minor) * CENT / price
+            size = _round(size - max(excess, instrument.size_increment), instrument.size_increment, ROUND_FLOOR)
+        instrument.check_notional(instrument.ticks(price), instrument.lots(size))
+        return price, size, cents, book
 
     def get_quote(self, quote_id: str, *, client: str | None = None) -> Quote:
         q = schema.quotes
@@ -512,6 +537,9 @@ class DeskService:
             op = self.record_trade(conn, key, payload, request={"quote": quote.id})
             conn.execute(update(q).where(q.c.id == quote.id).values(trade_id=op.id))
 
+        self._ensure_cash()
+        self.custody.ensure_positions(quote.custodian, DESK, instrument.base)
+        self.custody.ensure_positions(quote.custodian, quote.client, instrument.base)
         try:
             if quote.pay_with == "deposit_token":
                 assert quote.network is not None
@@ -568,13 +596,14 @@ class DeskService:
         }  # fmt: skip
 
     def record_trade(
-        self, conn: Connection, key: str, payload: dict[str, Any], *, request: dict[str, Any]
+        self, conn: Connection, key: str, payload: dict[str, Any], *, request: dict[str, Any], check_day: bool = True
     ) -> Operation:
         """A trade, in the caller's transaction, with what it holds: a buy paid in USD holds the
         client's DDA (-> the desk's cash), a sale holds the client's asset at the custodian (-> the
         desk's position there); its fill enters the desk's positions. A buy paid in deposit tokens holds
         once their redemption is final (the `fund` step)."""
-        self._check_day(conn, payload)
+        if check_day:
+            self._check_day(conn, payload)
         self._ensure_cash(conn)
         p = payload
         # A buy paid in tokens has its redemption recorded with it and sent at once: in flight from the
@@ -588,9 +617,7 @@ class DeskService:
         self._record_fill(conn, self._client_fill(payload, op.id))
         memo = f"{TRADE} {op.id} " + (f"quote {p['quote']}" if p.get("quote") else f"order {p.get('order')}")
         try:
-            if p["side"] == "sell":
-                self.custody.ensure_positions(p["custodian"], DESK, p["asset"], conn=conn)
-                self.custody.ensure_positions(p["custodian"], p["client"], p["asset"], conn=conn)
+            if p["side"] == "sell":  # (both positions exist: made before the transaction, see accept)
                 holds.reserve(
                     self.ledger, asset_hold(op.id),
                     self.ledger.account(position_account(p["custodian"], p["client"], p["asset"]), conn=conn).id,
@@ -619,6 +646,9 @@ class DeskService:
         ).all()
         total = sum(-int(r.notional_minor) if r.ref.endswith(":reversal") else int(r.notional_minor) for r in rows)
         return Decimal(total) * CENT
+
+    def check_day(self, conn: Connection, payload: dict[str, Any]) -> None:
+        self._check_day(conn, payload)
 
     def _check_day(self, conn: Connection, payload: dict[str, Any]) -> None:
         """The client's daily notional with this trade, summed again inside the recording transaction
@@ -837,6 +867,15 @@ class DeskService:
             return
         key = f"{p['legs']}-asset"
         leg = self.ops.find_by_key(key)
+        if leg is None and p.get("after"):
+            # Matched on the book: the desk delivers what the seller's trade brings it, once it has.
+            seller = self.ops.find_by_key(p["after"])
+            if seller is None or seller.status in (OpStatus.FAILED, OpStatus.CANCELLED):
+                self._compensate(op, "counterparty_failed", f"the matched sale {p['after']} did not deliver")
+                return
+            if seller.status != OpStatus.SUCCEEDED and "deliver" not in (seller.state.get("done") or []):
+                self._wait(op)
+                return
         if leg is None:
             source, target = (DESK, p["client"]) if p["side"] == "buy" else (p["client"], DESK)
 

@@ -170,9 +170,11 @@ class RiskEngine:
         self.states = states
         self.limiter = limiter or RateLimiter(settings.submit_rate, settings.submit_window_s)
 
-    def check(self, order: RiskOrder, exposure: Exposure, *, count: bool = True) -> Decision:
+    def check(self, order: RiskOrder, exposure: Exposure, *, count: bool = True, principal: bool = True) -> Decision:
         """The first denial, or allowed. `count`: this is a new submit (counted by the rate limit); an
-        accept of a quote already counted is checked again without it."""
+        accept of a quote already counted is checked again without it. `principal`: the desk takes the
+        other side (a quote, a routed order); an order matched between clients on the book leaves the
+        desk flat, so the desk's appetite (and a reducing desk) does not apply to it."""
         symbol, base = order.instrument.symbol, order.instrument.base
         # The desk takes the other side: a client's buy makes the desk shorter.
         desk_change = -order.size if order.side == "buy" else order.size
@@ -183,7 +185,7 @@ class RiskEngine:
         state, why = self.states.of(symbol)
         if state is TradingState.HALTED:
             return Decision(False, "trading_halted", f"trading in {symbol} is halted: {why}")
-        if state is TradingState.REDUCING and not reduces:
+        if state is TradingState.REDUCING and not reduces and principal:
             return Decision(
                 False, "reducing_only", f"the desk takes only trades that reduce its {base} position: {why}"
             )
@@ -209,7 +211,7 @@ class RiskEngine:
             )
         if count and not self.limiter.allow(order.client):
             return Decision(False, "rate_limited", "too many orders in a short time; try again in a moment")
-        if exposure.reference_mid is not None:
+        if exposure.reference_mid is not None and order.price > 0:
             band = exposure.reference_mid * Decimal(self.settings.price_band_bps) * BP
             if abs(order.price - exposure.reference_mid) > band:
                 return Decision(
@@ -218,7 +220,7 @@ class RiskEngine:
                     f"{order.price} is more than {self.settings.price_band_bps} bp from the reference "
                     f"{exposure.reference_mid:.2f}",
                 )
-        if not reduces:
+        if principal and not reduces:
             limit = self.settings.max_net_position.get(base)
             if limit is not None and abs(after) > Decimal(limit):
                 return Decision(

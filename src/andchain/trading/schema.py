@@ -1,8 +1,8 @@
-"""The desk's tables: quotes (RFQ), fills (the client's and the hedges'), and the clients' tiers."""
+"""The desk's tables: quotes (RFQ), fills, clients' tiers, and the clients' orders on its book."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table, UniqueConstraint
 
 from andchain.db import metadata
 
@@ -63,4 +63,42 @@ tiers = Table(
     Column("tier", String(32), nullable=False),
     Column("set_by", String(200), nullable=False),
     Column("set_at_us", BigInteger, nullable=False),
+)
+
+# The clients' orders on the desk's book (matched in-process by price, then time: trading/orders.py).
+# Decimals as text; `priority` orders a price level (the book's version when the order took its place).
+orders = Table(
+    "desk_orders",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("client_order_id", String(64), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("instrument", String(32), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("type", String(8), nullable=False),  # limit | market
+    Column("tif", String(4), nullable=False),  # gtc | ioc | fok
+    Column("post_only", Boolean, nullable=False),
+    Column("route", Boolean, nullable=False),  # what the book cannot fill goes to the desk (priced at the venue)
+    Column("price", String(48), nullable=True),
+    Column("quantity", String(48), nullable=False),  # the total, fills included
+    Column("filled", String(48), nullable=False),
+    Column("status", String(16), nullable=False),  # open | filled | cancelled | rejected
+    Column("reason", String(200), nullable=True),
+    Column("priority", BigInteger, nullable=False),
+    Column("hold_seq", Integer, nullable=False),  # the order's current hold: desk_order:<id>:<hold_seq>
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    UniqueConstraint("client_id", "client_order_id", name="uq_desk_orders_client_order"),
+    Index("ix_desk_orders_book", "instrument", "status", "priority"),
+    Index("ix_desk_orders_client", "client_id", "created_at_us"),
+    sqlite_autoincrement=True,
+)
+
+# One row per instrument: its book's version, moved by every change (the lock and the cache's check).
+books = Table(
+    "desk_books",
+    metadata,
+    Column("instrument", String(32), primary_key=True),
+    Column("version", BigInteger, nullable=False),
 )

@@ -10,6 +10,9 @@ Who may call:
   the bank's readers read them;
 - positions: the desk and the bank's readers;
 - the desk's state: everyone with a key reads it; the desk and admin change it;
+- orders (place, read, cancel, amend): a client for itself; the desk, operator and admin for a client
+  they name; the bank's readers read them;
+- a book's depth: everyone with a key (no owners are shown);
 - tiers: the desk and admin set a client's, the bank's readers read them.
 """
 
@@ -42,6 +45,7 @@ from andchain.api.routers.custody import custody_service
 from andchain.api.routers.ledger import idempotent, scoped
 from andchain.custody.service import CustodyService
 from andchain.trading.desk import DeskService
+from andchain.trading.orders import OrderBooks
 from andchain.trading.risk import GLOBAL, TradingState
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
@@ -75,6 +79,18 @@ def desk_service(request: Request, custody: CustodyService = Depends(custody_ser
                 service = DeskService(context(request), custody=custody)
                 state.desk = service
     return service
+
+
+def order_books(request: Request, desk: DeskService = Depends(desk_service)) -> OrderBooks:
+    state = request.app.state
+    books: OrderBooks | None = getattr(state, "order_books", None)
+    if books is None:
+        with _lock:
+            books = getattr(state, "order_books", None)
+            if books is None:
+                books = OrderBooks(desk)
+                state.order_books = books
+    return books
 
 
 def _client(principal: Principal, desk: DeskService, ref: str | None) -> str:
@@ -366,3 +382,213 @@ def get_tier(
     if own is not None and client_id != own:
         raise ApiProblem(404, "client_not_found", f"no client {client!r}")
     return {"client": client_id, "tier": desk.tier_of(client_id)}
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    client: str | None = Field(
+        default=None, min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION
+    )
+    instrument: str = SYMBOL_FIELD
+    side: Literal["buy", "sell"]
+    quantity: str = Field(pattern=DECIMAL_PATTERN, description="in the base asset", examples=["0.5"])
+    price: str | None = Field(
+        default=None, pattern=DECIMAL_PATTERN, description="the limit (USD per unit); none: a market order"
+    )
+    time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
+    post_only: bool = False
+    route: bool = Field(
+        default=False,
+        description="what the book cannot fill at once (IOC, market) trades with the desk at the venue's price",
+    )
+    client_order_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class AmendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    quantity: str | None = Field(default=None, pattern=DECIMAL_PATTERN, description="the new total, fills included")
+    price: str | None = Field(default=None, pattern=DECIMAL_PATTERN)
+
+
+class OrderTradeOut(BaseModel):
+    with_: str = Field(alias="with", description="book (another client's order) or desk (routed)")
+    price: str
+    quantity: str
+    trade: str = Field(description="the client's desk_trade operation")
+
+
+class OrderOut(BaseModel):
+    id: str
+    client_order_id: str
+    client: str
+    instrument: str
+    side: str
+    type: str = Field(description="limit or market")
+    time_in_force: str
+    post_only: bool
+    route: bool
+    price: str | None
+    quantity: str
+    filled: str
+    remaining: str
+    status: str = Field(description="open, filled, cancelled, rejected")
+    reason: str | None
+    created_at: str
+    updated_at: str
+
+
+class PlacedOut(OrderOut):
+    trades: list[OrderTradeOut] = Field(description="the trades this request made")
+    replayed: bool = Field(description="true: the same client order id answered the order placed before")
+
+
+class OrdersOut(BaseModel):
+    data: list[OrderOut]
+
+
+class DepthOut(BaseModel):
+    instrument: str
+    bids: list[list[str]] = Field(description="[price, quantity], best first")
+    asks: list[list[str]]
+
+
+_ORDER_REFUSED = {
+    **_REFUSED,
+    404: "client_not_found, order_not_found (also another client's, for a client key), instrument_not_found",
+    409: "order_not_open, idempotency_key_reused (a client order id used for another order)",
+}
+
+
+@router.post(
+    "/desk/orders",
+    status_code=201,
+    response_model=PlacedOut,
+    response_model_by_alias=True,
+    tags=["desk"],
+    summary="Place an order on the desk's book",
+    openapi_extra=idempotent(),
+    responses=responses({201: "the order as it stands, and the trades it made"}, _ORDER_REFUSED, post=True),
+)
+async def place_order(
+    body: OrderIn,
+    principal: Principal = allow(DESK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    books: OrderBooks = Depends(order_books),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Matched at once by price, then time, against other clients' orders; each match is a trade of each
+    client with the desk, settled by the worker. What a GTC limit order does not fill rests (held); an IOC
+    or market order's remainder is cancelled, or with `route` traded with the desk at the venue's price."""
+
+    def call() -> tuple[int, dict[str, Any]]:
+        client = _client(principal, books.desk, body.client)
+        placed = books.place(
+            client, body.instrument, body.side, body.quantity, price=body.price, tif=body.time_in_force,
+            post_only=body.post_only, route=body.route, client_order_id=body.client_order_id,
+        )  # fmt: skip
+        return 201, placed.view()
+
+    scope = scoped(principal, "POST /v1/desk/orders")
+    return await run_in_threadpool(store.run, scope, key, body.model_dump(mode="json"), call)
+
+
+@router.get(
+    "/desk/orders",
+    response_model=OrdersOut,
+    tags=["desk"],
+    summary="Orders, newest first",
+    responses=responses({200: "the orders"}, {404: "client_not_found (also another client's, for a client key)"}),
+)
+def list_orders(
+    client: str | None = Query(None, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION),
+    instrument: str | None = Query(None, max_length=32),
+    status: Literal["open", "filled", "cancelled", "rejected"] | None = Query(None),
+    limit: int = Query(100, ge=1, le=1000),
+    principal: Principal = allow(DESK_READERS, Role.CLIENT),
+    books: OrderBooks = Depends(order_books),
+) -> Any:
+    own = own_client(principal)
+    wanted = _client(principal, books.desk, client) if own is not None or client is not None else None
+    return {"data": [o.view() for o in books.list(client=wanted, instrument=instrument, status=status, limit=limit)]}
+
+
+@router.get(
+    "/desk/orders/{order_id}",
+    response_model=OrderOut,
+    tags=["desk"],
+    summary="One order",
+    responses=responses({200: "the order"}, {404: "order_not_found (also another client's, for a client key)"}),
+)
+def get_order(
+    order_id: str = PathParam(min_length=1, max_length=20, pattern=r"^[0-9]+$"),
+    principal: Principal = allow(DESK_READERS, Role.CLIENT),
+    books: OrderBooks = Depends(order_books),
+) -> Any:
+    return books.get(order_id, client=own_client(principal)).view()
+
+
+@router.post(
+    "/desk/orders/{order_id}/cancel",
+    response_model=OrderOut,
+    tags=["desk"],
+    summary="Cancel a resting order: what it holds is released",
+    openapi_extra=idempotent(),
+    responses=responses({200: "the order, cancelled"}, _ORDER_REFUSED, post=True),
+)
+def cancel_order(
+    order_id: str = PathParam(min_length=1, max_length=20, pattern=r"^[0-9]+$"),
+    principal: Principal = allow(DESK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    books: OrderBooks = Depends(order_books),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    def call() -> tuple[int, dict[str, Any]]:
+        return 200, books.cancel(order_id, client=own_client(principal)).view()
+
+    return store.run(scoped(principal, "POST /v1/desk/orders/{order_id}/cancel"), key, {"order": order_id}, call)
+
+
+@router.post(
+    "/desk/orders/{order_id}/amend",
+    response_model=PlacedOut,
+    response_model_by_alias=True,
+    tags=["desk"],
+    summary="Amend a resting limit order's quantity or price",
+    openapi_extra=idempotent(),
+    responses=responses({200: "the order as it stands, and the trades the amendment made"}, _ORDER_REFUSED, post=True),
+)
+def amend_order(
+    body: AmendIn,
+    order_id: str = PathParam(min_length=1, max_length=20, pattern=r"^[0-9]+$"),
+    principal: Principal = allow(DESK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    books: OrderBooks = Depends(order_books),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """A smaller quantity at the same price keeps the order's place; a new price or a larger quantity
+    sends it to the back of its level, where it may match at once. Its hold follows."""
+
+    def call() -> tuple[int, dict[str, Any]]:
+        placed = books.amend(order_id, quantity=body.quantity, price=body.price, client=own_client(principal))
+        return 200, placed.view()
+
+    payload = {"order": order_id, **body.model_dump(mode="json")}
+    return store.run(scoped(principal, "POST /v1/desk/orders/{order_id}/amend"), key, payload, call)
+
+
+@router.get(
+    "/desk/books/{instrument}",
+    response_model=DepthOut,
+    tags=["desk"],
+    summary="What rests on the desk's book, per price level",
+    responses=responses({200: "the depth (no owners)"}, {404: "instrument_not_found"}),
+)
+def book_depth(
+    instrument: str = PathParam(min_length=3, max_length=32),
+    levels: int = Query(10, ge=1, le=100),
+    principal: Principal = allow(EVERYONE),
+    books: OrderBooks = Depends(order_books),
+) -> Any:
+    return books.depth(instrument, levels)
