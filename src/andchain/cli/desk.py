@@ -191,3 +191,106 @@ def desk_tier(
         return
     client_id = desk.set_tier(client, tier, by=f"cli:{getpass.getuser()}")
     out.print(f"{client_id}: {tier}")
+
+
+def _books() -> Any:
+    from andchain.trading.orders import OrderBooks
+
+    return OrderBooks(_desk())
+
+
+def _placed(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(view)
+        return
+    out.print(
+        f"order {view['id']} ({view['client_order_id']}): {view['side']} {view['quantity']} {view['instrument']} "
+        f"{'@ ' + view['price'] if view['price'] else 'at market'} {view['time_in_force']} -> {view['status']}"
+        f", filled {view['filled']}" + (f" ({view['reason']})" if view.get("reason") else "")
+    )
+    for trade in view.get("trades", []):
+        out.print(f"  trade {trade['trade']}: {trade['quantity']} at {trade['price']} with the {trade['with']}")
+
+
+@app.command("order")
+@clean_errors
+def desk_order(
+    client: Annotated[str, typer.Argument(help="the client, by id or name")],
+    side: Annotated[str, typer.Argument(help="buy or sell")],
+    instrument: Annotated[str, typer.Argument(help="e.g. BTC-USD")],
+    quantity: Annotated[str, typer.Argument(help="in the base asset, e.g. 0.5")],
+    price: Annotated[str | None, typer.Option(help="the limit (none: a market order)")] = None,
+    tif: Annotated[str, typer.Option("--tif", help="gtc, ioc or fok")] = "gtc",
+    post_only: Annotated[bool, typer.Option("--post-only", help="rest only; refused if it would take")] = False,
+    route: Annotated[bool, typer.Option("--route", help="what the book cannot fill trades with the desk")] = False,
+    client_order_id: Annotated[str | None, typer.Option("--id", help="the client's id for it (replays)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Place an order on the desk's book: matched between clients by price, then time."""
+    placed = _books().place(
+        client, instrument, side, quantity, price=price, tif=tif, post_only=post_only, route=route,
+        client_order_id=client_order_id,
+    )  # fmt: skip
+    _placed(placed.view(), as_json)
+
+
+@app.command("cancel")
+@clean_errors
+def desk_cancel(order: Annotated[str, typer.Argument(help="the order's id")], as_json: JsonOpt = False) -> None:
+    """Cancel a resting order: what it holds is released."""
+    _placed(_books().cancel(order).view(), as_json)
+
+
+@app.command("amend")
+@clean_errors
+def desk_amend(
+    order: Annotated[str, typer.Argument(help="the order's id")],
+    quantity: Annotated[str | None, typer.Option(help="the new total, fills included")] = None,
+    price: Annotated[str | None, typer.Option(help="the new limit")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Amend a resting limit order (a smaller quantity at the same price keeps its place)."""
+    _placed(_books().amend(order, quantity=quantity, price=price).view(), as_json)
+
+
+@app.command("orders")
+@clean_errors
+def desk_orders(
+    client: Annotated[str | None, typer.Option(help="one client's, by id or name")] = None,
+    status: Annotated[str | None, typer.Option(help="open, filled, cancelled or rejected")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """The newest orders."""
+    books = _books()
+    client_id = books.desk.clients.client(client).id if client else None
+    views = [o.view() for o in books.list(client=client_id, status=status, limit=limit)]
+    if as_json:
+        emit_json(views)
+        return
+    table = Table("order", "client", "instrument", "side", "quantity", "price", "filled", "status")
+    for v in views:
+        table.add_row(v["id"], v["client"], v["instrument"], v["side"], v["quantity"], v["price"] or "market",
+                      v["filled"], v["status"])  # fmt: skip
+    out.print(table)
+
+
+@app.command("book")
+@clean_errors
+def desk_book(
+    instrument: Annotated[str, typer.Argument(help="e.g. BTC-USD")],
+    levels: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """What rests on the desk's book, per price level."""
+    depth = _books().depth(instrument, levels)
+    if as_json:
+        emit_json(depth)
+        return
+    table = Table("bid size", "bid", "ask", "ask size")
+    bids, asks = depth["bids"], depth["asks"]
+    for i in range(max(len(bids), len(asks))):
+        b = bids[i] if i < len(bids) else ["", ""]
+        a = asks[i] if i < len(asks) else ["", ""]
+        table.add_row(b[1], b[0], a[0], a[1])
+    out.print(table)

@@ -404,7 +404,7 @@ class DeskService:
         client = self.clients.active(client_ref)
         instrument = self.instruments.get(symbol)
         custodian = self.settings.custodian
-        self.custody.check_asset(custodian, instrument.base, self._network_of(instrument.base))
+        self._network_of(instrument.base)  # (the custodian itself is asked when the trade is accepted)
         tier_name = self.tier_of(client.id)
         tier = self.settings.risk.tiers.get(tier_name)
         if tier is None:
@@ -537,6 +537,7 @@ class DeskService:
             op = self.record_trade(conn, key, payload, request={"quote": quote.id})
             conn.execute(update(q).where(q.c.id == quote.id).values(trade_id=op.id))
 
+        self.custody.check_asset(quote.custodian, instrument.base, self._network_of(instrument.base))
         self._ensure_cash()
         self.custody.ensure_positions(quote.custodian, DESK, instrument.base)
         self.custody.ensure_positions(quote.custodian, quote.client, instrument.base)
