@@ -151,3 +151,27 @@ def bench_book(
     for key in ("orders", "fills", "orders_per_s", "median_orders_per_s", "raw_limit_per_s", "ratio"):
         table.add_row(key, str(result[key]))
     out.print(table)
+
+
+@app.command("rfq")
+@clean_errors
+def bench_rfq(
+    count: Annotated[int, typer.Option(help="RFQs, one after another", min=5, max=10_000)] = 50,
+    database_url: Annotated[
+        str | None, typer.Option(help="a PostgreSQL URL (default: SQLite in the bench's directory)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quote-to-settled latency of the desk's RFQ (quote, accept, settle at the reference custodian) vs an
+    internal transfer sent straight to the custodian and followed until completed."""
+    from andchain.bench import rfq as bench
+
+    result = bench.run(count, database_url)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("measure", "value")
+    for key, value in result.items():
+        if key != "machine":
+            table.add_row(key, str(value))
+    out.print(table)

@@ -708,8 +708,10 @@ class CustodyService:
         self.apply(op, transfer, looked_up=True)
 
     def _poll_delay_us(self, op: Operation) -> int:
+        """The next look-up of a transfer in flight: soon while it is young (most complete in well under
+        a second), then a tenth of its age, at most `custody.transfer_poll_max_s`."""
         age_s = max(0.0, (self.ctx.clock() - op.created_at_us) / 1_000_000)
-        return int(min(self.settings.transfer_poll_max_s, max(0.5, age_s / 10)) * 1_000_000)
+        return int(min(self.settings.transfer_poll_max_s, max(0.1, age_s / 10)) * 1_000_000)
 
     def apply(self, op: Operation, transfer: CustodyTransfer, *, looked_up: bool = False) -> bool:
         """Apply what the custodian reported of the operation's transfer; False if the operation changed

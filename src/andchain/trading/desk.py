@@ -70,6 +70,7 @@ OPEN, ACCEPTED, SETTLED, FAILED, EXPIRED = "open", "accepted", "settled", "faile
 CENT = Decimal("0.01")
 # How often a trade waiting for its other operation (a redemption, a custody transfer) looks again.
 WAIT_US = 300_000
+WAIT_MIN_US = 50_000
 EXPIRE_BATCH = 500
 DAY_US = 86_400 * 1_000_000
 
@@ -724,8 +725,13 @@ class DeskService:
         else:
             self._settle(op, None)
 
+    def _wait_us(self, op: Operation) -> int:
+        """How long a trade waits for its other operation before it looks again: briefly while young."""
+        age_us = max(0, self.ctx.clock() - op.created_at_us)
+        return min(WAIT_US, max(WAIT_MIN_US, age_us // 20))
+
     def _wait(self, op: Operation, detail: str = "") -> None:
-        self.ops.update_if_current(op, retry_in_us=WAIT_US, detail=detail)
+        self.ops.update_if_current(op, retry_in_us=self._wait_us(op), detail=detail)
 
     def _mark(self, op: Operation, step: str, conn: Connection | None = None, **state: Any) -> Operation | None:
         done = [*(op.state.get("done") or []), step]
@@ -908,9 +914,20 @@ class DeskService:
                 return
         if not leg.terminal:
             if op.state.get("asset_leg") != leg.id:
+                if leg.status == OpStatus.RECEIVED:
+                    # Sent now rather than at the worker's next round (safe beside another worker: the
+                    # custody operation sends once, whoever steps it).
+                    try:
+                        self.custody.step(leg)
+                    except DomainError as exc:
+                        if not exc.transient:
+                            raise
+                current = self.ops.get(op.id)
+                if current.version != op.version:
+                    return
                 self.ops.update_if_current(
-                    op, status=OpStatus.CONFIRMING, state={**op.state, "asset_leg": leg.id}, retry_in_us=WAIT_US,
-                    detail=f"asset leg {leg.id} at custodian {p['custodian']}",
+                    op, status=OpStatus.CONFIRMING, state={**op.state, "asset_leg": leg.id},
+                    retry_in_us=self._wait_us(op), detail=f"asset leg {leg.id} at custodian {p['custodian']}",
                 )  # fmt: skip
             else:
                 self._wait(op)

@@ -43,7 +43,7 @@ def local_tokens(ctx: Context) -> dict[str, str]:
     if ctx.settings.environment != "development":
         return tokens
     for name, network in ctx.settings.networks.items():
-        if not network.local or network.kind != "public" or f"USDC@{name}" in tokens:
+        if not network.local or network.kind != "public" or not network.enabled or f"USDC@{name}" in tokens:
             continue
         address = ctx.chain(name).deployment(USDC, required=False)
         if address:
@@ -83,7 +83,9 @@ class LocalCustodian:
         env = dict(os.environ)
         env["ANDCHAIN_CUSTODIAN__TOKENS"] = json.dumps(local_tokens(self.ctx))
         if not self.settings.native_networks and self.ctx.settings.environment == "development":
-            local = [n for n, cfg in self.ctx.settings.networks.items() if cfg.local and cfg.kind == "public"]
+            local = [
+                n for n, cfg in self.ctx.settings.networks.items() if cfg.local and cfg.kind == "public" and cfg.enabled
+            ]
             env["ANDCHAIN_CUSTODIAN__NATIVE_NETWORKS"] = json.dumps(sorted(local))
         if self.settings.webhook_url is None and self.ctx.settings.environment == "development":
             api = self.ctx.settings.api
