@@ -13,6 +13,7 @@ import pytest
 
 from andchain.custody.port import DESK
 from andchain.custody.service import position_account
+from andchain.custody.states import CustodyState
 from andchain.errors import Conflict, DomainError
 from andchain.ops.core import OpStatus
 from andchain.trading.desk import DESK_CASH
@@ -244,3 +245,100 @@ def test_two_writers_at_once_keep_one_book(world):
         assert Decimal(depth["bids"][0][0]) < Decimal(depth["asks"][0][0])
     trades = [op for op in world.ops.list(limit=1000) if op.kind == "desk_trade"]
     assert len(trades) == 2 * int(bought / Decimal("0.1"))
+
+
+def test_a_remainder_below_the_minimum_is_cancelled_and_the_book_rebuilds(world):
+    seller = world.client("Tiny")
+    world.fund_at_custodian(seller, BTC)
+    buyer = world.client("Tom", 1_000_000_00)
+    price = mid(world)
+    rest = world.orders.place(seller, "BTC-USD", "sell", "0.0002", price=str(price))
+    world.orders.place(buyer, "BTC-USD", "buy", "0.000195", price=str(price))
+    left = world.orders.get(rest.order.id)
+    assert (left.status, left.reason, left.filled) == ("cancelled", "remainder_below_minimum", Decimal("0.000195"))
+    assert available(world, seller) == BTC - 19_500  # only the trade holds; the dust is released
+    world.restart()  # the book rebuilds from what rests
+    assert world.orders.place(buyer, "BTC-USD", "buy", "0.0001", price=str(price - 100)).order.status == "open"
+
+
+def test_a_matched_buy_is_delivered_by_its_sale_or_released_with_it(world):
+    seller = world.client("Una")
+    world.fund_at_custodian(seller, BTC)
+    buyer = world.client("Vic", 1_000_000_00)
+    price = mid(world)
+    world.orders.place(seller, "BTC-USD", "sell", "0.1", price=str(price))
+    taken = world.orders.place(buyer, "BTC-USD", "buy", "0.1", price=str(price))
+    purchase = world.ops.get(taken.trades[0]["trade"])
+    with pytest.raises(Conflict) as refused:  # its other half is the seller's: never cancelled alone
+        world.worker.cancel(purchase.id)
+    assert refused.value.code == "operation_in_flight"
+    # The custodian rejects the seller's transfer to the buyer: neither trade settles, nothing is paid.
+    for _ in range(10):
+        world.worker.run_once()
+        sent = [t for t in world.played.by_id.values() if not t.incoming and t.state is CustodyState.CREATED]
+        if sent:
+            world.played.end(sent[0].id, CustodyState.REJECTED)
+            break
+        world.clock.advance(1)
+    assert world.drive(purchase.id, complete=False).error_code == "counterparty_failed"
+    sale = world.ops.find_by_key(purchase.payload["after"])
+    assert world.drive(sale.id, complete=False).error_code == "asset_leg_failed"
+    assert world.dda(buyer) == (1_000_000_00, 1_000_000_00)
+    assert world.dda(seller) == (0, 0)
+    assert world.position(seller) == BTC and available(world, seller) == BTC
+    assert world.desk.positions().net()["BTC"] == 0
+    assert world.clean()
+
+
+def test_cents_follow_the_cumulative_cost_so_an_exactly_funded_order_fills_in_parts(engine, tmp_path):
+    world = Desk(engine, tmp_path, FakeClock(), Played(), risk={"price_band_bps": "5000"})
+    buyer = world.client("Wes", 201)  # exactly ceil(50,000.01 x 0.00004) = 2.01 USD
+    sellers = [world.client(f"X{i}") for i in range(2)]
+    for s in sellers:
+        world.fund_at_custodian(s, BTC)
+    bid = world.orders.place(buyer, "BTC-USD", "buy", "0.00004", price="50000.01")
+    assert world.dda(buyer)[1] == 0
+    paid = []
+    for s in sellers:
+        taken = world.orders.place(s, "BTC-USD", "sell", "0.00002", price="50000.01")
+        assert taken.order.status == "filled", taken.order.reason
+        sale = world.ops.get(taken.trades[0]["trade"])
+        paid.append(int(sale.payload["notional"]))
+    purchases = [op for op in world.ops.list(limit=100) if op.kind == "desk_trade" and op.payload["side"] == "buy"]
+    assert sorted(int(op.payload["notional"]) for op in purchases) == [100, 101]  # 2.01 in all, never more
+    assert paid == [100, 100]  # each seller's cents rounded down from its own cost
+    assert world.orders.get(bid.order.id).status == "filled"
+
+
+def test_amendments_are_checked_like_new_orders(world):
+    client = world.client("Yan", 10_000_000_00)
+    price = mid(world) - 1000
+    placed = world.orders.place(client, "BTC-USD", "buy", "0.1", price=str(price), post_only=True)
+    world.restart()  # rebuilt from the database: still post-only
+    seller = world.client("Yves")
+    world.fund_at_custodian(seller, BTC)
+    world.orders.place(seller, "BTC-USD", "sell", "0.1", price=str(price + 500))
+    with pytest.raises(DomainError) as refused:
+        world.orders.amend(placed.order.id, price=str(price + 500))  # post-only would take: refused
+    assert refused.value.code == "amend_refused"
+    world.desk.states.set(TradingState.HALTED, reason="test", by="test")
+    with pytest.raises(RiskDenied) as denied:
+        world.orders.amend(placed.order.id, quantity="0.2")
+    assert denied.value.code == "trading_halted"
+    world.desk.states.set(TradingState.ACTIVE, reason="test", by="test")
+    with pytest.raises(RiskDenied) as denied:
+        world.orders.amend(placed.order.id, quantity="5")  # ~300,000 USD: above standard's 250,000 an order
+    assert denied.value.code == "order_notional_exceeded"
+
+
+def test_resting_orders_count_in_the_days_room(world):
+    client = world.client("Zoe", 100_000_000_00)
+    price = mid(world) - 1000  # standard: 250,000 an order, 1,000,000 a day
+    for _ in range(4):
+        world.orders.place(client, "BTC-USD", "buy", "3.5", price=str(price))  # ~220,000 each, resting
+    with pytest.raises(RiskDenied) as denied:
+        world.orders.place(client, "BTC-USD", "buy", "3.5", price=str(price))
+    assert denied.value.code == "daily_notional_exceeded"
+    with pytest.raises(DomainError) as missing:
+        world.orders.get("99999999999999999999")
+    assert missing.value.code == "order_not_found"

@@ -451,11 +451,12 @@ class DeskService:
         *,
         size: Decimal | None = None,
         notional_minor: int | None = None,
+        book: Any = None,
     ) -> tuple[Decimal, Decimal, int, Any]:
         """The desk's price for a client's `side` of `size` (or of what `notional_minor` cents buy or
-        sell): the venue's book walked for that size, plus (buy) or less (sell) the spread, rounded
-        against the client to the tick; (price, size, the notional in cents, the book)."""
-        book = self.venue.fetch_order_book(instrument.symbol)
+        sell): the venue's book (read now, unless given) walked for that size, plus (buy) or less
+        (sell) the spread, rounded against the client to the tick; (price, size, cents, the book)."""
+        book = book or self.venue.fetch_order_book(instrument.symbol)
         levels = book.asks if side == "buy" else book.bids
         factor = 1 + spread_bps * BP if side == "buy" else 1 - spread_bps * BP
         if size is None:
@@ -611,7 +612,10 @@ class DeskService:
         # A buy paid in tokens has its redemption recorded with it and sent at once: in flight from the
         # start (an operator cannot cancel it from under its redemption).
         state: dict[str, Any] = {"reserved": True}
-        if p["pay_with"] == "deposit_token":
+        if p["pay_with"] == "deposit_token" or p.get("after"):
+            # A buy paid in tokens has its redemption recorded with it; a buy matched on the book is
+            # delivered by its seller's transfer: either is in flight from the start (an operator
+            # cancels neither from under its other half).
             state["done"] = ["accepted"]
         op, created = self.ops.create(TRADE, key, payload, request=request, conn=conn, state=state)
         if not created:
@@ -639,15 +643,25 @@ class DeskService:
         return op
 
     def client_day(self, conn: Connection, client: str) -> Decimal:
-        """What the client traded today (USD): its trades' notional, less the trades that failed."""
+        """What the client traded today (USD), its trades' notional less the trades that failed, and what
+        its orders resting on the book would trade at their limits (they fill without asking again)."""
         f = schema.fills
         rows = conn.execute(
             select(f.c.ref, f.c.notional_minor).where(
                 f.c.client_id == client, f.c.source == "client", f.c.at_us >= self._day_start()
             )
         ).all()
-        total = sum(-int(r.notional_minor) if r.ref.endswith(":reversal") else int(r.notional_minor) for r in rows)
-        return Decimal(total) * CENT
+        total = (
+            Decimal(sum(-int(r.notional_minor) if r.ref.endswith(":reversal") else int(r.notional_minor) for r in rows))
+            * CENT
+        )
+        o = schema.orders
+        resting = conn.execute(
+            select(o.c.price, o.c.quantity, o.c.filled).where(
+                o.c.client_id == client, o.c.status == "open", o.c.price.is_not(None)
+            )
+        ).all()
+        return total + sum((Decimal(r.price) * (Decimal(r.quantity) - Decimal(r.filled)) for r in resting), Decimal(0))
 
     def check_day(self, conn: Connection, payload: dict[str, Any]) -> None:
         self._check_day(conn, payload)
@@ -872,19 +886,14 @@ class DeskService:
         if op.state.get("refund") or op.state.get("asset_leg") == "refused":
             self._compensate(op, op.error_code or "asset_leg_refused", "compensating")  # resumed after a crash
             return
+        if p["side"] == "buy" and p.get("after"):
+            self._receive_matched(op)
+            return
         key = f"{p['legs']}-asset"
         leg = self.ops.find_by_key(key)
-        if leg is None and p.get("after"):
-            # Matched on the book: the desk delivers what the seller's trade brings it, once it has.
-            seller = self.ops.find_by_key(p["after"])
-            if seller is None or seller.status in (OpStatus.FAILED, OpStatus.CANCELLED):
-                self._compensate(op, "counterparty_failed", f"the matched sale {p['after']} did not deliver")
-                return
-            if seller.status != OpStatus.SUCCEEDED and "deliver" not in (seller.state.get("done") or []):
-                self._wait(op)
-                return
         if leg is None:
-            source, target = (DESK, p["client"]) if p["side"] == "buy" else (p["client"], DESK)
+            # A sale goes to the desk; one matched on the book straight to its buyer.
+            source, target = (DESK, p["client"]) if p["side"] == "buy" else (p["client"], p.get("deliver_to") or DESK)
 
             def handed_over(conn: Connection) -> None:
                 """With the transfer: a sale's asset hold gives way to the transfer's own, and the trade is
@@ -939,6 +948,32 @@ class DeskService:
             return
         if p["side"] == "sell":
             self._mark(op, "deliver", asset_leg=leg.id)
+            return
+        self._settle(op, leg)
+
+    def _receive_matched(self, op: Operation) -> None:
+        """A buy matched on the book: its asset comes with the matched sale's transfer, straight from the
+        seller; settled once that transfer completes, released if it does not."""
+        p = op.payload
+        leg = self.ops.find_by_key(f"{p['after']}-asset")
+        if leg is None:
+            sale = self.ops.find_by_key(p["after"])
+            if sale is None or sale.status in (OpStatus.FAILED, OpStatus.CANCELLED):
+                self._compensate(op, "counterparty_failed", f"the matched sale {p['after']} ended without delivering")
+            else:
+                self._wait(op)
+            return
+        if not leg.terminal:
+            if op.state.get("asset_leg") != leg.id:
+                self.ops.update_if_current(
+                    op, status=OpStatus.CONFIRMING, state={**op.state, "asset_leg": leg.id},
+                    retry_in_us=self._wait_us(op), detail=f"delivered by the matched sale's transfer {leg.id}",
+                )  # fmt: skip
+            else:
+                self._wait(op)
+            return
+        if leg.status != OpStatus.SUCCEEDED:
+            self._compensate(op, "counterparty_failed", f"the matched sale's transfer {leg.id} {leg.status}")
             return
         self._settle(op, leg)
 

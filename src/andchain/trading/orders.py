@@ -46,17 +46,26 @@ from andchain.trading import schema
 from andchain.trading.book import Book, BookError, Side, Status, TimeInForce
 from andchain.trading.desk import CENT, DESK_CASH, DeskService, _decimal, _Denied
 from andchain.trading.instruments import Instrument
-from andchain.trading.risk import RiskOrder
+from andchain.trading.risk import BP, RiskOrder
 
 OPEN, FILLED, CANCELLED, REJECTED = "open", "filled", "cancelled", "rejected"
 LIMIT, MARKET = "limit", "market"
 HOLD_CODE = "desk_order"
 CLIENT_ORDER_ID_MAX = 64
+ORDER_ID_MAX = 2**63 - 1
 
 
 def _text(value: Decimal) -> str:
     """A decimal without its trailing zeros, never in exponent notation."""
     return format(value.normalize(), "f")
+
+
+def cents_up(value: Decimal) -> int:
+    return int((value / CENT).to_integral_value(ROUND_CEILING))
+
+
+def cents_down(value: Decimal) -> int:
+    return int((value / CENT).to_integral_value(ROUND_FLOOR))
 
 
 def order_hold(order_id: int, seq: int) -> holds.Hold:
@@ -77,6 +86,7 @@ class OrderRecord:
     price: Decimal | None
     quantity: Decimal
     filled: Decimal
+    cost: Decimal  # what its fills cost, exactly (price x quantity summed): the cents are rounded from it
     status: str
     reason: str | None
     priority: int
@@ -114,7 +124,8 @@ def _record_of(row: Any) -> OrderRecord:
     return OrderRecord(
         int(row.id), row.client_id, row.client_order_id, row.instrument, row.side, row.type, row.tif,
         bool(row.post_only), bool(row.route), None if row.price is None else Decimal(row.price),
-        Decimal(row.quantity), Decimal(row.filled), row.status, row.reason, int(row.priority), int(row.hold_seq),
+        Decimal(row.quantity), Decimal(row.filled), Decimal(row.cost), row.status, row.reason, int(row.priority),
+        int(row.hold_seq),
         int(row.created_at_us), int(row.updated_at_us),
     )  # fmt: skip
 
@@ -129,6 +140,10 @@ class Placed:
 
     def view(self) -> dict[str, Any]:
         return {**self.order.view(), "trades": self.trades, "replayed": self.replayed}
+
+
+# Appended to when a change touched the book in memory (it is then dropped if the transaction fails).
+Touched = list[bool]
 
 
 class OrderBooks:
@@ -147,6 +162,8 @@ class OrderBooks:
             wanted = int(order_id)
         except (TypeError, ValueError):
             raise NotFound(f"no order {order_id!r}", code="order_not_found") from None
+        if not 0 < wanted <= ORDER_ID_MAX:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found")
         t = schema.orders
         with self.ctx.engine.connect() as conn:
             row = conn.execute(select(t).where(t.c.id == wanted)).first()
@@ -175,15 +192,14 @@ class OrderBooks:
         with self.ctx.engine.connect() as conn:
             rows = conn.execute(
                 select(t.c.side, t.c.price, t.c.quantity, t.c.filled).where(
-                    t.c.instrument == instrument.symbol, t.c.status == OPEN
+                    t.c.instrument == instrument.symbol, t.c.status == OPEN, t.c.type == LIMIT
                 )
             ).all()
         sides: dict[str, dict[Decimal, Decimal]] = {"buy": {}, "sell": {}}
         for row in rows:
             price = Decimal(row.price)
-            sides[row.side][price] = (
-                sides[row.side].get(price, Decimal(0)) + Decimal(row.quantity) - Decimal(row.filled)
-            )
+            left = Decimal(row.quantity) - Decimal(row.filled)
+            sides[row.side][price] = sides[row.side].get(price, Decimal(0)) + left
         bids = sorted(sides["buy"].items(), reverse=True)[:levels]
         asks = sorted(sides["sell"].items())[:levels]
         return {
@@ -209,7 +225,7 @@ class OrderBooks:
     ) -> Placed:
         """Place an order: matched at once against the book, what is left resting (GTC limit), cancelled
         (IOC, market), or routed to the desk (`route`). The same client order id and request answer the
-        same order."""
+        same order. A market order is matched within the price band around the venue's mid."""
         if side not in ("buy", "sell"):
             raise DomainError(f"side is buy or sell, was {side!r}", code="invalid_request")
         if tif not in ("gtc", "ioc", "fok"):
@@ -231,9 +247,7 @@ class OrderBooks:
         if client_order_id is None:
             client_order_id = f"auto-{self.ledger.ids.new_id()}"
         if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= CLIENT_ORDER_ID_MAX:
-            raise DomainError(
-                f"a client order id has 1-{CLIENT_ORDER_ID_MAX} characters", code="invalid_request"
-            )  # fmt: skip
+            raise DomainError(f"a client order id has 1-{CLIENT_ORDER_ID_MAX} characters", code="invalid_request")
         request = {
             "client": client.id, "instrument": instrument.symbol, "side": side, "quantity": _text(size),
             "price": None if ticks is None else str(instrument.price(ticks)), "tif": tif, "post_only": post_only,
@@ -245,16 +259,23 @@ class OrderBooks:
             return self._replayed(existing, digest)
         client = self.desk.clients.active(client.id)
         self.desk._network_of(instrument.base)  # settles at the custodian, or is refused now
-        tier = self.desk.tier_of(client.id)
         mid = self.desk.venue.fetch_ticker(instrument.symbol).last
-        # A market order is checked at the venue's mid (its price is known at match).
-        estimate = limit or mid or Decimal(0)
-        decision = self.desk.risk.check(
-            RiskOrder(client.id, tier, instrument, side, size, estimate),
-            self.desk.exposure(client.id, mid),
-            principal=False,
-        )
-        self.desk._checked(decision, client.id, instrument.symbol, side, "order")
+        collar = None
+        if limit is None:
+            if mid is None:
+                raise DomainError(
+                    f"no reference price for {instrument.symbol}: a market order cannot be bounded; name a price",
+                    code="no_reference_price",
+                )
+            # Bounded by the price band: a market order never sweeps the book beyond it.
+            band = Decimal(self.desk.settings.risk.price_band_bps) * BP
+            edge = mid * (1 + band) if side == "buy" else mid * (1 - band)
+            collar = int((edge / instrument.price_increment).to_integral_value(ROUND_FLOOR if side == "buy"
+                                                                               else ROUND_CEILING))  # fmt: skip
+        estimate = limit if limit is not None else mid
+        assert estimate is not None
+        self._pre_trade(client.id, instrument, side, size, estimate, mid, count=True)
+        prefetched = self._prefetch(client.id, instrument, side) if route else None
         self.desk._ensure_cash()
         self.desk.custody.ensure_positions(self.desk.settings.custodian, client.id, instrument.base)
         self.desk.custody.ensure_positions(self.desk.settings.custodian, DESK, instrument.base)
@@ -262,11 +283,12 @@ class OrderBooks:
             "client_id": client.id, "client_order_id": client_order_id, "request_sha256": digest,
             "instrument": instrument.symbol, "side": side, "type": LIMIT if limit is not None else MARKET,
             "tif": tif, "post_only": post_only, "route": route, "price": request["price"],
-            "quantity": _text(size), "filled": "0", "status": OPEN, "reason": None, "hold_seq": -1,
+            "quantity": _text(size), "filled": "0", "cost": "0", "status": OPEN, "reason": None, "hold_seq": -1,
         }  # fmt: skip
         try:
-            return self._change(instrument, lambda conn, book, version: self._submit(
-                conn, book, version, instrument, values, lots, ticks, estimate))  # fmt: skip
+            return self._change(instrument, lambda conn, book, version, mutated: self._submit(
+                conn, book, version, mutated, instrument, values, lots, ticks if collar is None else collar,
+                estimate, prefetched))  # fmt: skip
         except IntegrityError:
             existing = self._by_client_order_id(client.id, client_order_id)
             if existing is None:
@@ -276,15 +298,41 @@ class OrderBooks:
             self.desk._checked(denied.decision, client.id, instrument.symbol, side, "order")
             raise  # (_checked raised the denial)
 
+    def _pre_trade(
+        self,
+        client: str,
+        instrument: Instrument,
+        side: str,
+        size: Decimal,
+        price: Decimal,
+        mid: Decimal | None,
+        *,
+        count: bool,
+    ) -> None:
+        """The bank's risk appetite for a client's order on the book (the desk takes no side of it)."""
+        decision = self.desk.risk.check(
+            RiskOrder(client, self.desk.tier_of(client), instrument, side, size, price),
+            self.desk.exposure(client, mid),
+            count=count,
+            principal=False,
+        )
+        self.desk._checked(decision, client, instrument.symbol, side, "order")
+
+    def _prefetch(self, client: str, instrument: Instrument, side: str) -> dict[str, Any]:
+        """What routing may need, read before the book is locked (the venue may be slow)."""
+        book = self.desk.venue.fetch_order_book(instrument.symbol)
+        return {"book": book, "exposure": self.desk.exposure(client, book.mid)}
+
     def cancel(self, order_id: str | int, *, client: str | None = None) -> OrderRecord:
         """Take a resting order off the book and release what it holds."""
         record = self.get(order_id, client=client)
         instrument = self.instruments.get(record.instrument)
 
-        def change(conn: Connection, book: Book, version: int) -> Placed:
+        def change(conn: Connection, book: Book, version: int, mutated: Touched) -> Placed:
             current = self._row(conn, record.id)
             if current.status != OPEN:
                 raise Conflict(f"order {record.id} is {current.status}", code="order_not_open")
+            mutated.append(True)
             book.cancel(current.id)
             self._release(conn, current)
             self._write(conn, current, status=CANCELLED, reason="cancelled")
@@ -301,38 +349,53 @@ class OrderBooks:
         client: str | None = None,
     ) -> Placed:
         """Change a resting limit order's quantity (its total, fills included) or price: a smaller quantity
-        at the same price keeps its place; anything else goes to the back of its level and may match."""
+        at the same price keeps its place; anything else goes to the back of its level and may match.
+        Checked as a new order is (the client active, the bank's risk appetite, the day's room)."""
         if quantity is None and price is None:
             raise DomainError("an amendment changes the quantity, the price, or both", code="invalid_request")
         record = self.get(order_id, client=client)
+        if record.status != OPEN or record.type != LIMIT:
+            raise Conflict(f"order {record.id} is {record.status}", code="order_not_open")
         instrument = self.instruments.get(record.instrument)
-        new_size = record.quantity if quantity is None else _decimal(quantity, "quantity")
-        new_price = record.price if price is None else _decimal(price, "price")
-        lots = instrument.lots(new_size)
-        ticks = None if new_price is None else instrument.ticks(new_price)
-        if ticks is not None:
-            instrument.check_notional(ticks, lots)
+        asked_size = None if quantity is None else _decimal(quantity, "quantity")
+        asked_price = None if price is None else _decimal(price, "price")
+        self.desk.clients.active(record.client)
+        size = asked_size if asked_size is not None else record.quantity
+        limit = asked_price if asked_price is not None else record.price
+        assert limit is not None
+        ticks = instrument.ticks(limit)
+        instrument.lots(size)
+        instrument.check_notional(ticks, instrument.lots(size))
+        mid = self.desk.venue.fetch_ticker(instrument.symbol).last
+        self._pre_trade(record.client, instrument, record.side, size - record.filled, limit, mid, count=True)
 
-        def change(conn: Connection, book: Book, version: int) -> Placed:
+        def change(conn: Connection, book: Book, version: int, mutated: Touched) -> Placed:
             current = self._row(conn, record.id)
             if current.status != OPEN or current.type != LIMIT:
                 raise Conflict(f"order {record.id} is {current.status}", code="order_not_open")
+            new_size = asked_size if asked_size is not None else current.quantity
+            new_price = asked_price if asked_price is not None else current.price
+            assert new_price is not None
+            new_ticks = instrument.ticks(new_price)
             if new_size <= current.filled:
                 raise DomainError(
                     f"order {record.id} has filled {current.filled}: its quantity must stay above that",
                     code="quantity_not_above_filled",
                 )
+            instrument.check_notional(new_ticks, instrument.lots(new_size))
             keeps_place = new_price == current.price and new_size <= current.quantity
             self._release(conn, current)
-            self._write(conn, current, price=None if ticks is None else str(instrument.price(ticks)),
-                        quantity=_text(new_size),
+            self._write(conn, current, price=str(instrument.price(new_ticks)), quantity=_text(new_size),
                         priority=current.priority if keeps_place else version)  # fmt: skip
             amended = self._row(conn, current.id)
+            # The day's room for what the amendment adds (the order's own remainder is counted there).
+            self.desk.check_day(conn, {"client": current.client, "notional": 0})
             self._hold(conn, amended, instrument)
-            result = book.amend(current.id, lots, ticks)
+            mutated.append(True)
+            result = book.amend(current.id, _lots(instrument, new_size), new_ticks)
             if result.status is Status.REJECTED:
                 raise DomainError(f"the book refused the amendment: {result.reason}", code="amend_refused")
-            return self._after(conn, version, instrument, self._row(conn, current.id), result, None)
+            return self._after(conn, version, instrument, self._row(conn, current.id), result, None, book)
 
         return self._change(instrument, change)
 
@@ -365,17 +428,19 @@ class OrderBooks:
 
     def _change(self, instrument: Instrument, change: Any) -> Placed:
         """One change of the instrument's book, in one transaction, its writers serialised by the book's
-        version row; the book in memory kept only once the transaction committed."""
+        version row; the book in memory kept once the transaction committed (or when nothing touched it)."""
         with self._lock:
+            mutated: Touched = []
             try:
                 with write_transaction(self.ctx.engine) as conn:
                     version = self._next_version(conn, instrument.symbol)
                     book = self._book(conn, instrument, version)
-                    placed: Placed = change(conn, book, version)
+                    placed: Placed = change(conn, book, version, mutated)
                 self._books[instrument.symbol] = (version, book)
                 return placed
             except BaseException:
-                self._books.pop(instrument.symbol, None)  # the book in memory may be ahead of the database's
+                if mutated:
+                    self._books.pop(instrument.symbol, None)  # ahead of the database's, which rolled back
                 raise
 
     def _next_version(self, conn: Connection, symbol: str) -> int:
@@ -406,15 +471,17 @@ class OrderBooks:
             order = _record_of(row)
             assert order.price is not None
             side = Side.BUY if order.side == "buy" else Side.SELL
-            result = book.submit(order.id, order.client, side, instrument.lots(order.remaining),
-                                 instrument.ticks(order.price))  # fmt: skip
+            result = book.submit(order.id, order.client, side, _lots(instrument, order.remaining),
+                                 _ticks(instrument, order.price), TimeInForce.GTC, order.post_only)  # fmt: skip
             if result.status is not Status.RESTING:
                 raise InvariantBroken(f"the stored book of {instrument.symbol} crosses at order {order.id}")
-            book.orders[order.id].quantity = instrument.lots(order.quantity)
+            book.orders[order.id].quantity = _lots(instrument, order.quantity)
         return book
 
     def _hold(self, conn: Connection, order: OrderRecord, instrument: Instrument) -> None:
-        """Hold what the order's remainder needs (a limit buy its price x quantity, a sell its quantity)."""
+        """Hold what the order's remainder needs: a sell its quantity; a limit buy what its whole cost
+        rounds up to, less what its fills have cost (so that what its trades and this hold take together
+        never exceeds its first hold)."""
         remaining = order.remaining
         if remaining <= 0 or order.status != OPEN or (order.side == "buy" and order.price is None):
             return
@@ -422,12 +489,14 @@ class OrderBooks:
         custodian = self.desk.settings.custodian
         if order.side == "buy":
             assert order.price is not None
-            amount = int((order.price * remaining / CENT).to_integral_value(ROUND_CEILING))
+            amount = cents_up(order.cost + order.price * remaining) - cents_up(order.cost)
             debit, credit, asset = dda_account(order.client), DESK_CASH, "USD"
         else:
             amount = int(remaining.scaleb(self.desk.custody.scale(instrument.base)))
             debit = position_account(custodian, order.client, instrument.base)
             credit, asset = position_account(custodian, DESK, instrument.base), instrument.base
+        if amount <= 0:
+            return
         try:
             holds.reserve(
                 self.ledger, order_hold(order.id, seq), self.ledger.account(debit, conn=conn).id,
@@ -436,7 +505,7 @@ class OrderBooks:
         except holds.LedgerRefused as exc:
             what = "the price of the order" if order.side == "buy" else f"{remaining} {instrument.base}"
             raise DomainError(
-                f"client {order.client} does not have {what} available: {exc.message}", code="insufficient_funds"
+                f"the client does not have {what} available: {exc.message}", code="insufficient_funds"
             ) from None
         self._write(conn, order, hold_seq=seq)
 
@@ -449,11 +518,13 @@ class OrderBooks:
         conn: Connection,
         book: Book,
         version: int,
+        mutated: Touched,
         instrument: Instrument,
         values: dict[str, Any],
         lots: int,
         ticks: int | None,
         estimate: Decimal,
+        prefetched: dict[str, Any] | None,
     ) -> Placed:
         t = schema.orders
         now = self.ctx.clock()
@@ -461,17 +532,21 @@ class OrderBooks:
         key = inserted.inserted_primary_key
         assert key is not None
         order = self._row(conn, int(key[0]))
-        # The day's room, for the whole order at its price (a market order's at the venue's mid).
-        price = order.price if order.price is not None else estimate
-        self.desk.check_day(conn, {"client": order.client, "notional": int(order.quantity * price / CENT)})
+        # The day's room: what it traded, what rests, and this order (a market one at the venue's mid).
+        self.desk.check_day(
+            conn,
+            {"client": order.client, "notional": 0 if order.type == LIMIT else cents_up(order.quantity * estimate)},
+        )
         self._hold(conn, order, instrument)
         order = self._row(conn, order.id)
         side = Side.BUY if order.side == "buy" else Side.SELL
+        tif = TimeInForce(order.tif) if order.type == LIMIT else TimeInForce.IOC
+        mutated.append(True)
         try:
-            result = book.submit(order.id, order.client, side, lots, ticks, TimeInForce(order.tif), order.post_only)
+            result = book.submit(order.id, order.client, side, lots, ticks, tif, order.post_only)
         except BookError as exc:
             raise DomainError(str(exc), code="invalid_request") from None
-        return self._after(conn, version, instrument, order, result, estimate)
+        return self._after(conn, version, instrument, order, result, prefetched, book)
 
     def _after(
         self,
@@ -480,9 +555,10 @@ class OrderBooks:
         instrument: Instrument,
         taker: OrderRecord,
         result: Any,
-        estimate: Decimal | None,
+        prefetched: dict[str, Any] | None,
+        book: Book,
     ) -> Placed:
-        """Book what the match did: trades for each fill, the orders' fills, states and holds."""
+        """Book what the match did: trades for each fill, the orders' fills, costs, states and holds."""
         if result.status is Status.REJECTED:
             self._release(conn, taker)
             self._write(conn, taker, status=REJECTED, reason=result.reason)
@@ -496,89 +572,108 @@ class OrderBooks:
             involved.setdefault(fill.maker, self._row(conn, fill.maker))
         for order in involved.values():
             self._release(conn, order)  # the trades hold their own; what still rests is held again below
-        filled: dict[int, Decimal] = {}
+        filled = {order_id: order.filled for order_id, order in involved.items()}
+        cost = {order_id: order.cost for order_id, order in involved.items()}
         trades = []
         for n, fill in enumerate(result.fills):
             maker = involved[fill.maker]
             buyer, seller = (taker, maker) if taker.side == "buy" else (maker, taker)
             price = instrument.price(fill.price)
             size = instrument.size(fill.quantity)
+            # Each side's cents from its cumulative cost: a buyer pays what its cost rounds up to, a seller
+            # receives what it rounds down to, never a cent more in total than its order held or promised.
+            buyer_cents = cents_up(cost[buyer.id] + price * size) - cents_up(cost[buyer.id])
+            seller_cents = cents_down(cost[seller.id] + price * size) - cents_down(cost[seller.id])
             legs = f"desk-book-{instrument.symbol}-{version}-{n}"
+            sale = self.desk.trade_payload(
+                client=seller.client, instrument=instrument, side="sell", quantity=size, price=price,
+                notional_minor=seller_cents, legs=f"{legs}-sell", order=seller.id, hedge=False,
+            )  # fmt: skip
+            sale["deliver_to"] = buyer.client  # the asset goes straight to the buyer's account
             sold = self.desk.record_trade(
-                conn, f"{legs}-sell",
-                self.desk.trade_payload(
-                    client=seller.client, instrument=instrument, side="sell", quantity=size, price=price,
-                    notional_minor=int((price * size / CENT).to_integral_value(ROUND_FLOOR)),
-                    legs=f"{legs}-sell", order=seller.id, hedge=False,
-                ),
-                request={"order": seller.id, "match": legs}, check_day=False,
-            )  # fmt: skip
-            bought_payload = self.desk.trade_payload(
+                conn, f"{legs}-sell", sale, request={"order": seller.id, "match": legs}, check_day=False
+            )
+            purchase = self.desk.trade_payload(
                 client=buyer.client, instrument=instrument, side="buy", quantity=size, price=price,
-                notional_minor=int((price * size / CENT).to_integral_value(ROUND_CEILING)),
-                legs=f"{legs}-buy", order=buyer.id, hedge=False,
+                notional_minor=buyer_cents, legs=f"{legs}-buy", order=buyer.id, hedge=False,
             )  # fmt: skip
-            bought_payload["after"] = f"{legs}-sell"
+            purchase["after"] = f"{legs}-sell"  # delivered by the sale's transfer
             bought = self.desk.record_trade(
-                conn, f"{legs}-buy", bought_payload, request={"order": buyer.id, "match": legs}, check_day=False
+                conn, f"{legs}-buy", purchase, request={"order": buyer.id, "match": legs}, check_day=False
             )
             for order_id in (buyer.id, seller.id):
-                filled[order_id] = filled.get(order_id, Decimal(0)) + size
+                filled[order_id] += size
+                cost[order_id] += price * size
             trades.append({"with": "book", "price": str(price), "quantity": _text(size),
                            "trade": bought.id if taker.side == "buy" else sold.id})  # fmt: skip
         for order in involved.values():
             if order.id == taker.id:
                 continue
-            total = order.filled + filled.get(order.id, Decimal(0))
-            done = total >= order.quantity
-            self._write(conn, order, filled=_text(total), status=FILLED if done else OPEN)
+            done = filled[order.id] >= order.quantity
+            status, reason = (FILLED, None) if done else (OPEN, None)
+            if not done and order.quantity - filled[order.id] < instrument.min_size:
+                book.cancel(order.id)  # a remainder too small to trade: cancelled, its hold released
+                status, reason = CANCELLED, "remainder_below_minimum"
+            self._write(conn, order, filled=_text(filled[order.id]), cost=str(cost[order.id]), status=status,
+                        reason=reason)  # fmt: skip
             self._hold(conn, self._row(conn, order.id), instrument)
-        taker_filled = taker.filled + filled.get(taker.id, Decimal(0))
+        taker_filled, taker_cost = filled[taker.id], cost[taker.id]
         remaining = taker.quantity - taker_filled
         reason = None
-        if result.status is Status.CANCELLED and remaining > 0 and taker.route:
-            routed, reason = self._route(conn, version, instrument, taker, remaining)
+        if result.status is Status.CANCELLED and remaining > 0 and taker.route and prefetched is not None:
+            routed, reason = self._route(conn, version, instrument, taker, remaining, taker_cost, prefetched)
             if routed is not None:
                 taker_filled += Decimal(routed["quantity"])
+                taker_cost += Decimal(routed["price"]) * Decimal(routed["quantity"])
                 trades.append(routed)
                 remaining = taker.quantity - taker_filled
         if remaining <= 0:
             status = FILLED
         elif result.status is Status.RESTING:
             status = OPEN
+            if remaining < instrument.min_size:
+                book.cancel(taker.id)
+                status, reason = CANCELLED, "remainder_below_minimum"
         else:
             status = CANCELLED
             reason = reason or ("not_filled_at_once" if taker.type == LIMIT else "book_exhausted")
-        self._write(conn, taker, filled=_text(taker_filled), status=status, reason=reason)
+        self._write(conn, taker, filled=_text(taker_filled), cost=str(taker_cost), status=status, reason=reason)
         if status == OPEN:
             self._hold(conn, self._row(conn, taker.id), instrument)
         return Placed(self._row(conn, taker.id), trades)
 
     def _route(
-        self, conn: Connection, version: int, instrument: Instrument, order: OrderRecord, remaining: Decimal
+        self,
+        conn: Connection,
+        version: int,
+        instrument: Instrument,
+        order: OrderRecord,
+        remaining: Decimal,
+        cost: Decimal,
+        prefetched: dict[str, Any],
     ) -> tuple[dict[str, Any] | None, str | None]:
-        """What the book could not fill, traded with the desk at the venue's price (within the order's
-        limit and the desk's appetite); (the trade, or None and why not)."""
+        """What the book could not fill, traded with the desk at the venue's price read before the book
+        was locked (within the order's limit and the desk's appetite); (the trade, or None and why not)."""
         tier_name = self.desk.tier_of(order.client)
         tier = self.desk.settings.risk.tiers.get(tier_name)
         if tier is None:
             return None, "unknown_tier"
         try:
-            price, size, notional, book = self.desk.venue_price(
-                instrument, order.side, Decimal(tier.spread_bps), size=remaining
+            price, size, notional, _ = self.desk.venue_price(
+                instrument, order.side, Decimal(tier.spread_bps), size=remaining, book=prefetched["book"]
             )
         except DomainError as exc:
             return None, exc.code
         if order.price is not None and (price > order.price if order.side == "buy" else price < order.price):
             return None, "venue_price_beyond_limit"
         decision = self.desk.risk.check(
-            RiskOrder(order.client, tier_name, instrument, order.side, size, price),
-            self.desk.exposure(order.client, book.mid),
-            count=False,
+            RiskOrder(order.client, tier_name, instrument, order.side, size, price), prefetched["exposure"], count=False
         )
         if not decision.allowed:
             self.desk.record_denial(conn, decision, order.client, instrument.symbol, order.side, "route")
             return None, decision.code
+        if order.side == "buy":
+            notional = cents_up(cost + price * size) - cents_up(cost)
         legs = f"desk-book-{instrument.symbol}-{version}-route"
         try:
             with conn.begin_nested():  # refused: none of it stays
@@ -595,6 +690,21 @@ class OrderBooks:
                 raise
             return None, exc.code
         return {"with": "desk", "price": str(price), "quantity": _text(size), "trade": trade.id}, None
+
+
+def _lots(instrument: Instrument, size: Decimal) -> int:
+    """Whole lots of a stored size (its bounds were checked when it was ordered)."""
+    lots = size / instrument.size_increment
+    if lots != lots.to_integral_value():
+        raise InvariantBroken(f"a stored size of {instrument.symbol} is not whole lots: {size}")
+    return int(lots)
+
+
+def _ticks(instrument: Instrument, price: Decimal) -> int:
+    ticks = price / instrument.price_increment
+    if ticks != ticks.to_integral_value():
+        raise InvariantBroken(f"a stored price of {instrument.symbol} is not whole ticks: {price}")
+    return int(ticks)
 
 
 __all__ = ["OrderBooks", "OrderRecord", "Placed", "order_hold"]

@@ -83,6 +83,8 @@ orders = Table(
     Column("price", String(48), nullable=True),
     Column("quantity", String(48), nullable=False),  # the total, fills included
     Column("filled", String(48), nullable=False),
+    # What its fills cost, exactly (the sum of price x quantity): its cents are rounded from it.
+    Column("cost", String(80), nullable=False),
     Column("status", String(16), nullable=False),  # open | filled | cancelled | rejected
     Column("reason", String(200), nullable=True),
     Column("priority", BigInteger, nullable=False),

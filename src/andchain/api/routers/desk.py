@@ -18,6 +18,7 @@ Who may call:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any, Literal
 
@@ -484,9 +485,14 @@ async def place_order(
 
     def call() -> tuple[int, dict[str, Any]]:
         client = _client(principal, books.desk, body.client)
+        # None given: one derived from the caller's key and the Idempotency-Key, so that a retry whose
+        # first answer was lost finds the order it placed.
+        order_id = (
+            body.client_order_id or "key-" + hashlib.sha256(f"{principal.key_id}\x00{key}".encode()).hexdigest()[:40]
+        )
         placed = books.place(
             client, body.instrument, body.side, body.quantity, price=body.price, tif=body.time_in_force,
-            post_only=body.post_only, route=body.route, client_order_id=body.client_order_id,
+            post_only=body.post_only, route=body.route, client_order_id=order_id,
         )  # fmt: skip
         return 201, placed.view()
 
@@ -522,7 +528,7 @@ def list_orders(
     responses=responses({200: "the order"}, {404: "order_not_found (also another client's, for a client key)"}),
 )
 def get_order(
-    order_id: str = PathParam(min_length=1, max_length=20, pattern=r"^[0-9]+$"),
+    order_id: str = PathParam(min_length=1, max_length=19, pattern=r"^[0-9]+$"),
     principal: Principal = allow(DESK_READERS, Role.CLIENT),
     books: OrderBooks = Depends(order_books),
 ) -> Any:
@@ -538,7 +544,7 @@ def get_order(
     responses=responses({200: "the order, cancelled"}, _ORDER_REFUSED, post=True),
 )
 def cancel_order(
-    order_id: str = PathParam(min_length=1, max_length=20, pattern=r"^[0-9]+$"),
+    order_id: str = PathParam(min_length=1, max_length=19, pattern=r"^[0-9]+$"),
     principal: Principal = allow(DESK_WRITERS, Role.CLIENT),
     key: str = Depends(idempotency_key),
     books: OrderBooks = Depends(order_books),
@@ -561,7 +567,7 @@ def cancel_order(
 )
 def amend_order(
     body: AmendIn,
-    order_id: str = PathParam(min_length=1, max_length=20, pattern=r"^[0-9]+$"),
+    order_id: str = PathParam(min_length=1, max_length=19, pattern=r"^[0-9]+$"),
     principal: Principal = allow(DESK_WRITERS, Role.CLIENT),
     key: str = Depends(idempotency_key),
     books: OrderBooks = Depends(order_books),

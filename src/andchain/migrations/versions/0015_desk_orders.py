@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("price", sa.String(48), nullable=True),
         sa.Column("quantity", sa.String(48), nullable=False),
         sa.Column("filled", sa.String(48), nullable=False),
+        sa.Column("cost", sa.String(80), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("reason", sa.String(200), nullable=True),
         sa.Column("priority", sa.BigInteger, nullable=False),
