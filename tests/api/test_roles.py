@@ -181,7 +181,7 @@ def test_make_run_leaves_working_development_keys_in_the_data_directory(engine, 
     ctx.__dict__["engine"] = engine
     directory = development_keys(ctx)
     first = {p.name: p.read_text() for p in directory.glob("*.key")}
-    assert sorted(first) == ["acme.key", "admin.key", "globex.key", "operator.key"]
+    assert sorted(first) == ["acme.key", "admin.key", "desk.key", "globex.key", "operator.key"]
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in directory.glob("*.key"))
     assert {p.name: p.read_text() for p in directory.glob("*.key")} == first
     development_keys(ctx)  # again (the next `make run`): the same keys, still working

@@ -62,7 +62,7 @@ DEV_KEYS_DIR = "dev-keys"
 
 
 def development_keys(ctx: Context) -> Path:
-    """Development only: an admin key, an operator key and a client key for each sample client, each
+    """Development only: an admin key, an operator key, a desk key and a client key for each sample client, each
     written once to `<data_dir>/dev-keys/<name>.key` (0600), so that the README's first calls work.
     A key file whose key no longer works (revoked, or another database) is written anew."""
     import os
@@ -74,7 +74,11 @@ def development_keys(ctx: Context) -> Path:
     directory = ctx.settings.ensure_data_dir() / DEV_KEYS_DIR
     directory.mkdir(mode=0o700, exist_ok=True)
     service = TokenService(ctx)
-    wanted: list[tuple[str, str, str | None]] = [("admin", "admin", None), ("operator", "operator", None)]
+    wanted: list[tuple[str, str, str | None]] = [
+        ("admin", "admin", None),
+        ("operator", "operator", None),
+        ("desk", "desk", None),
+    ]
     for name, full_name, cents in SAMPLE_CLIENTS:
         client = service.onboard(full_name)
         service.deposit(client.id, cents, f"sample:{name}", memo="opening deposit")
