@@ -175,3 +175,12 @@ def test_orders_over_http_match_between_two_clients_and_each_sees_only_its_own(a
     bad = api.http.post("/v1/desk/orders", headers=mine, json={"instrument": "BTC-USD", "side": "sell",
                                                                "quantity": "0.1", "price": 1.5})  # fmt: skip
     assert bad.status_code == 422
+
+
+def test_a_query_parameter_of_one_value_given_twice_is_refused(api):
+    desk = api.key("desk")
+    twice = api.http.get("/v1/desk/quotes?limit=1&limit=2", headers=desk)
+    assert (twice.status_code, twice.json()["code"]) == (422, "invalid_request")
+    assert "more than once" in twice.json()["detail"]
+    assert api.http.get("/v1/operations?kind=mint&kind=pay", headers=desk).status_code == 422
+    assert api.http.get("/v1/desk/quotes?limit=2", headers=desk).status_code == 200

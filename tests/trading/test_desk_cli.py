@@ -12,7 +12,11 @@ from andchain.cli import app
 
 
 def run(*args: str) -> tuple[int, str]:
+    """The exit code, and what the command printed: stdout when it succeeded (JSON is parsed from it),
+    stdout and stderr when it failed (its error is on stderr)."""
     result = CliRunner().invoke(app, list(args))
+    if result.exit_code == 0:
+        return 0, result.stdout
     return result.exit_code, result.stdout + (result.stderr if result.stderr_bytes is not None else "")
 
 

@@ -10,14 +10,17 @@ cannot be encoded). FastAPI then validates the parsed value against the route's 
 
 A query parameter the route does not declare is refused too (422 `invalid_request`), as
 an unknown body field is: a misspelt filter (`?stauts=failed`) must not silently return
-everything.
+everything. So is a parameter of one value given twice (`?kind=mint&kind=pay` would otherwise
+answer for the last one only).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import email.message
 import json
 import math
+import typing
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -148,7 +151,36 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-def _unknown_query(request: Request, known: frozenset[str]) -> ApiProblem | None:
+def _is_sequence(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset, collections.abc.Sequence):
+        return True
+    return any(_is_sequence(arg) for arg in typing.get_args(annotation)) if origin is not None else False
+
+
+def _single_query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route declares with one value (given twice, they are refused)."""
+    names: set[str] = set()
+    pending = [dependant]
+    while pending:
+        current = pending.pop()
+        names.update(p.alias for p in current.query_params if not _is_sequence(p.field_info.annotation))
+        pending.extend(current.dependencies)
+    return frozenset(names)
+
+
+def _unknown_query(request: Request, known: frozenset[str], single: frozenset[str] = frozenset()) -> ApiProblem | None:
+    repeated = sorted({name for name, _ in request.query_params.multi_items() if name in single
+                       and len(request.query_params.getlist(name)) > 1})  # fmt: skip
+    if repeated:
+        return ApiProblem(
+            422,
+            "invalid_request",
+            f"the request is not valid: query parameter {repeated[0][:_LOCATION_PART_MAX]!r} is given more than once",
+            errors=[{"location": _location(("query", n)), "message": "given more than once"} for n in repeated][
+                :ERRORS_MAX
+            ],
+        )
     unknown = sorted({name for name in request.query_params if name not in known})
     if not unknown:
         return None
@@ -172,10 +204,11 @@ class StrictJSONRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         known_query = _query_names(self.dependant)
+        single_query = _single_query_names(self.dependant)
         if self.body_field is None:
 
             async def bodiless(request: Request) -> Response:
-                refusal = _unknown_query(request, known_query)
+                refusal = _unknown_query(request, known_query, single_query)
                 if refusal is not None:
                     raise refusal
                 token = ratelimit.current_request.set(request)
@@ -187,7 +220,7 @@ class StrictJSONRoute(APIRoute):
             return bodiless
 
         async def strict(request: Request) -> Response:
-            refusal = _unknown_query(request, known_query)
+            refusal = _unknown_query(request, known_query, single_query)
             if refusal is not None:
                 raise refusal
             strict_request = StrictJSONRequest(request.scope, request.receive)
