@@ -285,6 +285,9 @@ def test_a_matched_buy_is_delivered_by_its_sale_or_released_with_it(world):
     assert world.drive(sale.id, complete=False).error_code == "asset_leg_failed"
     assert world.dda(buyer) == (1_000_000_00, 1_000_000_00)
     assert world.dda(seller) == (0, 0)
+    for order in world.orders.list():  # both orders say what happened: nothing filled
+        assert (order.status, order.filled) == ("cancelled", 0)
+        assert order.reason.startswith("trade_failed:")
     assert world.position(seller) == BTC and available(world, seller) == BTC
     assert world.desk.positions().net()["BTC"] == 0
     assert world.clean()
@@ -339,6 +342,14 @@ def test_resting_orders_count_in_the_days_room(world):
     with pytest.raises(RiskDenied) as denied:
         world.orders.place(client, "BTC-USD", "buy", "3.5", price=str(price))
     assert denied.value.code == "daily_notional_exceeded"
+    # Reducing a resting order frees room (its old remainder is not counted twice); growing one is checked.
+    fifth = world.orders.place(client, "BTC-USD", "buy", "1.5", price=str(price)).order  # ~976,500 in all
+    first = world.orders.list(client=client)[-1]
+    assert world.orders.amend(first.id, quantity="3").order.quantity == Decimal("3")  # ~945,000
+    with pytest.raises(RiskDenied) as denied:
+        world.orders.amend(fifth.id, quantity="2.4")  # ~1,001,700
+    assert denied.value.code == "daily_notional_exceeded"
+    assert world.orders.get(fifth.id).quantity == Decimal("1.5")
     with pytest.raises(DomainError) as missing:
         world.orders.get("99999999999999999999")
     assert missing.value.code == "order_not_found"

@@ -651,10 +651,15 @@ class DeskService:
                 f.c.client_id == client, f.c.source == "client", f.c.at_us >= self._day_start()
             )
         ).all()
-        total = (
-            Decimal(sum(-int(r.notional_minor) if r.ref.endswith(":reversal") else int(r.notional_minor) for r in rows))
-            * CENT
-        )
+        # A trade that failed gives its room back to the day it was made in, not to the day it failed.
+        today = {r.ref for r in rows if not r.ref.endswith(":reversal")}
+        cents = 0
+        for r in rows:
+            if r.ref in today:
+                cents += int(r.notional_minor)
+            elif r.ref.removesuffix(":reversal") in today:
+                cents -= int(r.notional_minor)
+        total = Decimal(cents) * CENT
         o = schema.orders
         resting = conn.execute(
             select(o.c.price, o.c.quantity, o.c.filled).where(
@@ -1064,6 +1069,32 @@ class DeskService:
         self._record_fill(conn, self._client_fill(op.payload, op.id, reversal=True))
         if p.get("quote"):
             self._quote_status(conn, p["quote"], FAILED)
+        if p.get("order") is not None:
+            self._order_trade_failed(conn, op)
+
+    def _order_trade_failed(self, conn: Connection, op: Operation) -> None:
+        """An order's trade failed: an order that has ended no longer counts it as filled (what failed is
+        not put back on the book); a resting order keeps it counted, with the reason noted."""
+        o = schema.orders
+        p = op.payload
+        row = conn.execute(select(o).where(o.c.id == int(p["order"]))).first()
+        if row is None:
+            return
+        reason = f"trade_failed:{op.id}"[:200]
+        if row.status == "open":
+            conn.execute(update(o).where(o.c.id == row.id).values(reason=reason, updated_at_us=self.ctx.clock()))
+            return
+        quantity, price = Decimal(p["quantity"]), Decimal(p["price"])
+        filled = max(Decimal(0), Decimal(row.filled) - quantity)
+        values: dict[str, Any] = {
+            "filled": format(filled.normalize(), "f"),
+            "cost": str(Decimal(row.cost) - price * quantity),
+            "reason": reason,
+            "updated_at_us": self.ctx.clock(),
+        }
+        if row.status == "filled":
+            values["status"] = "cancelled"
+        conn.execute(update(o).where(o.c.id == row.id).values(**values))
 
     def release(self, op: Operation, conn: Connection) -> None:
         """An operator cancelled the trade before anything of it left (a buy paid in tokens, whose
@@ -1111,10 +1142,14 @@ class DeskHandler:
         self.ops = desk.ops
 
     def advance(self, ops: list[Operation]) -> None:
+        """Each trade on its own: a venue or a custodian that does not answer postpones only the trade
+        that asked it."""
         for op in ops:
             try:
                 self.desk.step(op)
-            except VenueUnavailable as exc:
+            except DomainError as exc:
+                if not exc.transient:
+                    raise
                 postpone(self.ops, op, exc)
 
     def recover(self) -> None:

@@ -308,11 +308,15 @@ class OrderBooks:
         mid: Decimal | None,
         *,
         count: bool,
+        replacing: Decimal = Decimal(0),
     ) -> None:
-        """The bank's risk appetite for a client's order on the book (the desk takes no side of it)."""
+        """The bank's risk appetite for a client's order on the book (the desk takes no side of it).
+        `replacing`: what an amended order's remainder counted in the client's day before."""
+        exposure = self.desk.exposure(client, mid)
+        exposure.client_daily_notional -= replacing
         decision = self.desk.risk.check(
             RiskOrder(client, self.desk.tier_of(client), instrument, side, size, price),
-            self.desk.exposure(client, mid),
+            exposure,
             count=count,
             principal=False,
         )
@@ -367,7 +371,9 @@ class OrderBooks:
         instrument.lots(size)
         instrument.check_notional(ticks, instrument.lots(size))
         mid = self.desk.venue.fetch_ticker(instrument.symbol).last
-        self._pre_trade(record.client, instrument, record.side, size - record.filled, limit, mid, count=True)
+        assert record.price is not None
+        self._pre_trade(record.client, instrument, record.side, size - record.filled, limit, mid, count=True,
+                        replacing=record.price * record.remaining)  # fmt: skip
 
         def change(conn: Connection, book: Book, version: int, mutated: Touched) -> Placed:
             current = self._row(conn, record.id)
@@ -397,7 +403,11 @@ class OrderBooks:
                 raise DomainError(f"the book refused the amendment: {result.reason}", code="amend_refused")
             return self._after(conn, version, instrument, self._row(conn, current.id), result, None, book)
 
-        return self._change(instrument, change)
+        try:
+            return self._change(instrument, change)
+        except _Denied as denied:
+            self.desk._checked(denied.decision, record.client, instrument.symbol, record.side, "order")
+            raise  # (_checked raised the denial)
 
     # ---------------------------------------------------------------- inside
 

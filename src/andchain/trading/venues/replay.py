@@ -139,7 +139,7 @@ class ReplayVenue:
             if not path.exists():
                 self.directory.mkdir(parents=True, exist_ok=True)
                 rows = generate(instrument, self.settings.seed, self.settings.seconds, self.settings.levels)
-                tmp = path.with_suffix(".tmp")
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
                 with gzip.open(tmp, "wt") as out:
                     for row in rows:
                         out.write(json.dumps(row, separators=(",", ":")) + "\n")
