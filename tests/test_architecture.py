@@ -18,6 +18,7 @@ LAYERS = {
     "tokens": 4,
     "custody": 4,
     "trading": 5,
+    "connect": 5,
     "reconcile": 5,
     "reconcile_store": 5,
     "bench": 6,

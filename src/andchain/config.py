@@ -500,6 +500,23 @@ class CcxtVenueSettings(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ConnectSettings(BaseModel):
+    """Bank-to-wallet: partner apps reaching customers' accounts with their consent (docs/connect.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # The authorization server's issuer (its base URL as partners reach it); default from api.host/port.
+    issuer: str | None = None
+    access_token_ttl_s: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=3600, le=400 * 86_400)
+    code_ttl_s: int = Field(default=60, ge=10, le=600)
+    # How long a consent lasts unless the customer picks less, and the most it may.
+    consent_days: int = Field(default=90, ge=1, le=400)
+    consent_days_max: int = Field(default=365, ge=1, le=400)
+    # The bank's ABA routing number, shown to partners with a tokenized account number.
+    routing_number: str = Field(default="123456780", pattern=r"^[0-9]{9}$")
+
+
 class TradingSettings(BaseModel):
     # "BASE-QUOTE" -> its precision and limits (docs/trading.md).
     instruments: dict[str, InstrumentSettings] = Field(default_factory=_default_instruments)
@@ -551,6 +568,7 @@ class Settings(BaseSettings):
     custodian: CustodianSettings = Field(default_factory=CustodianSettings)
     custody: CustodySettings = Field(default_factory=CustodySettings)
     trading: TradingSettings = Field(default_factory=TradingSettings)
+    connect: ConnectSettings = Field(default_factory=ConnectSettings)
     networks: dict[str, NetworkSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")

@@ -20,6 +20,14 @@ PUBLIC = {
     "/docs/oauth2-redirect",
     "/v1/custody/webhooks/{custodian}",
 }
+# The partner side (docs/connect.md): the OAuth endpoints take a partner's client credentials and the
+# customer's sign-in; the FDX resources take a partner's access token, never an API key (walked below).
+OAUTH = {
+    "/.well-known/oauth-authorization-server",
+    "/oauth/authorize",
+    "/oauth/token",
+}
+FDX_PREFIX = "/fdx/"
 ROLES = [None, *Role]
 
 
@@ -67,18 +75,33 @@ def _path(template: str) -> str:
     return re.sub(r"\{[^}]+\}", "id:1", template)
 
 
+def _keyed(path: str) -> bool:
+    """A route an API key opens (not the public ones, not the partner side)."""
+    return path not in PUBLIC and path not in OAUTH and not path.startswith(FDX_PREFIX)
+
+
 def test_every_route_declares_who_may_call_it(client):
-    missing = [
-        f"{sorted(r.methods)} {r.path}" for r in _routes(client.app) if r.path not in PUBLIC and _rule(r) is None
-    ]
+    missing = [f"{sorted(r.methods)} {r.path}" for r in _routes(client.app) if _keyed(r.path) and _rule(r) is None]
     assert missing == []
+
+
+def test_the_partner_resources_take_a_partner_token_never_an_api_key(make_client):
+    http = make_client(role="admin")
+    fdx = [r for r in _routes(http.app) if r.path.startswith(FDX_PREFIX)]
+    assert len(fdx) >= 4
+    for route in fdx:
+        for headers in ({}, {"Authorization": http.headers["Authorization"]}, {"Authorization": "Bearer at_nope"}):
+            answer = http.request("GET", _path(route.path), headers={"Authorization": "", **headers})
+            assert answer.status_code == 401, (route.path, answer.text)
+            assert answer.json()["code"] == "invalid_token"
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: "no key" if r is None else r.value)
 def test_every_route_answers_each_role_as_its_rule_says(make_client, role):
     http = make_client(role=None if role is None else role.value, client_id="c1" if role == Role.CLIENT else None)
     for route in _routes(http.app):
-        if route.path in PUBLIC:
+        if not _keyed(route.path):
             continue
         allowed = _rule(route)
         assert allowed is not None

@@ -23,6 +23,7 @@ from andchain.api.limits import RequestLimits, RequestLimitsMiddleware
 from andchain.api.observe import METRICS_CONTENT_TYPE, HttpMetrics, RequestContextMiddleware
 from andchain.api.routers import (
     clients,
+    connect,
     custody,
     desk,
     events,
@@ -83,8 +84,9 @@ def create_app(
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(api, bind_host))
     problems.install(app)
-    for router in (ledger, clients, tokens, custody, desk, rules, operations, networks, reconcile, events):
+    for router in (ledger, clients, tokens, custody, desk, rules, operations, networks, reconcile, events, connect):
         app.include_router(router.router)
+    app.include_router(connect.oauth)
     app.mount(DOCS_STATIC_URL, StaticFiles(directory=str(DOCS_STATIC_DIR)), name="docs-static")
 
     @app.get("/metrics", include_in_schema=False)

@@ -134,6 +134,10 @@ class ApiKeys:
     def _digest(self, secret: str) -> str:
         return hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()
 
+    def digest(self, secret: str) -> str:
+        """A keyed hash under the API's pepper (for other secrets kept only as hashes: OAuth tokens)."""
+        return self._digest(secret)
+
     def create(
         self, role: Role | str, *, client_id: str | None = None, label: str = "", ttl_s: int | None = None
     ) -> tuple[ApiKey, str]:

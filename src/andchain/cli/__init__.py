@@ -20,6 +20,7 @@ from andchain.cli import (
     ledger,
     networks,
     ops,
+    partners,
     rules,
     serve,
     stablecoin,
@@ -63,6 +64,7 @@ app.add_typer(custodian.app, name="custodian")
 app.add_typer(custody.app, name="custody")
 app.add_typer(stablecoin.app, name="stablecoin")
 app.add_typer(desk.app, name="desk")
+app.add_typer(partners.app, name="partners")
 app.command("deposit")(clean_errors(clients.deposit))
 app.command("serve")(serve.serve)
 app.command("openapi")(serve.openapi)

@@ -1,0 +1,608 @@
+"""Bank-to-wallet over HTTP: the OAuth 2.0 authorization server partners use, the consent screen a
+customer signs in to, the customer's consents, and the FDX-style resources a partner reads with an
+access token (docs/connect.md).
+
+- `/.well-known/oauth-authorization-server` (RFC 8414): the metadata a standard client configures
+  itself from. `/oauth/authorize` (GET: the consent screen; POST: its two steps), `/oauth/token`
+  (authorization code with PKCE S256, refresh with rotation). No API key: the partner's client
+  credentials and the customer's sign-in are the credentials there.
+- `/v1/consents`: a customer (its client API key) lists and revokes its consents; the bank's roles
+  read and revoke any.
+- `/fdx/v6/accounts...`: a partner's access token (Authorization: Bearer), never an API key; only the
+  consented accounts exist for it: any other id answers 403 `account_not_in_consent`, the same for an
+  account that does not exist, naming nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
+from andchain.api.body import StrictJSONRoute
+from andchain.api.deps import context, idempotency
+from andchain.api.idempotency import IdempotencyStore, idempotency_key
+from andchain.api.problems import ApiProblem, responses
+from andchain.api.routers.common import CLIENT_DESCRIPTION, CLIENT_REF_LENGTH_MAX, own_client
+from andchain.api.routers.ledger import idempotent, scoped
+from andchain.connect.oauth import (
+    SCOPES,
+    ConnectService,
+    Grantee,
+    HttpIn,
+    InsufficientScope,
+    OAuth2Error,
+    Unauthorized,
+    oauth_request,
+)
+from andchain.context import Context
+from andchain.errors import DomainError
+from andchain.events.store import iso
+from andchain.money import format_minor
+
+oauth = APIRouter()  # forms and redirects: not the JSON API's strict route
+router = APIRouter(route_class=StrictJSONRoute)
+_lock = threading.Lock()
+SCOPE_WORDS = {
+    "accounts:read": "see the accounts you choose, their balances and transactions",
+    "payments:write": "pull funds from the accounts you choose into your wallet",
+}
+
+
+def connect_service(request: Request) -> ConnectService:
+    state = request.app.state
+    service: ConnectService | None = getattr(state, "connect", None)
+    if service is None:
+        with _lock:
+            service = getattr(state, "connect", None)
+            if service is None:
+                ctx: Context = context(request)
+                service = ConnectService(
+                    ctx.engine, ctx.settings.connect, ctx.api_keys.digest, clock=ctx.clock,
+                    ids=lambda: ctx.ledger.ids.new_id().lower(),
+                )  # fmt: skip
+                state.connect = service
+    return service
+
+
+def issuer(ctx: Context) -> str:
+    configured = ctx.settings.connect.issuer
+    if configured:
+        return configured.rstrip("/")
+    return f"http://{ctx.settings.api.host}:{ctx.settings.api.port}"
+
+
+async def _http_in(request: Request, ctx: Context) -> HttpIn:
+    form: list[tuple[str, str]] = []
+    if request.method == "POST":
+        parsed = await request.form()
+        form = [(k, v) for k, v in parsed.multi_items() if isinstance(v, str)]
+    query = list(request.query_params.multi_items())
+    url = issuer(ctx) + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return HttpIn(request.method, url, {k.lower(): v for k, v in request.headers.items()}, query, form)
+
+
+# --------------------------------------------------------------- metadata
+
+
+@oauth.get("/.well-known/oauth-authorization-server", include_in_schema=False)
+def metadata(request: Request) -> JSONResponse:
+    ctx: Context = context(request)
+    base = issuer(ctx)
+    return JSONResponse(
+        {
+            "issuer": base,
+            "authorization_endpoint": f"{base}/oauth/authorize",
+            "token_endpoint": f"{base}/oauth/token",
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "scopes_supported": list(SCOPES),
+            "service_documentation": f"{base}/docs",
+        }
+    )
+
+
+# -------------------------------------------------------------- the screen
+
+
+def _page(title: str, body: str, *, status: int = 200, redirect_uri: str | None = None) -> HTMLResponse:
+    targets = "'self'"
+    if redirect_uri:
+        parts = urlsplit(redirect_uri)
+        targets += f" {parts.scheme}://{parts.netloc}"
+    text = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>{body}</main>"
+        "</body></html>"
+    )
+    response = HTMLResponse(text, status_code=status)
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+def _hidden(fields: list[tuple[str, str]]) -> str:
+    return "".join(
+        f'<input type=hidden name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in fields
+        if k not in ("customer_key", "session", "step", "decision", "account", "grant_scope", "days")
+    )
+
+
+def _oauth_error(error: OAuth2Error, redirect_uri: str | None, state: str | None) -> Any:
+    """An authorization error: back to the partner when its redirect URI was verified, else a page."""
+    if redirect_uri:
+        params = {"error": error.error}
+        if error.description:
+            params["error_description"] = error.description
+        if state:
+            params["state"] = state
+        return RedirectResponse(f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(params)}", 302)
+    # Not back to an address the bank cannot vouch for; and nothing of the request echoed.
+    return _page(
+        "This request cannot go on",
+        "<p>The app's request is not valid here (an unknown app, or a return address it did not register "
+        f"with the bank). Go back to the app and try again.</p><p><code>{html.escape(error.error)}</code></p>",
+        status=400,
+    )
+
+
+def _validated(service: ConnectService, http: HttpIn) -> Any:
+    """The authorization request checked (client, redirect URI, response type, scope, PKCE); its grant."""
+    grant = service.server.get_consent_grant(oauth_request(http))
+    data = grant.request.payload.data
+    if not data.get("code_challenge") or data.get("code_challenge_method") != "S256":
+        # PKCE for every app, confidential or public, and S256 only (a missing method would mean plain).
+        raise InvalidRequestError("PKCE is required: code_challenge with code_challenge_method=S256")
+    asked = set((grant.request.payload.scope or "").split())
+    if not asked:
+        raise InvalidScopeError("the request names no scope")
+    if not asked <= set(grant.client.scopes):
+        # Never narrowed in silence: an app asks only for what the bank registered it for.
+        raise InvalidScopeError(f"this app may ask for {' '.join(grant.client.scopes)}")
+    return grant
+
+
+def _request_key(http: HttpIn) -> str:
+    data = dict([*http.query, *http.form])
+    return "|".join(data.get(k, "") for k in ("client_id", "redirect_uri", "code_challenge", "state", "scope"))
+
+
+def _verified_redirect(service: ConnectService, http: HttpIn) -> str | None:
+    data = dict([*http.query, *http.form])
+    partner = service.partner(data.get("client_id", ""), required=False)
+    uri = data.get("redirect_uri")
+    if partner is None or not partner.active:
+        return None
+    if uri:
+        return uri if partner.check_redirect_uri(uri) else None
+    return partner.get_default_redirect_uri()
+
+
+def _sign_in_page(service: ConnectService, http: HttpIn, grant: Any, message: str = "", status: int = 200) -> Any:
+    partner = grant.client
+    scopes = (grant.request.payload.scope or "").split()
+    items = "".join(f"<li>{html.escape(SCOPE_WORDS.get(s, s))}</li>" for s in scopes)
+    warning = f"<p role=alert><strong>{html.escape(message)}</strong></p>" if message else ""
+    body = (
+        f"<p><strong>{html.escape(partner.name)}</strong> asks to connect to your bank accounts, to:</p>"
+        f"<ul>{items}</ul>{warning}"
+        '<form method=post action="/oauth/authorize">'
+        f"{_hidden([*http.query, *http.form])}<input type=hidden name=step value=signin>"
+        "<p><label>Your online-banking key <input type=password name=customer_key autocomplete=off required>"
+        "</label></p><p><button type=submit>Sign in</button></p></form>"
+    )
+    return _page("Connect an app to your bank", body, status=status, redirect_uri=_verified_redirect(service, http))
+
+
+def _consent_page(service: ConnectService, ctx: Context, http: HttpIn, grant: Any, customer: str) -> Any:
+    partner = grant.client
+    scopes = (grant.request.payload.scope or "").split()
+    accounts = ctx.ledger.list_accounts(prefix=f"clients:{customer}:", limit=100)
+    choices = "".join(
+        f'<li><label><input type=checkbox name=account value="{a.id}" checked> {html.escape(_account_label(a))} '
+        f"({format_minor(a.balance_posted, ctx.settings.asset_registry.get(a.asset).scale)} {html.escape(a.asset)})"
+        "</label></li>"
+        for a in accounts
+        if a.asset == "USD" and not a.closed
+    )
+    scope_boxes = "".join(
+        f'<li><label><input type=checkbox name=grant_scope value="{html.escape(s)}" checked> '
+        f"{html.escape(SCOPE_WORDS.get(s, s))}</label></li>"
+        for s in scopes
+    )
+    settings = ctx.settings.connect
+    days = "".join(
+        f'<option value="{d}"{" selected" if d == settings.consent_days else ""}>{d} days</option>'
+        for d in sorted({30, settings.consent_days, settings.consent_days_max})
+    )
+    session = service.session(customer, _request_key(http))
+    body = (
+        f"<p><strong>{html.escape(partner.name)}</strong> will be able to:</p>"
+        '<form method=post action="/oauth/authorize">'
+        f"{_hidden([*http.query, *http.form])}<input type=hidden name=step value=decide>"
+        f'<input type=hidden name=session value="{html.escape(session)}">'
+        f"<ul>{scope_boxes}</ul><p>for these accounts:</p><ul>{choices}</ul>"
+        f"<p><label>until <select name=days>{days}</select></label></p>"
+        "<p><button type=submit name=decision value=allow>Allow</button> "
+        "<button type=submit name=decision value=deny>Deny</button></p></form>"
+        "<p>You can see and revoke this consent at any time; the app's access ends at once.</p>"
+    )
+    return _page("Choose what to share", body, redirect_uri=_verified_redirect(service, http))
+
+
+def _account_label(account: Any) -> str:
+    name = str(account.name)
+    kind = name.rsplit(":", 1)[-1]
+    return {"dda": "Checking account"}.get(kind, name.split(":", 2)[-1])
+
+
+@oauth.get("/oauth/authorize", include_in_schema=False)
+async def authorize_page(request: Request, service: ConnectService = Depends(connect_service)) -> Any:
+    ctx: Context = context(request)
+    http = await _http_in(request, ctx)
+    try:
+        grant = await run_in_threadpool(_validated, service, http)
+    except OAuth2Error as error:
+        return _oauth_error(error, _verified_redirect(service, http), dict(http.query).get("state"))
+    return _sign_in_page(service, http, grant)
+
+
+@oauth.post("/oauth/authorize", include_in_schema=False)
+async def authorize_decide(request: Request, service: ConnectService = Depends(connect_service)) -> Any:
+    ctx: Context = context(request)
+    http = await _http_in(request, ctx)
+    fields = dict(http.form)
+    state = fields.get("state")
+    try:
+        grant = await run_in_threadpool(_validated, service, http)
+    except OAuth2Error as error:
+        return _oauth_error(error, _verified_redirect(service, http), state)
+    if fields.get("step") == "signin":
+        principal = ctx.api_keys.verify(fields.get("customer_key", "").strip())
+        if principal is None or principal.role != Role.CLIENT or principal.client_id is None:
+            return _sign_in_page(service, http, grant, "That key does not sign in a customer.", status=401)
+        return _consent_page(service, ctx, http, grant, principal.client_id.lower())
+    if fields.get("step") != "decide":
+        return _page("This request cannot go on", "<p>Start again from the app.</p>", status=400)
+    customer = service.customer_of_session(fields.get("session", ""), _request_key(http))
+    if customer is None:
+        return _sign_in_page(service, http, grant, "Your sign-in expired: sign in again.", status=401)
+    if fields.get("decision") != "allow":
+        status, _, headers = service.server.create_authorization_response(oauth_request(http), grant_user=None)
+        return RedirectResponse(dict(headers)["Location"], status)
+    requested = set((grant.request.payload.scope or "").split())
+    chosen = [v for k, v in http.form if k == "grant_scope" and v in requested]
+    own = {a.id for a in ctx.ledger.list_accounts(prefix=f"clients:{customer}:", limit=100)}
+    try:
+        accounts = sorted({int(v) for k, v in http.form if k == "account"})
+        days = int(fields.get("days") or ctx.settings.connect.consent_days)
+    except ValueError:
+        return _page("This request cannot go on", "<p>Start again from the app.</p>", status=400)
+    if not chosen or not accounts or not set(accounts) <= own:
+        return _page("Nothing was shared", "<p>Choose at least one account and one permission.</p>", status=400)
+    try:
+        consent = service.grant(grant.client.get_client_id(), customer, chosen, accounts, days)
+    except DomainError as exc:
+        return _page("Nothing was shared", f"<p>{html.escape(exc.message)}</p>", status=400)
+    # The code carries what the customer chose, which may be less than what was asked.
+    form = [(k, v) for k, v in http.form if k != "scope"] + [("scope", " ".join(sorted(chosen)))]
+    narrowed = HttpIn(http.method, http.url, http.headers, http.query, form)
+    status, _, headers = service.server.create_authorization_response(
+        oauth_request(narrowed), grant_user=Grantee(consent.id, customer)
+    )
+    return RedirectResponse(dict(headers)["Location"], status)
+
+
+@oauth.post("/oauth/token", include_in_schema=False)
+async def token(request: Request, service: ConnectService = Depends(connect_service)) -> JSONResponse:
+    ctx: Context = context(request)
+    http = await _http_in(request, ctx)
+    status, body, headers = await run_in_threadpool(service.server.create_token_response, oauth_request(http))
+    response = JSONResponse(body, status_code=status)
+    for name, value in headers:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+# ------------------------------------------------------------- consents
+
+
+class ConsentOut(BaseModel):
+    id: str
+    partner: str
+    partner_name: str | None
+    customer: str
+    scopes: list[str]
+    accounts: list[str] = Field(description="the ledger account ids shared")
+    status: str = Field(description="active, expired, revoked")
+    created_at: str
+    expires_at: str
+    revoked_at: str | None
+
+
+class ConsentsOut(BaseModel):
+    data: list[ConsentOut]
+
+
+def _consent_view(service: ConnectService, consent: Any) -> dict[str, Any]:
+    partner = service.partner(consent.client_id, required=False)
+    return dict(consent.view(service.clock(), partner.name if partner else None))
+
+
+@router.get(
+    "/v1/consents",
+    response_model=ConsentsOut,
+    tags=["connect"],
+    summary="Consents given to partner apps, newest first",
+    responses=responses({200: "the consents (a client: its own)"}),
+)
+def list_consents(
+    client: str | None = Query(None, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION),
+    principal: Principal = allow(READERS, Role.CLIENT),
+    service: ConnectService = Depends(connect_service),
+) -> Any:
+    own = own_client(principal)
+    customer = own if own is not None else (client.lower() if client else None)
+    return {"data": [_consent_view(service, c) for c in service.consents(customer=customer)]}
+
+
+@router.post(
+    "/v1/consents/{consent_id}/revoke",
+    response_model=ConsentOut,
+    tags=["connect"],
+    summary="Revoke a consent: every token of it stops working at once",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {200: "the consent, revoked"},
+        {404: "consent_not_found (also another client's)", 409: "consent_not_active"},
+        post=True,
+    ),
+)
+def revoke_consent(
+    consent_id: str = PathParam(min_length=1, max_length=40),
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: ConnectService = Depends(connect_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    def call() -> tuple[int, dict[str, Any]]:
+        return 200, _consent_view(service, service.revoke(consent_id, customer=own_client(principal)))
+
+    return store.run(scoped(principal, "POST /v1/consents/{consent_id}/revoke"), key, {"consent": consent_id}, call)
+
+
+# ------------------------------------------------------------------- FDX
+
+
+def partner_access(scope: str) -> Any:
+    """The FDX routes' credential: a partner's OAuth access token carrying `scope`."""
+
+    def dependency(request: Request, service: ConnectService = Depends(connect_service)) -> Any:
+        header = request.headers.get("authorization", "")
+        bearer = header[7:].strip() if header[:7].lower() == "bearer " else None
+        try:
+            return service.access(bearer, scope)
+        except Unauthorized as exc:
+            raise ApiProblem(
+                401, exc.code, exc.message, headers={"WWW-Authenticate": f'Bearer realm="fdx", error="{exc.code}"'}
+            ) from None
+        except InsufficientScope as exc:
+            raise ApiProblem(
+                403,
+                exc.code,
+                exc.message,
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            ) from None
+
+    dependency.oauth_scope = scope  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+FDX_REFUSED = {
+    401: "invalid_token: no access token, or one unknown, expired or revoked (its consent ended)",
+    403: "insufficient_scope; account_not_in_consent (also an account that does not exist)",
+}
+
+
+def _account(ctx: Context, access: Any, account_id: str) -> Any:
+    """A consented account of the customer, or 403 naming nothing (another customer's, none at all)."""
+    refused = ApiProblem(403, "account_not_in_consent", "this account is not shared with you by this consent")
+    if not account_id.isdigit() or len(account_id) > 18 or int(account_id) not in access.accounts:
+        raise refused
+    try:
+        account = ctx.ledger.account(int(account_id))
+    except DomainError:
+        raise refused from None
+    if not account.name.startswith(f"clients:{access.customer}:"):
+        raise refused
+    return account
+
+
+def _fdx_account(ctx: Context, service: ConnectService, access: Any, account: Any) -> dict[str, Any]:
+    scale = ctx.settings.asset_registry.get(account.asset).scale
+    number = service.tokenized_account_number(access.consent_id, account.id)
+    return {
+        "accountId": str(account.id),
+        "accountCategory": "DEPOSIT_ACCOUNT",
+        "accountType": "CHECKING",
+        "accountNumberDisplay": "..." + number[-4:],
+        "productName": _account_label(account),
+        "status": "CLOSED" if account.closed else "OPEN",
+        "currency": {"currencyCode": account.asset},
+        "balanceType": "ASSET",
+        "currentBalance": format_minor(account.balance_posted, scale),
+        "availableBalance": format_minor(account.available, scale),
+        "balanceAsOf": iso(ctx.clock()),
+    }
+
+
+class FdxAccount(BaseModel):
+    accountId: str
+    accountCategory: str
+    accountType: str
+    accountNumberDisplay: str
+    productName: str
+    status: str
+    currency: dict[str, str]
+    balanceType: str
+    currentBalance: str = Field(description="an exact decimal string (FDX writes a number)")
+    availableBalance: str
+    balanceAsOf: str
+
+
+class FdxAccounts(BaseModel):
+    accounts: list[FdxAccount]
+
+
+class FdxTransaction(BaseModel):
+    transactionId: str
+    postedTimestamp: str
+    amount: str
+    debitCreditMemo: str
+    description: str
+    status: str = Field(description="POSTED or PENDING")
+
+
+class FdxPage(BaseModel):
+    nextOffset: str | None = None
+
+
+class FdxTransactions(BaseModel):
+    page: FdxPage
+    transactions: list[FdxTransaction]
+
+
+class FdxPaymentNetwork(BaseModel):
+    bankId: str = Field(description="the bank's routing number")
+    identifier: str = Field(description="a tokenized account number: never the real one")
+    identifierType: str
+    type: str
+    transferIn: bool
+    transferOut: bool
+
+
+class FdxPaymentNetworks(BaseModel):
+    paymentNetworks: list[FdxPaymentNetwork]
+
+
+@router.get(
+    "/fdx/v6/accounts",
+    response_model=FdxAccounts,
+    tags=["fdx"],
+    summary="The accounts the customer shared with this partner",
+    responses=responses({200: "the consented accounts"}, FDX_REFUSED, authenticated=False),
+)
+def fdx_accounts(
+    request: Request, access: Any = partner_access("accounts:read"), service: ConnectService = Depends(connect_service)
+) -> Any:
+    ctx: Context = context(request)
+    out = []
+    for account_id in access.accounts:
+        try:
+            account = _account(ctx, access, str(account_id))
+        except ApiProblem:
+            continue
+        out.append(_fdx_account(ctx, service, access, account))
+    return {"accounts": out}
+
+
+@router.get(
+    "/fdx/v6/accounts/{accountId}",
+    response_model=FdxAccount,
+    tags=["fdx"],
+    summary="One consented account",
+    responses=responses({200: "the account"}, FDX_REFUSED, authenticated=False),
+)
+def fdx_account(
+    request: Request,
+    account_id: str = PathParam(alias="accountId", min_length=1, max_length=40),
+    access: Any = partner_access("accounts:read"),
+    service: ConnectService = Depends(connect_service),
+) -> Any:
+    ctx: Context = context(request)
+    return _fdx_account(ctx, service, access, _account(ctx, access, account_id))
+
+
+@router.get(
+    "/fdx/v6/accounts/{accountId}/transactions",
+    response_model=FdxTransactions,
+    tags=["fdx"],
+    summary="A consented account's transactions, newest first, a page at a time",
+    responses=responses({200: "a page; follow page.nextOffset"}, FDX_REFUSED, authenticated=False),
+)
+def fdx_transactions(
+    request: Request,
+    account_id: str = PathParam(alias="accountId", min_length=1, max_length=40),
+    offset: str | None = Query(None, max_length=20, pattern=r"^[0-9]+$", description="page.nextOffset"),
+    limit: int = Query(25, ge=1, le=100),
+    access: Any = partner_access("accounts:read"),
+) -> Any:
+    ctx: Context = context(request)
+    account = _account(ctx, access, account_id)
+    scale = ctx.settings.asset_registry.get(account.asset).scale
+    after = int(offset) if offset else 0
+    if after > 2**62:
+        raise ApiProblem(422, "invalid_request", "the offset is not one this API gave")
+    rows = ctx.ledger.list_transfers(account_id=account.id, newest_first=True, after_seq=after, limit=limit)
+    out = []
+    for t in rows:
+        if t.pending_id is not None or t.pending_status in ("voided", "expired"):
+            continue  # a post or void of a hold is its hold's story, told once
+        out.append(
+            {
+                "transactionId": t.id,
+                "postedTimestamp": iso(t.created_at_us),
+                "amount": format_minor(t.amount, scale),
+                "debitCreditMemo": "DEBIT" if t.debit_account_id == account.id else "CREDIT",
+                "description": t.memo or t.code,
+                "status": "PENDING" if t.pending_status == "pending" else "POSTED",
+            }
+        )
+    return {"page": {"nextOffset": str(rows[-1].seq) if len(rows) == limit else None}, "transactions": out}
+
+
+@router.get(
+    "/fdx/v6/accounts/{accountId}/payment-networks",
+    response_model=FdxPaymentNetworks,
+    tags=["fdx"],
+    summary="How to move money to and from a consented account: the routing number and a tokenized number",
+    responses=responses({200: "the payment networks"}, FDX_REFUSED, authenticated=False),
+)
+def fdx_payment_networks(
+    request: Request,
+    account_id: str = PathParam(alias="accountId", min_length=1, max_length=40),
+    access: Any = partner_access("accounts:read"),
+    service: ConnectService = Depends(connect_service),
+) -> Any:
+    ctx: Context = context(request)
+    account = _account(ctx, access, account_id)
+    return {
+        "paymentNetworks": [
+            {
+                "bankId": ctx.settings.connect.routing_number,
+                "identifier": service.tokenized_account_number(access.consent_id, account.id),
+                "identifierType": "ACCOUNT_NUMBER",
+                "type": "US_ACH",
+                "transferIn": True,
+                "transferOut": "payments:write" in access.scopes,
+            }
+        ]
+    }

@@ -1,0 +1,1 @@
+"""Bank-to-wallet: partner apps (an exchange) reach a customer's accounts with the customer's consent."""

@@ -1,0 +1,72 @@
+"""Partner apps, consents, authorization codes and tokens (OAuth 2.0, docs/connect.md)."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Index, String, Table, Text, UniqueConstraint
+
+from andchain.db import metadata
+
+# A partner app (an exchange): an OAuth client. Public clients (no secret) must use PKCE, as all do.
+partners = Table(
+    "connect_partners",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("secret_hmac", String(64), nullable=True),  # none: a public client
+    Column("redirect_uris", Text, nullable=False),  # JSON list, matched exactly
+    Column("scopes", Text, nullable=False),  # JSON list: what it may ask for
+    Column("active", Boolean, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+)
+
+# What a customer granted a partner: scopes, accounts, for how long. ACTIVE until it expires or the
+# customer revokes it; every token of a consent stops working with it.
+consents = Table(
+    "connect_consents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(64), nullable=False),  # the partner
+    Column("customer", String(64), nullable=False),  # the bank's client
+    Column("scopes", Text, nullable=False),  # JSON list
+    Column("accounts", Text, nullable=False),  # JSON list of ledger account ids
+    Column("status", String(16), nullable=False),  # active | revoked (expired: by its time)
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger, nullable=True),
+    Index("ix_connect_consents_customer", "customer", "created_at_us"),
+)
+
+codes = Table(
+    "connect_codes",
+    metadata,
+    Column("code_hmac", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("consent_id", String(40), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("code_challenge", String(128), nullable=True),
+    Column("code_challenge_method", String(8), nullable=True),
+    Column("expires_at_us", BigInteger, nullable=False),
+    Column("used", Boolean, nullable=False),
+)
+
+# Access and refresh tokens, kept as keyed hashes. A refresh token is used once: the rotation
+# issues a new pair and retires the old; a retired one presented again revokes its consent's tokens.
+tokens = Table(
+    "connect_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("access_hmac", String(64), nullable=False),
+    Column("refresh_hmac", String(64), nullable=True),
+    Column("client_id", String(64), nullable=False),
+    Column("consent_id", String(40), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("issued_at_us", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
+    Column("refresh_expires_at_us", BigInteger, nullable=True),
+    Column("revoked", Boolean, nullable=False),
+    Column("refresh_used", Boolean, nullable=False),
+    Index("ix_connect_tokens_consent", "consent_id"),
+    UniqueConstraint("access_hmac", name="uq_connect_tokens_access"),
+    UniqueConstraint("refresh_hmac", name="uq_connect_tokens_refresh"),
+)

@@ -1,0 +1,79 @@
+"""Bank-to-wallet: partner apps, consents, authorization codes and tokens.
+
+Revision ID: 0016
+Revises: 0015
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "connect_partners",
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("secret_hmac", sa.String(64), nullable=True),
+        sa.Column("redirect_uris", sa.Text, nullable=False),
+        sa.Column("scopes", sa.Text, nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("client_id", name="pk_connect_partners"),
+    )
+    op.create_table(
+        "connect_consents",
+        sa.Column("id", sa.String(40), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("customer", sa.String(64), nullable=False),
+        sa.Column("scopes", sa.Text, nullable=False),
+        sa.Column("accounts", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+        sa.Column("revoked_at_us", sa.BigInteger, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_connect_consents"),
+    )
+    op.create_index("ix_connect_consents_customer", "connect_consents", ["customer", "created_at_us"])
+    op.create_table(
+        "connect_codes",
+        sa.Column("code_hmac", sa.String(64), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("consent_id", sa.String(40), nullable=False),
+        sa.Column("redirect_uri", sa.Text, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("code_challenge", sa.String(128), nullable=True),
+        sa.Column("code_challenge_method", sa.String(8), nullable=True),
+        sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+        sa.Column("used", sa.Boolean, nullable=False),
+        sa.PrimaryKeyConstraint("code_hmac", name="pk_connect_codes"),
+    )
+    op.create_table(
+        "connect_tokens",
+        sa.Column("id", sa.String(40), nullable=False),
+        sa.Column("access_hmac", sa.String(64), nullable=False),
+        sa.Column("refresh_hmac", sa.String(64), nullable=True),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("consent_id", sa.String(40), nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("issued_at_us", sa.BigInteger, nullable=False),
+        sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+        sa.Column("refresh_expires_at_us", sa.BigInteger, nullable=True),
+        sa.Column("revoked", sa.Boolean, nullable=False),
+        sa.Column("refresh_used", sa.Boolean, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_connect_tokens"),
+        sa.UniqueConstraint("access_hmac", name="uq_connect_tokens_access"),
+        sa.UniqueConstraint("refresh_hmac", name="uq_connect_tokens_refresh"),
+    )
+    op.create_index("ix_connect_tokens_consent", "connect_tokens", ["consent_id"])
+
+
+def downgrade() -> None:
+    op.drop_table("connect_tokens")
+    op.drop_table("connect_codes")
+    op.drop_table("connect_consents")
+    op.drop_table("connect_partners")
