@@ -30,6 +30,7 @@ from andchain.config import Settings
 from andchain.connect.oauth import ConnectService
 from andchain.context import Context
 from andchain.devtools.postgres import free_port
+from andchain.errors import DomainError
 from andchain.tokens.service import TokenService
 
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -162,6 +163,7 @@ def test_a_partner_reads_the_consented_account_through_the_whole_pkce_flow(bank)
     assert back.status_code == 302, back.text
     location = back.headers["location"]
     assert location.startswith(REDIRECT) and "code=" in location
+    assert parse_qs(urlsplit(location).query)["iss"] == [bank.base]  # RFC 9207
     token = oauth.fetch_token(f"{bank.base}/oauth/token", authorization_response=location, code_verifier=code_verifier)
     assert token["token_type"].lower() == "bearer" and token["expires_in"] == 900
     assert set(token["scope"].split()) == {"accounts:read", "payments:write"} and token["refresh_token"]
@@ -198,6 +200,10 @@ def test_a_partner_reads_the_consented_account_through_the_whole_pkce_flow(bank)
     assert reused.value.error == "invalid_grant"
     gone = oauth.get(f"{bank.base}/fdx/v6/accounts")
     assert gone.status_code == 401 and gone.headers["www-authenticate"].startswith("Bearer")
+    customer = {"Authorization": f"Bearer {bank.ada_key}"}
+    ended = [c for c in httpx.get(f"{bank.base}/v1/consents", headers=customer).json()["data"]
+             if c["partner"] == client_id]  # fmt: skip
+    assert [c["status"] for c in ended] == ["revoked"]  # the reuse ended the consent itself
 
 
 def test_a_revoked_consent_stops_every_token_at_once(bank):
@@ -287,6 +293,26 @@ def test_refusals_of_the_flow(bank):
     location = consent_flow(bank, public, code_verifier, key=bank.bob_key).headers["location"]
     public.fetch_token(token_url, authorization_response=location, code_verifier=code_verifier)
     assert [a["currentBalance"] for a in public.get(f"{bank.base}/fdx/v6/accounts").json()["accounts"]] == ["900.00"]
+    # Credentials that do not decode, and a NUL: clear refusals, never a 500.
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    bad = httpx.post(token_url, content="grant_type=authorization_code&code=x",
+                     headers={"Authorization": "Basic /w==", **form})  # fmt: skip
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+    nul = httpx.post(token_url, content="grant_type=refresh_token&client_id=%00&refresh_token=x",
+                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert nul.status_code == 400
+    # A disabled partner: its tokens stop at once.
+    bank.connect.set_active(public_id, False)
+    assert public.get(f"{bank.base}/fdx/v6/accounts").status_code == 401
+    # Registration takes only exact, safe redirect URIs.
+    for uri in (
+        "http://localhost.evil.example/cb",
+        "https://user@evil.example/cb",
+        "http://10.0.0.1/cb",
+        "https://x/#f",
+    ):
+        with pytest.raises(DomainError):
+            bank.connect.register_partner("Bad", [uri], ["accounts:read"])
     # An API key is not a partner's token.
     assert (
         httpx.get(f"{bank.base}/fdx/v6/accounts", headers={"Authorization": f"Bearer {bank.ada_key}"}).status_code

@@ -54,3 +54,19 @@ def partners_list(as_json: JsonOpt = False) -> None:
     for v in views:
         table.add_row(v["client_id"], v["name"], str(v["public"]), " ".join(v["redirect_uris"]), " ".join(v["scopes"]))
     out.print(table)
+
+
+@app.command("disable")
+@clean_errors
+def partners_disable(client_id: Annotated[str, typer.Argument(help="the partner's client id")]) -> None:
+    """Disable a partner: its tokens stop working at once and it gets no new ones."""
+    partner = _service().set_active(client_id, False)
+    out.print(f"partner {partner.client_id} ({partner.name}) disabled")
+
+
+@app.command("enable")
+@clean_errors
+def partners_enable(client_id: Annotated[str, typer.Argument(help="the partner's client id")]) -> None:
+    """Enable a disabled partner again (its consents that have not ended work again)."""
+    partner = _service().set_active(client_id, True)
+    out.print(f"partner {partner.client_id} ({partner.name}) enabled")

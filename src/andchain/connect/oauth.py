@@ -6,9 +6,9 @@
   PKCE challenge, S256 only.
 - The customer grants a consent on andchain's consent screen: which accounts, which scopes, for how
   long. The authorization code names that consent; it lives `connect.code_ttl_s`, is used once
-  (a second use is refused and revokes what the first issued).
+  (claimed when it is looked up; a second use ends the consent and every token of it).
 - Access tokens live `connect.access_token_ttl_s`; a refresh token is used once: the rotation issues
-  a new pair, and a retired refresh token presented again revokes every token of its consent
+  a new pair, and a retired refresh token presented again ends its consent and every token of it
   (RFC 9700's reuse detection).
 - A consent is ACTIVE until its end (then EXPIRED) or until the customer revokes it (REVOKED): every
   token of a consent stops working with it, at once (each use looks the consent up).
@@ -25,12 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from authlib.oauth2 import AuthorizationServer, OAuth2Error
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
-    InvalidGrantError,
+    InvalidRequestError,
     OAuth2Payload,
     OAuth2Request,
     TokenMixin,
@@ -319,6 +320,8 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         service: ConnectService = self.server.service
         grantee: Grantee = request.user
         payload = request.payload.data
+        if not payload.get("code_challenge") or payload.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("PKCE is required: code_challenge with code_challenge_method=S256")
         with write_transaction(service.engine) as conn:
             conn.execute(
                 schema.codes.insert().values(
@@ -328,22 +331,26 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
                     redirect_uri=payload.get("redirect_uri") or "",
                     scope=payload.get("scope") or "",
                     code_challenge=payload.get("code_challenge"),
-                    code_challenge_method=payload.get("code_challenge_method") or "S256",
+                    code_challenge_method="S256",
                     expires_at_us=service.clock() + service.settings.code_ttl_s * 1_000_000,
                     used=False,
                 )
             )
 
     def query_authorization_code(self, code: str, client: Partner) -> Code | None:
+        """The code, claimed at once (used from here on, whatever follows): of two requests presenting it,
+        one alone gets it; the other is a reuse, which ends the consent (RFC 6749 4.1.2, RFC 9700)."""
         service: ConnectService = self.server.service
         t = schema.codes
+        digest = service.digest(code)
         with service.engine.connect() as conn:
-            row = conn.execute(select(t).where(t.c.code_hmac == service.digest(code))).first()
+            row = conn.execute(select(t).where(t.c.code_hmac == digest)).first()
         if row is None or row.client_id != client.get_client_id():
-            return None
-        if row.used:
-            # A code presented twice: whatever the first use issued is revoked (RFC 6749 4.1.2).
-            service.revoke_tokens_of(row.consent_id)
+            return None  # another partner's code says nothing, and revokes nothing
+        with write_transaction(service.engine) as conn:
+            claimed = conn.execute(update(t).where(t.c.code_hmac == digest, t.c.used.is_(False)).values(used=True))
+        if claimed.rowcount != 1:
+            service.compromised(row.consent_id)
             return None
         if service.clock() >= row.expires_at_us:
             return None
@@ -351,14 +358,7 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
                     row.code_challenge_method, row.expires_at_us)  # fmt: skip
 
     def delete_authorization_code(self, authorization_code: Code) -> None:
-        service: ConnectService = self.server.service
-        t = schema.codes
-        with write_transaction(service.engine) as conn:
-            done = conn.execute(
-                update(t).where(t.c.code_hmac == authorization_code.code_hmac, t.c.used.is_(False)).values(used=True)
-            )
-        if done.rowcount != 1:
-            raise InvalidGrantError("the authorization code was used already")
+        """Nothing: the code was claimed when it was looked up."""
 
     def authenticate_user(self, authorization_code: Code) -> Grantee | None:
         service: ConnectService = self.server.service
@@ -373,15 +373,20 @@ class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        """The refresh token, claimed at once (retired from here on): of two requests presenting it, one
+        alone gets a new pair; a retired one presented again ends the consent (RFC 9700 4.14.2)."""
         service: ConnectService = self.server.service
         t = schema.tokens
         with service.engine.connect() as conn:
             row = conn.execute(select(t).where(t.c.refresh_hmac == service.digest(refresh_token))).first()
-        if row is None:
-            return None
-        if row.refresh_used:
-            # A retired refresh token presented again: stolen or replayed; every token of the consent goes.
-            service.revoke_tokens_of(row.consent_id)
+        if row is None or row.client_id != self.request.client.get_client_id():
+            return None  # another partner's token says nothing, and revokes nothing
+        with write_transaction(service.engine) as conn:
+            claimed = conn.execute(
+                update(t).where(t.c.id == row.id, t.c.refresh_used.is_(False)).values(refresh_used=True, revoked=True)
+            )
+        if claimed.rowcount != 1:
+            service.compromised(row.consent_id)
             return None
         now = service.clock()
         consent = service.consent(row.consent_id, required=False)
@@ -390,23 +395,29 @@ class _RefreshGrant(RefreshTokenGrant):  # type: ignore[misc]
         if row.refresh_expires_at_us is not None and now >= row.refresh_expires_at_us:
             return None
         return Token(row.id, row.client_id, row.consent_id, row.scope, row.expires_at_us, row.refresh_expires_at_us,
-                     row.revoked, now)  # fmt: skip
+                     False, now)  # fmt: skip
 
     def authenticate_user(self, refresh_token: Token) -> Grantee | None:
         consent = self.server.service.consent(refresh_token.consent_id, required=False)
         return None if consent is None else Grantee(consent.id, consent.customer)
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
-        service: ConnectService = self.server.service
-        t = schema.tokens
-        with write_transaction(service.engine) as conn:
-            done = conn.execute(
-                update(t)
-                .where(t.c.id == refresh_token.id, t.c.refresh_used.is_(False))
-                .values(refresh_used=True, revoked=True)
-            )
-        if done.rowcount != 1:
-            raise InvalidGrantError("the refresh token was used already")
+        """Nothing: the refresh token was retired when it was looked up."""
+
+
+def _redirect_ok(uri: str) -> bool:
+    if len(uri) > 2000 or "#" in uri or any(c.isspace() for c in uri):
+        return False
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and host in ("localhost", "127.0.0.1", "::1")
 
 
 class ConnectService:
@@ -447,10 +458,10 @@ class ConnectService:
         if not redirect_uris:
             raise DomainError("a partner registers at least one redirect URI", code="invalid_request")
         for uri in redirect_uris:
-            if not (uri.startswith("https://") or uri.startswith("http://127.0.0.1") or uri.startswith(
-                    "http://localhost")) or "#" in uri or len(uri) > 2000:  # fmt: skip
+            if not _redirect_ok(uri):
                 raise DomainError(
-                    f"a redirect URI is https (or http on this machine), without a fragment: {uri[:100]!r}",
+                    f"a redirect URI is https with a host (or http on this machine: localhost, 127.0.0.1, ::1), "
+                    f"without user info or a fragment: {uri[:100]!r}",
                     code="invalid_redirect_uri",
                 )
         unknown = [s for s in scopes if s not in SCOPES]
@@ -469,6 +480,15 @@ class ConnectService:
         partner = self.partner(client_id)
         assert partner is not None
         return partner, secret
+
+    def set_active(self, client_id: str, active: bool) -> Partner:
+        """Disable a partner (its tokens stop working at once, it gets no new ones) or enable it again."""
+        self.partner(client_id)
+        with write_transaction(self.engine) as conn:
+            conn.execute(update(schema.partners).where(schema.partners.c.client_id == client_id).values(active=active))
+        partner = self.partner(client_id)
+        assert partner is not None
+        return partner
 
     def partner(self, client_id: str, *, required: bool = True) -> Partner | None:
         t = schema.partners
@@ -550,8 +570,15 @@ class ConnectService:
         assert revoked is not None
         return revoked
 
-    def revoke_tokens_of(self, consent_id: str) -> None:
+    def compromised(self, consent_id: str) -> None:
+        """A code or refresh token presented twice: stolen or replayed. The consent ends, and with it every
+        token of it, those in flight included (each use looks the consent up)."""
+        now = self.clock()
+        t = schema.consents
         with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(t).where(t.c.id == consent_id, t.c.status == ACTIVE).values(status=REVOKED, revoked_at_us=now)
+            )
             conn.execute(update(schema.tokens).where(schema.tokens.c.consent_id == consent_id).values(revoked=True))
 
     # ---------------------------------------------------------------- tokens
@@ -593,6 +620,9 @@ class ConnectService:
         consent = self.consent(row.consent_id, required=False)
         if consent is None or consent.status_at(now) != ACTIVE:
             raise Unauthorized("the consent behind this access token has ended")
+        partner = self.partner(row.client_id, required=False)
+        if partner is None or not partner.active:
+            raise Unauthorized("the app this access token was issued to is disabled")
         scopes = tuple(row.scope.split())
         if scope not in scopes:
             raise InsufficientScope(f"this token does not carry the scope {scope}")

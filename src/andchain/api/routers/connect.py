@@ -78,7 +78,10 @@ def issuer(ctx: Context) -> str:
     configured = ctx.settings.connect.issuer
     if configured:
         return configured.rstrip("/")
-    return f"http://{ctx.settings.api.host}:{ctx.settings.api.port}"
+    host = ctx.settings.api.host
+    if host in ("0.0.0.0", "::", "[::]", ""):  # listening everywhere: partners on this machine use loopback
+        host = "127.0.0.1"
+    return f"http://{host}:{ctx.settings.api.port}"
 
 
 async def _http_in(request: Request, ctx: Context) -> HttpIn:
@@ -87,6 +90,8 @@ async def _http_in(request: Request, ctx: Context) -> HttpIn:
         parsed = await request.form()
         form = [(k, v) for k, v in parsed.multi_items() if isinstance(v, str)]
     query = list(request.query_params.multi_items())
+    if any("\x00" in k or "\x00" in v for k, v in [*form, *query]):
+        raise ApiProblem(400, "invalid_request", "a field holds a NUL character")
     url = issuer(ctx) + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return HttpIn(request.method, url, {k.lower(): v for k, v in request.headers.items()}, query, form)
 
@@ -107,6 +112,9 @@ def metadata(request: Request) -> JSONResponse:
             "response_modes_supported": ["query"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
+            # RFC 9207: every authorization response names its issuer (a wallet that talks to several banks
+            # tells them apart: no mix-up).
+            "authorization_response_iss_parameter_supported": True,
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": list(SCOPES),
             "service_documentation": f"{base}/docs",
@@ -143,10 +151,14 @@ def _hidden(fields: list[tuple[str, str]]) -> str:
     )
 
 
-def _oauth_error(error: OAuth2Error, redirect_uri: str | None, state: str | None) -> Any:
+def _with_iss(location: str, iss: str) -> str:
+    return f"{location}{'&' if '?' in location else '?'}{urlencode({'iss': iss})}"
+
+
+def _oauth_error(error: OAuth2Error, redirect_uri: str | None, state: str | None, iss: str = "") -> Any:
     """An authorization error: back to the partner when its redirect URI was verified, else a page."""
     if redirect_uri:
-        params = {"error": error.error}
+        params = {"error": error.error, "iss": iss}
         if error.description:
             params["error_description"] = error.description
         if state:
@@ -212,13 +224,12 @@ def _sign_in_page(service: ConnectService, http: HttpIn, grant: Any, message: st
 def _consent_page(service: ConnectService, ctx: Context, http: HttpIn, grant: Any, customer: str) -> Any:
     partner = grant.client
     scopes = (grant.request.payload.scope or "").split()
-    accounts = ctx.ledger.list_accounts(prefix=f"clients:{customer}:", limit=100)
+    accounts = _customer_accounts(ctx, customer)
     choices = "".join(
         f'<li><label><input type=checkbox name=account value="{a.id}" checked> {html.escape(_account_label(a))} '
         f"({format_minor(a.balance_posted, ctx.settings.asset_registry.get(a.asset).scale)} {html.escape(a.asset)})"
         "</label></li>"
         for a in accounts
-        if a.asset == "USD" and not a.closed
     )
     scope_boxes = "".join(
         f'<li><label><input type=checkbox name=grant_scope value="{html.escape(s)}" checked> '
@@ -255,10 +266,14 @@ def _account_label(account: Any) -> str:
 async def authorize_page(request: Request, service: ConnectService = Depends(connect_service)) -> Any:
     ctx: Context = context(request)
     http = await _http_in(request, ctx)
+    return await run_in_threadpool(_authorize_page, service, ctx, http)
+
+
+def _authorize_page(service: ConnectService, ctx: Context, http: HttpIn) -> Any:
     try:
-        grant = await run_in_threadpool(_validated, service, http)
+        grant = _validated(service, http)
     except OAuth2Error as error:
-        return _oauth_error(error, _verified_redirect(service, http), dict(http.query).get("state"))
+        return _oauth_error(error, _verified_redirect(service, http), dict(http.query).get("state"), issuer(ctx))
     return _sign_in_page(service, http, grant)
 
 
@@ -266,12 +281,29 @@ async def authorize_page(request: Request, service: ConnectService = Depends(con
 async def authorize_decide(request: Request, service: ConnectService = Depends(connect_service)) -> Any:
     ctx: Context = context(request)
     http = await _http_in(request, ctx)
+    return await run_in_threadpool(_authorize_decide, service, ctx, http)
+
+
+def _customer_accounts(ctx: Context, customer: str) -> list[Any]:
+    """What a customer may share: its open USD accounts."""
+    found: list[Any] = []
+    after = 0
+    while True:
+        page = ctx.ledger.list_accounts(prefix=f"clients:{customer}:", after_id=after, limit=500)
+        found.extend(a for a in page if a.asset == "USD" and not a.closed)
+        if len(page) < 500:
+            return found
+        after = page[-1].id
+
+
+def _authorize_decide(service: ConnectService, ctx: Context, http: HttpIn) -> Any:
     fields = dict(http.form)
     state = fields.get("state")
+    iss = issuer(ctx)
     try:
-        grant = await run_in_threadpool(_validated, service, http)
+        grant = _validated(service, http)
     except OAuth2Error as error:
-        return _oauth_error(error, _verified_redirect(service, http), state)
+        return _oauth_error(error, _verified_redirect(service, http), state, iss)
     if fields.get("step") == "signin":
         principal = ctx.api_keys.verify(fields.get("customer_key", "").strip())
         if principal is None or principal.role != Role.CLIENT or principal.client_id is None:
@@ -283,13 +315,15 @@ async def authorize_decide(request: Request, service: ConnectService = Depends(c
     if customer is None:
         return _sign_in_page(service, http, grant, "Your sign-in expired: sign in again.", status=401)
     if fields.get("decision") != "allow":
-        status, _, headers = service.server.create_authorization_response(oauth_request(http), grant_user=None)
-        return RedirectResponse(dict(headers)["Location"], status)
+        status, _, headers = service.server.create_authorization_response(
+            oauth_request(http), grant_user=None, grant=grant
+        )
+        return RedirectResponse(_with_iss(dict(headers)["Location"], iss), status)
     requested = set((grant.request.payload.scope or "").split())
     chosen = [v for k, v in http.form if k == "grant_scope" and v in requested]
-    own = {a.id for a in ctx.ledger.list_accounts(prefix=f"clients:{customer}:", limit=100)}
+    own = {a.id for a in _customer_accounts(ctx, customer)}
     try:
-        accounts = sorted({int(v) for k, v in http.form if k == "account"})
+        accounts = sorted({int(v) for k, v in http.form if k == "account" and len(v) <= 18})
         days = int(fields.get("days") or ctx.settings.connect.consent_days)
     except ValueError:
         return _page("This request cannot go on", "<p>Start again from the app.</p>", status=400)
@@ -301,18 +335,29 @@ async def authorize_decide(request: Request, service: ConnectService = Depends(c
         return _page("Nothing was shared", f"<p>{html.escape(exc.message)}</p>", status=400)
     # The code carries what the customer chose, which may be less than what was asked.
     form = [(k, v) for k, v in http.form if k != "scope"] + [("scope", " ".join(sorted(chosen)))]
-    narrowed = HttpIn(http.method, http.url, http.headers, http.query, form)
+    narrowed = service.server.get_consent_grant(oauth_request(HttpIn(http.method, http.url, http.headers,
+                                                                      http.query, form)))  # fmt: skip
     status, _, headers = service.server.create_authorization_response(
-        oauth_request(narrowed), grant_user=Grantee(consent.id, customer)
+        narrowed.request, grant_user=Grantee(consent.id, customer), grant=narrowed
     )
-    return RedirectResponse(dict(headers)["Location"], status)
+    return RedirectResponse(_with_iss(dict(headers)["Location"], iss), status)
 
 
 @oauth.post("/oauth/token", include_in_schema=False)
 async def token(request: Request, service: ConnectService = Depends(connect_service)) -> JSONResponse:
     ctx: Context = context(request)
     http = await _http_in(request, ctx)
-    status, body, headers = await run_in_threadpool(service.server.create_token_response, oauth_request(http))
+
+    def issue() -> tuple[int, Any, list[tuple[str, str]]]:
+        try:
+            answer: tuple[int, Any, list[tuple[str, str]]] = service.server.create_token_response(oauth_request(http))
+            return answer
+        except OAuth2Error as error:  # raised before authlib answers (an issuer it deems insecure)
+            return error.status_code or 400, dict(error.get_body()), []
+        except (UnicodeDecodeError, ValueError):  # a client authentication header that does not decode
+            return 401, {"error": "invalid_client", "error_description": "the client credentials do not decode"}, []
+
+    status, body, headers = await run_in_threadpool(issue)
     response = JSONResponse(body, status_code=status)
     for name, value in headers:
         if name.lower() != "content-type":
