@@ -515,6 +515,13 @@ class ConnectSettings(BaseModel):
     consent_days_max: int = Field(default=365, ge=1, le=400)
     # The bank's ABA routing number, shown to partners with a tokenized account number.
     routing_number: str = Field(default="123456780", pattern=r"^[0-9]{9}$")
+    # Account pulls (ACH-like debits a partner sends): posted this long after they arrive (the
+    # settlement date), settled when the return window after that closes; per customer, at most
+    # this much a day and this many in an hour.
+    pull_post_after_s: float = Field(default=0, ge=0, le=7 * 86_400)
+    pull_return_window_s: float = Field(default=2 * 86_400, ge=0, le=60 * 86_400)
+    pull_daily_max: str = "5000.00"
+    pull_hourly_count_max: int = Field(default=5, ge=1, le=1000)
 
 
 class TradingSettings(BaseModel):

@@ -27,7 +27,7 @@ OAUTH = {
     "/oauth/authorize",
     "/oauth/token",
 }
-FDX_PREFIX = "/fdx/"
+FDX_PREFIX = ("/fdx/", "/connect/v1/")
 ROLES = [None, *Role]
 
 
@@ -90,8 +90,11 @@ def test_the_partner_resources_take_a_partner_token_never_an_api_key(make_client
     fdx = [r for r in _routes(http.app) if r.path.startswith(FDX_PREFIX)]
     assert len(fdx) >= 4
     for route in fdx:
+        method = sorted(route.methods)[0]
         for headers in ({}, {"Authorization": http.headers["Authorization"]}, {"Authorization": "Bearer at_nope"}):
-            answer = http.request("GET", _path(route.path), headers={"Authorization": "", **headers})
+            extra = {"Idempotency-Key": "walk"} if method == "POST" else {}
+            answer = http.request(method, _path(route.path), headers={"Authorization": "", **extra, **headers},
+                                  json={"accountId": "1", "amount": "1.00"} if method == "POST" else None)  # fmt: skip
             assert answer.status_code == 401, (route.path, answer.text)
             assert answer.json()["code"] == "invalid_token"
             assert answer.headers["WWW-Authenticate"].startswith("Bearer")

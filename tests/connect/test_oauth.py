@@ -183,6 +183,18 @@ def test_a_partner_reads_the_consented_account_through_the_whole_pkce_flow(bank)
     assert len(networks[0]["identifier"]) == 17 and real not in networks[0]["identifier"]
     assert networks[0]["transferOut"] is True
 
+    # The partner pulls funds from the account into the customer's wallet (an ACH-like debit).
+    pull = {"accountId": account_id, "amount": "250.00", "memo": "fund wallet"}
+    made = oauth.post(f"{bank.base}/connect/v1/pulls", json=pull, headers={"Idempotency-Key": "pull-1"})
+    assert made.status_code == 201, made.text
+    assert (made.json()["status"], made.json()["amount"]) == ("pending", "250.00")
+    again = oauth.post(f"{bank.base}/connect/v1/pulls", json=pull, headers={"Idempotency-Key": "pull-1"})
+    assert again.json()["pullId"] == made.json()["pullId"]
+    seen = oauth.get(f"{bank.base}/connect/v1/pulls/{made.json()['pullId']}").json()
+    assert seen["status"] in ("pending", "posted")
+    balance = oauth.get(f"{bank.base}/fdx/v6/accounts/{account_id}").json()
+    assert balance["availableBalance"] == "2250.00"  # held at once
+
     # Another customer's account: 403, naming nothing; the same answer as an account that does not exist.
     other = oauth.get(f"{bank.base}/fdx/v6/accounts/{bank.bob_account}")
     missing = oauth.get(f"{bank.base}/fdx/v6/accounts/999999")
@@ -234,6 +246,15 @@ def test_refusals_of_the_flow(bank):
     client_id, secret = partner(bank, ["accounts:read"])
     oauth = client(bank, client_id, secret, "accounts:read")
     token_url = f"{bank.base}/oauth/token"
+
+    # A token without payments:write pulls nothing.
+    code_verifier = verifier()
+    location = consent_flow(bank, oauth, code_verifier, key=bank.ada_key).headers["location"]
+    oauth.fetch_token(token_url, authorization_response=location, code_verifier=code_verifier)
+    account_id = oauth.get(f"{bank.base}/fdx/v6/accounts").json()["accounts"][0]["accountId"]
+    denied_pull = oauth.post(f"{bank.base}/connect/v1/pulls", json={"accountId": account_id, "amount": "1.00"},
+                             headers={"Idempotency-Key": "p-scope"})  # fmt: skip
+    assert (denied_pull.status_code, denied_pull.json()["code"]) == (403, "insufficient_scope")
 
     # A wrong verifier.
     code_verifier = verifier()

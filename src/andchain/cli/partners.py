@@ -70,3 +70,48 @@ def partners_enable(client_id: Annotated[str, typer.Argument(help="the partner's
     """Enable a disabled partner again (its consents that have not ended work again)."""
     partner = _service().set_active(client_id, True)
     out.print(f"partner {partner.client_id} ({partner.name}) enabled")
+
+
+def _pulls() -> Any:
+    from andchain.connect.pulls import Pulls
+
+    service = _service()
+    return Pulls(context(), service)
+
+
+@app.command("pulls")
+@clean_errors
+def partners_pulls(
+    client: Annotated[str | None, typer.Option(help="one customer's, by client id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Partners' pulls from customers' accounts (ACH-like debits), newest first."""
+    views = [p.view() for p in _pulls().list(customer=client.lower() if client else None, limit=limit)]
+    if as_json:
+        emit_json(views)
+        return
+    table = Table("pull", "account", "amount", "status", "return", "settlement date", "window ends")
+    for v in views:
+        table.add_row(v["pullId"], v["accountId"], v["amount"], v["status"], v["returnCode"] or "",
+                      v["settlementDate"], v["returnWindowEnds"])  # fmt: skip
+    out.print(table)
+
+
+@app.command("return-pull")
+@clean_errors
+def partners_return_pull(
+    pull: Annotated[str, typer.Argument(help="the pull's id")],
+    code: Annotated[str, typer.Argument(help="R01 insufficient funds, R02 closed, R10 not authorized, ...")],
+) -> None:
+    """Return a pull before its window closes: a pending one is released, a posted one reversed."""
+    returned = _pulls().return_(pull, code)
+    out.print(f"{returned.id}: returned {returned.return_code} ({returned.view()['returnReason']})")
+
+
+@app.command("advance-pulls")
+@clean_errors
+def partners_advance_pulls() -> None:
+    """Post the pulls whose settlement date came, settle those whose return window closed (the worker does
+    this by itself)."""
+    out.print(f"{_pulls().advance()} pull(s) moved on")

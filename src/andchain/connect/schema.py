@@ -70,3 +70,29 @@ tokens = Table(
     UniqueConstraint("access_hmac", name="uq_connect_tokens_access"),
     UniqueConstraint("refresh_hmac", name="uq_connect_tokens_refresh"),
 )
+
+# A partner's pull from a customer's account (an ACH-like debit the bank receives): held when it
+# arrives, posted when its settlement date comes, settled when its return window closes; returned
+# (R01, R02, R10...) before that, which releases or reverses it.
+pulls = Table(
+    "connect_pulls",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(64), nullable=False),  # the partner
+    Column("idempotency_key", String(200), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("consent_id", String(40), nullable=False),
+    Column("customer", String(64), nullable=False),
+    Column("account_id", BigInteger, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("memo", String(140), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | posted | settled | returned
+    Column("return_code", String(4), nullable=True),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("post_at_us", BigInteger, nullable=False),
+    Column("settle_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    UniqueConstraint("client_id", "idempotency_key", name="uq_connect_pulls_key"),
+    Index("ix_connect_pulls_customer", "customer", "created_at_us"),
+    Index("ix_connect_pulls_due", "status", "post_at_us"),
+)

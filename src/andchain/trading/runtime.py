@@ -1,8 +1,10 @@
-"""The platform's worker: the tokens' and custody's operations and parts, and the desk's trades and
-quote expiry."""
+"""The platform's worker: the tokens' and custody's operations and parts, the desk's trades and quote
+expiry, and partners' account pulls along their lifecycle."""
 
 from __future__ import annotations
 
+from andchain.connect.oauth import ConnectService
+from andchain.connect.pulls import Pulls, PullsPart
 from andchain.context import Context
 from andchain.ops.worker import Worker
 from andchain.tokens.runtime import token_worker
@@ -27,4 +29,6 @@ def platform_worker(
     for kind in handler.kinds:
         worker.handlers[kind] = handler
     worker.parts.append(QuoteExpiryPart(desk))
+    worker.parts.append(PullsPart(Pulls(ctx, ConnectService(ctx.engine, ctx.settings.connect, ctx.api_keys.digest,
+                                                              clock=ctx.clock))))  # fmt: skip
     return worker

@@ -24,7 +24,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, InvalidScopeError
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
@@ -44,6 +44,7 @@ from andchain.connect.oauth import (
     Unauthorized,
     oauth_request,
 )
+from andchain.connect.pulls import Pulls
 from andchain.context import Context
 from andchain.errors import DomainError
 from andchain.events.store import iso
@@ -651,3 +652,139 @@ def fdx_payment_networks(
             }
         ]
     }
+
+
+# ----------------------------------------------------------------- pulls
+
+
+def pulls_service(request: Request, service: ConnectService = Depends(connect_service)) -> Pulls:
+    state = request.app.state
+    pulls: Pulls | None = getattr(state, "connect_pulls", None)
+    if pulls is None:
+        with _lock:
+            pulls = getattr(state, "connect_pulls", None)
+            if pulls is None:
+                pulls = Pulls(context(request), service)
+                state.connect_pulls = pulls
+    return pulls
+
+
+class PullIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    accountId: str = Field(min_length=1, max_length=18, pattern=r"^[0-9]+$")
+    amount: str = Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,2})?$", examples=["250.00"])
+    memo: str = Field(default="", max_length=140)
+
+
+class PullOut(BaseModel):
+    pullId: str
+    accountId: str
+    amount: str
+    currency: str
+    memo: str
+    status: str = Field(description="pending, posted, settled, returned")
+    returnCode: str | None
+    returnReason: str | None
+    createdAt: str
+    settlementDate: str
+    returnWindowEnds: str
+
+
+class PullsOut(BaseModel):
+    data: list[PullOut]
+
+
+class ReturnIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: str = Field(pattern=r"^R[0-9]{2}$", examples=["R10"])
+
+
+@router.post(
+    "/connect/v1/pulls",
+    status_code=201,
+    response_model=PullOut,
+    tags=["fdx"],
+    summary="Pull funds from a consented account into the customer's wallet (an ACH-like debit)",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {201: "the pull: pending, or returned R01 at once when the account cannot cover it"},
+        {
+            **FDX_REFUSED,
+            409: "idempotency_key_reused",
+            422: "invalid_amount, pull_limit_exceeded, pull_velocity_exceeded",
+        },
+        post=True,
+        authenticated=False,
+    ),
+)
+def create_pull(
+    body: PullIn,
+    access: Any = partner_access("payments:write"),
+    key: str = Depends(idempotency_key),
+    pulls: Pulls = Depends(pulls_service),
+) -> Any:
+    """Held on the customer's account at once, posted on its settlement date, settled when its return
+    window closes; the same Idempotency-Key answers the same pull."""
+    return pulls.create(access, body.accountId, body.amount, body.memo, key).view()
+
+
+@router.get(
+    "/connect/v1/pulls/{pullId}",
+    response_model=PullOut,
+    tags=["fdx"],
+    summary="One of this partner's pulls",
+    responses=responses({200: "the pull"}, {**FDX_REFUSED, 404: "pull_not_found"}, authenticated=False),
+)
+def get_pull(
+    pull_id: str = PathParam(alias="pullId", min_length=1, max_length=40),
+    access: Any = partner_access("payments:write"),
+    pulls: Pulls = Depends(pulls_service),
+) -> Any:
+    return pulls.get(pull_id, client_id=access.client_id, customer=access.customer).view()
+
+
+@router.get(
+    "/v1/connect/pulls",
+    response_model=PullsOut,
+    tags=["connect"],
+    summary="Partners' pulls from customers' accounts, newest first",
+    responses=responses({200: "the pulls (a client: from its own accounts)"}),
+)
+def list_pulls(
+    client: str | None = Query(None, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION),
+    limit: int = Query(100, ge=1, le=1000),
+    principal: Principal = allow(READERS, Role.CLIENT),
+    pulls: Pulls = Depends(pulls_service),
+) -> Any:
+    own = own_client(principal)
+    customer = own if own is not None else (client.lower() if client else None)
+    return {"data": [p.view() for p in pulls.list(customer=customer, limit=limit)]}
+
+
+@router.post(
+    "/v1/connect/pulls/{pull_id}/return",
+    response_model=PullOut,
+    tags=["connect"],
+    summary="Return a pull before its window closes: released, or reversed to the customer's account",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {200: "the pull, returned"},
+        {404: "pull_not_found", 409: "return_window_closed, pull_returned", 422: "invalid_return_code"},
+        post=True,
+    ),
+)
+def return_pull(
+    body: ReturnIn,
+    pull_id: str = PathParam(min_length=1, max_length=40),
+    principal: Principal = allow(BANK_WRITERS),
+    key: str = Depends(idempotency_key),
+    pulls: Pulls = Depends(pulls_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    def call() -> tuple[int, dict[str, Any]]:
+        return 200, pulls.return_(pull_id, body.code).view()
+
+    payload = {"pull": pull_id, "code": body.code}
+    return store.run(scoped(principal, "POST /v1/connect/pulls/{pull_id}/return"), key, payload, call)

@@ -1,4 +1,4 @@
-"""Bank-to-wallet: partner apps, consents, authorization codes and tokens.
+"""Bank-to-wallet: partner apps, consents, authorization codes, tokens, and account pulls.
 
 Revision ID: 0016
 Revises: 0015
@@ -70,9 +70,32 @@ def upgrade() -> None:
         sa.UniqueConstraint("refresh_hmac", name="uq_connect_tokens_refresh"),
     )
     op.create_index("ix_connect_tokens_consent", "connect_tokens", ["consent_id"])
+    op.create_table(
+        "connect_pulls",
+        sa.Column("id", sa.String(40), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("request_sha256", sa.String(64), nullable=False),
+        sa.Column("consent_id", sa.String(40), nullable=False),
+        sa.Column("customer", sa.String(64), nullable=False),
+        sa.Column("account_id", sa.BigInteger, nullable=False),
+        sa.Column("amount_minor", sa.BigInteger, nullable=False),
+        sa.Column("memo", sa.String(140), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("return_code", sa.String(4), nullable=True),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.Column("post_at_us", sa.BigInteger, nullable=False),
+        sa.Column("settle_at_us", sa.BigInteger, nullable=False),
+        sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_connect_pulls"),
+        sa.UniqueConstraint("client_id", "idempotency_key", name="uq_connect_pulls_key"),
+    )
+    op.create_index("ix_connect_pulls_customer", "connect_pulls", ["customer", "created_at_us"])
+    op.create_index("ix_connect_pulls_due", "connect_pulls", ["status", "post_at_us"])
 
 
 def downgrade() -> None:
+    op.drop_table("connect_pulls")
     op.drop_table("connect_tokens")
     op.drop_table("connect_codes")
     op.drop_table("connect_consents")
