@@ -522,6 +522,15 @@ class ConnectSettings(BaseModel):
     pull_return_window_s: float = Field(default=2 * 86_400, ge=0, le=60 * 86_400)
     pull_daily_max: str = "5000.00"
     pull_hourly_count_max: int = Field(default=5, ge=1, le=1000)
+    # Cards: an authorization not captured within this expires (its hold released by the ledger); a
+    # purchase with one of these merchant category codes (6051: crypto, quasi-cash) is a cash advance,
+    # charged this fee (percent of the amount, at least the minimum) and earning no points; points
+    # earned per USD of other purchases.
+    card_auth_ttl_s: int = Field(default=7 * 86_400, ge=60, le=31 * 86_400)
+    cash_advance_mccs: list[str] = Field(default_factory=lambda: ["6051", "6050", "6010", "6011"])
+    cash_advance_fee_percent: str = "5"
+    cash_advance_fee_min: str = "10.00"
+    points_per_usd: str = "1"
 
 
 class TradingSettings(BaseModel):

@@ -348,3 +348,32 @@ def test_s256_challenge_is_what_the_client_sent(bank):
     from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
     assert create_s256_code_challenge(v) == challenge
+
+
+def test_a_partner_charges_a_consented_card_over_http(bank):
+    from andchain.connect.cards import Cards
+
+    card = Cards(bank.ctx).issue(bank.bob, "1000.00")
+    client_id, secret = partner(bank, ["accounts:read", "payments:write"])
+    oauth = client(bank, client_id, secret, "accounts:read payments:write")
+    code_verifier = verifier()
+    location = consent_flow(bank, oauth, code_verifier, key=bank.bob_key).headers["location"]
+    oauth.fetch_token(f"{bank.base}/oauth/token", authorization_response=location, code_verifier=code_verifier)
+    accounts = oauth.get(f"{bank.base}/fdx/v6/accounts").json()["accounts"]
+    line = next(a for a in accounts if a["accountType"] == "CREDITCARD")
+    assert (line["accountCategory"], line["currentBalance"], line["availableBalance"]) == (
+        "LOC_ACCOUNT", "0.00", "1000.00")  # fmt: skip
+    charge = {"accountId": line["accountId"], "amount": "200.00", "mcc": "6051", "merchant": "Exchange One"}
+    made = oauth.post(f"{bank.base}/connect/v1/card-authorizations", json=charge, headers={"Idempotency-Key": "c1"})
+    assert made.status_code == 201, made.text
+    auth = made.json()
+    assert (auth["status"], auth["cashAdvance"], auth["fee"]) == ("authorized", True, "10.00")
+    captured = oauth.post(f"{bank.base}/connect/v1/card-authorizations/{auth['authorizationId']}/capture",
+                          headers={"Idempotency-Key": "c1-capture"})  # fmt: skip
+    assert captured.json()["status"] == "captured"
+    line = oauth.get(f"{bank.base}/fdx/v6/accounts/{line['accountId']}").json()
+    assert (line["currentBalance"], line["availableBalance"]) == ("210.00", "790.00")
+    big = {**charge, "amount": "900.00", "mcc": "5999"}
+    declined = oauth.post(f"{bank.base}/connect/v1/card-authorizations", json=big, headers={"Idempotency-Key": "c2"})
+    assert (declined.status_code, declined.json()["code"]) == (422, "insufficient_credit")
+    assert card.id

@@ -33,7 +33,7 @@ class World:
         self.ctx.__dict__["engine"] = engine
         self.tokens = TokenService(self.ctx)
         self.connect = ConnectService(engine, settings.connect, self.ctx.api_keys.digest, clock=self.clock)
-        self.pulls = Pulls(self.ctx, self.connect)
+        self.pulls = Pulls(self.ctx)
         self.partner, _ = self.connect.register_partner("Exchange", ["https://x.example/cb"], ["payments:write"])
 
     def customer(self, name: str, cents: int) -> tuple[str, Access]:
@@ -136,3 +136,51 @@ def test_limits_per_customer_and_accounts_outside_the_consent(world):
         with pytest.raises(DomainError):
             world.pulls.create(access, account, amount, "", f"amt-{amount}")
     assert len(world.pulls.list(customer=client)) == 3
+
+
+def test_concurrent_pulls_never_pass_the_daily_limit_together_and_a_suspended_customer_is_refused(world):
+    import threading
+
+    client, access = world.customer("Eve", 10_000_00)
+    account = str(access.accounts[0])
+    outcomes: list[str] = []
+    barrier = threading.Barrier(3)
+
+    def pull(n: int) -> None:
+        barrier.wait()
+        try:
+            world.pulls.create(access, account, "600.00", "", f"race-{n}")
+            outcomes.append("ok")
+        except DomainError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=pull, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok", "pull_limit_exceeded", "pull_limit_exceeded"]
+    with pytest.raises(DomainError) as told:
+        world.pulls.create(access, account, "1000.00", "", "probe")
+    assert "600" not in told.value.message  # what was pulled today is not told
+    world.tokens.clients.set_status(client, "suspended")
+    with pytest.raises(DomainError) as suspended:
+        world.pulls.create(access, account, "1.00", "", "after-suspension")
+    assert suspended.value.code == "customer_not_active"
+
+
+def test_a_return_after_the_window_is_refused_even_before_the_worker_settles(world):
+    client, access = world.customer("Fay", 500_00)
+    pull = world.pulls.create(access, str(access.accounts[0]), "100.00", "", "w-1")
+    world.clock.advance(3600)
+    world.pulls.advance()
+    assert world.pulls.return_(pull.id, "R10").status == "returned"
+    assert world.pulls.return_(pull.id, "R10").status == "returned"  # a retry of the same return
+    late = world.pulls.create(access, str(access.accounts[0]), "100.00", "", "w-2")
+    world.clock.advance(3600)
+    world.pulls.advance()
+    world.clock.advance(3 * 86_400)  # the window closed; the worker has not run yet
+    with pytest.raises(Conflict) as closed:
+        world.pulls.return_(late.id, "R10")
+    assert closed.value.code == "return_window_closed"
+    assert world.dda(client)[0] == 400_00

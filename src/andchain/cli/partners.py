@@ -75,8 +75,9 @@ def partners_enable(client_id: Annotated[str, typer.Argument(help="the partner's
 def _pulls() -> Any:
     from andchain.connect.pulls import Pulls
 
-    service = _service()
-    return Pulls(context(), service)
+    ctx = context()
+    ctx.upgrade_database()
+    return Pulls(ctx)
 
 
 @app.command("pulls")
@@ -115,3 +116,19 @@ def partners_advance_pulls() -> None:
     """Post the pulls whose settlement date came, settle those whose return window closed (the worker does
     this by itself)."""
     out.print(f"{_pulls().advance()} pull(s) moved on")
+
+
+@app.command("issue-card")
+@clean_errors
+def partners_issue_card(
+    client: Annotated[str, typer.Argument(help="the customer, by id or name")],
+    limit: Annotated[str, typer.Option(help="the credit limit, e.g. 5000.00")],
+) -> None:
+    """Issue a retail credit card to a customer (its credit line in the ledger), to share with partners."""
+    from andchain.connect.cards import Cards, line_account
+
+    ctx = context()
+    ctx.upgrade_database()
+    card = Cards(ctx).issue(client, limit)
+    account = ctx.ledger.account(line_account(card.customer, card.id))
+    out.print(f"card {card.id} for {card.customer}: limit {limit} USD, its account {account.id} ({account.name})")

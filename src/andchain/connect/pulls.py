@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -27,15 +28,17 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.connect import schema
-from andchain.connect.oauth import Access, ConnectService
+from andchain.connect.oauth import Access
 from andchain.context import Context
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.events.store import iso
-from andchain.ledger import AccountKind, AccountSpec, TransferSpec
+from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
 from andchain.money import format_minor, parse_minor
 from andchain.ops import holds
-from andchain.tokens.model import BANK_CASH
+from andchain.tokens.model import BANK_CASH, BANK_SUSPENSE
+
+log = logging.getLogger(__name__)
 
 CLEARING = "bank:usd:ach_clearing"
 HOLD_CODE = "connect_pull"
@@ -101,9 +104,8 @@ def pull_hold(pull_id: str) -> holds.Hold:
 
 
 class Pulls:
-    def __init__(self, ctx: Context, connect: ConnectService) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.connect = connect
         self.ledger = ctx.ledger
         self.settings = ctx.settings.connect
         self._ready = False
@@ -131,6 +133,8 @@ class Pulls:
             raise refused from None
         if not account.name.startswith(f"clients:{access.customer}:") or account.asset != "USD":
             raise refused
+        if not account.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS or ":card:" in account.name:
+            raise refused  # only a deposit account the ledger never lets go below zero is pulled from
         return account
 
     # ---------------------------------------------------------------- create
@@ -159,6 +163,9 @@ class Pulls:
         pull_id = "pull_" + self.ledger.ids.new_id().lower()
         try:
             with write_transaction(self.ctx.engine) as conn:
+                # The customer's row, locked (PostgreSQL; SQLite writes one at a time): its limits are
+                # summed, and its status and the consent read, with no other pull of it in between.
+                self._lock_customer(conn, access)
                 self._check_limits(conn, access.customer, amount_minor, now)
                 values = dict(
                     id=pull_id, client_id=access.client_id, idempotency_key=key, request_sha256=digest,
@@ -170,17 +177,27 @@ class Pulls:
                     updated_at_us=now,
                 )  # fmt: skip
                 conn.execute(schema.pulls.insert().values(**values))
-                try:
-                    with conn.begin_nested():
-                        holds.reserve(
-                            self.ledger, pull_hold(pull_id), account.id, self.ledger.account(CLEARING, conn=conn).id,
-                            amount_minor, "USD", memo=f"ACH debit {pull_id} {memo}"[:200], conn=conn,
-                        )  # fmt: skip
-                except holds.LedgerRefused:
-                    # The customer's account cannot cover it: the bank returns the entry at once.
+                code = "R02" if account.closed else None
+                if code is None:
+                    try:
+                        with conn.begin_nested():
+                            holds.reserve(
+                                self.ledger, pull_hold(pull_id), account.id,
+                                self.ledger.account(CLEARING, conn=conn).id, amount_minor, "USD",
+                                memo=f"ACH debit {pull_id} {memo}"[:200], conn=conn,
+                            )  # fmt: skip
+                    except holds.LedgerRefused as exc:
+                        if exc.code == "debit_account_closed":
+                            code = "R02"
+                        elif exc.code in ("insufficient_funds", "exceeds_credits"):
+                            code = "R01"
+                        else:
+                            raise
+                if code is not None:
+                    # The account cannot take it: the bank returns the entry at once (nothing held).
                     conn.execute(
                         update(schema.pulls).where(schema.pulls.c.id == pull_id).values(status=RETURNED,
-                                                                                        return_code="R01")
+                                                                                        return_code=code)
                     )  # fmt: skip
         except IntegrityError:
             found = self._by_key(access.client_id, key)
@@ -189,9 +206,26 @@ class Pulls:
             return self._replayed(found, digest)
         return self.get(pull_id)
 
+    def _lock_customer(self, conn: Connection, access: Access) -> None:
+        from andchain.tokens import schema as clients_schema
+
+        c = clients_schema.clients
+        query = select(c.c.status).where(func.lower(c.c.id) == access.customer)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        status = conn.execute(query).scalar()
+        if status != "active":
+            raise DomainError("the customer's account cannot be pulled from now", code="customer_not_active")
+        k = schema.consents
+        consent = conn.execute(select(k.c.status, k.c.expires_at_us).where(k.c.id == access.consent_id)).first()
+        if consent is None or consent.status != "active" or consent.expires_at_us <= self.ctx.clock():
+            raise DomainError("the consent behind this token has ended", code="consent_not_active")
+
     def _check_limits(self, conn: Connection, customer: str, amount_minor: int, now: int) -> None:
         t = schema.pulls
         day_start = now - now % DAY_US
+        # Returned pulls give their amount back to the day; every attempt counts in the hour (R01 ones
+        # too: a partner cannot probe a balance for free).
         live = t.c.status != RETURNED
         today = conn.execute(
             select(func.coalesce(func.sum(t.c.amount_minor), 0)).where(
@@ -200,19 +234,13 @@ class Pulls:
         ).scalar()
         daily_max = parse_minor(self.settings.pull_daily_max, 2)
         if int(today or 0) + amount_minor > daily_max:
-            raise DomainError(
-                f"this pull would bring today's to {format_minor(int(today or 0) + amount_minor, 2)} USD, above "
-                f"the customer's {self.settings.pull_daily_max} a day",
-                code="pull_limit_exceeded",
-            )
+            # Nothing of what other pulls took is told (another partner's, another account's).
+            raise DomainError("this pull is above what the customer may be pulled today", code="pull_limit_exceeded")
         recent = conn.execute(
-            select(func.count()).select_from(t).where(t.c.customer == customer, live, t.c.created_at_us > now - HOUR_US)
+            select(func.count()).select_from(t).where(t.c.customer == customer, t.c.created_at_us > now - HOUR_US)
         ).scalar()
         if int(recent or 0) >= self.settings.pull_hourly_count_max:
-            raise DomainError(
-                f"at most {self.settings.pull_hourly_count_max} pulls an hour from one customer",
-                code="pull_velocity_exceeded",
-            )
+            raise DomainError("too many pulls from this customer in the last hour", code="pull_velocity_exceeded")
 
     def _by_key(self, client_id: str, key: str) -> Pull | None:
         t = schema.pulls
@@ -255,28 +283,46 @@ class Pulls:
         moved = 0
         with self.ctx.engine.connect() as conn:
             due_post = [r.id for r in conn.execute(
-                select(t.c.id).where(t.c.status == PENDING, t.c.post_at_us <= now).limit(DUE_BATCH))]  # fmt: skip
+                select(t.c.id).where(t.c.status == PENDING, t.c.post_at_us <= now)
+                .order_by(t.c.post_at_us, t.c.id).limit(DUE_BATCH))]  # fmt: skip
             due_settle = [r.id for r in conn.execute(
-                select(t.c.id).where(t.c.status == POSTED, t.c.settle_at_us <= now).limit(DUE_BATCH))]  # fmt: skip
+                select(t.c.id).where(t.c.status == POSTED, t.c.settle_at_us <= now)
+                .order_by(t.c.settle_at_us, t.c.id).limit(DUE_BATCH))]  # fmt: skip
         for pull_id in due_post:
-            with write_transaction(self.ctx.engine) as conn:
-                if self._move(conn, pull_id, PENDING, POSTED):
-                    holds.post(self.ledger, pull_hold(pull_id), conn=conn)
-                    moved += 1
+            try:
+                with write_transaction(self.ctx.engine) as conn:
+                    if self._move(conn, pull_id, PENDING, POSTED):
+                        holds.post(self.ledger, pull_hold(pull_id), conn=conn)
+                        moved += 1
+            except DomainError as exc:  # one pull that cannot move never holds up the others
+                if exc.transient:
+                    raise
+                log.error("pull %s could not be posted: %s", pull_id, exc)
         for pull_id in due_settle:
-            with write_transaction(self.ctx.engine) as conn:
-                if self._move(conn, pull_id, POSTED, SETTLED):
-                    pull = _pull_of(conn.execute(select(t).where(t.c.id == pull_id)).one())
-                    holds.book(
-                        self.ledger,
-                        [TransferSpec(self.ledger.account(CLEARING, conn=conn).id,
-                                      self.ledger.account(BANK_CASH, conn=conn).id, pull.amount_minor,
-                                      id=f"{HOLD_CODE}:{pull_id}:settle", asset="USD", code=HOLD_CODE,
-                                      memo=f"ACH debit {pull_id} settled")],
-                        conn=conn, what=f"pull {pull_id} settlement",
-                    )  # fmt: skip
-                    moved += 1
+            try:
+                moved += self._settle(pull_id)
+            except DomainError as exc:
+                if exc.transient:
+                    raise
+                log.error("pull %s could not be settled: %s", pull_id, exc)
         return moved
+
+    def _settle(self, pull_id: str) -> int:
+        """Its return window closed: clearing -> the bank's cash, with the status, in one transaction."""
+        t = schema.pulls
+        with write_transaction(self.ctx.engine) as conn:
+            if not self._move(conn, pull_id, POSTED, SETTLED):
+                return 0
+            pull = _pull_of(conn.execute(select(t).where(t.c.id == pull_id)).one())
+            holds.book(
+                self.ledger,
+                [TransferSpec(self.ledger.account(CLEARING, conn=conn).id,
+                              self.ledger.account(BANK_CASH, conn=conn).id, pull.amount_minor,
+                              id=f"{HOLD_CODE}:{pull_id}:settle", asset="USD", code=HOLD_CODE,
+                              memo=f"ACH debit {pull_id} settled")],
+                conn=conn, what=f"pull {pull_id} settlement",
+            )  # fmt: skip
+        return 1
 
     def _move(self, conn: Connection, pull_id: str, current: str, new: str, **values: Any) -> bool:
         t = schema.pulls
@@ -294,13 +340,21 @@ class Pulls:
                 f"a return code is one of {', '.join(sorted(RETURN_CODES))}, was {code!r}", code="invalid_return_code"
             )
         pull = self.get(pull_id)
+        if pull.status == RETURNED and pull.return_code == code:
+            return pull  # returned already, with this code: a retry
+        if pull.status == SETTLED or (pull.status == POSTED and self.ctx.clock() >= pull.settle_at_us):
+            raise Conflict(f"pull {pull.id}: its return window closed", code="return_window_closed")
         with write_transaction(self.ctx.engine) as conn:
             if self._move(conn, pull.id, PENDING, RETURNED, return_code=code):
                 holds.void(self.ledger, pull_hold(pull.id), conn=conn)
             elif self._move(conn, pull.id, POSTED, RETURNED, return_code=code):
+                # Back to the customer's account; to the suspense account if it was closed since (an
+                # operator pays it out), never left posted to settle.
+                target = self.ledger.account(pull.account_id, conn=conn)
+                credit = target.id if not target.closed else self.ledger.account(BANK_SUSPENSE, conn=conn).id
                 holds.book(
                     self.ledger,
-                    [TransferSpec(self.ledger.account(CLEARING, conn=conn).id, pull.account_id, pull.amount_minor,
+                    [TransferSpec(self.ledger.account(CLEARING, conn=conn).id, credit, pull.amount_minor,
                                   id=f"{HOLD_CODE}:{pull.id}:return", asset="USD", code=f"{HOLD_CODE}_return",
                                   memo=f"ACH return {code} of {pull.id}")],
                     conn=conn, what=f"pull {pull.id} return",
@@ -308,13 +362,14 @@ class Pulls:
             else:
                 current = self.get(pull.id)
                 if current.status == SETTLED:
-                    raise Conflict(f"pull {pull.id} settled: its return window closed", code="return_window_closed")
+                    raise Conflict(f"pull {pull.id}: its return window closed", code="return_window_closed")
                 raise Conflict(f"pull {pull.id} was returned already ({current.return_code})", code="pull_returned")
         return self.get(pull.id)
 
 
 class PullsPart:
-    """The worker's part: moves pulls along their lifecycle as their dates come."""
+    """The worker's part: moves pulls along their lifecycle as their dates come, and expires the holds
+    whose time ran out (card authorizations not captured)."""
 
     name = "connect-pulls"
 
@@ -325,15 +380,18 @@ class PullsPart:
         self._monotonic = time.monotonic
         self._next = 0.0
         self.moved = 0
+        self.expired = 0
 
     def run(self) -> None:
         if self._monotonic() < self._next:
             return
         self.moved = self.pulls.advance()
+        # Holds with a timeout (card authorizations not captured in time) expire, their credit released.
+        self.expired = self.pulls.ledger.expire_pending()
         self._next = self._monotonic() + (0.0 if self.moved >= DUE_BATCH else 1.0)
 
     def idle(self) -> bool:
         return True
 
     def status(self) -> dict[str, Any]:
-        return {"moved": self.moved}
+        return {"moved": self.moved, "expired": self.expired}

@@ -96,3 +96,40 @@ pulls = Table(
     Index("ix_connect_pulls_customer", "customer", "created_at_us"),
     Index("ix_connect_pulls_due", "status", "post_at_us"),
 )
+
+# Retail credit cards: each has a credit line in the ledger (`clients:<customer>:card:<card id>`, its
+# available credit), funded with the limit when the card is issued.
+cards = Table(
+    "connect_cards",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer", String(64), nullable=False),
+    Column("limit_minor", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # active | closed
+    Column("created_at_us", BigInteger, nullable=False),
+    Index("ix_connect_cards_customer", "customer"),
+)
+
+# A partner's charge on a card: an authorization (a hold on the available credit) captured, voided, or
+# expired after `connect.card_auth_ttl_s`. A crypto purchase (MCC 6051) is a cash advance, with its fee.
+card_auths = Table(
+    "connect_card_auths",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("card_id", String(40), nullable=False),
+    Column("client_id", String(64), nullable=False),  # the partner
+    Column("idempotency_key", String(200), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("customer", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("fee_minor", BigInteger, nullable=False),
+    Column("mcc", String(4), nullable=False),
+    Column("merchant", String(100), nullable=False),
+    Column("cash_advance", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),  # authorized | captured | voided (expired: by the ledger)
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    UniqueConstraint("client_id", "idempotency_key", name="uq_connect_card_auths_key"),
+    Index("ix_connect_card_auths_card", "card_id", "created_at_us"),
+)

@@ -3,7 +3,6 @@ expiry, and partners' account pulls along their lifecycle."""
 
 from __future__ import annotations
 
-from andchain.connect.oauth import ConnectService
 from andchain.connect.pulls import Pulls, PullsPart
 from andchain.context import Context
 from andchain.ops.worker import Worker
@@ -29,6 +28,5 @@ def platform_worker(
     for kind in handler.kinds:
         worker.handlers[kind] = handler
     worker.parts.append(QuoteExpiryPart(desk))
-    worker.parts.append(PullsPart(Pulls(ctx, ConnectService(ctx.engine, ctx.settings.connect, ctx.api_keys.digest,
-                                                              clock=ctx.clock))))  # fmt: skip
+    worker.parts.append(PullsPart(Pulls(ctx)))
     return worker

@@ -34,6 +34,7 @@ from andchain.api.idempotency import IdempotencyStore, idempotency_key
 from andchain.api.problems import ApiProblem, responses
 from andchain.api.routers.common import CLIENT_DESCRIPTION, CLIENT_REF_LENGTH_MAX, own_client
 from andchain.api.routers.ledger import idempotent, scoped
+from andchain.connect.cards import Cards
 from andchain.connect.oauth import (
     SCOPES,
     ConnectService,
@@ -260,6 +261,8 @@ def _consent_page(service: ConnectService, ctx: Context, http: HttpIn, grant: An
 def _account_label(account: Any) -> str:
     name = str(account.name)
     kind = name.rsplit(":", 1)[-1]
+    if ":card:" in name:
+        return "Credit card"
     return {"dda": "Checking account"}.get(kind, name.split(":", 2)[-1])
 
 
@@ -485,6 +488,22 @@ def _account(ctx: Context, access: Any, account_id: str) -> Any:
 def _fdx_account(ctx: Context, service: ConnectService, access: Any, account: Any) -> dict[str, Any]:
     scale = ctx.settings.asset_registry.get(account.asset).scale
     number = service.tokenized_account_number(access.consent_id, account.id)
+    if ":card:" in account.name:
+        # A credit card's line: what the customer owes, and the credit still available.
+        card = Cards(ctx).card(account.name.rsplit(":", 1)[-1])
+        return {
+            "accountId": str(account.id),
+            "accountCategory": "LOC_ACCOUNT",
+            "accountType": "CREDITCARD",
+            "accountNumberDisplay": "..." + number[-4:],
+            "productName": "Credit card",
+            "status": "OPEN" if card.status == "active" else "CLOSED",
+            "currency": {"currencyCode": account.asset},
+            "balanceType": "LIABILITY",
+            "currentBalance": format_minor(card.limit_minor - account.balance_posted, scale),
+            "availableBalance": format_minor(account.available, scale),
+            "balanceAsOf": iso(ctx.clock()),
+        }
     return {
         "accountId": str(account.id),
         "accountCategory": "DEPOSIT_ACCOUNT",
@@ -657,14 +676,14 @@ def fdx_payment_networks(
 # ----------------------------------------------------------------- pulls
 
 
-def pulls_service(request: Request, service: ConnectService = Depends(connect_service)) -> Pulls:
+def pulls_service(request: Request) -> Pulls:
     state = request.app.state
     pulls: Pulls | None = getattr(state, "connect_pulls", None)
     if pulls is None:
         with _lock:
             pulls = getattr(state, "connect_pulls", None)
             if pulls is None:
-                pulls = Pulls(context(request), service)
+                pulls = Pulls(context(request))
                 state.connect_pulls = pulls
     return pulls
 
@@ -788,3 +807,118 @@ def return_pull(
 
     payload = {"pull": pull_id, "code": body.code}
     return store.run(scoped(principal, "POST /v1/connect/pulls/{pull_id}/return"), key, payload, call)
+
+
+# ------------------------------------------------------------------ cards
+
+
+def cards_service(request: Request) -> Cards:
+    state = request.app.state
+    cards: Cards | None = getattr(state, "connect_cards", None)
+    if cards is None:
+        with _lock:
+            cards = getattr(state, "connect_cards", None)
+            if cards is None:
+                cards = Cards(context(request))
+                state.connect_cards = cards
+    return cards
+
+
+class CardChargeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    accountId: str = Field(min_length=1, max_length=18, pattern=r"^[0-9]+$", description="the card's account")
+    amount: str = Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,2})?$", examples=["100.00"])
+    mcc: str = Field(pattern=r"^[0-9]{4}$", description="merchant category code; 6051: crypto (a cash advance)")
+    merchant: str = Field(min_length=1, max_length=100)
+
+
+class CardAuthorizationOut(BaseModel):
+    authorizationId: str
+    cardId: str
+    amount: str
+    fee: str = Field(description="the cash-advance fee, when one")
+    currency: str
+    mcc: str
+    merchant: str
+    cashAdvance: bool
+    status: str = Field(description="authorized, captured, voided, expired")
+    createdAt: str
+    expiresAt: str
+
+
+_CARD_REFUSED = {
+    **FDX_REFUSED,
+    404: "authorization_not_found",
+    409: "authorization_not_open, idempotency_key_reused",
+    422: "insufficient_credit (declined), invalid_amount, card_closed",
+}
+
+
+@router.post(
+    "/connect/v1/card-authorizations",
+    status_code=201,
+    response_model=CardAuthorizationOut,
+    tags=["fdx"],
+    summary="Charge a consented credit card: an authorization held on its available credit",
+    openapi_extra=idempotent(),
+    responses=responses({201: "authorized"}, _CARD_REFUSED, post=True, authenticated=False),
+)
+def authorize_card(
+    body: CardChargeIn,
+    access: Any = partner_access("payments:write"),
+    key: str = Depends(idempotency_key),
+    cards: Cards = Depends(cards_service),
+) -> Any:
+    """Captured, voided, or expired after `connect.card_auth_ttl_s` (7 days); a crypto purchase (MCC
+    6051) is a cash advance, with its fee and no points."""
+    return cards.authorize(access, body.accountId, body.amount, body.mcc, body.merchant, key).view()
+
+
+@router.get(
+    "/connect/v1/card-authorizations/{authorizationId}",
+    response_model=CardAuthorizationOut,
+    tags=["fdx"],
+    summary="One of this partner's card authorizations",
+    responses=responses({200: "the authorization"}, _CARD_REFUSED, authenticated=False),
+)
+def get_card_authorization(
+    auth_id: str = PathParam(alias="authorizationId", min_length=1, max_length=40),
+    access: Any = partner_access("payments:write"),
+    cards: Cards = Depends(cards_service),
+) -> Any:
+    return cards.get(auth_id, client_id=access.client_id).view()
+
+
+@router.post(
+    "/connect/v1/card-authorizations/{authorizationId}/capture",
+    response_model=CardAuthorizationOut,
+    tags=["fdx"],
+    summary="Capture an authorization: the charge is posted (a purchase earns points)",
+    openapi_extra=idempotent(),
+    responses=responses({200: "captured"}, _CARD_REFUSED, post=True, authenticated=False),
+)
+def capture_card_authorization(
+    auth_id: str = PathParam(alias="authorizationId", min_length=1, max_length=40),
+    access: Any = partner_access("payments:write"),
+    key: str = Depends(idempotency_key),
+    cards: Cards = Depends(cards_service),
+) -> Any:
+    return cards.capture(auth_id, client_id=access.client_id).view()
+
+
+@router.post(
+    "/connect/v1/card-authorizations/{authorizationId}/void",
+    response_model=CardAuthorizationOut,
+    tags=["fdx"],
+    summary="Void an authorization: the credit it held is released",
+    openapi_extra=idempotent(),
+    responses=responses({200: "voided"}, _CARD_REFUSED, post=True, authenticated=False),
+)
+def void_card_authorization(
+    auth_id: str = PathParam(alias="authorizationId", min_length=1, max_length=40),
+    access: Any = partner_access("payments:write"),
+    key: str = Depends(idempotency_key),
+    cards: Cards = Depends(cards_service),
+) -> Any:
+    return cards.void(auth_id, client_id=access.client_id).view()

@@ -1,4 +1,4 @@
-"""Bank-to-wallet: partner apps, consents, authorization codes, tokens, and account pulls.
+"""Bank-to-wallet: partner apps, consents, authorization codes, tokens, account pulls, cards.
 
 Revision ID: 0016
 Revises: 0015
@@ -92,9 +92,42 @@ def upgrade() -> None:
     )
     op.create_index("ix_connect_pulls_customer", "connect_pulls", ["customer", "created_at_us"])
     op.create_index("ix_connect_pulls_due", "connect_pulls", ["status", "post_at_us"])
+    op.create_table(
+        "connect_cards",
+        sa.Column("id", sa.String(40), nullable=False),
+        sa.Column("customer", sa.String(64), nullable=False),
+        sa.Column("limit_minor", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_connect_cards"),
+    )
+    op.create_index("ix_connect_cards_customer", "connect_cards", ["customer"])
+    op.create_table(
+        "connect_card_auths",
+        sa.Column("id", sa.String(40), nullable=False),
+        sa.Column("card_id", sa.String(40), nullable=False),
+        sa.Column("client_id", sa.String(64), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("request_sha256", sa.String(64), nullable=False),
+        sa.Column("customer", sa.String(64), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger, nullable=False),
+        sa.Column("fee_minor", sa.BigInteger, nullable=False),
+        sa.Column("mcc", sa.String(4), nullable=False),
+        sa.Column("merchant", sa.String(100), nullable=False),
+        sa.Column("cash_advance", sa.Boolean, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+        sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_connect_card_auths"),
+        sa.UniqueConstraint("client_id", "idempotency_key", name="uq_connect_card_auths_key"),
+    )
+    op.create_index("ix_connect_card_auths_card", "connect_card_auths", ["card_id", "created_at_us"])
 
 
 def downgrade() -> None:
+    op.drop_table("connect_card_auths")
+    op.drop_table("connect_cards")
     op.drop_table("connect_pulls")
     op.drop_table("connect_tokens")
     op.drop_table("connect_codes")
