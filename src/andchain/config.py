@@ -531,6 +531,10 @@ class ConnectSettings(BaseModel):
     cash_advance_fee_percent: str = "5"
     cash_advance_fee_min: str = "10.00"
     points_per_usd: str = "1"
+    # Rewards: what a point is worth when redeemed for USDC, and where the USDC comes from (the bank's
+    # treasury: the desk's account at this custodian).
+    point_value_usd: str = "0.01"
+    rewards_custodian: str = "reference"
 
 
 class TradingSettings(BaseModel):

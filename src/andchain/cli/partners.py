@@ -132,3 +132,24 @@ def partners_issue_card(
     card = Cards(ctx).issue(client, limit)
     account = ctx.ledger.account(line_account(card.customer, card.id))
     out.print(f"card {card.id} for {card.customer}: limit {limit} USD, its account {account.id} ({account.name})")
+
+
+@app.command("redeem-points")
+@clean_errors
+def partners_redeem_points(
+    client: Annotated[str, typer.Argument(help="the customer, by id or name")],
+    points: Annotated[int, typer.Argument(help="how many points", min=1)],
+    network: Annotated[str, typer.Option(help="where its own verified address is")] = "base",
+    key: Annotated[str | None, typer.Option(help="an idempotency key (default: a new one)")] = None,
+) -> None:
+    """Redeem a customer's rewards points for USDC delivered to its own wallet (the worker follows the
+    delivery: the points are taken when the custodian completes it)."""
+    import uuid
+
+    from andchain.connect.rewards import Rewards
+
+    ctx = context()
+    ctx.upgrade_database()
+    made = Rewards(ctx).redeem(client, points, network, key or f"cli-{uuid.uuid4().hex}")
+    out.print(f"redemption {made.id}: {made.points} points -> {made.view()['usdc']} USDC to {made.address} "
+              f"({made.status}; withdrawal {made.withdrawal_id})")  # fmt: skip

@@ -133,3 +133,23 @@ card_auths = Table(
     UniqueConstraint("client_id", "idempotency_key", name="uq_connect_card_auths_key"),
     Index("ix_connect_card_auths_card", "card_id", "created_at_us"),
 )
+
+# Rewards points redeemed for USDC delivered to the customer's own wallet from the bank's treasury at
+# its custodian: the points held until the custodian completes the withdrawal, then taken (or released).
+redemptions = Table(
+    "connect_redemptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer", String(64), nullable=False),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("usdc_minor", BigInteger, nullable=False),
+    Column("network", String(64), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("withdrawal_id", String(40), nullable=False),  # the custody_withdrawal operation
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    UniqueConstraint("customer", "idempotency_key", name="uq_connect_redemptions_key"),
+    Index("ix_connect_redemptions_status", "status"),
+)

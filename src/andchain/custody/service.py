@@ -428,8 +428,10 @@ class CustodyService:
         key: str,
         *,
         note: str = "",
+        before: Callable[[Connection], None] | None = None,
     ) -> Operation:
-        """Withdraw from the owner's account at the custodian to an external address."""
+        """Withdraw from the owner's account at the custodian to an external address. `before` runs in the
+        transaction that records it (a rewards redemption holds the points there)."""
         self._check_custodian(custodian)
         check_amount(amount_minor)
         self.scale(asset)
@@ -471,7 +473,7 @@ class CustodyService:
                 }
             ],
         }
-        return self._record(WITHDRAWAL, key, request, payload, network)
+        return self._record(WITHDRAWAL, key, request, payload, network, before)
 
     def transfer(
         self,

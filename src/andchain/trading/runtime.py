@@ -4,6 +4,7 @@ expiry, and partners' account pulls along their lifecycle."""
 from __future__ import annotations
 
 from andchain.connect.pulls import Pulls, PullsPart
+from andchain.connect.rewards import Rewards, RewardsPart
 from andchain.context import Context
 from andchain.ops.worker import Worker
 from andchain.tokens.runtime import token_worker
@@ -29,4 +30,5 @@ def platform_worker(
         worker.handlers[kind] = handler
     worker.parts.append(QuoteExpiryPart(desk))
     worker.parts.append(PullsPart(Pulls(ctx)))
+    worker.parts.append(RewardsPart(Rewards(ctx, desk.custody)))
     return worker

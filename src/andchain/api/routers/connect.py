@@ -46,6 +46,7 @@ from andchain.connect.oauth import (
     oauth_request,
 )
 from andchain.connect.pulls import Pulls
+from andchain.connect.rewards import Rewards
 from andchain.context import Context
 from andchain.errors import DomainError
 from andchain.events.store import iso
@@ -922,3 +923,104 @@ def void_card_authorization(
     cards: Cards = Depends(cards_service),
 ) -> Any:
     return cards.void(auth_id, client_id=access.client_id).view()
+
+
+# ---------------------------------------------------------------- rewards
+
+
+def rewards_service(request: Request) -> Rewards:
+    state = request.app.state
+    rewards: Rewards | None = getattr(state, "connect_rewards", None)
+    if rewards is None:
+        with _lock:
+            rewards = getattr(state, "connect_rewards", None)
+            if rewards is None:
+                rewards = Rewards(context(request), getattr(state, "custody", None))
+                state.connect_rewards = rewards
+    return rewards
+
+
+class RedemptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    client: str | None = Field(
+        default=None, min_length=1, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION
+    )
+    points: int = Field(ge=1, le=10**12)
+    network: str = Field(min_length=1, max_length=64, examples=["base"])
+
+
+class RedemptionOut(BaseModel):
+    id: str
+    customer: str
+    points: int
+    usdc: str
+    network: str
+    address: str = Field(description="the customer's own verified address it is delivered to")
+    withdrawal: str = Field(description="the custody_withdrawal operation")
+    status: str = Field(description="pending, delivered (points taken), failed (points untouched)")
+    created_at: str
+
+
+class RedemptionsOut(BaseModel):
+    data: list[RedemptionOut]
+    points: int | None = Field(default=None, description="a client's points available now")
+
+
+def _customer(principal: Principal, ref: str | None) -> str:
+    own = own_client(principal)
+    if own is not None:
+        if ref is not None and ref.lower() != own:
+            raise ApiProblem(404, "client_not_found", f"no client {ref!r}")
+        return own
+    if ref is None:
+        raise ApiProblem(422, "invalid_request", "the request is not valid: body.client: the bank's roles name it")
+    return ref.lower()
+
+
+@router.post(
+    "/v1/rewards/redemptions",
+    status_code=201,
+    response_model=RedemptionOut,
+    tags=["connect"],
+    summary="Redeem rewards points for USDC delivered to the customer's own wallet",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {201: "the redemption: points held until the custodian delivers"},
+        {
+            404: "client_not_found",
+            409: "idempotency_key_reused",
+            422: "insufficient_funds (points), no_registered_address, treasury_insufficient, invalid_amount",
+        },
+        post=True,
+    ),
+)
+def redeem_points(
+    body: RedemptionIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    rewards: Rewards = Depends(rewards_service),
+) -> Any:
+    """The points are taken only when the custodian completes the USDC withdrawal; released if it fails."""
+    customer = _customer(principal, body.client)
+    return rewards.redeem(customer, body.points, body.network, key).view()
+
+
+@router.get(
+    "/v1/rewards/redemptions",
+    response_model=RedemptionsOut,
+    tags=["connect"],
+    summary="Rewards redemptions, newest first (a client: its own, and its points available)",
+    responses=responses({200: "the redemptions"}),
+)
+def list_redemptions(
+    client: str | None = Query(None, max_length=CLIENT_REF_LENGTH_MAX, description=CLIENT_DESCRIPTION),
+    principal: Principal = allow(READERS, Role.CLIENT),
+    rewards: Rewards = Depends(rewards_service),
+) -> Any:
+    own = own_client(principal)
+    customer = own if own is not None else (client.lower() if client else None)
+    return {
+        "data": [r.view() for r in rewards.list(customer=customer)],
+        "points": None if customer is None else rewards.points(customer),
+    }

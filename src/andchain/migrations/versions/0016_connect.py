@@ -1,4 +1,4 @@
-"""Bank-to-wallet: partner apps, consents, authorization codes, tokens, account pulls, cards.
+"""Bank-to-wallet: partner apps, consents, authorization codes, tokens, account pulls, cards, rewards redemptions.
 
 Revision ID: 0016
 Revises: 0015
@@ -123,9 +123,27 @@ def upgrade() -> None:
         sa.UniqueConstraint("client_id", "idempotency_key", name="uq_connect_card_auths_key"),
     )
     op.create_index("ix_connect_card_auths_card", "connect_card_auths", ["card_id", "created_at_us"])
+    op.create_table(
+        "connect_redemptions",
+        sa.Column("id", sa.String(40), nullable=False),
+        sa.Column("customer", sa.String(64), nullable=False),
+        sa.Column("idempotency_key", sa.String(200), nullable=False),
+        sa.Column("points", sa.BigInteger, nullable=False),
+        sa.Column("usdc_minor", sa.BigInteger, nullable=False),
+        sa.Column("network", sa.String(64), nullable=False),
+        sa.Column("address", sa.String(64), nullable=False),
+        sa.Column("withdrawal_id", sa.String(40), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("created_at_us", sa.BigInteger, nullable=False),
+        sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_connect_redemptions"),
+        sa.UniqueConstraint("customer", "idempotency_key", name="uq_connect_redemptions_key"),
+    )
+    op.create_index("ix_connect_redemptions_status", "connect_redemptions", ["status"])
 
 
 def downgrade() -> None:
+    op.drop_table("connect_redemptions")
     op.drop_table("connect_card_auths")
     op.drop_table("connect_cards")
     op.drop_table("connect_pulls")
