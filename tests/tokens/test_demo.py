@@ -43,6 +43,7 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
         "redeems",
         "USDC at a third-party custodian",
         "The trading desk: Acme buys BTC by RFQ",
+        "Bank-to-wallet: a retail customer links an exchange",
         "Reconcile",
     ):
         assert chapter in text
@@ -58,9 +59,15 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
     assert report.exit_code == 0 and '"breaks": []' in report.stdout
     custodians = json.loads(report.stdout)["custodians"]
     rows = {(r["owner"], r["asset"]): r for r in custodians["reference"]["accounts"]}
-    assert rows[("desk", "USDC")]["custodian_total"] == "2000.000000" == rows[("desk", "USDC")]["ledger"]
+    # 2,000 USDC converted in; 5 delivered to Ada for her 500 points.
+    assert rows[("desk", "USDC")]["custodian_total"] == "1995.000000" == rows[("desk", "USDC")]["ledger"]
     # The desk sold 0.05 BTC to Acme, delivered at the custodian; its books and the custodian's agree.
     assert "Acme's account at the custodian holds 0.05000000 BTC" in text
     assert rows[("desk", "BTC")]["custodian_total"] == "1.95000000" == rows[("desk", "BTC")]["ledger"]
     bought = [r for (owner, asset), r in rows.items() if asset == "BTC" and owner != "desk"]
     assert [(r["custodian_total"], r["ledger"]) for r in bought] == [("0.05000000", "0.05000000")]
+    # Bank-to-wallet: the pull held, the card's cash advance, the points delivered as USDC.
+    flat = " ".join(text.split())  # (the console wraps long lines)
+    assert "the exchange pulled $500.00 from checking" in flat
+    assert "with a 15.00 USD fee and no points" in flat
+    assert "500 points -> 5.000000 USDC" in flat and ": delivered; 300 points left" in flat

@@ -128,12 +128,13 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
         custodian = _stablecoins(ctx, service, worker, say, step, complete, acme, run_id)
         try:
             _trading_desk(ctx, service, worker, say, step, complete, acme, run_id)
+            _bank_to_wallet(ctx, service, worker, say, step, complete, run_id)
         except BaseException:
             if custodian is not None:
                 custodian.stop()
             raise
 
-    step("10. Reconcile: the ledger, every chain, every holder and the custodian agree")
+    step("11. Reconcile: the ledger, every chain, every holder and the custodian agree")
     report = reconcile(ctx)
     from andchain.cli.common import render_report
 
@@ -322,6 +323,60 @@ def _trading_desk(
     )
     view = desk.positions_view()
     say(f"  the desk's net position {view['net']}, realised P&L {view['realised_pnl']} USD")
+
+
+def _bank_to_wallet(
+    ctx: Context, service: TokenService, worker: Any, say: Any, step: Any, complete: Any, run_id: str
+) -> None:
+    """A retail customer links an exchange to its bank account with consent, funds its exchange wallet
+    from checking and by card, and turns the card's rewards points into USDC in its own wallet."""
+    from andchain.connect.cards import Cards, line_account
+    from andchain.connect.oauth import Access, ConnectService
+    from andchain.connect.pulls import Pulls
+    from andchain.connect.rewards import Rewards
+    from andchain.custody.service import CustodyService
+    from andchain.tokens.model import dda_account
+    from andchain.tokens.moves import Moves
+
+    step("10. Bank-to-wallet: a retail customer links an exchange, funds it from checking and by card, "
+         "and turns points into USDC")  # fmt: skip
+    ada = service.onboard(f"Ada Retail {run_id}", "natural").id.lower()
+    service.deposit(ada, 3_000_00, reference=f"camt054-{run_id}-ada", memo="salary")
+    card = Cards(ctx).issue(ada, "2000.00")
+    connect = ConnectService(ctx.engine, ctx.settings.connect, ctx.api_keys.digest, clock=ctx.clock)
+    exchange, _ = connect.register_partner(f"Exchange One {run_id}", ["https://exchange.example/callback"],
+                                           ["accounts:read", "payments:write"])  # fmt: skip
+    accounts = [ctx.ledger.account(dda_account(ada)).id, ctx.ledger.account(line_account(ada, card.id)).id]
+    # What the consent screen records when Ada signs in and allows (docs/connect.md: the OAuth flow
+    # with PKCE, as a partner runs it over HTTP, is tested against `andchain serve`).
+    consent = connect.grant(exchange.client_id, ada, ["accounts:read", "payments:write"], accounts, 90)
+    access = Access("demo", exchange.client_id, consent.id, ada, ("accounts:read", "payments:write"),
+                    tuple(accounts))  # fmt: skip
+    say(f"  Ada consented: {exchange.name} may read and pull from her checking account and charge her card "
+        f"for 90 days (consent {consent.id})")  # fmt: skip
+    pull = Pulls(ctx).create(access, str(accounts[0]), "500.00", "fund wallet", f"demo-{run_id}-pull")
+    say(f"  the exchange pulled $500.00 from checking: an ACH debit, {pull.status}, held on the account; "
+        f"it settles when its return window closes")  # fmt: skip
+    cards = Cards(ctx)
+    purchase = cards.authorize(access, str(accounts[1]), "800.00", "5411", "Everyday purchases", f"demo-{run_id}-p")
+    cards.capture(purchase.id)
+    crypto = cards.authorize(access, str(accounts[1]), "300.00", "6051", exchange.name, f"demo-{run_id}-c")
+    cards.capture(crypto.id)
+    say(f"  card: $800.00 of purchases earned 800 points; the exchange's $300.00 charge (MCC 6051) is a cash "
+        f"advance with a {format_minor(crypto.fee_minor, 2)} USD fee and no points; owed "
+        f"{format_minor(cards.owed(cards.card(card.id)), 2)} USD")  # fmt: skip
+    wallet = ctx.keys.create(f"demo:{run_id}:ada-own")
+    moves = Moves(service)
+    nonce, message = moves.challenge(ada, "base")
+    moves.register(ada, "base", nonce, wallet, ctx.keys.signer(wallet).sign_personal(message))
+    rewards = Rewards(ctx, CustodyService(ctx, tokens=service))
+    redemption = rewards.redeem(ada, 500, "base", f"demo-{run_id}-points")
+    withdrawal = service.ops.get(redemption.withdrawal_id)
+    complete(withdrawal)
+    rewards.follow()
+    done = rewards.get(redemption.id)
+    say(f"  500 points -> {format_minor(done.usdc_minor, 6)} USDC from the bank's treasury at the custodian to "
+        f"Ada's own wallet {done.address}: {done.status}; {rewards.points(ada)} points left")  # fmt: skip
 
 
 def demo(
