@@ -124,3 +124,23 @@ def test_a_failed_delivery_leaves_the_points_untouched(world):
         world.rewards.redeem(client, 10, "tempo", "r-nowhere")
     assert nowhere.value.code == "no_registered_address"
     assert [r.id for r in world.rewards.list(customer=client)] == [redemption.id]
+
+
+def test_the_same_key_twice_at_once_redeems_once(world):
+    import threading
+
+    client = world.customer("Cy", "400.00")
+    barrier = threading.Barrier(2)
+    found: list[str] = []
+
+    def redeem() -> None:
+        barrier.wait()
+        found.append(world.rewards.redeem(client, 100, "base", "same-key").id)
+
+    threads = [threading.Thread(target=redeem) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(found) == 2 and found[0] == found[1]
+    assert world.points(client) == (400, 300)  # held once

@@ -324,7 +324,10 @@ class Cards:
                     .values(status=CAPTURED, updated_at_us=self.ctx.clock())
                 )  # fmt: skip
                 if done.rowcount != 1:
-                    return self.get(auth_id)
+                    current = self.get(auth_id)
+                    if current.status == CAPTURED:
+                        return current
+                    raise Conflict(f"authorization {auth_id} is {current.status}", code="authorization_not_open")
                 holds.post(self.ledger, auth_hold(auth_id), conn=conn)
                 if auth.fee_minor:
                     holds.post(self.ledger, fee_hold(auth_id), conn=conn)
@@ -352,17 +355,23 @@ class Cards:
             return auth
         if auth.status != AUTHORIZED:
             raise Conflict(f"authorization {auth_id} is {auth.status}", code="authorization_not_open")
-        with write_transaction(self.ctx.engine) as conn:
-            done = conn.execute(
-                update(schema.card_auths).where(schema.card_auths.c.id == auth_id,
-                                                schema.card_auths.c.status == AUTHORIZED)
-                .values(status=VOIDED, updated_at_us=self.ctx.clock())
-            )  # fmt: skip
-            if done.rowcount == 1:
-                holds.void(self.ledger, auth_hold(auth_id), conn=conn)
-                if auth.fee_minor:
-                    holds.void(self.ledger, fee_hold(auth_id), conn=conn)
-        return self.get(auth_id)
+        try:
+            with write_transaction(self.ctx.engine) as conn:
+                done = conn.execute(
+                    update(schema.card_auths).where(schema.card_auths.c.id == auth_id,
+                                                    schema.card_auths.c.status == AUTHORIZED)
+                    .values(status=VOIDED, updated_at_us=self.ctx.clock())
+                )  # fmt: skip
+                if done.rowcount == 1:
+                    holds.void(self.ledger, auth_hold(auth_id), conn=conn)
+                    if auth.fee_minor:
+                        holds.void(self.ledger, fee_hold(auth_id), conn=conn)
+        except holds.LedgerRefused as exc:
+            raise Conflict(f"authorization {auth_id} expired", code="authorization_not_open") from exc
+        current = self.get(auth_id)
+        if current.status != VOIDED:
+            raise Conflict(f"authorization {auth_id} is {current.status}", code="authorization_not_open")
+        return current
 
 
 def _pending() -> int:

@@ -10,6 +10,7 @@ rejected or cancelled (two-phase); the worker follows the withdrawal (`RewardsPa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -123,7 +124,11 @@ class Rewards:
         for result in self.ledger.create_accounts([AccountSpec(REDEEMED, "PTS", kind=AccountKind.EQUITY)]):
             if not (result.ok or result.result.value == "exists"):
                 raise DomainError(f"the redemption account was refused: {result.result.value}")
-        redemption_id = "rdm_" + self.ledger.ids.new_id().lower()
+        # Named by the customer and its key: two requests with the same key at once make the same
+        # redemption and the same withdrawal (one records them, the other finds them).
+        digest = hashlib.sha256(f"{customer}\x00{key}".encode()).hexdigest()
+        redemption_id = "rdm_" + digest[:32]
+        withdrawal_key = f"rewards-{digest}"
         now = self.ctx.clock()
 
         def with_withdrawal(conn: Connection) -> None:
@@ -149,12 +154,12 @@ class Rewards:
 
         try:
             op = self.custody.withdraw(
-                self.settings.rewards_custodian, DESK, "USDC", network, usdc_minor, address,
-                f"rewards-{customer}-{key}"[:200], note=f"rewards {redemption_id}", before=with_withdrawal,
+                self.settings.rewards_custodian, DESK, "USDC", network, usdc_minor, address, withdrawal_key,
+                note=f"rewards {redemption_id}", before=with_withdrawal,
             )  # fmt: skip
-        except IntegrityError:
+        except (IntegrityError, Conflict):
             found = self._by_key(customer, key)
-            if found is None:
+            if found is None or (found.points, found.network) != (points, network):
                 raise
             return found
         except holds.LedgerRefused as exc:
@@ -197,18 +202,28 @@ class Rewards:
         """Take or release the points of each redemption whose withdrawal ended."""
         t = schema.redemptions
         with self.ctx.engine.connect() as conn:
-            pending = [_of(r) for r in conn.execute(select(t).where(t.c.status == PENDING).limit(200))]
+            pending = [
+                _of(r)
+                for r in conn.execute(
+                    select(t).where(t.c.status == PENDING).order_by(t.c.updated_at_us, t.c.id).limit(200)
+                )
+            ]
         ops = self.custody.ops
         done = 0
         for redemption in pending:
             withdrawal = redemption.withdrawal_id or None
             if withdrawal is None:
-                found = ops.find_by_key(f"rewards-{redemption.customer}-{self._key_of(redemption)}"[:200])
+                digest = hashlib.sha256(f"{redemption.customer}\x00{self._key_of(redemption)}".encode()).hexdigest()
+                found = ops.find_by_key(f"rewards-{digest}")
                 withdrawal = found.id if found else None
             if withdrawal is None:
                 continue
             op = ops.get(withdrawal)
             if not op.terminal:
+                # Looked at: to the back of the queue, so that the ones after it are looked at too.
+                with write_transaction(self.ctx.engine) as conn:
+                    conn.execute(update(t).where(t.c.id == redemption.id, t.c.status == PENDING)
+                                 .values(updated_at_us=self.ctx.clock()))  # fmt: skip
                 continue
             delivered = op.status == OpStatus.SUCCEEDED
             with write_transaction(self.ctx.engine) as conn:
