@@ -12,8 +12,7 @@ import pytest
 
 from andchain.config import Settings
 from andchain.connect.cards import FEES, Cards, line_account, points_account
-from andchain.connect.oauth import Access, ConnectService
-from andchain.connect.pulls import AccountNotInConsent
+from andchain.connect.oauth import Access, AccountNotInConsent, ConnectService
 from andchain.context import Context
 from andchain.errors import Conflict, DomainError
 from andchain.tokens.service import TokenService

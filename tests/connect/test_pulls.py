@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from andchain.config import Settings
-from andchain.connect.oauth import Access, ConnectService
-from andchain.connect.pulls import CLEARING, AccountNotInConsent, Pulls
+from andchain.connect.oauth import Access, AccountNotInConsent, ConnectService
+from andchain.connect.pulls import CLEARING, Pulls
 from andchain.context import Context
 from andchain.errors import Conflict, DomainError
 from andchain.tokens.model import BANK_CASH, dda_account

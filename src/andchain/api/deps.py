@@ -6,6 +6,8 @@ import base64
 import binascii
 import re
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import Request
 
@@ -15,6 +17,7 @@ from andchain.context import Context
 from andchain.tokens.service import TokenService
 
 _service_lock = threading.Lock()
+T = TypeVar("T")
 
 
 def context(request: Request) -> Context:
@@ -27,17 +30,22 @@ def idempotency(request: Request) -> IdempotencyStore:
     return store
 
 
-def token_service(request: Request) -> TokenService:
-    """The app's one TokenService (made on first use: an app serving only the ledger never builds it)."""
+def app_service(request: Request, name: str, make: Callable[[], T]) -> T:
+    """The app's one service kept as `app.state.<name>`, made on first use (once, whatever the threads)."""
     state = request.app.state
-    service: TokenService | None = getattr(state, "tokens", None)
+    service: T | None = getattr(state, name, None)
     if service is None:
         with _service_lock:
-            service = getattr(state, "tokens", None)
+            service = getattr(state, name, None)
             if service is None:
-                service = TokenService(context(request))
-                state.tokens = service
+                service = make()
+                setattr(state, name, service)
     return service
+
+
+def token_service(request: Request) -> TokenService:
+    """The app's one TokenService (made on first use: an app serving only the ledger never builds it)."""
+    return app_service(request, "tokens", lambda: TokenService(context(request)))
 
 
 # Cursors carry a row id or sequence number: a 64-bit signed integer in the database.

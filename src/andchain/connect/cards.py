@@ -30,8 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.connect import schema
-from andchain.connect.oauth import Access
-from andchain.connect.pulls import AccountNotInConsent
+from andchain.connect.oauth import Access, consented_account
 from andchain.context import Context
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
@@ -191,16 +190,8 @@ class Cards:
 
     def card_of_account(self, access: Access, account_id: str) -> Card:
         """The consented card whose line is this account, or 403 naming nothing."""
-        refused = AccountNotInConsent("this account is not shared with you by this consent")
-        if not str(account_id).isdigit() or len(str(account_id)) > 18 or int(account_id) not in access.accounts:
-            raise refused
-        try:
-            account = self.ledger.account(int(account_id))
-        except DomainError:
-            raise refused from None
         prefix = f"clients:{access.customer}:card:"
-        if not account.name.startswith(prefix):
-            raise refused
+        account = consented_account(self.ledger, access, account_id, lambda a: a.name.startswith(prefix))
         card = self.card(account.name[len(prefix) :])
         if card.status != "active":
             raise DomainError("the card is closed", code="card_closed")

@@ -60,6 +60,29 @@ class Unauthorized(DomainError):
     http_status = 401
 
 
+class AccountNotInConsent(DomainError):
+    """Any account a consent does not share: another customer's, or none at all (one answer for both)."""
+
+    code = "account_not_in_consent"
+    http_status = 403
+
+
+def consented_account(ledger: Any, access: Access, account_id: str, accept: Callable[[Any], bool] = bool) -> Any:
+    """The ledger account `account_id` if the consent shares it, it is the customer's, and `accept`
+    takes it; else 403 naming nothing."""
+    refused = AccountNotInConsent("this account is not shared with you by this consent")
+    text = str(account_id)
+    if not text.isdigit() or len(text) > 18 or int(text) not in access.accounts:
+        raise refused
+    try:
+        account = ledger.account(int(text))
+    except DomainError:
+        raise refused from None
+    if not account.name.startswith(f"clients:{access.customer}:") or not accept(account):
+        raise refused
+    return account
+
+
 class InsufficientScope(DomainError):
     code = "insufficient_scope"
     http_status = 403

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.connect import schema
-from andchain.connect.oauth import Access
+from andchain.connect.oauth import Access, consented_account
 from andchain.context import Context
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
@@ -55,11 +55,6 @@ RETURN_CODES = {
 DUE_BATCH = 200
 HOUR_US = 3600 * 1_000_000
 DAY_US = 86_400 * 1_000_000
-
-
-class AccountNotInConsent(DomainError):
-    code = "account_not_in_consent"
-    http_status = 403
 
 
 @dataclass(frozen=True)
@@ -123,19 +118,12 @@ class Pulls:
         self._ready = True
 
     def account_of(self, access: Access, account_id: str) -> Any:
-        """A consented account of the customer, or 403 naming nothing."""
-        refused = AccountNotInConsent("this account is not shared with you by this consent")
-        if not str(account_id).isdigit() or len(str(account_id)) > 18 or int(account_id) not in access.accounts:
-            raise refused
-        try:
-            account = self.ledger.account(int(account_id))
-        except DomainError:
-            raise refused from None
-        if not account.name.startswith(f"clients:{access.customer}:") or account.asset != "USD":
-            raise refused
-        if not account.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS or ":card:" in account.name:
-            raise refused  # only a deposit account the ledger never lets go below zero is pulled from
-        return account
+        """A consented deposit account of the customer (USD, never let below zero by the ledger)."""
+        return consented_account(
+            self.ledger, access, account_id,
+            lambda a: a.asset == "USD" and bool(a.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+            and ":card:" not in a.name,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- create
 

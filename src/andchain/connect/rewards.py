@@ -56,6 +56,7 @@ class Redemption:
     withdrawal_id: str
     status: str
     created_at_us: int
+    key: str = ""
 
     def view(self) -> dict[str, Any]:
         return {
@@ -73,7 +74,7 @@ class Redemption:
 
 def _of(row: Any) -> Redemption:
     return Redemption(row.id, row.customer, int(row.points), int(row.usdc_minor), row.network, row.address,
-                      row.withdrawal_id, row.status, int(row.created_at_us))  # fmt: skip
+                      row.withdrawal_id, row.status, int(row.created_at_us), row.idempotency_key)  # fmt: skip
 
 
 class Rewards:
@@ -213,7 +214,7 @@ class Rewards:
         for redemption in pending:
             withdrawal = redemption.withdrawal_id or None
             if withdrawal is None:
-                digest = hashlib.sha256(f"{redemption.customer}\x00{self._key_of(redemption)}".encode()).hexdigest()
+                digest = hashlib.sha256(f"{redemption.customer}\x00{redemption.key}".encode()).hexdigest()
                 found = ops.find_by_key(f"rewards-{digest}")
                 withdrawal = found.id if found else None
             if withdrawal is None:
@@ -236,11 +237,6 @@ class Rewards:
                     (holds.post if delivered else holds.void)(self.ledger, redemption_hold(redemption.id), conn=conn)
                     done += 1
         return done
-
-    def _key_of(self, redemption: Redemption) -> str:
-        t = schema.redemptions
-        with self.ctx.engine.connect() as conn:
-            return str(conn.execute(select(t.c.idempotency_key).where(t.c.id == redemption.id)).scalar())
 
 
 class RewardsPart:

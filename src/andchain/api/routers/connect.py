@@ -16,7 +16,6 @@ access token (docs/connect.md).
 from __future__ import annotations
 
 import html
-import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -29,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from andchain.api.auth import BANK_WRITERS, READERS, Principal, Role, allow
 from andchain.api.body import StrictJSONRoute
-from andchain.api.deps import context, idempotency
+from andchain.api.deps import app_service, context, idempotency
 from andchain.api.idempotency import IdempotencyStore, idempotency_key
 from andchain.api.problems import ApiProblem, responses
 from andchain.api.routers.common import CLIENT_DESCRIPTION, CLIENT_REF_LENGTH_MAX, own_client
@@ -37,12 +36,14 @@ from andchain.api.routers.ledger import idempotent, scoped
 from andchain.connect.cards import Cards
 from andchain.connect.oauth import (
     SCOPES,
+    AccountNotInConsent,
     ConnectService,
     Grantee,
     HttpIn,
     InsufficientScope,
     OAuth2Error,
     Unauthorized,
+    consented_account,
     oauth_request,
 )
 from andchain.connect.pulls import Pulls
@@ -54,7 +55,6 @@ from andchain.money import format_minor
 
 oauth = APIRouter()  # forms and redirects: not the JSON API's strict route
 router = APIRouter(route_class=StrictJSONRoute)
-_lock = threading.Lock()
 SCOPE_WORDS = {
     "accounts:read": "see the accounts you choose, their balances and transactions",
     "payments:write": "pull funds from the accounts you choose into your wallet",
@@ -62,19 +62,11 @@ SCOPE_WORDS = {
 
 
 def connect_service(request: Request) -> ConnectService:
-    state = request.app.state
-    service: ConnectService | None = getattr(state, "connect", None)
-    if service is None:
-        with _lock:
-            service = getattr(state, "connect", None)
-            if service is None:
-                ctx: Context = context(request)
-                service = ConnectService(
-                    ctx.engine, ctx.settings.connect, ctx.api_keys.digest, clock=ctx.clock,
-                    ids=lambda: ctx.ledger.ids.new_id().lower(),
-                )  # fmt: skip
-                state.connect = service
-    return service
+    ctx: Context = context(request)
+    return app_service(
+        request, "connect", lambda: ConnectService(ctx.engine, ctx.settings.connect, ctx.api_keys.digest,
+                                                   clock=ctx.clock, ids=lambda: ctx.ledger.ids.new_id().lower()),
+    )  # fmt: skip
 
 
 def issuer(ctx: Context) -> str:
@@ -474,16 +466,7 @@ FDX_REFUSED = {
 
 def _account(ctx: Context, access: Any, account_id: str) -> Any:
     """A consented account of the customer, or 403 naming nothing (another customer's, none at all)."""
-    refused = ApiProblem(403, "account_not_in_consent", "this account is not shared with you by this consent")
-    if not account_id.isdigit() or len(account_id) > 18 or int(account_id) not in access.accounts:
-        raise refused
-    try:
-        account = ctx.ledger.account(int(account_id))
-    except DomainError:
-        raise refused from None
-    if not account.name.startswith(f"clients:{access.customer}:"):
-        raise refused
-    return account
+    return consented_account(ctx.ledger, access, account_id)
 
 
 def _fdx_account(ctx: Context, service: ConnectService, access: Any, account: Any) -> dict[str, Any]:
@@ -584,8 +567,8 @@ def fdx_accounts(
     for account_id in access.accounts:
         try:
             account = _account(ctx, access, str(account_id))
-        except ApiProblem:
-            continue
+        except AccountNotInConsent:
+            continue  # no longer the customer's (or closed since): not shown
         out.append(_fdx_account(ctx, service, access, account))
     return {"accounts": out}
 
@@ -678,15 +661,7 @@ def fdx_payment_networks(
 
 
 def pulls_service(request: Request) -> Pulls:
-    state = request.app.state
-    pulls: Pulls | None = getattr(state, "connect_pulls", None)
-    if pulls is None:
-        with _lock:
-            pulls = getattr(state, "connect_pulls", None)
-            if pulls is None:
-                pulls = Pulls(context(request))
-                state.connect_pulls = pulls
-    return pulls
+    return app_service(request, "connect_pulls", lambda: Pulls(context(request)))
 
 
 class PullIn(BaseModel):
@@ -814,15 +789,7 @@ def return_pull(
 
 
 def cards_service(request: Request) -> Cards:
-    state = request.app.state
-    cards: Cards | None = getattr(state, "connect_cards", None)
-    if cards is None:
-        with _lock:
-            cards = getattr(state, "connect_cards", None)
-            if cards is None:
-                cards = Cards(context(request))
-                state.connect_cards = cards
-    return cards
+    return app_service(request, "connect_cards", lambda: Cards(context(request)))
 
 
 class CardChargeIn(BaseModel):
@@ -929,15 +896,9 @@ def void_card_authorization(
 
 
 def rewards_service(request: Request) -> Rewards:
-    state = request.app.state
-    rewards: Rewards | None = getattr(state, "connect_rewards", None)
-    if rewards is None:
-        with _lock:
-            rewards = getattr(state, "connect_rewards", None)
-            if rewards is None:
-                rewards = Rewards(context(request), getattr(state, "custody", None))
-                state.connect_rewards = rewards
-    return rewards
+    return app_service(
+        request, "connect_rewards", lambda: Rewards(context(request), getattr(request.app.state, "custody", None))
+    )
 
 
 class RedemptionIn(BaseModel):

@@ -19,7 +19,6 @@ Who may call:
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -29,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from andchain.api.auth import BANK_WRITERS, EVERYONE, READERS, Principal, Role, allow
 from andchain.api.body import StrictJSONRoute
-from andchain.api.deps import context, idempotency
+from andchain.api.deps import app_service, context, idempotency
 from andchain.api.idempotency import IdempotencyStore, idempotency_key
 from andchain.api.problems import ApiProblem, responses
 from andchain.api.routers.common import (
@@ -50,7 +49,6 @@ from andchain.trading.orders import OrderBooks
 from andchain.trading.risk import GLOBAL, TradingState
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
-_lock = threading.Lock()
 
 DESK_READERS = frozenset({*READERS, Role.DESK})
 DESK_WRITERS = frozenset({*BANK_WRITERS, Role.DESK})
@@ -71,27 +69,11 @@ _REFUSED = {
 
 
 def desk_service(request: Request, custody: CustodyService = Depends(custody_service)) -> DeskService:
-    state = request.app.state
-    service: DeskService | None = getattr(state, "desk", None)
-    if service is None:
-        with _lock:
-            service = getattr(state, "desk", None)
-            if service is None:
-                service = DeskService(context(request), custody=custody)
-                state.desk = service
-    return service
+    return app_service(request, "desk", lambda: DeskService(context(request), custody=custody))
 
 
 def order_books(request: Request, desk: DeskService = Depends(desk_service)) -> OrderBooks:
-    state = request.app.state
-    books: OrderBooks | None = getattr(state, "order_books", None)
-    if books is None:
-        with _lock:
-            books = getattr(state, "order_books", None)
-            if books is None:
-                books = OrderBooks(desk)
-                state.order_books = books
-    return books
+    return app_service(request, "order_books", lambda: OrderBooks(desk))
 
 
 def _client(principal: Principal, desk: DeskService, ref: str | None) -> str:
