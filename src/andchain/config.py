@@ -302,11 +302,65 @@ class KeystoreSettings(BaseModel):
         return value
 
 
+class KycTierSettings(BaseModel):
+    """What a party of one KYC tier may move (USD, decimal strings): per transfer and per UTC day."""
+
+    per_transfer_usd: str
+    per_day_usd: str
+
+
+class MonitoringSettings(BaseModel):
+    """The transaction-monitoring rules (docs/compliance.md); each opens an alert, none blocks."""
+
+    # Cash in and out of a party in one UTC day above this (the CTR threshold).
+    cash_daily_usd: str = "10000"
+    # Structuring: at least `structuring_count_min` cash transactions in 24 h, each within
+    # `structuring_band_pct` percent below the cash threshold.
+    structuring_count_min: int = Field(default=3, ge=2, le=100)
+    structuring_band_pct: int = Field(default=20, ge=1, le=99)
+    # Velocity: more than this many transactions of a party in the window.
+    velocity_count_max: int = Field(default=50, ge=1, le=100_000)
+    velocity_window_s: int = Field(default=3600, ge=60, le=86_400 * 7)
+    # Dormant reactivation: the first transaction after this many days without one.
+    dormant_days: int = Field(default=180, ge=1, le=3650)
+
+
 class ComplianceSettings(BaseModel):
-    # Addresses refused at screening (a stand-in list until the sanctions screening of step 8).
-    blocked_addresses: list[str] = Field(default_factory=list)
     # How long a client has to sign an address-ownership challenge.
     challenge_ttl_s: int = Field(default=900, ge=30)
+    # The OFAC SDN list: a directory with sdn.csv/add.csv/alt.csv (and sdn_comments.csv), or the
+    # advanced XML (sdn_advanced.xml). Loaded by `andchain compliance load-list`; none: no list loaded.
+    sanctions_list_path: Path | None = None
+    # A name scoring at least this (0-100, rapidfuzz token ratio) against a listed name is a hit.
+    name_match_threshold: int = Field(default=90, ge=50, le=100)
+    # The KYC status a client is onboarded with: the operator onboarding a client records the bank's
+    # KYC decision; "pending" makes every flow wait for an approval (`andchain compliance kyc`).
+    onboarding_kyc_status: Literal["pending", "approved"] = "approved"
+    kyc_tiers: dict[str, KycTierSettings] = Field(
+        default_factory=lambda: {
+            "basic": KycTierSettings(per_transfer_usd="10000", per_day_usd="25000"),
+            "standard": KycTierSettings(per_transfer_usd="1000000", per_day_usd="5000000"),
+            "enhanced": KycTierSettings(per_transfer_usd="100000000", per_day_usd="500000000"),
+        }
+    )
+    default_kyc_tier: str = "standard"
+    # Where the bank is regulated, and from which amount (USD) each jurisdiction's travel rule asks
+    # for originator and beneficiary data (IVMS101).
+    jurisdiction: str = "US"
+    travel_rule_usd: dict[str, str] = Field(default_factory=lambda: {"US": "3000", "FATF": "1000"})
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    # The bank itself in the ISO 20022 messages it produces (pain.001, pacs.008).
+    bank_name: str = "andchain Bank"
+    bank_bic: str = "ANDCUS33XXX"
+    bank_account: str = "US-ANDCHAIN-SETTLEMENT"
+
+    @model_validator(mode="after")
+    def _tiers(self) -> ComplianceSettings:
+        if self.default_kyc_tier not in self.kyc_tiers:
+            raise ValueError(f"compliance.default_kyc_tier {self.default_kyc_tier!r} is not in compliance.kyc_tiers")
+        if self.jurisdiction not in self.travel_rule_usd:
+            raise ValueError(f"compliance.jurisdiction {self.jurisdiction!r} has no travel_rule_usd threshold")
+        return self
 
 
 class CustodianSettings(BaseModel):

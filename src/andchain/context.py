@@ -5,6 +5,8 @@ The CLI, the API and the tests all build their parts here, so they drive the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from andchain.chains.client import ChainClient
     from andchain.chains.keys import EncryptedKeyStore
     from andchain.chains.nodes import LocalNode
+    from andchain.compliance.service import Compliance
 
 
 class Context:
@@ -30,6 +33,8 @@ class Context:
         self.settings = settings or load_settings()
         self.clock = clock
         self._chains: dict[str, ChainClient] = {}
+        # Where crypto assets get their USD price (for compliance's limits and travel-rule thresholds).
+        self.price_source: Callable[[str], Decimal | None] | None = None
 
     @cached_property
     def engine(self) -> Engine:
@@ -51,6 +56,20 @@ class Context:
         return Ledger(
             self.engine, self.assets, clock=self.clock, expire_batch_max=self.settings.ledger.expire_batch_max
         )
+
+    @cached_property
+    def compliance(self) -> Compliance:
+        """Screening, KYC, tier limits and monitoring, shared by every service of this context (one copy
+        of the sanctions list's matchers in memory)."""
+        from andchain.compliance.service import Compliance
+
+        return Compliance(self.engine, self.settings, self.clock, self.ledger.ids, usd_price=self.usd_price)
+
+    def usd_price(self, asset: str) -> Decimal | None:
+        """The USD price of one unit of a crypto asset from `price_source` (the trading desk's venue, installed
+        by the processes that run the desk: `andchain.trading.prices.install`); None when not known."""
+        source = self.price_source
+        return source(asset) if source is not None else None
 
     @cached_property
     def keys(self) -> EncryptedKeyStore:

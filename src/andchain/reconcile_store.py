@@ -18,7 +18,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Engine, Index, Integer, Stri
 from andchain.db import metadata, write_transaction
 from andchain.ledger.model import IdSource
 
-RUNS_KEPT = 100
+RUNS_KEPT = 2000  # about three months of hourly runs: the reserve attestation reads a month of them
 
 runs = Table(
     "reconcile_runs",

@@ -3,6 +3,7 @@
 from andchain.api import auth as _api_auth  # noqa: F401 - registers its table
 from andchain.api import idempotency as _api_idempotency  # noqa: F401 - registers its table
 from andchain.chains import schema as _chains_schema  # noqa: F401 - registers its tables
+from andchain.compliance import schema as _compliance_schema  # noqa: F401 - registers its tables
 from andchain.connect import schema as _connect_schema  # noqa: F401 - registers its tables
 from andchain.custody import schema as _custody_schema  # noqa: F401 - registers its tables
 from andchain.custody.kept import schema as _custody_kept_schema  # noqa: F401 - registers its tables

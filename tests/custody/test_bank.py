@@ -307,7 +307,11 @@ def test_stablecoins_to_usd_and_back_with_travel_rule_data(bank):
     assert bank.position(DESK) == 2_000 * USDC
     bank.clean()
 
-    # USD back into USDC, delivered to the client's own address: above the travel-rule threshold.
+    # USD back into USDC, delivered to the client's own address: under the US threshold (3,000) no data
+    # would travel; under FATF's (1,000) it does.
+    compliance = bank.service.clients.compliance
+    assert compliance.travel_rule(flow="conversion", amount_usd_minor=1_200_00, supplied=None) is None
+    bank.ctx.settings.compliance.jurisdiction = "FATF"
     back = bank.service.convert(client, 1_200_00, "USD", "USDC", "c-out")
     assert back.payload["travel_rule"]["originator"]["originatorPersons"][0]["legalPerson"]
     assert bank.tokens.dda_balance(client) == 2_000_00  # reserved, not yet posted

@@ -115,3 +115,48 @@ def test_a_worker_killed_at_any_step_boundary_loses_and_doubles_nothing(world, k
         assert chain.read(token, TOKEN_ABI, "balanceOf", payee_wallet) == 2_500
     report = reconcile(service.ctx)
     assert report.breaks == [], report.breaks
+
+
+def seized_events(service: TokenService, holder: str) -> int:
+    chain = service.chain("internal")
+    token = service.token_address("internal")
+    logs = chain.get_logs([token], 0, chain.block_number())
+    topic = "0x" + TOKEN_ABI.topic("Seized").hex()
+    return sum(1 for log in logs if log["topics"][0] == topic and log["topics"][1][-40:] == holder[2:].lower())
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_a_worker_killed_at_any_step_boundary_of_a_seizure_burns_exactly_once(world, boundary):
+    from andchain.compliance.enforcement import Enforcement
+    from andchain.tokens.model import BANK_SEIZED
+
+    service, env = world
+    tag = f"seize-{boundary}"
+    client = service.onboard(f"Seized {tag}").id
+    service.deposit(client, 10_000, reference=f"fund-{tag}")
+    service.mint(client, "internal", 6_000, f"seed-{tag}")
+    assert run_worker(env).returncode == 0
+    enforcement = Enforcement(service)
+    enforcement.freeze(client, reference=f"order-{tag}", authority="court", by="test")
+    assert run_worker(env).returncode == 0
+    seized_before = service.ledger.account(BANK_SEIZED).balance_posted
+    supply_before = service.chain("internal").read(service.token_address("internal"), TOKEN_ABI, "totalSupply")
+    order = enforcement.seize(client, reference=f"order-{tag}", authority="court", by="test")
+
+    killed = run_worker(env, failpoint=f"seize:{boundary}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not service.ops.get(order.operation_id).terminal
+    restarted = run_worker(env)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+
+    done = service.ops.get(order.operation_id)
+    assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_message)
+    wallet = service.wallet(client, "internal").address
+    chain, token = service.chain("internal"), service.token_address("internal")
+    assert chain.read(token, TOKEN_ABI, "balanceOf", wallet) == 0
+    assert chain.read(token, TOKEN_ABI, "totalSupply") == supply_before - 6_000
+    assert seized_events(service, wallet) == 1  # burned exactly once
+    assert service.ledger.account(holder_account("internal", TOKENS[DEPOSIT_TOKEN], wallet)).balance_posted == 0
+    assert service.ledger.account(BANK_SEIZED).balance_posted == seized_before + 10_000  # 4,000 deposits + 6,000 tokens
+    report = reconcile(service.ctx)
+    assert report.breaks == [], report.breaks

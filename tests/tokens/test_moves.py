@@ -21,6 +21,7 @@ from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TOKEN_ABI, TokenService
 from tests.chains.conftest import make_context, start_public_node
+from tests.compliance.sdn import Listed, write_list
 
 DEPOSIT = TOKENS[DEPOSIT_TOKEN]
 
@@ -36,7 +37,6 @@ def base_node(tmp_path_factory):
 def world(tmp_path, anvil, base_node):
     ctx = make_context(tmp_path, anvil)
     ctx.settings.networks["base"] = base_node.network
-    ctx.settings.compliance.blocked_addresses.append("0x" + "bad0" * 10)
     service = TokenService(ctx)
     service.setup("internal")
     service.setup("base")
@@ -101,12 +101,17 @@ def test_a_screened_out_address_is_refused(world):
         moves.register(client, "base", nonce, "0x" + "bad0" * 10, "0x" + "00" * 65)
     assert caught.value.code == "invalid_signature"
     key = Account.create()
-    ctx.settings.compliance.blocked_addresses.append(key.address)
+    service.clients.compliance.load_list(
+        write_list(ctx.settings.data_dir / "sdn", [Listed("1", "SOMEONE LISTED", addresses=(("ETH", key.address),))]),
+        by="test",
+    )
     nonce, message = moves.challenge(client, "base")
     signature = Account.sign_message(encode_defunct(text=message), key.key).signature.hex()
     with pytest.raises(DomainError) as caught:
         moves.register(client, "base", nonce, key.address, signature)
-    assert caught.value.code == "address_blocked"
+    assert caught.value.code == "sanctions_hit"
+    (alert,) = service.clients.compliance.alerts(rule="sanctions_address")
+    assert alert.subject == f"base:{key.address}"
     with pytest.raises(DomainError) as caught:
         service.mint(client, "base", 1, "nope")
     assert caught.value.code == "no_registered_address"

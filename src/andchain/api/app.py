@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from andchain import __version__, migrate
 from andchain.api import problems, ratelimit
+from andchain.api.audit import AuditMiddleware
 from andchain.api.body import StrictJSONRoute
 from andchain.api.deps import context
 from andchain.api.idempotency import IdempotencyStore
@@ -23,6 +24,7 @@ from andchain.api.limits import RequestLimits, RequestLimitsMiddleware
 from andchain.api.observe import METRICS_CONTENT_TYPE, HttpMetrics, RequestContextMiddleware
 from andchain.api.routers import (
     clients,
+    compliance,
     connect,
     custody,
     desk,
@@ -39,6 +41,7 @@ from andchain.context import Context
 from andchain.metrics import PlatformCollector, live_lag_blocks
 from andchain.ops import Operations
 from andchain.ops.worker import worker_status
+from andchain.trading.prices import install as install_prices
 
 # Swagger UI and ReDoc, served from this process (the files of the fastapi-offline package):
 # the documentation works on a network that reaches no CDN, and loads no third party's code.
@@ -60,7 +63,7 @@ def create_app(
 ) -> FastAPI:
     """The API. `limits` defaults to api.body_bytes_max and the built-in header limits;
     `bind_host` (the address `andchain serve` listens on) joins api.allowed_hosts."""
-    ctx = ctx or Context()
+    ctx = install_prices(ctx or Context())
     api = ctx.settings.api
     app = AndchainAPI(
         title="andchain",
@@ -83,8 +86,22 @@ def create_app(
     registry.register(PlatformCollector(ctx.engine, ctx.clock, ctx.settings.ops))
     app.add_middleware(RequestLimitsMiddleware, limits=app.state.limits)
     app.add_middleware(AllowedHostsMiddleware, hosts=allowed_hosts(api, bind_host))
+    app.add_middleware(AuditMiddleware, engine=ctx.engine, clock=ctx.clock)
     problems.install(app)
-    for router in (ledger, clients, tokens, custody, desk, rules, operations, networks, reconcile, events, connect):
+    for router in (
+        ledger,
+        clients,
+        tokens,
+        custody,
+        desk,
+        rules,
+        operations,
+        networks,
+        reconcile,
+        events,
+        connect,
+        compliance,
+    ):
         app.include_router(router.router)
     app.include_router(connect.oauth)
     app.mount(DOCS_STATIC_URL, StaticFiles(directory=str(DOCS_STATIC_DIR)), name="docs-static")

@@ -11,6 +11,7 @@ from andchain import __version__
 from andchain.cli import (
     bench,
     clients,
+    compliance,
     custodian,
     custody,
     db,
@@ -65,6 +66,9 @@ app.add_typer(custody.app, name="custody")
 app.add_typer(stablecoin.app, name="stablecoin")
 app.add_typer(desk.app, name="desk")
 app.add_typer(partners.app, name="partners")
+app.add_typer(compliance.app, name="compliance")
+app.add_typer(compliance.audit_app, name="audit")
+app.add_typer(compliance.report_app, name="report")
 app.command("deposit")(clean_errors(clients.deposit))
 app.command("serve")(serve.serve)
 app.command("openapi")(serve.openapi)

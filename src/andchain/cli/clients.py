@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import asdict
 from typing import Annotated
 
@@ -30,7 +31,7 @@ def clients_onboard(
     as_json: JsonOpt = False,
 ) -> None:
     """Onboard a client and open its USD deposit account (idempotent by name)."""
-    client = token_service().onboard(name, kind)
+    client = token_service().onboard(name, kind, by=f"cli:{getpass.getuser()}")
     if as_json:
         emit_json(asdict(client))
     else:
@@ -72,8 +73,11 @@ def deposit(
     amount: Annotated[str, typer.Argument(help="e.g. '1000.00 USD'")],
     reference: Annotated[str, typer.Option(help="the credit notice's id (camt.054 NtryRef); books once")],
     memo: str = "",
+    cash: Annotated[
+        bool, typer.Option("--cash", help="currency paid in at a teller (cash monitoring counts it)")
+    ] = False,
 ) -> None:
     """Credit a client's deposit account (an operator deposit or a camt.054 credit notice)."""
     service = token_service()
-    transfer_id = service.deposit(client, usd_minor(service.ctx, amount), reference, memo)
+    transfer_id = service.deposit(client, usd_minor(service.ctx, amount), reference, memo, cash=cash)
     out.print(f"deposited: transfer {transfer_id}; DDA now {format_minor(service.dda_balance(client), 2)} USD")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from andchain.reconcile import Report
     from andchain.tokens.service import TokenService
 
+log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 out = Console(emoji=False, highlight=False)
@@ -51,7 +55,9 @@ def clean_errors(fn: F) -> F:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            _audit_command()
+            return result
         except DomainError as exc:
             fail(f"{exc.message} [{exc.code}]")
         except OperationalError as exc:
@@ -72,18 +78,52 @@ def clean_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Commands that change nothing, or run for long and log by themselves: not operator actions to audit.
+_NOT_AUDITED = frozenset(
+    {
+        "version", "serve", "worker", "demo", "bench", "openapi", "reconcile", "report", "audit", "db",
+        "list", "show", "status", "balances", "verify", "accounts", "holders", "controls", "quotes", "orders",
+        "book", "positions", "alerts", "custodians", "transfers", "pulls", "screen", "deposit-address",
+    }
+)  # fmt: skip
+
+
+def _audit_command() -> None:
+    """An operator's command that ran is written to the audit log: the command and its parameters (no
+    secret is ever a parameter: passphrases and keys come from the environment)."""
+    click_ctx = click.get_current_context(silent=True)
+    if click_ctx is None:
+        return
+    words = click_ctx.command_path.split()[1:]
+    if not words or set(words) & _NOT_AUDITED:
+        return
+    try:
+        from andchain.compliance import audit
+
+        ctx = Context()
+        params = {k: v for k, v in click_ctx.params.items() if k != "as_json"}
+        audit.record(ctx.engine, ctx.clock, f"cli:{getpass.getuser()}", f"cli {' '.join(words)}"[:80],
+                     " ".join(str(v) for v in params.values() if v not in (None, False, ""))[:2000],
+                     json.loads(json.dumps(params, default=str)))  # fmt: skip
+        ctx.close()
+    except Exception as exc:  # a database without the log yet (`andchain db upgrade` first): say so, go on
+        log.warning("audit entry not written for %s: %s", " ".join(words), exc)
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def context() -> Context:
-    return Context()
+    from andchain.trading.prices import install
+
+    return install(Context())
 
 
 def token_service() -> TokenService:
     from andchain.tokens.service import TokenService
 
-    return TokenService(Context())
+    return TokenService(context())
 
 
 def usd_minor(ctx: Context, text: str) -> int:

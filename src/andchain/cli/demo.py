@@ -134,7 +134,9 @@ def run(console: Console | None = None, *, keep_nodes: bool = False) -> Report:
                 custodian.stop()
             raise
 
-    step("11. Reconcile: the ledger, every chain, every holder and the custodian agree")
+    _compliance(ctx, service, say, step, complete, acme, redeem, run_id)
+
+    step("12. Reconcile: the ledger, every chain, every holder and the custodian agree")
     report = reconcile(ctx)
     from andchain.cli.common import render_report
 
@@ -377,6 +379,86 @@ def _bank_to_wallet(
     done = rewards.get(redemption.id)
     say(f"  500 points -> {format_minor(done.usdc_minor, 6)} USDC from the bank's treasury at the custodian to "
         f"Ada's own wallet {done.address}: {done.status}; {rewards.points(ada)} points left")  # fmt: skip
+
+
+def _compliance(
+    ctx: Context, service: TokenService, say: Any, step: Any, complete: Any, acme: str, redeem: Operation, run_id: str
+) -> None:
+    """Controls at every edge: screening at onboarding, a booked camt.054 credit, structuring caught, a
+    freeze and a seizure on a lawful order, a redemption paid out in pacs.008, the audit log verified."""
+    from andchain.compliance import audit
+    from andchain.compliance.enforcement import Enforcement
+    from andchain.compliance.payments import Payments
+    from andchain.compliance.reserves import reserve_report
+    from andchain.compliance.service import SanctionsHit
+
+    step("11. Compliance: sanctions, a camt.054 credit, monitoring, a lawful freeze and seizure, ISO 20022, audit")
+    compliance = service.clients.compliance
+    listed = ctx.settings.ensure_data_dir() / "demo-sdn"
+    listed.mkdir(exist_ok=True)
+    # A two-party sample in the OFAC CSV format (sdn.csv, alt.csv); a bank loads the published list.
+    (listed / "sdn.csv").write_text(
+        '990001,"VOLKOV, Dmitri Sergeyevich","individual","CYBER2",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,'
+        '"Digital Currency Address - ETH 0x9f1b6c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b."\r\n'
+        '990002,"CRIMSON TIDE MIXER",-0- ,"CYBER2",-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- ,-0- \r\n'
+    )
+    (listed / "alt.csv").write_text('990001,9901,"aka","VOLKOV, Dima",-0- \r\n')
+    loaded = compliance.load_list(listed, by="demo")
+    say(f"  sanctions list version {loaded['version']} loaded ({loaded['entries']} entries, diffed by content)")
+    try:
+        service.onboard("Dmitri Volkov", "natural")
+    except SanctionsHit as hit:
+        say(f"  onboarding 'Dmitri Volkov' refused: {hit.code}; alert opened for the case queue")
+    initech = service.onboard(f"Initech {run_id}").id
+    notice = _camt054(f"DEMO-{run_id}", [(f"BK-{run_id}", "40000.00", initech, f"E2E-{run_id}")])
+    booked = Payments(service).credit_notice(notice, by="demo")
+    say(f"  camt.054 {booked['message_id']}: {booked['credits'][0]['status']} 40,000.00 USD to Initech's account "
+        "(only a booked credit funds a deposit account)")  # fmt: skip
+    for i in range(3):
+        service.deposit(initech, 9_500_00, reference=f"cash-{run_id}-{i}", memo="teller cash deposit", cash=True)
+    rules = sorted({a.rule for a in compliance.alerts(client_id=initech)})
+    say(f"  three cash deposits of 9,500.00 within a day: alerts {', '.join(rules)}")
+    complete(service.mint(initech, NETWORK, 20_000_00, f"demo-{run_id}-initech-mint"))
+    enforcement = Enforcement(service)
+    frozen = enforcement.freeze(initech, reference=f"ORDER-{run_id}", authority="U.S. District Court", by="demo")
+    if frozen.operation_id:
+        complete(service.ops.get(frozen.operation_id))
+    say(f"  freeze on order {frozen.reference}: Initech's ledger accounts and its address on every network frozen")
+    seized = enforcement.seize(initech, reference=f"ORDER-{run_id}", authority="U.S. District Court", by="demo")
+    if seized.operation_id:
+        complete(service.ops.get(seized.operation_id))
+    say(f"  seizure: {usd(seized.details['deposit_seized_minor'])} of deposits and every token burned to the "
+        "bank's seizure account; supply and ledger fall together")  # fmt: skip
+    payout = Payments(service).payout(redeem.id, creditor_name="Acme Treasury", creditor_account="000123456789",
+                                      creditor_agent_bic="CHASUS33XXX", by="demo")  # fmt: skip
+    say(f"  Acme's redemption paid out: pacs.008 EndToEndId {payout['end_to_end_id']}, UETR {payout['uetr']}, "
+        f"burn tx {payout['tx_hash']}")  # fmt: skip
+    report = audit.verify(ctx.engine)
+    say(f"  audit log: {report.entries} entries, hash chain {'intact' if report.ok else 'BROKEN'}")
+    reserves = reserve_report(ctx, time.strftime("%Y-%m", time.gmtime()), tokens=service)
+    outstanding = reserves["tokens_outstanding"]["total"]["now"]
+    say(f"  reserve attestation for this month: {outstanding} USD of tokens outstanding, backed 1:1 "
+        "(andchain report reserves --month YYYY-MM)")  # fmt: skip
+
+
+def _camt054(message_id: str, credits: list[tuple[str, str, str, str]]) -> bytes:
+    """A camt.054.001.08 credit notice with booked USD credits (reference, amount, creditor account, EndToEndId)."""
+    entries = "".join(
+        f'<Ntry><Amt Ccy="USD">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts><Cd>BOOK</Cd></Sts>'
+        f"<BookgDt><Dt>{time.strftime('%Y-%m-%d', time.gmtime())}</Dt></BookgDt><AcctSvcrRef>{ref}</AcctSvcrRef>"
+        "<BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>DMCT</SubFmlyCd></Fmly></Domn></BkTxCd>"
+        f'<NtryDtls><TxDtls><Refs><EndToEndId>{e2e}</EndToEndId></Refs><Amt Ccy="USD">{amount}</Amt>'
+        "<CdtDbtInd>CRDT</CdtDbtInd><RltdPties><Dbtr><Pty><Nm>Initech Holdings</Nm></Pty></Dbtr>"
+        f"<CdtrAcct><Id><Othr><Id>{account}</Id></Othr></Id></CdtrAcct></RltdPties></TxDtls></NtryDtls></Ntry>"
+        for ref, amount, account, e2e in credits
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08">'
+        f"<BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>{message_id}</MsgId>"
+        f"<CreDtTm>{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}</CreDtTm></GrpHdr>"
+        f"<Ntfctn><Id>N-{message_id}</Id><Acct><Id><Othr><Id>BANK-USD-NOSTRO</Id></Othr></Id><Ccy>USD</Ccy></Acct>"
+        f"{entries}</Ntfctn></BkToCstmrDbtCdtNtfctn></Document>"
+    ).encode()
 
 
 def demo(

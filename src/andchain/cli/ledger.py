@@ -168,6 +168,8 @@ def ledger_transfer(
 
     Replaying an --id books nothing new. An --id refused on the state of the book stays refused.
     """
+    if code == "seize":
+        fail("the code 'seize' is reserved for seizures on a lawful order (andchain compliance seize)")
     ctx = context()
     value = parse_amount(amount, ctx.assets)
     spec = TransferSpec(

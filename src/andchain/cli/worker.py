@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -71,11 +72,23 @@ def reconcile_command(
     ] = None,
 ) -> None:
     """Prove that the ledger and every chain agree; exit 1 on any break."""
+    from andchain import reconcile_store
     from andchain.metrics import record_reconcile, write_reconcile_metrics
     from andchain.reconcile import reconcile
 
-    report = reconcile(Context())
+    ctx = Context()
+    started = ctx.clock()
+    report = reconcile(ctx)
     record_reconcile(report)
+    # Kept as evidence (the monthly reserve attestation reports the month's runs), as the API does.
+    reconcile_store.record(
+        ctx.engine,
+        report.as_dict(),
+        started_at_us=started,
+        finished_at_us=max(started, ctx.clock()),
+        requested_by=f"cli:{getpass.getuser()}",
+        ids=ctx.ledger.ids,
+    )
     if metrics_file is not None:
         write_reconcile_metrics(report, metrics_file)
     if as_json:

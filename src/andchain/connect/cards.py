@@ -240,8 +240,10 @@ class Cards:
         now = self.ctx.clock()
         auth_id = "auth_" + self.ledger.ids.new_id().lower()
         ttl = self.settings.card_auth_ttl_s
+        self.ctx.compliance.screen_party(card.customer, flow="card")
         try:
             with write_transaction(self.ctx.engine) as conn:
+                self.ctx.compliance.admit(conn, card.customer, "card", amount_minor + fee, f"card:{auth_id}")
                 conn.execute(
                     schema.card_auths.insert().values(
                         id=auth_id, card_id=card.id, client_id=access.client_id, idempotency_key=key,

@@ -146,6 +146,7 @@ class Pulls:
         if existing is not None:
             return self._replayed(existing, digest)
         account = self.account_of(access, account_id)
+        self.ctx.compliance.screen_party(access.customer, flow="pull")
         self._ensure_accounts()
         now = self.ctx.clock()
         pull_id = "pull_" + self.ledger.ids.new_id().lower()
@@ -155,6 +156,7 @@ class Pulls:
                 # summed, and its status and the consent read, with no other pull of it in between.
                 self._lock_customer(conn, access)
                 self._check_limits(conn, access.customer, amount_minor, now)
+                self.ctx.compliance.admit(conn, access.customer, "pull", amount_minor, f"pull:{pull_id}")
                 values = dict(
                     id=pull_id, client_id=access.client_id, idempotency_key=key, request_sha256=digest,
                     consent_id=access.consent_id, customer=access.customer, account_id=account.id,

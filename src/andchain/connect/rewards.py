@@ -132,8 +132,12 @@ class Rewards:
         withdrawal_key = f"rewards-{digest}"
         now = self.ctx.clock()
 
+        self.ctx.compliance.screen(customer, flow="rewards", addresses=((network, address),))
+
         def with_withdrawal(conn: Connection) -> None:
-            """In the withdrawal's transaction: the redemption and its points hold."""
+            """In the withdrawal's transaction: the redemption, its points hold, and compliance's admission
+            (USDC 1:1 with cents)."""
+            self.ctx.compliance.admit(conn, customer, "rewards", usdc_minor // 10_000, f"rewards:{redemption_id}")
             conn.execute(
                 schema.redemptions.insert().values(
                     id=redemption_id, customer=customer, idempotency_key=key, points=points, usdc_minor=usdc_minor,

@@ -152,19 +152,35 @@ def ivms101(client: Client, account: str, beneficiary_account: str) -> dict[str,
     if client.kind == ClientKind.NATURAL:
         person: dict[str, Any] = {
             "naturalPerson": {
-                "name": {"nameIdentifier": [{"primaryIdentifier": client.name, "nameIdentifierType": "LEGL"}]}
+                "name": {"nameIdentifier": [{"primaryIdentifier": client.name, "nameIdentifierType": "LEGL"}]},
+                "customerIdentification": client.id,
             }
         }
     else:
         person = {
             "legalPerson": {
-                "name": {"nameIdentifier": [{"legalPersonName": client.name, "legalPersonNameIdentifierType": "LEGL"}]}
+                "name": {"nameIdentifier": [{"legalPersonName": client.name, "legalPersonNameIdentifierType": "LEGL"}]},
+                "customerNumber": client.id,
             }
         }
     return {
         "originator": {"originatorPersons": [person], "accountNumber": [account]},
         "beneficiary": {"beneficiaryPersons": [person], "accountNumber": [beneficiary_account]},
     }
+
+
+def _both(
+    first: Callable[[Connection], None] | None, second: Callable[[Connection], None] | None
+) -> Callable[[Connection], None] | None:
+    """Two steps of one recording transaction, in order (either may be absent)."""
+    if first is None or second is None:
+        return first or second
+
+    def both(conn: Connection) -> None:
+        first(conn)
+        second(conn)
+
+    return both
 
 
 class CustodyService:
@@ -384,12 +400,49 @@ class CustodyService:
         return op
 
     def _travel_rule(
-        self, client: Client | None, asset: str, amount_minor: int, source: str, destination: str
+        self,
+        client: Client | None,
+        asset: str,
+        amount_minor: int,
+        source: str,
+        destination: str,
+        supplied: object | None = None,
     ) -> dict[str, Any] | None:
-        above = self.settings.travel_rule_from.get(asset)
-        if client is None or above is None or amount_minor < parse_minor(above, self.scale(asset)):
+        """The IVMS101 data a client's withdrawal carries (compliance.travel_rule_usd in the bank's
+        jurisdiction; for an asset without a USD price, custody.travel_rule_from): the data the client
+        supplied (a beneficiary at another institution), else its own on both sides (its own wallet)."""
+        if client is None:
             return None
-        return ivms101(client, source, destination)
+        usd = self.clients.compliance.usd_minor(asset, amount_minor, self.scale(asset))
+        required = None
+        if usd is None:
+            above = self.settings.travel_rule_from.get(asset)
+            required = above is not None and amount_minor >= parse_minor(above, self.scale(asset))
+        return self.clients.compliance.travel_rule(
+            flow="withdrawal",
+            amount_usd_minor=usd,
+            supplied=supplied,
+            default=lambda: ivms101(client, source, destination),
+            required=required,
+            client_id=client.id,
+        )
+
+    def _admit(
+        self, client: Client | None, flow: str, asset: str, amount_minor: int, key: str, travel: dict[str, Any] | None
+    ) -> Callable[[Connection], None] | None:
+        """What a client's movement checks and records in its operation's transaction (compliance)."""
+        if client is None:
+            return None
+        compliance = self.clients.compliance
+        usd = compliance.usd_minor(asset, amount_minor, self.scale(asset))
+        ref = f"{flow}:{key}"
+
+        def admit(conn: Connection) -> None:
+            compliance.admit(conn, client.id, flow, usd, ref)
+            if travel is not None:
+                compliance.record_travel_rule(conn, ref, flow, usd, travel)
+
+        return admit
 
     def _check_destination(self, client: Client | None, network: str, address: str) -> None:
         """A client's withdrawal on one of the bank's EVM networks goes to an address the client proved
@@ -428,10 +481,13 @@ class CustodyService:
         key: str,
         *,
         note: str = "",
+        travel_rule: object | None = None,
         before: Callable[[Connection], None] | None = None,
     ) -> Operation:
         """Withdraw from the owner's account at the custodian to an external address. `before` runs in the
-        transaction that records it (a rewards redemption holds the points there)."""
+        transaction that records it (a rewards redemption holds the points there). A client's withdrawal
+        is screened (the client, the destination), admitted by compliance (KYC, freeze, tier limits) and
+        carries the travel rule's data from its threshold (`travel_rule`: IVMS101 the client supplies)."""
         self._check_custodian(custodian)
         check_amount(amount_minor)
         self.scale(asset)
@@ -454,14 +510,18 @@ class CustodyService:
             client = self.clients.active(client.id)  # a new request: its client must be active
         self._check_destination(client, network, address)
         self.check_asset(custodian, asset, network)
+        if client is not None:
+            self.clients.compliance.screen(client.id, flow="withdrawal", addresses=((network, address),))
         record = self._required_account(custodian, owner)
         self.ensure_positions(custodian, owner, asset)
+        travel = self._travel_rule(client, asset, amount_minor, record.account_id, address, travel_rule)
+        admit = self._admit(client, "withdrawal", asset, amount_minor, key, travel)
         payload = {
             **request,
             "client": client.id if client else None,
             "source_account": record.account_id,
             "destination": {"address": address},
-            "travel_rule": self._travel_rule(client, asset, amount_minor, record.account_id, address),
+            "travel_rule": travel,
             "holds": [
                 {
                     "id": f"{WITHDRAWAL}:{{op}}",
@@ -473,7 +533,7 @@ class CustodyService:
                 }
             ],
         }
-        return self._record(WITHDRAWAL, key, request, payload, network, before)
+        return self._record(WITHDRAWAL, key, request, payload, network, _both(admit, before))
 
     def transfer(
         self,
@@ -486,8 +546,10 @@ class CustodyService:
         key: str,
         *,
         before: Callable[[Connection], None] | None = None,
+        admit: bool = True,
     ) -> Operation:
-        """Move value between two owners' accounts at the same custodian (a client and the desk)."""
+        """Move value between two owners' accounts at the same custodian (a client and the desk). `admit`
+        False: the leg of a trade compliance admitted already (its asset delivered), not counted again."""
         self._check_custodian(custodian)
         check_amount(amount_minor)
         self.scale(asset)
@@ -517,6 +579,9 @@ class CustodyService:
         self.ensure_positions(custodian, source, asset)
         self.ensure_positions(custodian, target, asset)
         party = source_client or target_client
+        if source_client is not None and admit:
+            self.clients.compliance.screen(source_client.id, flow="custody_transfer")
+            before = _both(self._admit(source_client, "custody_transfer", asset, amount_minor, key, None), before)
         payload = {
             **request,
             "client": party.id if party is not None else None,
@@ -594,6 +659,7 @@ class CustodyService:
         if replayed is not None:
             return replayed
         client = self.clients.active(client.id)
+        self.clients.compliance.screen_party(client.id, flow="conversion")
         self.check_asset(custodian, coin, network)
         desk = self.open_account(custodian, DESK)
         self.ensure_positions(custodian, DESK, coin)
@@ -620,6 +686,7 @@ class CustodyService:
         else:
             address = self.clients.holder(client.id, network)
             self._check_destination(client, network, address)
+            self.clients.compliance.screen(client.id, flow="conversion", addresses=((network, address),))
             payload = {
                 **request,
                 "coin": coin,
@@ -635,7 +702,8 @@ class CustodyService:
                      "credit": holdings_account(custodian, coin), "amount": coin_minor, "asset": coin},
                 ],
             }  # fmt: skip
-        return self._record(CONVERT, key, request, payload, network)
+        admit = self._admit(client, "conversion", "USD", usd_minor, key, payload["travel_rule"])
+        return self._record(CONVERT, key, request, payload, network, admit)
 
     # ------------------------------------------------------------ advancing them
 

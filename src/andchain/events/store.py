@@ -62,6 +62,9 @@ OUTCOME_KINDS = (
     "custody_transfer",
     "stablecoin_convert",
     "desk_trade",
+    "freeze",
+    "unfreeze",
+    "seize",
 )
 EVENT_TYPES: tuple[str, ...] = (
     *(f"operation.{s}" for s in OPERATION_STATUSES),
@@ -75,6 +78,14 @@ EVENT_TYPES: tuple[str, ...] = (
     "reconcile.resolved",
     "alert",
     "alert.cleared",
+    "compliance.kyc_changed",
+    "compliance.list_loaded",
+    "compliance.alert_opened",
+    "compliance.alert_assigned",
+    "compliance.alert_closed",
+    "compliance.order_recorded",
+    "compliance.credit_booked",
+    "compliance.payout_produced",
 )
 FAMILIES = frozenset(t.split(".", 1)[0] for t in EVENT_TYPES)
 

@@ -200,6 +200,7 @@ class Ledger:
                 flags=spec.flags,
                 metadata=meta,
                 closed=False,
+                frozen=False,
                 created_at_us=now,
                 debits_pending=0,
                 debits_posted=0,
@@ -261,6 +262,18 @@ class Ledger:
         with write_transaction(self.engine) as conn:
             conn.execute(update(schema.accounts).where(schema.accounts.c.id == account.id).values(closed=True))
         return self.account(account.id)
+
+    def set_frozen(self, names: Sequence[str], frozen: bool, *, conn: Connection) -> int:
+        """Freeze (or unfreeze) accounts on a lawful order, in the caller's transaction: from its commit,
+        no new transfer debits them but a seizure (code "seize"); what was reserved before still posts
+        or voids. Returns how many accounts changed."""
+        if not names:
+            return 0
+        table = schema.accounts
+        result = conn.execute(
+            update(table).where(table.c.name.in_(sorted(set(names))), table.c.frozen != frozen).values(frozen=frozen)
+        )
+        return int(result.rowcount or 0)
 
     # ----------------------------------------------------------------- transfers
 
@@ -427,7 +440,7 @@ class Ledger:
         clean = sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63)
         rows = self._select_in(
             conn,
-            "SELECT id, asset, flags, closed, debits_pending, debits_posted, credits_pending, credits_posted "
+            "SELECT id, asset, flags, closed, debits_pending, debits_posted, credits_pending, credits_posted, frozen "
             "FROM ledger_accounts WHERE id",
             clean,
             f" ORDER BY id{self._for_update}",
@@ -678,6 +691,7 @@ def _balance_of(row: Sequence[Any]) -> Balance:
         decode_amount(row[5]),
         decode_amount(row[6]),
         decode_amount(row[7]),
+        bool(row[8]),
     )
 
 
@@ -691,6 +705,7 @@ def _account_of(row: Any) -> Account:
         flags=int(m["flags"]),
         metadata=_load_metadata(m["metadata"]),
         closed=bool(m["closed"]),
+        frozen=bool(m["frozen"]),
         created_at_us=int(m["created_at_us"]),
         debits_pending=m["debits_pending"],
         debits_posted=m["debits_posted"],

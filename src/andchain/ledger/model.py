@@ -79,6 +79,8 @@ class Result(enum.StrEnum):
     DEBIT_ACCOUNT_NOT_FOUND = "debit_account_not_found"
     CREDIT_ACCOUNT_NOT_FOUND = "credit_account_not_found"
     DEBIT_ACCOUNT_CLOSED = "debit_account_closed"
+    # The debit account is frozen on a lawful order and the transfer is not a seizure.
+    DEBIT_ACCOUNT_FROZEN = "debit_account_frozen"
     CREDIT_ACCOUNT_CLOSED = "credit_account_closed"
     ASSET_MISMATCH = "asset_mismatch"
     PENDING_TRANSFER_NOT_FOUND = "pending_transfer_not_found"
@@ -122,6 +124,8 @@ class Account:
     debits_posted: int
     credits_pending: int
     credits_posted: int
+    # Frozen on a lawful order (compliance): only a seizure may debit it.
+    frozen: bool = False
 
     @property
     def balance_posted(self) -> int:

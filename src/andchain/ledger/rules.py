@@ -38,6 +38,9 @@ KNOWN_TRANSFER_FLAGS = _LINKED | _PHASE_FLAGS
 DMNEC = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
 CMNED = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
 KNOWN_ACCOUNT_FLAGS = DMNEC | CMNED
+# The one transfer code that may debit a frozen account: a seizure on a lawful order. Second phases
+# (posting or voiding what was reserved before the freeze) are not new debits and pass too.
+SEIZE_CODE = "seize"
 _OK = Result.OK
 _EXISTS = Result.EXISTS
 
@@ -102,13 +105,16 @@ def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
 class Balance:
     """An account's balances while a batch is being applied."""
 
-    __slots__ = ("asset", "closed", "cp", "cpo", "dp", "dpo", "flags", "id", "initial")
+    __slots__ = ("asset", "closed", "cp", "cpo", "dp", "dpo", "flags", "frozen", "id", "initial")
 
-    def __init__(self, id: int, asset: str, flags: int, closed: bool, dp: int, dpo: int, cp: int, cpo: int) -> None:
+    def __init__(
+        self, id: int, asset: str, flags: int, closed: bool, dp: int, dpo: int, cp: int, cpo: int, frozen: bool = False
+    ) -> None:
         self.id = id
         self.asset = asset
         self.flags = flags
         self.closed = closed
+        self.frozen = frozen
         self.dp = dp
         self.dpo = dpo
         self.cp = cp
@@ -188,6 +194,8 @@ TRANSIENT_RESULTS = frozenset(
         Result.CREDIT_ACCOUNT_NOT_FOUND,
         Result.DEBIT_ACCOUNT_CLOSED,
         Result.CREDIT_ACCOUNT_CLOSED,
+        # A freeze is lifted when its order is.
+        Result.DEBIT_ACCOUNT_FROZEN,
         Result.PENDING_TRANSFER_NOT_FOUND,
         # TigerBeetle's exceeds_credits: the debit account would owe more than it holds.
         Result.INSUFFICIENT_FUNDS,
@@ -321,6 +329,8 @@ def apply_transfer(batch: Batch, spec: TransferSpec, tid: str) -> Result:
         return Result.DEBIT_ACCOUNT_CLOSED
     if cr.closed:
         return Result.CREDIT_ACCOUNT_CLOSED
+    if dr.frozen and spec.code != SEIZE_CODE:
+        return Result.DEBIT_ACCOUNT_FROZEN
     if dr.asset != cr.asset or (spec.asset is not None and spec.asset.upper() != dr.asset):
         return Result.ASSET_MISMATCH
     if dr.flags & DMNEC and dr.dp + dr.dpo + amount > dr.cpo:

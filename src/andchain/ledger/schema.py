@@ -30,6 +30,8 @@ accounts = Table(
     Column("flags", Integer, nullable=False, server_default="0"),
     Column("metadata", Text, nullable=True),
     Column("closed", Boolean, nullable=False, server_default="0"),
+    # Frozen on a lawful order: nothing new may debit it but a seizure (credits still arrive).
+    Column("frozen", Boolean, nullable=False, server_default="0"),
     Column("created_at_us", BigInteger, nullable=False),
     Column("debits_pending", AmountType(), nullable=False),
     Column("debits_posted", AmountType(), nullable=False),

@@ -504,4 +504,65 @@ class ReturnStrayAction(Action):
         ]
 
 
-ACTIONS = (MintAction, PayAction, RedeemAction, IssueSharesAction, DvPAction, MoveAction, ReturnStrayAction)
+class EnforceAction(Action):
+    """A lawful order on chain, by the bank's compliance role, address by address on every network named:
+    `freeze` and `unfreeze` each address (skipping one already so), `seize` freezes each first and then
+    burns its whole balance with the order's reference (`seizeAndBurn`; the `Seized` event books the
+    holder's mirror to the seizure account, as the listener does). Balances cannot move while frozen, so
+    the amount read when a step is planned is the amount burned; a step already done on chain (found
+    by reading it) is not sent again."""
+
+    kinds = ("freeze", "unfreeze", "seize")
+    event_booked = True
+
+    def next_call(self, op: Operation) -> PlannedCall | None:
+        p = op.payload
+        done = done_steps(op)
+        officer = self.setup.bank("compliance")
+        for network, address in p["targets"]:
+            chain = self.chains(network)
+            token = self.setup.token_address(network)
+            frozen = bool(chain.read(token, TOKEN_ABI, "frozen", address))
+            if op.kind == "unfreeze":
+                step = f"unfreeze:{network}:{address.lower()}"
+                if step not in done and frozen:
+                    return PlannedCall(officer, Call(token, TOKEN_ABI.encode_call("unfreeze", address)), step, network)
+                continue
+            step = f"freeze:{network}:{address.lower()}"
+            if step not in done and not frozen:
+                return PlannedCall(officer, Call(token, TOKEN_ABI.encode_call("freeze", address)), step, network)
+            if op.kind != "seize":
+                continue
+            prefix = f"seize:{network}:{address.lower()}:"
+            if any(name.startswith(prefix) for name in done):
+                continue
+            balance = int(chain.read(token, TOKEN_ABI, "balanceOf", address))
+            if balance > 0:
+                # The amount is in the step's name: what reconcile counts while the burn is in flight.
+                reference = bytes.fromhex(p["reference32"])
+                call = TOKEN_ABI.encode_call("seizeAndBurn", address, balance, reference)
+                return PlannedCall(officer, Call(token, call), f"{prefix}{balance}", network)
+        return None
+
+    def effects(self, op: Operation, step: str) -> list[Effect]:
+        if not step.startswith("seize:"):
+            return []
+        _, network, address, amount = step.split(":")
+        return [(network, DEPOSIT_TOKEN, address, -int(amount))]
+
+    def finish(self, op: Operation, conn: Connection) -> dict[str, Any]:
+        done = done_steps(op)
+        steps = {name: {"hash": d.get("hash"), "block": d.get("block")} for name, d in done.items() if name}
+        return {"order": op.payload["order"], "steps": steps}
+
+
+ACTIONS = (
+    MintAction,
+    PayAction,
+    RedeemAction,
+    IssueSharesAction,
+    DvPAction,
+    MoveAction,
+    ReturnStrayAction,
+    EnforceAction,
+)

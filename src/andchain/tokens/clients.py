@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
@@ -17,10 +19,12 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy import Connection, Engine, select, update
 
 from andchain.chains.keys import KeyStore
+from andchain.compliance import audit
+from andchain.compliance.service import Compliance
 from andchain.config import Settings
 from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
-from andchain.ledger import AccountFlags, AccountKind, AccountSpec, IdSource, Ledger, TransferSpec
+from andchain.ledger import AccountFlags, AccountKind, AccountSpec, IdSource, Ledger, Result, TransferSpec
 from andchain.ledger.model import Clock
 from andchain.ops.holds import book
 from andchain.tokens import schema
@@ -53,6 +57,8 @@ class Clients:
         self.settings = settings
         self.clock = clock
         self.ids = ids
+        # Screening, KYC, limits and monitoring for every flow that goes through a client.
+        self.compliance = Compliance(engine, settings, clock, ids)
         # Wallets never change owner or address; only their allow-listed flag turns true.
         self._wallets: dict[tuple[str, str], Wallet] = {}
         self._owners: dict[tuple[str, str], str] = {}
@@ -111,8 +117,9 @@ class Clients:
 
     # ------------------------------------------------------------ clients
 
-    def onboard(self, name: str, kind: str = ClientKind.LEGAL) -> Client:
-        """A client record and its USD deposit account (idempotent by name)."""
+    def onboard(self, name: str, kind: str = ClientKind.LEGAL, *, by: str = "andchain") -> Client:
+        """A client record, its compliance party and its USD deposit account (idempotent by name). A new
+        client's name is screened first: a sanctioned name is refused and an alert opened."""
         if not isinstance(name, str) or not name.strip() or len(name) > 200 or "\x00" in name:
             raise DomainError("client name must be 1-200 characters", code="invalid_request")
         try:
@@ -120,6 +127,10 @@ class Clients:
         except ValueError:
             raise DomainError(f"client kind must be legal or natural, was {kind!r}", code="invalid_request") from None
         t = schema.clients
+        with self.engine.connect() as conn:
+            known = conn.execute(select(t.c.id).where(t.c.name == name)).scalar()
+        if known is None:
+            self.compliance.screen_name(name, flow="onboarding")
         with write_transaction(self.engine) as conn:
             self.bank_accounts(conn)
             row = conn.execute(select(t).where(t.c.name == name)).first()
@@ -143,6 +154,11 @@ class Clients:
             (result,) = self.ledger.create_accounts([dda], conn=conn)
             if not result.ok:
                 raise DomainError(f"deposit account refused: {result.result.value}", code=result.result.value)
+            self.compliance.ensure_party(conn, client_id)
+            if row is None:
+                audit.append(
+                    conn, self.clock, by, "client.onboarded", f"client:{client_id}", {"name": name, "kind": kind}
+                )
         return self.client(client_id)
 
     def client(self, ref: str) -> Client:
@@ -193,22 +209,50 @@ class Clients:
             raise DomainError(f"client {client.name} is {client.status}", code="client_not_active")
         return client
 
-    def deposit(self, client_ref: str, amount_minor: int, reference: str, memo: str = "") -> str:
-        """Credit a client's deposit account: an operator deposit or a booked camt.054 credit notice.
+    def deposit(
+        self,
+        client_ref: str,
+        amount_minor: int,
+        reference: str,
+        memo: str = "",
+        *,
+        cash: bool = False,
+        before: Callable[[Connection], None] | None = None,
+    ) -> str:
+        """Credit a client's deposit account: an operator deposit (`cash` when it is currency paid in at a
+        teller, which the cash monitoring rules count) or a booked camt.054 credit notice (`before` records
+        the notice's payment in the same transaction).
 
-        The reference (the notice's id) is the idempotency key: the same notice books once.
+        The reference (the notice's id) is the idempotency key: the same notice books once; the deposit is
+        recorded for monitoring (cash aggregates, structuring) in the transaction that books it.
         """
         client = self.active(client_ref)
         check_amount(amount_minor)
         if not isinstance(reference, str) or not reference or len(reference) > 100:
             raise DomainError("a deposit needs a reference of 1-100 characters", code="invalid_request")
         transfer_id = f"deposit:{reference}"
-        book(
+        self.compliance.screen_party(client.id, flow="deposit")
+        with write_transaction(self.engine) as conn:
+            self._book_deposit(conn, client, amount_minor, transfer_id, reference, memo, cash, before)
+        return transfer_id
+
+    def _book_deposit(
+        self,
+        conn: Connection,
+        client: Client,
+        amount_minor: int,
+        transfer_id: str,
+        reference: str,
+        memo: str,
+        cash: bool,
+        before: Callable[[Connection], None] | None,
+    ) -> None:
+        (result,) = book(
             self.ledger,
             [
                 TransferSpec(
-                    self.ledger.account(BANK_CASH).id,
-                    self.ledger.account(dda_account(client.id)).id,
+                    self.account_id(BANK_CASH, conn),
+                    self.account_id(dda_account(client.id), conn),
                     amount_minor,
                     id=transfer_id,
                     code="deposit",
@@ -217,8 +261,14 @@ class Clients:
                 )
             ],
             what=f"deposit {reference}",
+            conn=conn,
         )
-        return transfer_id
+        if result.result == Result.OK:  # booked now, not before: recorded once
+            if before is not None:
+                before(conn)
+            self.compliance.admit(
+                conn, client.id, "deposit", amount_minor, transfer_id, direction="in", cash=cash, limits=False
+            )
 
     def dda_balance(self, client_ref: str) -> int:
         return self.ledger.account(dda_account(self.client(client_ref).id)).balance_posted
@@ -387,29 +437,36 @@ class Clients:
             )
         return nonce, message
 
+    def _check_challenge(self, row: Any, client: Client, network: str, address: str, signature: str) -> None:
+        if row is None or row.client_id != client.id or row.network != network:
+            raise NotFound("no such challenge for this client and network", code="challenge_not_found")
+        if row.used:
+            raise Conflict("this challenge was already used", code="challenge_used")
+        if row.expires_at_us < self.clock():
+            raise DomainError("the challenge expired; ask for a new one", code="challenge_expired")
+        try:
+            signer = Account.recover_message(encode_defunct(text=row.message), signature=signature)
+        except Exception:
+            raise DomainError("the signature is not a valid EIP-191 signature", code="invalid_signature") from None
+        if signer.lower() != address.lower():
+            raise DomainError(f"the challenge was signed by {signer}, not by {address}", code="invalid_signature")
+
     def register(self, client_ref: str, network: str, nonce: str, address: str, signature: str) -> str:
         """Verify the signed challenge, screen the address, record it; it is allow-listed by its first op."""
         client = self.client(client_ref)
         if not isinstance(address, str) or not is_address(address):
             raise DomainError(f"not an address: {address!r}", code="invalid_address")
         t = schema.challenges
+        with self.engine.connect() as conn:
+            self._check_challenge(conn.execute(select(t).where(t.c.nonce == nonce)).first(), client, network,
+                                  address, signature)  # fmt: skip
+        # Screened once its owner proved it: nobody opens alerts with addresses it does not hold.
+        self.compliance.screen(client.id, flow="address_registration", addresses=((network, address),))
         with write_transaction(self.engine) as conn:
             row = conn.execute(select(t).where(t.c.nonce == nonce)).first()
-            if row is None or row.client_id != client.id or row.network != network:
-                raise NotFound("no such challenge for this client and network", code="challenge_not_found")
-            if row.used:
-                raise Conflict("this challenge was already used", code="challenge_used")
-            if row.expires_at_us < self.clock():
-                raise DomainError("the challenge expired; ask for a new one", code="challenge_expired")
-            try:
-                signer = Account.recover_message(encode_defunct(text=row.message), signature=signature)
-            except Exception:
-                raise DomainError("the signature is not a valid EIP-191 signature", code="invalid_signature") from None
-            if signer.lower() != address.lower():
-                raise DomainError(f"the challenge was signed by {signer}, not by {address}", code="invalid_signature")
+            self._check_challenge(row, client, network, address, signature)
             address = to_checksum_address(address)
-            blocked = {a.lower() for a in self.settings.compliance.blocked_addresses}
-            status = "blocked" if address.lower() in blocked else "verified"
+            status = "verified"
             conn.execute(update(t).where(t.c.nonce == nonce).values(used=True))
             a = schema.client_addresses
             existing = conn.execute(select(a).where(a.c.network == network, a.c.address == address)).first()
@@ -427,7 +484,5 @@ class Clients:
                         registered_at_us=self.clock(),
                     )
                 )
-        if status == "blocked":
-            raise DomainError(f"{address} failed screening and cannot be used", code="address_blocked")
         self.holder_accounts(network, address)
         return address

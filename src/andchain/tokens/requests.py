@@ -101,6 +101,25 @@ class Requests:
 
         return reserve
 
+    def _admit(
+        self,
+        client_id: str,
+        flow: str,
+        amount_minor: int,
+        key: str,
+        *also: Callable[[Connection], None] | None,
+    ) -> Callable[[Connection], None]:
+        """What a request checks and records in its operation's transaction: the party's KYC, freeze and
+        tier limits (compliance), then whatever else the caller runs there."""
+
+        def before(conn: Connection) -> None:
+            self.clients.compliance.admit(conn, client_id, flow, amount_minor, f"{flow}:{key}")
+            for step in also:
+                if step is not None:
+                    step(conn)
+
+        return before
+
     def _replay(self, kind: str, key: str, request: dict[str, Any]) -> Operation | None:
         return self.ops.replay(kind, key, request)
 
@@ -151,6 +170,7 @@ class Requests:
         check_amount(amount_minor)
         self.setup.token_address(network)
         holder = self.clients.holder(client.id, network)
+        self.clients.compliance.screen(client.id, flow="mint", addresses=((network, holder),))
         self.clients.holder_accounts(network, holder)
         payload = {**request, "holder": holder}
 
@@ -162,7 +182,9 @@ class Requests:
             "USD",
             f"mint on {network}",
         )
-        return self._record("mint", key, request, payload, network, reserve)
+        return self._record(
+            "mint", key, request, payload, network, reserve, self._admit(client.id, "mint", amount_minor, key)
+        )
 
     # ----------------------------------------------------------------- pay
 
@@ -216,9 +238,28 @@ class Requests:
             raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
         request = self._pay_request(payer.id, payee, network, amount_minor, memo)
         target = self.clients.holder(payee.id, network)
+        compliance = self.clients.compliance
+        compliance.screen(payer.id, flow="payment", addresses=((network, source),))
+        try:
+            compliance.screen(payee.id, flow="payment", addresses=((network, target),))
+            if compliance.party(payee.id).frozen:
+                raise DomainError("the payee is frozen on a lawful order: it cannot be paid", code="party_frozen")
+        except DomainError as exc:
+            exc.details["field"] = "payee"
+            raise
         self.clients.holder_accounts(network, target)
         payload = {**request, "sender": source, "receiver": target}
-        return self._record("pay", key, request, payload, network, before=before)
+
+        def received(conn: Connection) -> None:
+            compliance.admit(conn, payee.id, "payment", amount_minor, f"payment:{key}", direction="in", limits=False)
+
+        admit = self._admit(payer.id, "payment", amount_minor, key, received, before)
+
+        def locked(conn: Connection) -> None:
+            compliance.lock(conn, [payer.id, payee.id])  # both parties' locks, in one order
+            admit(conn)
+
+        return self._record("pay", key, request, payload, network, before=locked)
 
     def payee(self, ref: str, *, active: bool = True) -> Client:
         """The client a payment goes to (active); refused with `field="payee"` otherwise."""
@@ -242,6 +283,7 @@ class Requests:
         key: str,
         *,
         before: Callable[[Connection], None] | None = None,
+        admit: bool = True,
     ) -> Operation:
         """Redeem deposit tokens to the client's DDA: the bank's minter burns them from the client's holder
         on `network` (its managed wallet, or its registered address within the allowance it gave), and the
@@ -262,6 +304,7 @@ class Requests:
                 code="insufficient_funds",
             )
         self._allowance_for_minter(network, holder, amount_minor)
+        self.clients.compliance.screen(client.id, flow="redemption", addresses=((network, holder),))
         payload = {**request, "holder": holder}
 
         reserve = self._hold(
@@ -272,7 +315,9 @@ class Requests:
             "USD",
             f"redeemed on {network}",
         )
-        return self._record("redeem", key, request, payload, network, reserve, before)
+        # A redemption that funds a trade is admitted by compliance as that trade (`admit` False).
+        then = self._admit(client.id, "redemption", amount_minor, key, before) if admit else before
+        return self._record("redeem", key, request, payload, network, reserve, then)
 
     # ---------------------------------------------------------- fund shares
 
@@ -338,8 +383,21 @@ class Requests:
                     f"{client.name} signs for itself on {network}: a DvP there is its own to send",
                     code="not_bank_managed",
                 )
+        compliance = self.clients.compliance
+        compliance.screen(buyer.id, flow="dvp", addresses=((network, b),))
+        compliance.screen(seller.id, flow="dvp", addresses=((network, s),))
         payload = {**request, "buyer_address": b, "seller_address": s}
-        return self._record("dvp", key, request, payload, network)
+
+        def admit(conn: Connection) -> None:
+            """The buyer pays the cash (its tier's limits); the seller delivers shares (recorded, no limit:
+            their worth is the cash, counted once)."""
+            compliance.lock(conn, [buyer.id, seller.id])
+            compliance.admit(conn, buyer.id, "dvp", cash_minor, f"dvp:{key}")
+            compliance.admit(conn, seller.id, "dvp", cash_minor, f"dvp:{key}", direction="in", limits=False)
+            if compliance.ensure_party(conn, seller.id).frozen:
+                raise DomainError("the seller cannot deliver now", code="party_frozen", field="seller")
+
+        return self._record("dvp", key, request, payload, network, before=admit)
 
     # ---------------------------------------------------------------- move
 
@@ -369,6 +427,9 @@ class Requests:
                 code="insufficient_funds",
             )
         self._allowance_for_minter(source, from_holder, amount_minor)
+        self.clients.compliance.screen(
+            client.id, flow="move", addresses=((source, from_holder), (destination, to_holder))
+        )
         self.clients.holder_accounts(destination, to_holder)
 
         reserve = self._hold(
@@ -386,7 +447,13 @@ class Requests:
             payload,
             source,
             reserve,
-            before=lambda conn: self.controls.consume(conn, source, destination, amount_minor),
+            before=self._admit(
+                client.id,
+                "move",
+                amount_minor,
+                key,
+                lambda conn: self.controls.consume(conn, source, destination, amount_minor),
+            ),
         )
 
     # --------------------------------------------------------- stray tokens

@@ -41,6 +41,7 @@ class TokenService:
             ctx.assets.add(token.asset)
         self.ops = Operations(ctx.engine, clock=ctx.clock, settings=ctx.settings.ops)
         self.clients = Clients(ctx.engine, ctx.ledger, ctx.keys, ctx.settings, ctx.clock, ctx.ledger.ids)
+        self.clients.compliance = ctx.compliance
         self.setup_ = TokenSetup(
             ctx.ledger, self.clients, ctx.keys, ctx.chain, ctx.register_assets, fund_gas=ctx.fund_gas
         )
@@ -75,14 +76,14 @@ class TokenService:
 
     # ------------------------------------------------------------ clients
 
-    def onboard(self, name: str, kind: str = "legal") -> Client:
-        return self.clients.onboard(name, kind)
+    def onboard(self, name: str, kind: str = "legal", *, by: str = "andchain") -> Client:
+        return self.clients.onboard(name, kind, by=by)
 
     def client(self, ref: str) -> Client:
         return self.clients.client(ref)
 
-    def deposit(self, client_ref: str, amount_minor: int, reference: str, memo: str = "") -> str:
-        return self.clients.deposit(client_ref, amount_minor, reference, memo)
+    def deposit(self, client_ref: str, amount_minor: int, reference: str, memo: str = "", *, cash: bool = False) -> str:
+        return self.clients.deposit(client_ref, amount_minor, reference, memo, cash=cash)
 
     def dda_balance(self, client_ref: str) -> int:
         return self.clients.dda_balance(client_ref)

@@ -403,6 +403,7 @@ class DeskService:
         elif network is not None:
             raise DomainError("a network is named only when paying in deposit tokens", code="invalid_request")
         client = self.clients.active(client_ref)
+        self.clients.compliance.require(client.id, flow="desk_trade")
         instrument = self.instruments.get(symbol)
         custodian = self.settings.custodian
         self._network_of(instrument.base)  # (the custodian itself is asked when the trade is accepted)
@@ -513,6 +514,7 @@ class DeskService:
             raise self._closed(quote)
         instrument = self.instruments.get(quote.instrument)
         client_rec = self.clients.active(quote.client)
+        self.clients.compliance.require(client_rec.id, flow="desk_trade")
         order = RiskOrder(quote.client, self.tier_of(quote.client), instrument, quote.side, quote.quantity, quote.price)
         exposure = self.exposure(quote.client, None)
         # The quote's own notional is already in the client's day only once it is accepted.
@@ -547,7 +549,7 @@ class DeskService:
             if quote.pay_with == "deposit_token":
                 assert quote.network is not None
                 self.tokens.requests.redeem(
-                    client_rec.id, quote.network, quote.notional_minor, f"{key}-funding", before=decide
+                    client_rec.id, quote.network, quote.notional_minor, f"{key}-funding", before=decide, admit=False
                 )
             else:
                 with write_transaction(self.ctx.engine) as conn:
@@ -607,6 +609,12 @@ class DeskService:
         once their redemption is final (the `fund` step)."""
         if check_day:
             self._check_day(conn, payload)
+        # Compliance (KYC, freeze, tier limits) decides a trade the client asks for now (an RFQ); an order
+        # on the book was decided, and counted, when it was placed.
+        if check_day:
+            self.clients.compliance.admit(
+                conn, payload["client"], "desk_trade", int(payload["notional"]), f"desk_trade:{key}"
+            )
         self._ensure_cash(conn)
         p = payload
         # A buy paid in tokens has its redemption recorded with it and sent at once: in flight from the
@@ -912,7 +920,7 @@ class DeskService:
             try:
                 leg = self.custody.transfer(
                     p["custodian"], source, target, p["asset"], p["asset_network"], int(p["asset_amount"]), key,
-                    before=handed_over,
+                    before=handed_over, admit=False,
                 )  # fmt: skip
                 failpoints.hit("desk_trade:deliver:after_leg")
             except Conflict as exc:

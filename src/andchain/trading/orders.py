@@ -258,6 +258,7 @@ class OrderBooks:
         if existing is not None:
             return self._replayed(existing, digest)
         client = self.desk.clients.active(client.id)
+        self.desk.clients.compliance.require(client.id, flow="desk_order")
         self.desk._network_of(instrument.base)  # settles at the custodian, or is refused now
         mid = self.desk.venue.fetch_ticker(instrument.symbol).last
         collar = None
@@ -547,6 +548,10 @@ class OrderBooks:
             conn,
             {"client": order.client, "notional": 0 if order.type == LIMIT else cents_up(order.quantity * estimate)},
         )
+        # Compliance decides the order as placed (KYC, freeze, the tier's limits on its whole notional at its
+        # limit price, or a market order's at the venue's mid); its fills are not counted again.
+        most = cents_up(order.quantity * (order.price if order.type == LIMIT and order.price else estimate))
+        self.desk.clients.compliance.admit(conn, order.client, "desk_order", most, f"desk_order:{order.id}")
         self._hold(conn, order, instrument)
         order = self._row(conn, order.id)
         side = Side.BUY if order.side == "buy" else Side.SELL

@@ -10,11 +10,13 @@ from andchain.ops.worker import Worker
 from andchain.tokens.runtime import token_worker
 from andchain.tokens.service import TokenService
 from andchain.trading.desk import DeskHandler, DeskService, QuoteExpiryPart
+from andchain.trading.prices import install as install_prices
 
 
 def platform_worker(
     ctx: Context, service: TokenService | None = None, *, owner: str | None = None, desk: DeskService | None = None
 ) -> Worker:
+    install_prices(ctx)
     worker = token_worker(ctx, service, owner=owner)
     if desk is None:
         from andchain.custody.service import CustodyHandler

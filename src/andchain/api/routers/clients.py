@@ -72,6 +72,9 @@ class DepositIn(BaseModel):
         examples=["NTRY-2024-0001"],
     )
     memo: str = Field(default="", max_length=256)
+    cash: bool = Field(
+        default=False, description="currency paid in at a teller: counted by the cash monitoring rules (CTR)"
+    )
 
 
 class ChallengeIn(BaseModel):
@@ -180,7 +183,10 @@ def client_view(service: TokenService, client: Client) -> dict[str, Any]:
     openapi_extra=idempotent(),
     responses=responses(
         {201: "onboarded", 200: "already onboarded: a client by this name exists, of the same kind"},
-        {409: "client_exists: a client by this name exists as another kind of person"},
+        {
+            409: "client_exists: a client by this name exists as another kind of person",
+            422: "sanctions_hit: the name matches the sanctions list (an alert is opened)",
+        },
         post=True,
         models={200: ClientOut},
     ),
@@ -194,7 +200,7 @@ def onboard(
 ) -> Any:
     def handler() -> tuple[int, dict[str, Any]]:
         existed = any(c.name == body.name for c in _by_name(service, body.name))
-        client = service.onboard(body.name, body.kind)
+        client = service.onboard(body.name, body.kind, by=f"api:{principal.key_id}")
         return (200 if existed else 201), client_view(service, client)
 
     return store.run(scoped(principal, "POST /v1/clients"), key, body.model_dump(mode="json"), handler)
@@ -301,7 +307,7 @@ def deposit(
 ) -> Any:
     def handler() -> tuple[int, dict[str, Any]]:
         amount_minor = parse_minor(body.amount, USD)
-        transfer_id = service.deposit(body.client, amount_minor, body.reference, body.memo)
+        transfer_id = service.deposit(body.client, amount_minor, body.reference, body.memo, cash=body.cash)
         client = service.client(body.client)
         return 201, {
             "transfer_id": transfer_id,
@@ -388,7 +394,7 @@ def challenge(
         {
             404: _NO_CLIENT[404] + "; challenge_not_found (for this client and network)",
             409: "challenge_used; address_taken: registered to another client",
-            422: "invalid_address, invalid_signature, challenge_expired, address_blocked (failed screening)",
+            422: "invalid_address, invalid_signature, challenge_expired, sanctions_hit (a listed address)",
         },
         post=True,
     ),

@@ -136,6 +136,13 @@ class WithdrawalIn(DepositAddressIn):
     address: str = Field(
         min_length=1, max_length=128, description="the destination: a client's registered, verified address"
     )
+    travel_rule: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "IVMS101 originator and beneficiary data (a beneficiary at another institution); from the travel "
+            "rule's threshold, a withdrawal without it carries the client on both sides (docs/compliance.md)"
+        ),
+    )
 
 
 class TransferIn(BaseModel):
@@ -339,6 +346,7 @@ def withdraw(
             parse_minor(body.amount, service.scale(body.asset)),
             body.address,
             operation_key(principal, "custody_withdrawal", key),
+            travel_rule=body.travel_rule,
         )
 
     return _accept(store, principal, "custody/withdrawals", key, body, call)

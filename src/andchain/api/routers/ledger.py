@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
 from andchain.api import refs
@@ -31,6 +31,7 @@ from andchain.ledger import (
 )
 from andchain.ledger.core import account_not_found
 from andchain.ledger.model import ID_LENGTH_MAX
+from andchain.ledger.rules import SEIZE_CODE
 from andchain.money import format_minor, parse_minor
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
@@ -164,12 +165,23 @@ class TransferIn(BaseModel):
     credit_account: int | str = Field(description=ACCOUNT_REF_DESCRIPTION)
     amount: str = Field(pattern=AMOUNT_PATTERN, description=AMOUNT_DESCRIPTION)
     asset: str = Field(min_length=1, max_length=16)
-    code: str = Field(default="", max_length=64)
+    code: str = Field(
+        default="",
+        max_length=64,
+        description="a reason code; `seize` is reserved for seizures on a lawful order (POST /v1/compliance/orders)",
+    )
     memo: str = Field(default="", max_length=256)
     metadata: dict[str, Any] | None = None
     pending: bool = False
     timeout_s: int = Field(default=0, ge=0, le=10 * 365 * 86400)
     linked: bool = Field(default=False, description="batch only: linked to the next transfer")
+
+    @field_validator("code")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value == SEIZE_CODE:
+            raise ValueError("the code 'seize' is reserved for seizures on a lawful order (POST /v1/compliance/orders)")
+        return value
 
 
 class BatchIn(BaseModel):
