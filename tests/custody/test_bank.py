@@ -207,6 +207,21 @@ def test_refusals_lose_nothing(bank):
     bank.clean()
 
 
+def test_a_withdrawal_not_yet_sent_when_its_client_is_frozen_never_leaves(bank):
+    from andchain.compliance.enforcement import Enforcement
+
+    client, address = bank.client("mallory")
+    bank.deposit(client, 10 * USDC)
+    op = bank.service.withdraw(NAME, client, "USDC", "base", 4 * USDC, address, "w-frozen")
+    Enforcement(bank.tokens).freeze(client, reference="ORDER-W", authority="court", by="test")
+    with pytest.raises(Exception, match="frozen"):
+        bank.service.withdraw(NAME, client, "USDC", "base", USDC, address, "w-after")
+    done = bank.run(op)
+    assert (done.status, done.error_code) == (OpStatus.FAILED, "party_frozen")
+    assert bank.transfers_for(op) == []  # nothing was sent
+    assert bank.ctx.ledger.account(position_account(NAME, client, "USDC")).available == 10 * USDC
+
+
 def test_a_timeout_after_the_custodian_accepted_sends_nothing_twice(bank):
     client, address = bank.client("carol")
     bank.deposit(client, 20 * USDC)

@@ -153,6 +153,26 @@ def test_cancel_and_amend_move_the_hold_with_the_order(world):
     assert world.orders.depth("BTC-USD")["bids"] == []
 
 
+def test_a_party_frozen_on_a_lawful_order_loses_its_resting_orders_and_places_no_more(world):
+    from andchain.compliance.enforcement import Enforcement
+    from andchain.trading.orders import FrozenOrdersPart
+
+    buyer = world.client("Frozen Buyer", 1_000_000_00)
+    price = mid(world) - 2000
+    placed = world.orders.place(buyer, "BTC-USD", "buy", "1", price=str(price))
+    order = Enforcement(world.custody.tokens).freeze(buyer, reference="ORDER-1", authority="court", by="test")
+    assert order.operation_id is None  # no address on any network: the ledger alone
+    part = FrozenOrdersPart(world.orders)
+    part.run()
+    cancelled = world.orders.get(placed.order.id)
+    assert (cancelled.status, cancelled.reason) == ("cancelled", "party frozen")
+    assert world.dda(buyer) == (1_000_000_00, 1_000_000_00)  # the hold released, the money stays frozen
+    with pytest.raises(DomainError) as caught:
+        world.orders.place(buyer, "BTC-USD", "buy", "1", price=str(price))
+    assert caught.value.code == "party_frozen"
+    assert world.orders.depth("BTC-USD")["bids"] == []
+
+
 def test_an_order_never_fills_against_its_owner(world):
     client = world.client("Dan", 10_000_000_00)
     world.fund_at_custodian(client, BTC)

@@ -742,6 +742,11 @@ class CustodyService:
             return
         request = self.request_of(op)
         first = not c.get("submitting")
+        client = op.payload.get("client")
+        if first and op.kind == WITHDRAWAL and client and self.clients.compliance.party(client).frozen:
+            # Frozen on a lawful order after it asked: a withdrawal not yet sent never leaves.
+            self._end(op, None, failed=("party_frozen", "the client was frozen on a lawful order before it was sent"))
+            return
         if first:
             # Recorded before the request leaves: after a crash or a timeout, the next attempt looks
             # the key up first (and the operation can no longer be cancelled without asking).

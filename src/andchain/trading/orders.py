@@ -328,7 +328,33 @@ class OrderBooks:
         book = self.desk.venue.fetch_order_book(instrument.symbol)
         return {"book": book, "exposure": self.desk.exposure(client, book.mid)}
 
-    def cancel(self, order_id: str | int, *, client: str | None = None) -> OrderRecord:
+    def cancel_frozen(self, limit: int = 100) -> int:
+        """Take off the book the resting orders of parties frozen on a lawful order (a frozen party's order
+        could not settle, and a taker matching it must not be refused for it); how many."""
+        from andchain.compliance import schema as compliance
+
+        o, p = schema.orders, compliance.parties
+        with self.ctx.engine.connect() as conn:
+            ids = [
+                int(row[0])
+                for row in conn.execute(
+                    select(o.c.id)
+                    .join(p, p.c.client_id == o.c.client_id)
+                    .where(o.c.status == OPEN, p.c.frozen_order.is_not(None))
+                    .order_by(o.c.id)
+                    .limit(limit)
+                )
+            ]
+        cancelled = 0
+        for order_id in ids:
+            try:
+                self.cancel(order_id, reason="party frozen")
+                cancelled += 1
+            except Conflict:
+                continue  # filled or cancelled meanwhile
+        return cancelled
+
+    def cancel(self, order_id: str | int, *, client: str | None = None, reason: str = "cancelled") -> OrderRecord:
         """Take a resting order off the book and release what it holds."""
         record = self.get(order_id, client=client)
         instrument = self.instruments.get(record.instrument)
@@ -340,7 +366,7 @@ class OrderBooks:
             mutated.append(True)
             book.cancel(current.id)
             self._release(conn, current)
-            self._write(conn, current, status=CANCELLED, reason="cancelled")
+            self._write(conn, current, status=CANCELLED, reason=reason)
             return Placed(self._row(conn, current.id))
 
         return self._change(instrument, change).order
@@ -722,4 +748,31 @@ def _ticks(instrument: Instrument, price: Decimal) -> int:
     return int(ticks)
 
 
-__all__ = ["OrderBooks", "OrderRecord", "Placed", "order_hold"]
+class FrozenOrdersPart:
+    """Cancels the resting orders of parties frozen on a lawful order, every few seconds."""
+
+    name = "desk-frozen-orders"
+
+    def __init__(self, books: OrderBooks, monotonic: Any = None, every_s: float = 2.0) -> None:
+        import time
+
+        self.books = books
+        self.monotonic = monotonic or time.monotonic
+        self.every_s = every_s
+        self.next_s = 0.0
+        self.cancelled = 0
+
+    def run(self) -> None:
+        if self.monotonic() < self.next_s:
+            return
+        self.cancelled += self.books.cancel_frozen()
+        self.next_s = self.monotonic() + self.every_s
+
+    def idle(self) -> bool:
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"cancelled": self.cancelled}
+
+
+__all__ = ["FrozenOrdersPart", "OrderBooks", "OrderRecord", "Placed", "order_hold"]

@@ -10,6 +10,7 @@ from andchain.ops.worker import Worker
 from andchain.tokens.runtime import token_worker
 from andchain.tokens.service import TokenService
 from andchain.trading.desk import DeskHandler, DeskService, QuoteExpiryPart
+from andchain.trading.orders import FrozenOrdersPart, OrderBooks
 from andchain.trading.prices import install as install_prices
 
 
@@ -31,6 +32,7 @@ def platform_worker(
     for kind in handler.kinds:
         worker.handlers[kind] = handler
     worker.parts.append(QuoteExpiryPart(desk))
+    worker.parts.append(FrozenOrdersPart(OrderBooks(desk)))
     worker.parts.append(PullsPart(Pulls(ctx)))
     worker.parts.append(RewardsPart(Rewards(ctx, desk.custody)))
     return worker
