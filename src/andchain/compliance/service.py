@@ -20,13 +20,14 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.compliance import audit
@@ -42,6 +43,8 @@ from andchain.money import parse_minor
 log = logging.getLogger(__name__)
 
 DAY_US = 86_400_000_000
+VERSION_TTL_S = 1.0
+NAMES_CACHED_MAX = 100_000
 ALERTS_PAGE_MAX = 500
 REASON_MAX = 2000
 BITCOIN_NETWORKS = frozenset({"bitcoin", "bitcoin-testnet", "bitcoin-signet", "bitcoin-regtest"})
@@ -106,6 +109,13 @@ class Alert:
     opened_at_us: int
     updated_at_us: int
     history: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class _Window:
+    out_today: int
+    cash_today: int
+    in_window: int
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,8 @@ class Compliance:
         self.usd_price = usd_price
         self._index: _Index | None = None
         self._index_lock = threading.Lock()
+        self._version_seen: tuple[float, int] | None = None
+        self._name_cache: dict[str, str] = {}  # client id -> name (a client's name never changes)
 
     # ------------------------------------------------------------------ parties
 
@@ -285,7 +297,15 @@ class Compliance:
             return int(c.execute(query).scalar() or 0)
 
     def _current(self) -> _Index | None:
-        version = self.list_version()
+        """The matchers of the newest list version, that version checked at most every `VERSION_TTL_S`
+        (a list another process loads takes effect here within that; one this process loads, at once)."""
+        now = time.monotonic()
+        seen = self._version_seen
+        if seen is not None and now - seen[0] < VERSION_TTL_S:
+            version = seen[1]
+        else:
+            version = self.list_version()
+            self._version_seen = (now, version)
         if version == 0:
             return None
         index = self._index
@@ -392,6 +412,7 @@ class Compliance:
             details = {k: v for k, v in summary.items() if k != "unchanged"}
             audit.append(conn, self.clock, by, "sanctions.list_loaded", f"sanctions:{version}", details)
             append_events(conn, [NewEvent("compliance.list_loaded", f"sanctions:{version}", details)], self.clock())
+        self._version_seen = None  # this process uses the new version at once
         summary["rescreen_hits"] = self.rescreen(touched)
         return summary
 
@@ -521,8 +542,12 @@ class Compliance:
         index = self._current()
         if index is None:
             return
-        with self.engine.connect() as conn:
-            name = conn.execute(select(clients_table.c.name).where(clients_table.c.id == client_id)).scalar()
+        name = self._name_cache.get(client_id)
+        if name is None:
+            with self.engine.connect() as conn:
+                name = conn.execute(select(clients_table.c.name).where(clients_table.c.id == client_id)).scalar()
+            if name and len(self._name_cache) < NAMES_CACHED_MAX:
+                self._name_cache[client_id] = name
         if name:
             self.screen_name(name, flow=flow, client_id=client_id)
 
@@ -668,6 +693,7 @@ class Compliance:
         amount = amount_usd_minor or 0
         now = self.clock()
         day_start = now - now % DAY_US
+        window = self._window(conn, client_id, now, day_start)
         if direction == "out" and limits:
             per_transfer, per_day = self.tier_limits(party.tier)
             if amount > per_transfer:
@@ -677,7 +703,7 @@ class Compliance:
                     code="limit_exceeded",
                     limit="per_transfer",
                 )
-            spent = self._sum(conn, client_id, day_start, direction="out")
+            spent = window.out_today
             if spent + amount > per_day:
                 raise ComplianceRefused(
                     f"{flow} of {_usd(amount)} would bring today's movements to {_usd(spent + amount)}, over the "
@@ -699,28 +725,36 @@ class Compliance:
                 at_us=now,
             )
         )
-        self._monitor(conn, client_id, Activity(flow, direction, cash, amount, now), previous, ref)
+        self._monitor(conn, client_id, Activity(flow, direction, cash, amount, now), previous, window, ref)
 
-    def _sum(self, conn: Connection, client_id: str, since_us: int, **where: Any) -> int:
-        """The exact sum of a party's movements since a moment (the one being recorded included once written)."""
+    def _window(self, conn: Connection, client_id: str, now: int, day_start: int) -> _Window:
+        """The party's figures before this movement, in one indexed aggregate over its recent rows: what
+        left it today, its cash today, and how many movements in the velocity window."""
         a = t.activity
-        query = select(exact_sum(a.c.amount_usd_minor)).where(a.c.client_id == client_id, a.c.at_us >= since_us)
-        for column, value in where.items():
-            query = query.where(a.c[column] == value)
-        return decode_amount(conn.execute(query).scalar())
+        window_start = now - self.cs.monitoring.velocity_window_s * 1_000_000
+        today = a.c.at_us >= day_start
+        row = conn.execute(
+            select(
+                exact_sum(case((and_(today, a.c.direction == "out"), a.c.amount_usd_minor))),
+                exact_sum(case((and_(today, a.c.cash.is_(True)), a.c.amount_usd_minor))),
+                func.count(case((a.c.at_us >= window_start, 1))),
+            ).where(a.c.client_id == client_id, a.c.at_us >= min(day_start, window_start))
+        ).one()
+        return _Window(decode_amount(row[0]), decode_amount(row[1]), int(row[2] or 0))
 
     # ------------------------------------------------------------- monitoring
 
-    def _monitor(self, conn: Connection, client_id: str, now: Activity, previous: int | None, ref: str) -> None:
+    def _monitor(
+        self, conn: Connection, client_id: str, now: Activity, previous: int | None, window: _Window, ref: str
+    ) -> None:
         """The monitoring rules over the party's movements, this one recorded; each opens one alert a day.
         Every figure is one indexed aggregate over the party's own rows, never a scan of its history."""
         m = self.cs.monitoring
         a = t.activity
         day = now.at_us // DAY_US
         threshold = parse_minor(m.cash_daily_usd, 2)
-        day_start = now.at_us - now.at_us % DAY_US
         if now.cash:
-            cash_today = self._sum(conn, client_id, day_start, cash=True)
+            cash_today = window.cash_today + now.amount_usd_minor
             if cash_today > threshold:
                 self.open_alert(
                     conn,
@@ -757,11 +791,7 @@ class Compliance:
                         f"structuring:{client_id}:{day}",
                     )
         window_us = m.velocity_window_s * 1_000_000
-        in_window = int(
-            conn.execute(
-                select(func.count()).where(a.c.client_id == client_id, a.c.at_us >= now.at_us - window_us)
-            ).scalar_one()
-        )
+        in_window = window.in_window + 1
         if in_window > m.velocity_count_max:
             self.open_alert(
                 conn,

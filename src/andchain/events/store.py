@@ -210,26 +210,30 @@ def _mark_in_flight(conn: Connection) -> None:
     )
 
 
+_INSERT_RETURNING_ID = T.insert().returning(T.c.id, sort_by_parameter_order=True)
+
+
 def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[int]:
     """Append events in the caller's transaction (they commit or roll back with it); their ids."""
     if not events:
         return []
     payloads = [_check(e) for e in events]
     _mark_in_flight(conn)
-    ids = []
-    for event, payload in zip(events, payloads, strict=True):
-        done = conn.execute(
-            T.insert().values(
-                type=event.type,
-                occurred_at_us=now_us,
-                client_id=event.client_id,
-                subject=event.subject[:SUBJECT_LENGTH_MAX],
-                payload=payload,
-            )
-        )
-        key = done.inserted_primary_key
-        assert key is not None
-        ids.append(int(key[0]))
+    rows = [
+        {
+            "type": event.type,
+            "occurred_at_us": now_us,
+            "client_id": event.client_id,
+            "subject": event.subject[:SUBJECT_LENGTH_MAX],
+            "payload": payload,
+        }
+        for event, payload in zip(events, payloads, strict=True)
+    ]
+    # One statement for the whole list, its ids in the order of the rows.
+    done = conn.execute(_INSERT_RETURNING_ID, rows)
+    ids = [int(row[0]) for row in done]
+    if len(ids) != len(rows):
+        raise InvariantBroken(f"{len(rows)} events appended, {len(ids)} ids returned")
     return ids
 
 

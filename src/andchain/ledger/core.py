@@ -120,7 +120,8 @@ class Ledger:
         results = [self._create_account(conn, index, spec, now) for index, spec in enumerate(specs)]
         # The book records the asset of every account it holds, so that another process
         # (one that never added the asset to its memory) still knows its scale.
-        opened = {self.assets.get(specs[r.index].asset) for r in results if r.ok}
+        # (An account found existing had its asset recorded when it was opened.)
+        opened = {self.assets.get(specs[r.index].asset) for r in results if r.result == Result.OK}
         if opened:
             self._record_assets(conn, opened, now)
         return results
