@@ -237,3 +237,34 @@ def test_fund_shares_and_a_dvp_over_http(bank: Bank):
     held = {h["client"]: h["ledger"] for h in shares["data"] if h["client"]}
     assert held == {buyer: "1.500000", seller: "1.000000"} and shares["symbol"] == "MMF"
     assert reconcile(bank.ctx).breaks == []
+
+
+def test_many_mints_in_one_request_are_accepted_or_refused_one_by_one(bank: Bank):
+    operator = bank.key("operator")
+    acme, globex = bank.tokens.onboard("Acme").id, bank.tokens.onboard("Globex").id
+    bank.tokens.deposit(acme, 100_000, "fund-acme")
+    bank.tokens.deposit(globex, 5_000, "fund-globex")
+    mints = [
+        {"client": acme, "amount": "300.00"},
+        {"client": globex, "amount": "60.00"},  # more than Globex holds: refused, nothing recorded
+        {"client": acme, "amount": "200.00", "key": "acme-own-key"},
+        {"client": globex, "amount": "50.00"},
+    ]
+    batch = bank.post("/v1/tokens/mints/batch", {"mints": mints}, operator, key="batch-1")
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    assert (body["accepted"], body["refused"]) == (3, 1)
+    assert body["results"][1]["error"]["code"] == "insufficient_funds" and body["results"][1]["operation"] is None
+    ids = [r["operation"]["id"] for r in body["results"] if r["operation"]]
+    available = {c: bank.tokens.ledger.account(f"clients:{c}:usd:dda").available for c in (acme, globex)}
+    assert available == {acme: 50_000, globex: 0}  # reserved at once
+    again = bank.post("/v1/tokens/mints/batch", {"mints": mints}, operator, key="batch-1")
+    assert again.json() == body and again.headers["Idempotent-Replayed"] == "true"
+    # An item's own key names its mint across batches.
+    other = bank.post("/v1/tokens/mints/batch", {"mints": [mints[2]]}, operator, key="batch-2")
+    assert other.json()["results"][0]["operation"]["id"] == body["results"][2]["operation"]["id"]
+    too_many = bank.post("/v1/tokens/mints/batch", {"mints": [mints[0]] * 1001}, operator, key="batch-3")
+    assert too_many.status_code == 422
+    bank.settle()
+    assert all(bank.tokens.ops.get(op_id).status.value == "succeeded" for op_id in ids)
+    assert bank.tokens.dda_balance(acme) == 50_000 and bank.tokens.dda_balance(globex) == 0

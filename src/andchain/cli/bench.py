@@ -59,6 +59,35 @@ def bench_chain(
     out.print(table)
 
 
+@app.command("soak")
+@clean_errors
+def bench_soak(
+    minutes: Annotated[float, typer.Option(min=0.5, max=24 * 60, help="how long the steady stream runs")] = 10.0,
+    rate: Annotated[
+        float, typer.Option(min=1, max=10_000, help="operations per second (half mints, half payments)")
+    ] = 20.0,
+    sample_s: Annotated[float, typer.Option(min=1, max=3600, help="seconds between two samples")] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """A steady stream for N minutes: resident memory, database bytes per operation, listener lag."""
+    from andchain.bench import soak as bench
+
+    result = bench.run(minutes, rate, sample_s)
+    if as_json:
+        emit_json(result)
+        return
+    table = Table("elapsed s", "submitted", "succeeded", "unfinished", "RSS MB", "DB MB", "listener lag")
+    for s in result["samples"]:
+        table.add_row(*(str(s[k]) for k in ("elapsed_s", "submitted", "succeeded", "unfinished", "rss_mb", "db_mb",
+                                             "listener_lag_blocks")))  # fmt: skip
+    out.print(table)
+    out.print(
+        f"RSS {result['rss_mb_warm']} -> {result['rss_mb_end']} MB (max {result['rss_mb_max']}); "
+        f"{result['db_bytes_per_op']} database bytes per operation; listener lag at most "
+        f"{result['listener_lag_blocks_max']} blocks; reconcile {'clean' if result['reconcile_clean'] else 'BROKEN'}"
+    )
+
+
 @app.command("mint")
 @clean_errors
 def bench_mint(

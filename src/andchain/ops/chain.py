@@ -60,6 +60,17 @@ class PlannedCall:
     network: str | None = None  # where the step runs when not the operation's own network (a move)
 
 
+@dataclass
+class _Final:
+    """A step found final, ready to be written with the others of its batch."""
+
+    op: Operation
+    state: dict[str, Any]
+    detail: str
+    book: Callable[[Connection], dict[str, Any]]
+    finished: bool
+
+
 class OperationFailed(DomainError):
     """Raised by ChainAction.finish when every step is final but the operation did not do what was asked
     (e.g. a move whose destination failed and whose source was restored): it ends failed, with a result."""
@@ -231,26 +242,37 @@ class ChainOpsHandler:
         step_book: Callable[[Connection], dict[str, Any]] | None = None,
     ) -> None:
         """Every step is final: book the last step (if given) and the result, and record the outcome, in one write."""
-        action = self.actions[op.kind]
         try:
             with write_transaction(self.ops.engine) as conn:
-                if step_book is not None:
-                    state.update(step_book(conn))
-                changes: dict[str, Any]
-                try:
-                    result = action.finish(replace(op, state=state), conn)
-                    changes = dict(status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
-                except OperationFailed as failed:
-                    changes = dict(
-                        status=OpStatus.FAILED,
-                        result=failed.result,
-                        error=(failed.code, failed.message),
-                        detail=f"{detail}; failed: {failed.message}",
-                    )
-                if self.ops.update_if_current(op, state=state, conn=conn, **changes) is None:
-                    raise _Stale
+                self._complete_in(conn, op, state, detail, step_book)
         except _Stale:
             return
+
+    def _complete_in(
+        self,
+        conn: Connection,
+        op: Operation,
+        state: dict[str, Any],
+        detail: str,
+        step_book: Callable[[Connection], dict[str, Any]] | None = None,
+    ) -> None:
+        """`_complete` in the caller's transaction; raises _Stale when the operation changed meanwhile."""
+        action = self.actions[op.kind]
+        if step_book is not None:
+            state.update(step_book(conn))
+        changes: dict[str, Any]
+        try:
+            result = action.finish(replace(op, state=state), conn)
+            changes = dict(status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
+        except OperationFailed as failed:
+            changes = dict(
+                status=OpStatus.FAILED,
+                result=failed.result,
+                error=(failed.code, failed.message),
+                detail=f"{detail}; failed: {failed.message}",
+            )
+        if self.ops.update_if_current(op, state=state, conn=conn, **changes) is None:
+            raise _Stale
 
     # ---------------------------------------------------------------- advance
 
@@ -281,6 +303,7 @@ class ChainOpsHandler:
         known = chain.known([op.state["tx"]["hash"] for op in unknown]) if unknown else set()
         # Updates that only move an operation along are written together in one transaction.
         simple: list[tuple[Operation, dict[str, Any]]] = []
+        finals: list[_Final] = []
         for op in ops:
             tx = op.state["tx"]
             receipt = receipts.get(tx["hash"])
@@ -321,13 +344,37 @@ class ChainOpsHandler:
                 continue
             failpoints.hit(f"{op.kind}:after_receipt")
             failpoints.hit(f"{op.kind}:{step}:after_receipt")
-            self._step_final(chain, op, receipt)
+            finals.append(self._final_of(op, receipt, chain.name))
         if simple:
             with write_transaction(self.ops.engine) as conn:
                 for op, change in simple:
                     self.ops.update_if_current(op, conn=conn, **change)
+        if finals:
+            self._commit_finals(finals)
 
-    def _step_final(self, chain: ChainClient, op: Operation, receipt: Receipt) -> None:
+    def _commit_finals(self, finals: list[_Final]) -> None:
+        """The final steps of a batch: each booked and its operation moved on (or completed) in a savepoint of
+        one write transaction: one commit for the batch. An operation that changed meanwhile is left as it
+        is (its savepoint rolled back); anything else escapes and the worker retries the batch one by one."""
+        with write_transaction(self.ops.engine) as conn:
+            for final in finals:
+                try:
+                    with conn.begin_nested():
+                        if final.finished:
+                            self._complete_in(conn, final.op, final.state, final.detail, final.book)
+                            continue
+                        final.state.update(final.book(conn))
+                        updated = self.ops.update_if_current(
+                            final.op, conn=conn, state=final.state, retry_in_us=0, reset_attempts=True,
+                            detail=final.detail,
+                        )  # fmt: skip
+                        if updated is None:
+                            raise _Stale
+                except _Stale:
+                    continue
+
+    def _final_of(self, op: Operation, receipt: Receipt, network: str) -> _Final:
+        """What a final step writes (planned before any write: planning may read the chain)."""
         action = self.actions[op.kind]
         tx = op.state["tx"]
         step = tx.get("step", "")
@@ -343,7 +390,7 @@ class ChainOpsHandler:
         def book(conn: Connection) -> dict[str, Any]:
             journal.mark(
                 conn,
-                chain.name,
+                network,
                 tx["hash"],
                 TxRecord.FINAL,
                 now,
@@ -353,14 +400,7 @@ class ChainOpsHandler:
             kept: dict[str, Any] = action.step_done(op, receipt, conn)
             return kept
 
-        if finished:
-            self._complete(op, state, detail, step_book=book)
-            return
-
-        def book_and_keep(conn: Connection) -> None:
-            state.update(book(conn))
-
-        self._write(op, book_and_keep, state=state, retry_in_us=0, reset_attempts=True, detail=detail)
+        return _Final(op, state, detail, book, finished)
 
     def _resend(self, chain: ChainClient, op: Operation) -> None:
         tx = _tx_of(op.state["tx"])

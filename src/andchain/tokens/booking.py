@@ -153,7 +153,11 @@ class Booking:
         return []
 
     def book_event(self, event: ChainEvent, conn: Connection) -> None:
-        """Book one event, once (the transfer id comes from the event)."""
+        """Book one event, once (the transfer id comes from the event). Most events the listener reads were
+        booked already by the operation that sent them: one look-up of the id, no accounts opened."""
+        tid = event_transfer_id(event.chain_id, event.tx_hash, event.ordinal, event.generation)
+        if self.ledger.lookup_transfers([tid], conn=conn):
+            return  # booked (and announced) by whoever booked it first
         specs = self.specs(event, conn)
         results = book(
             self.ledger,

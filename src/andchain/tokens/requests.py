@@ -45,6 +45,9 @@ MMF_ISSUANCE = "bank:mmf:issuance"
 DVP_TTL_MAX_S = 30 * 86_400
 
 
+MINT_BATCH_MAX = 1000
+
+
 def mint_hold(op_id: str) -> holds.Hold:
     return holds.Hold(f"mint:{op_id}", "mint")
 
@@ -162,6 +165,49 @@ class Requests:
 
     def mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation:
         """Mint deposit tokens to the client's holder on `network`: reserve the DDA now, mint, post when final."""
+        prepared = self._prepare_mint(client_ref, network, amount_minor, key)
+        if isinstance(prepared, Operation):
+            return prepared
+        return self._record(*prepared)
+
+    def mint_batch(self, items: list[tuple[str, str, int, str]]) -> list[Operation | DomainError]:
+        """Many mints (client, network, amount, key) in one write transaction, each in a savepoint of its own:
+        one refused (its funds, its limits) is that item's answer and records nothing, the others are
+        recorded together. An item whose key names an operation already is answered with it (a replay)."""
+        if not 0 < len(items) <= MINT_BATCH_MAX:
+            raise DomainError(f"a batch holds 1 to {MINT_BATCH_MAX} mints, was {len(items)}", code="invalid_request")
+        results: list[Operation | DomainError | None] = [None] * len(items)
+        ready: list[tuple[int, tuple[Any, ...]]] = []
+        for i, (client_ref, network, amount_minor, key) in enumerate(items):
+            try:
+                prepared = self._prepare_mint(client_ref, network, amount_minor, key)
+            except DomainError as exc:
+                results[i] = exc
+                continue
+            if isinstance(prepared, Operation):
+                results[i] = prepared
+            else:
+                ready.append((i, prepared))
+        if ready:
+            with write_transaction(self.engine) as conn:
+                for i, (kind, key, request, payload, network, reserve, before) in ready:
+                    try:
+                        with conn.begin_nested():
+                            op, created = self.ops.create(
+                                kind, key, payload, request=request, network=network, conn=conn,
+                                state={"reserved": True},
+                            )  # fmt: skip
+                            if created:
+                                before(conn)
+                                reserve(op, conn)
+                        results[i] = op
+                    except DomainError as exc:
+                        results[i] = exc
+        return [r for r in results if r is not None]
+
+    def _prepare_mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation | tuple[Any, ...]:
+        """A mint's operation and what it records with it, checked and screened; or the operation its key
+        already names."""
         request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
         replay = self._replay("mint", key, request)
         if replay is not None:
@@ -182,9 +228,7 @@ class Requests:
             "USD",
             f"mint on {network}",
         )
-        return self._record(
-            "mint", key, request, payload, network, reserve, self._admit(client.id, "mint", amount_minor, key)
-        )
+        return ("mint", key, request, payload, network, reserve, self._admit(client.id, "mint", amount_minor, key))
 
     # ----------------------------------------------------------------- pay
 

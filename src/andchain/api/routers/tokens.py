@@ -40,8 +40,9 @@ from andchain.api.routers.common import (
 from andchain.api.routers.ledger import AMOUNT_DESCRIPTION, AMOUNT_PATTERN, idempotent, scoped
 from andchain.errors import NotFound
 from andchain.money import format_minor, parse_minor
+from andchain.ops import Operation
 from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, holders_prefix
-from andchain.tokens.requests import DVP_TTL_MAX_S
+from andchain.tokens.requests import DVP_TTL_MAX_S, MINT_BATCH_MAX
 from andchain.tokens.service import TOKEN_ABI, TokenService
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
@@ -172,6 +173,84 @@ def mint(
             operation_key(principal, "mint", key),
         ),
     )
+
+
+class MintBatchItem(MintIn):
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="this mint's own idempotency key (across batches); default: the batch's key and its place",
+    )
+
+
+class MintBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    mints: list[MintBatchItem] = Field(min_length=1, max_length=MINT_BATCH_MAX)
+
+
+class BatchError(BaseModel):
+    code: str
+    message: str
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    operation: OperationOut | None = Field(description="the operation recorded (or found again), or none")
+    error: BatchError | None = Field(description="why this item was refused (it recorded nothing)")
+
+
+class MintBatchOut(BaseModel):
+    accepted: int
+    refused: int
+    results: list[BatchItemOut]
+
+
+@router.post(
+    "/tokens/mints/batch",
+    status_code=200,
+    response_model=MintBatchOut,
+    tags=["tokens"],
+    summary="Many mints in one request and one database transaction; each item accepted or refused on its own",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {200: "each item's operation (follow it at /v1/operations/{id}) or refusal"}, _REFUSED, post=True
+    ),
+)
+def mint_batch(
+    body: MintBatchIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Up to 1,000 mints: every item is checked, screened and admitted as a single mint is, and those
+    accepted are recorded together with their holds. A refused item (its funds, its limits, its client)
+    records nothing and does not stop the others. The same request again answers the same results."""
+
+    def run() -> tuple[int, dict[str, Any]]:
+        items = [
+            (
+                acting_client(principal, service, m.client),
+                m.network,
+                parse_minor(m.amount, USD),
+                operation_key(principal, "mint", m.key or f"{key}#{i}"),
+            )
+            for i, m in enumerate(body.mints)
+        ]
+        results = []
+        for i, outcome in enumerate(service.requests.mint_batch(items)):
+            if isinstance(outcome, Operation):
+                results.append({"index": i, "operation": operation_view(outcome), "error": None})
+            else:
+                results.append(
+                    {"index": i, "operation": None, "error": {"code": outcome.code, "message": outcome.message}}
+                )
+        accepted = sum(1 for r in results if r["operation"] is not None)
+        return 200, {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+
+    return store.run(scoped(principal, "POST /v1/tokens/mints/batch"), key, body.model_dump(mode="json"), run)
 
 
 @router.post(
