@@ -109,3 +109,47 @@ def test_a_mint_whose_node_never_answers_stops_in_needs_attention_after_its_atte
         assert tokens.ledger.account(f"clients:{acme}:usd:dda").available == 9_000  # reservation kept
     finally:
         ctx.close()
+
+
+def test_a_batch_whose_final_step_fails_for_one_operation_completes_the_others(ctx, tokens, monkeypatch):
+    """The final steps of a batch are written in one transaction: one that raises rolls the batch back, and
+    the worker writes them again one by one; the one that fails alone waits for an operator."""
+    acme = funded(tokens, "Acme", 10_000)
+    finish = MintAction.finish
+
+    def finish_fails_once_for_one(self, op, conn):
+        if op.idempotency_key == "mint-3":
+            raise ZeroDivisionError("a bug in booking this one mint")
+        return finish(self, op, conn)
+
+    monkeypatch.setattr(MintAction, "finish", finish_fails_once_for_one)
+    mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 6)]
+    settle(ctx, tokens)
+    states = [tokens.ops.get(op.id).status for op in mints]
+    assert states == [OpStatus.SUCCEEDED] * 2 + [OpStatus.NEEDS_ATTENTION] + [OpStatus.SUCCEEDED] * 2
+    dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
+    assert (dda.balance_posted, dda.available) == (6_000, 5_000)  # four posted once, one still reserved
+
+
+def test_a_batch_of_finals_that_meets_a_busy_database_is_written_one_by_one(ctx, tokens, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from andchain.ops.chain import ChainOpsHandler
+
+    acme = funded(tokens, "Acme", 10_000)
+    write_final = ChainOpsHandler._write_final
+    calls = {"n": 0}
+
+    def busy_once(self, conn, final):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second final of the first batch: the database is busy
+            raise OperationalError("UPDATE", {}, Exception("deadlock detected"))
+        return write_final(self, conn, final)
+
+    monkeypatch.setattr(ChainOpsHandler, "_write_final", busy_once)
+    mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 4)]
+    settle(ctx, tokens)
+    assert [tokens.ops.get(op.id).status for op in mints] == [OpStatus.SUCCEEDED] * 3
+    assert calls["n"] >= 4  # the busy final was written again
+    assert tokens.ledger.account(f"clients:{acme}:usd:dda").balance_posted == 7_000
+    assert reconcile(ctx).breaks == []

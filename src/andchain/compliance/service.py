@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 DAY_US = 86_400_000_000
 VERSION_TTL_S = 1.0
+# The newest list version seen, per database, shared by every Compliance of the process (monotonic time).
+_VERSIONS_SEEN: dict[str, tuple[float, int]] = {}
 NAMES_CACHED_MAX = 100_000
 ALERTS_PAGE_MAX = 500
 REASON_MAX = 2000
@@ -196,7 +198,6 @@ class Compliance:
         self.usd_price = usd_price
         self._index: _Index | None = None
         self._index_lock = threading.Lock()
-        self._version_seen: tuple[float, int] | None = None
         self._name_cache: dict[str, str] = {}  # client id -> name (a client's name never changes)
 
     # ------------------------------------------------------------------ parties
@@ -300,12 +301,13 @@ class Compliance:
         """The matchers of the newest list version, that version checked at most every `VERSION_TTL_S`
         (a list another process loads takes effect here within that; one this process loads, at once)."""
         now = time.monotonic()
-        seen = self._version_seen
+        url = str(self.engine.url)
+        seen = _VERSIONS_SEEN.get(url)
         if seen is not None and now - seen[0] < VERSION_TTL_S:
             version = seen[1]
         else:
             version = self.list_version()
-            self._version_seen = (now, version)
+            _VERSIONS_SEEN[url] = (now, version)
         if version == 0:
             return None
         index = self._index
@@ -412,7 +414,7 @@ class Compliance:
             details = {k: v for k, v in summary.items() if k != "unchanged"}
             audit.append(conn, self.clock, by, "sanctions.list_loaded", f"sanctions:{version}", details)
             append_events(conn, [NewEvent("compliance.list_loaded", f"sanctions:{version}", details)], self.clock())
-        self._version_seen = None  # this process uses the new version at once
+        _VERSIONS_SEEN.pop(str(self.engine.url), None)  # every Compliance of this process uses it at once
         summary["rescreen_hits"] = self.rescreen(touched)
         return summary
 

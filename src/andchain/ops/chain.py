@@ -356,22 +356,36 @@ class ChainOpsHandler:
         """The final steps of a batch: each booked and its operation moved on (or completed) in a savepoint of
         one write transaction: one commit for the batch. An operation that changed meanwhile is left as it
         is (its savepoint rolled back); anything else escapes and the worker retries the batch one by one."""
-        with write_transaction(self.ops.engine) as conn:
+        try:
+            with write_transaction(self.ops.engine) as conn:
+                for final in finals:
+                    self._write_final(conn, final)
+        except Exception as exc:
+            if not is_transient(exc) or len(finals) == 1:
+                raise
+            # A deadlock with another writer (the listener, another worker: PostgreSQL), a busy database:
+            # nothing of the batch was written. Each final is then written in a transaction of its own, as
+            # before batching, so that one operation's trouble is its own and the others go on.
+            log.warning("batch of %d finals rolled back (%s); writing them one by one", len(finals), exc)
             for final in finals:
-                try:
-                    with conn.begin_nested():
-                        if final.finished:
-                            self._complete_in(conn, final.op, final.state, final.detail, final.book)
-                            continue
-                        final.state.update(final.book(conn))
-                        updated = self.ops.update_if_current(
-                            final.op, conn=conn, state=final.state, retry_in_us=0, reset_attempts=True,
-                            detail=final.detail,
-                        )  # fmt: skip
-                        if updated is None:
-                            raise _Stale
-                except _Stale:
-                    continue
+                with write_transaction(self.ops.engine) as conn:
+                    self._write_final(conn, final)
+
+    def _write_final(self, conn: Connection, final: _Final) -> None:
+        """One final step, in a savepoint: left as it is when its operation changed meanwhile."""
+        try:
+            with conn.begin_nested():
+                if final.finished:
+                    self._complete_in(conn, final.op, final.state, final.detail, final.book)
+                    return
+                final.state.update(final.book(conn))
+                updated = self.ops.update_if_current(
+                    final.op, conn=conn, state=final.state, retry_in_us=0, reset_attempts=True, detail=final.detail
+                )
+                if updated is None:
+                    raise _Stale
+        except _Stale:
+            return
 
     def _final_of(self, op: Operation, receipt: Receipt, network: str) -> _Final:
         """What a final step writes (planned before any write: planning may read the chain)."""

@@ -156,8 +156,9 @@ class Booking:
         """Book one event, once (the transfer id comes from the event). Most events the listener reads were
         booked already by the operation that sent them: one look-up of the id, no accounts opened."""
         tid = event_transfer_id(event.chain_id, event.tx_hash, event.ordinal, event.generation)
-        if self.ledger.lookup_transfers([tid], conn=conn):
-            return  # booked (and announced) by whoever booked it first
+        found = self.ledger.lookup_transfers([tid], conn=conn)
+        if found and found[0].amount == int(event.args.get("value", found[0].amount)):
+            return  # booked (and announced) by whoever booked it first; a different amount is refused below
         specs = self.specs(event, conn)
         results = book(
             self.ledger,

@@ -182,6 +182,8 @@ class Requests:
             try:
                 prepared = self._prepare_mint(client_ref, network, amount_minor, key)
             except DomainError as exc:
+                if exc.transient or exc.try_again:
+                    raise
                 results[i] = exc
                 continue
             if isinstance(prepared, Operation):
@@ -189,7 +191,11 @@ class Requests:
             else:
                 ready.append((i, prepared))
         if ready:
+            # In one order of clients (the parties' locks first, then their accounts' rows): two batches, or a
+            # batch and a payment, never wait on each other in a circle.
+            ready.sort(key=lambda item: str(item[1][2]["client"]))
             with write_transaction(self.engine) as conn:
+                self.clients.compliance.lock(conn, [str(item[1][2]["client"]) for item in ready])
                 for i, (kind, key, request, payload, network, reserve, before) in ready:
                     try:
                         with conn.begin_nested():
@@ -202,6 +208,8 @@ class Requests:
                                 reserve(op, conn)
                         results[i] = op
                     except DomainError as exc:
+                        if exc.transient or exc.try_again:
+                            raise  # says nothing of the item: the whole request is tried again
                         results[i] = exc
         return [r for r in results if r is not None]
 

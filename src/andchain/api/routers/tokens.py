@@ -235,7 +235,10 @@ def mint_batch(
                 acting_client(principal, service, m.client),
                 m.network,
                 parse_minor(m.amount, USD),
-                operation_key(principal, "mint", m.key or f"{key}#{i}"),
+                # An item's own key names a mint as a single request's would; a derived one lives apart.
+                operation_key(principal, "mint", m.key)
+                if m.key
+                else operation_key(principal, "mint-batch", f"{key}#{i}"),
             )
             for i, m in enumerate(body.mints)
         ]
