@@ -174,9 +174,7 @@ def alert(
 def _order(kind: str, client: str, reference: str, authority: str, as_json: bool) -> None:
     from andchain.compliance.enforcement import Enforcement
 
-    enforcement = Enforcement(_tokens())
-    act = {"freeze": enforcement.freeze, "unfreeze": enforcement.unfreeze, "seize": enforcement.seize}[kind]
-    order = act(client, reference=reference, authority=authority, by=_by())
+    order = Enforcement(_tokens()).carry_out(kind, client, reference=reference, authority=authority, by=_by())
     if as_json:
         emit_json(order.__dict__)
         return

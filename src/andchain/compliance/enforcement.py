@@ -139,6 +139,14 @@ class Enforcement:
         ).first()
         return None if row is None else _order_of(row)
 
+    def carry_out(self, kind: str, client_ref: str, *, reference: str, authority: str, by: str) -> Order:
+        """A lawful order of one of KINDS (the API's and the CLI's one entry)."""
+        if kind == "seize":
+            return self.seize(client_ref, reference=reference, authority=authority, by=by)
+        if kind in ("freeze", "unfreeze"):
+            return self._freeze(kind, client_ref, reference, authority, by)
+        raise DomainError(f"an order is one of {', '.join(KINDS)}, was {kind!r}", code="invalid_request")
+
     def freeze(self, client_ref: str, *, reference: str, authority: str, by: str) -> Order:
         return self._freeze("freeze", client_ref, reference, authority, by)
 

@@ -406,14 +406,14 @@ class CustodyService:
         amount_minor: int,
         source: str,
         destination: str,
+        usd: int | None,
         supplied: object | None = None,
     ) -> dict[str, Any] | None:
         """The IVMS101 data a client's withdrawal carries (compliance.travel_rule_usd in the bank's
-        jurisdiction; for an asset without a USD price, custody.travel_rule_from): the data the client
-        supplied (a beneficiary at another institution), else its own on both sides (its own wallet)."""
+        jurisdiction, `usd` being its worth; for an asset without a USD price, custody.travel_rule_from):
+        the data the client supplied (a beneficiary at another institution), else its own on both sides."""
         if client is None:
             return None
-        usd = self.clients.compliance.usd_minor(asset, amount_minor, self.scale(asset))
         required = None
         if usd is None:
             above = self.settings.travel_rule_from.get(asset)
@@ -427,14 +427,19 @@ class CustodyService:
             client_id=client.id,
         )
 
+    def _usd(self, client: Client | None, asset: str, amount_minor: int) -> int | None:
+        """A client's movement's worth in USD cents, asked once per request (None: no client, or not known)."""
+        if client is None:
+            return None
+        return self.clients.compliance.usd_minor(asset, amount_minor, self.scale(asset))
+
     def _admit(
-        self, client: Client | None, flow: str, asset: str, amount_minor: int, key: str, travel: dict[str, Any] | None
+        self, client: Client | None, flow: str, usd: int | None, key: str, travel: dict[str, Any] | None
     ) -> Callable[[Connection], None] | None:
         """What a client's movement checks and records in its operation's transaction (compliance)."""
         if client is None:
             return None
         compliance = self.clients.compliance
-        usd = compliance.usd_minor(asset, amount_minor, self.scale(asset))
         ref = f"{flow}:{key}"
 
         def admit(conn: Connection) -> None:
@@ -514,8 +519,9 @@ class CustodyService:
             self.clients.compliance.screen(client.id, flow="withdrawal", addresses=((network, address),))
         record = self._required_account(custodian, owner)
         self.ensure_positions(custodian, owner, asset)
-        travel = self._travel_rule(client, asset, amount_minor, record.account_id, address, travel_rule)
-        admit = self._admit(client, "withdrawal", asset, amount_minor, key, travel)
+        usd = self._usd(client, asset, amount_minor)
+        travel = self._travel_rule(client, asset, amount_minor, record.account_id, address, usd, travel_rule)
+        admit = self._admit(client, "withdrawal", usd, key, travel)
         payload = {
             **request,
             "client": client.id if client else None,
@@ -581,7 +587,8 @@ class CustodyService:
         party = source_client or target_client
         if source_client is not None and admit:
             self.clients.compliance.screen(source_client.id, flow="custody_transfer")
-            before = _both(self._admit(source_client, "custody_transfer", asset, amount_minor, key, None), before)
+            usd = self._usd(source_client, asset, amount_minor)
+            before = _both(self._admit(source_client, "custody_transfer", usd, key, None), before)
         payload = {
             **request,
             "client": party.id if party is not None else None,
@@ -694,7 +701,9 @@ class CustodyService:
                 "usd_amount": usd_minor,
                 "source_account": desk.account_id,
                 "destination": {"address": address},
-                "travel_rule": self._travel_rule(client, coin, coin_minor, dda_account(client.id), address),
+                "travel_rule": self._travel_rule(
+                    client, coin, coin_minor, dda_account(client.id), address, self._usd(client, coin, coin_minor)
+                ),
                 "holds": [
                     {"id": f"{CONVERT}:{{op}}:usd", "code": CONVERT, "debit": dda_account(client.id),
                      "credit": CONVERSION_ACCOUNT, "amount": usd_minor, "asset": "USD"},
@@ -702,7 +711,7 @@ class CustodyService:
                      "credit": holdings_account(custodian, coin), "amount": coin_minor, "asset": coin},
                 ],
             }  # fmt: skip
-        admit = self._admit(client, "conversion", "USD", usd_minor, key, payload["travel_rule"])
+        admit = self._admit(client, "conversion", usd_minor, key, payload["travel_rule"])
         return self._record(CONVERT, key, request, payload, network, admit)
 
     # ------------------------------------------------------------ advancing them

@@ -491,8 +491,9 @@ def create_order(
     store: IdempotencyStore = Depends(idempotency),
 ) -> Any:
     def handler() -> tuple[int, dict[str, Any]]:
-        act = {"freeze": enforcement.freeze, "unfreeze": enforcement.unfreeze, "seize": enforcement.seize}[body.kind]
-        order = act(body.client, reference=body.reference, authority=body.authority, by=_by(principal))
+        order = enforcement.carry_out(
+            body.kind, body.client, reference=body.reference, authority=body.authority, by=_by(principal)
+        )
         return 201, order_view(order)
 
     return store.run(scoped(principal, "POST /v1/compliance/orders"), key, body.model_dump(), handler)
