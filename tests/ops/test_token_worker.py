@@ -112,8 +112,8 @@ def test_a_mint_whose_node_never_answers_stops_in_needs_attention_after_its_atte
 
 
 def test_a_batch_whose_final_step_fails_for_one_operation_completes_the_others(ctx, tokens, monkeypatch):
-    """The final steps of a batch are written in one transaction: one that raises rolls the batch back, and
-    the worker writes them again one by one; the one that fails alone waits for an operator."""
+    """One operation's final step that raises stops that operation alone (it waits for an operator); the
+    others of its batch complete."""
     acme = funded(tokens, "Acme", 10_000)
     finish = MintAction.finish
 
@@ -129,35 +129,3 @@ def test_a_batch_whose_final_step_fails_for_one_operation_completes_the_others(c
     assert states == [OpStatus.SUCCEEDED] * 2 + [OpStatus.NEEDS_ATTENTION] + [OpStatus.SUCCEEDED] * 2
     dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
     assert (dda.balance_posted, dda.available) == (6_000, 5_000)  # four posted once, one still reserved
-
-
-def test_a_batch_of_finals_that_meets_a_busy_database_is_written_one_by_one(ctx, tokens, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-
-    from andchain.ops.chain import ChainOpsHandler
-
-    acme = funded(tokens, "Acme", 10_000)
-    commit_finals, write_final = ChainOpsHandler._commit_finals, ChainOpsHandler._write_final
-    seen = {"batch": 0, "writes": 0, "raised": False}
-
-    def batch(self, finals):
-        seen["batch"], seen["writes"] = len(finals), 0
-        return commit_finals(self, finals)
-
-    def busy_once(self, conn, final):
-        seen["writes"] += 1
-        if seen["batch"] > 1 and seen["writes"] == 2 and not seen["raised"]:
-            seen["raised"] = True  # the second final of a batch: the database is busy (a deadlock)
-            raise OperationalError("UPDATE", {}, Exception("deadlock detected"))
-        return write_final(self, conn, final)
-
-    monkeypatch.setattr(ChainOpsHandler, "_commit_finals", batch)
-    monkeypatch.setattr(ChainOpsHandler, "_write_final", busy_once)
-    mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 4)]
-    settle(ctx, tokens)
-    assert seen["raised"], "the three mints were never final in one batch"
-    done = [tokens.ops.get(op.id) for op in mints]
-    assert [op.status for op in done] == [OpStatus.SUCCEEDED] * 3
-    assert [op.attempts for op in done] == [0, 0, 0]  # written again one by one, no attempt spent
-    assert tokens.ledger.account(f"clients:{acme}:usd:dda").balance_posted == 7_000
-    assert reconcile(ctx).breaks == []

@@ -353,23 +353,14 @@ class ChainOpsHandler:
             self._commit_finals(finals)
 
     def _commit_finals(self, finals: list[_Final]) -> None:
-        """The final steps of a batch: each booked and its operation moved on (or completed) in a savepoint of
-        one write transaction: one commit for the batch. An operation that changed meanwhile is left as it
-        is (its savepoint rolled back); anything else escapes and the worker retries the batch one by one."""
-        try:
+        """The final steps of a batch, each booked and its operation moved on (or completed) in a transaction
+        of its own. One transaction for the whole batch was tried: it held the ledger rows of every operation
+        of the batch until its end, and on PostgreSQL a request reserving its client's rows, the listener and
+        another worker met it in a deadlock (tests/tokens/test_requests_while_workers_run.py found it). A
+        batch in one transaction needs its accounts locked together, in one order, first."""
+        for final in finals:
             with write_transaction(self.ops.engine) as conn:
-                for final in finals:
-                    self._write_final(conn, final)
-        except Exception as exc:
-            if not is_transient(exc) or len(finals) == 1:
-                raise
-            # A deadlock with another writer (the listener, another worker: PostgreSQL), a busy database:
-            # nothing of the batch was written. Each final is then written in a transaction of its own, as
-            # before batching, so that one operation's trouble is its own and the others go on.
-            log.warning("batch of %d finals rolled back (%s); writing them one by one", len(finals), exc)
-            for final in finals:
-                with write_transaction(self.ops.engine) as conn:
-                    self._write_final(conn, final)
+                self._write_final(conn, final)
 
     def _write_final(self, conn: Connection, final: _Final) -> None:
         """One final step, in a savepoint: left as it is when its operation changed meanwhile."""
