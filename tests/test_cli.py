@@ -132,6 +132,40 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
     figures = json.loads(mint.stdout)
     assert figures["mints_per_s"] > 0 and figures["mint_latency_ms_p99"] >= figures["mint_latency_ms_p50"]
     assert figures["reconcile_flags_raw_mints"] is True  # raw mints bypass the ledger, and reconcile sees it
+    assert figures["reconcile_other_breaks"] == [] and figures["workers"] == 1
+
+
+@pytest.mark.postgresql
+def test_bench_mint_on_postgresql_with_two_worker_processes_settles_every_batched_request():
+    """Batched requests while two worker processes share the work on PostgreSQL (one signer, nonces
+    reserved in the database): every operation succeeds once, and the books agree with the chain."""
+    mint = run("bench", "mint", "--count", "24", "--batch", "5", "--workers", "2", "--backend", "postgresql", "--json")
+    assert mint.exit_code == 0, mint.output
+    figures = json.loads(mint.stdout)
+    assert (figures["backend"], figures["workers"], figures["batch"]) == ("postgresql", 2, 5)
+    assert figures["mints_per_s"] > 0 and figures["pays_per_s"] > 0
+    assert figures["reconcile_other_breaks"] == []
+    bad = run("bench", "mint", "--backend", "oracle")
+    assert bad.exit_code == 2 and "sqlite or postgresql" in bad.output
+
+
+def test_bench_move_covers_every_pair_of_networks_with_its_floors():
+    """Between two public networks and the internal chain: each ordered pair, from the internal chain out,
+    between the public ones, and back in; every move succeeds and the books agree with every chain."""
+    from andchain.bench import move
+
+    assert move.pairs(("internal", "ethereum", "base", "tempo"))[:3] == [
+        ("internal", "ethereum"), ("internal", "base"), ("internal", "tempo")
+    ]  # fmt: skip
+    assert len(move.pairs(("internal", "ethereum", "base", "tempo"))) == 12
+    figures = move.run(1, ("base", "tempo"))
+    assert list(figures["pairs"]) == [
+        "internal->base", "internal->tempo", "base->tempo", "tempo->base", "base->internal", "tempo->internal"
+    ]  # fmt: skip
+    base_tempo = figures["pairs"]["base->tempo"]
+    assert (base_tempo["blocks_ms"], base_tempo["minimum_ms"]) == (3000, 1000)  # base 1 s x 2, tempo 1 s x 1
+    assert all(f["latency_ms_p50"] >= f["minimum_ms"] for f in figures["pairs"].values())
+    assert figures["reconcile_breaks"] == 0
 
 
 def test_bench_api_prints_http_figures_against_its_bare_endpoint():

@@ -204,6 +204,9 @@ class NetworkSettings(BaseModel):
     memo_format: Literal["text", "iso20022"] = "text"
     # Public networks: alert when a bank signer's gas balance falls below this (wei).
     gas_alert_below_wei: int = Field(default=5 * 10**16, ge=0)
+    # The most calls in one JSON-RPC batch (a worker's signed transactions are broadcast in batches of at
+    # most this many); providers cap it, some at 100.
+    rpc_batch_max: int = Field(default=1000, ge=1, le=10_000)
 
     @field_validator("rpc_url")
     @classmethod

@@ -268,3 +268,57 @@ def test_many_mints_in_one_request_are_accepted_or_refused_one_by_one(bank: Bank
     bank.settle()
     assert all(bank.tokens.ops.get(op_id).status.value == "succeeded" for op_id in ids)
     assert bank.tokens.dda_balance(acme) == 50_000 and bank.tokens.dda_balance(globex) == 0
+
+
+def test_many_payments_in_one_request_are_accepted_or_refused_one_by_one(bank: Bank):
+    operator, compliance = bank.key("operator"), bank.key("compliance")
+    acme, globex = bank.tokens.onboard("Acme").id, bank.tokens.onboard("Globex").id
+    initech = bank.tokens.onboard("Initech").id
+    for client in (acme, globex):
+        bank.tokens.deposit(client, 100_000, f"fund-{client}")
+        bank.tokens.mint(client, "internal", 10_000, f"mint-{client}")
+    bank.settle()
+    assert bank.post(f"/v1/clients/{initech}/status", {"status": "suspended"}, compliance).status_code == 200
+    payments = [
+        {"payer": acme, "payee": globex, "amount": "10.00", "memo": "invoice 1"},
+        {"payer": globex, "payee": acme, "amount": "5.00", "memo": "invoice 2"},  # the other way: no deadlock
+        {"payer": acme, "payee": initech, "amount": "1.00", "memo": "x"},  # a suspended payee: refused
+        {"payer": acme, "payee": acme, "amount": "1.00", "memo": "x"},  # to itself: refused
+        {"payer": globex, "payee": acme, "amount": "500.00", "memo": "x"},  # more than it holds: refused
+        {"payer": acme, "payee": globex, "amount": "2.00", "memo": "invoice 3", "key": "acme-invoice-3"},
+    ]
+    batch = bank.post("/v1/tokens/payments/batch", {"payments": payments}, operator, key="pays-1")
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    assert (body["accepted"], body["refused"]) == (3, 3)
+    codes = [r["error"]["code"] if r["error"] else None for r in body["results"]]
+    assert codes == [None, None, "client_not_active", "accounts_must_be_different", "insufficient_funds", None]
+    again = bank.post("/v1/tokens/payments/batch", {"payments": payments}, operator, key="pays-1")
+    assert again.json() == body and again.headers["Idempotent-Replayed"] == "true"
+    mine = bank.post("/v1/tokens/pay", {"payer": acme, "payee": globex, "amount": "2.00", "memo": "invoice 3"},
+                     operator, key="acme-invoice-3")  # fmt: skip
+    assert mine.json()["id"] == body["results"][5]["operation"]["id"]  # an item's own key is a payment's key
+    # A client key pays from its own client only, and learns nothing of a payee it cannot pay.
+    me = bank.key("client", acme)
+    hidden = bank.post(
+        "/v1/tokens/payments/batch",
+        {
+            "payments": [
+                {"payee": initech, "amount": "1.00", "memo": "x"},
+                {"payee": globex, "amount": "1.00", "memo": "y"},
+            ]
+        },
+        me,
+    )
+    results = hidden.json()["results"]
+    assert results[0]["error"]["code"] == "payee_not_payable" and initech not in hidden.text
+    assert results[1]["operation"]["status"] == "received"
+    stolen = bank.post("/v1/tokens/payments/batch", {"payments": [{**payments[1], "key": "k"}]}, me)
+    assert stolen.status_code in (403, 404, 422) and stolen.json()["code"] != "received"
+    bank.settle()
+    ids = [r["operation"]["id"] for r in body["results"] if r["operation"]] + [results[1]["operation"]["id"]]
+    assert all(bank.tokens.ops.get(op_id).status.value == "succeeded" for op_id in ids)
+    holders = bank.get("/v1/tokens/internal/holders", operator).json()["data"]
+    held = {h["client"]: h["ledger"] for h in holders if h["client"] in (acme, globex)}
+    assert held == {acme: "92.00", globex: "108.00"}  # 100 each; acme paid 10, 2 and 1, and received 5
+    assert reconcile(bank.ctx).breaks == []

@@ -6,6 +6,7 @@ paid or redeemed twice, and reconcile must show no break.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,17 +23,17 @@ from andchain.tokens.service import TOKEN_ABI, TokenService
 BOUNDARIES = ("before_submit", "after_submit", "after_receipt")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, anvil):
-    data = tmp_path_factory.mktemp("crash")
+@contextlib.contextmanager
+def _world(data, anvil, database_url: str | None = None):
     env = {
         "ANDCHAIN_DATA_DIR": str(data),
         "ANDCHAIN_NETWORKS__INTERNAL__RPC_URL": anvil.network.rpc_url,
         "ANDCHAIN_KEYSTORE__PASSPHRASE": "crash-test-only",
         "ANDCHAIN_KEYSTORE__SCRYPT_N": "1024",
         **{f"ANDCHAIN_NETWORKS__{n}__ENABLED": "false" for n in ("ETHEREUM", "BASE", "TEMPO", "SWIFT")},
+        **({"ANDCHAIN_DATABASE_URL": database_url} if database_url else {}),
     }
-    saved = {k: os.environ.get(k) for k in env}
+    saved = {k: os.environ.get(k) for k in (*env, "ANDCHAIN_DATABASE_URL")}
     os.environ.update(env)
     ctx = Context()
     ctx.upgrade_database()
@@ -47,8 +48,25 @@ def world(tmp_path_factory, anvil):
             os.environ[k] = v
 
 
-def run_worker(env: dict[str, str], failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
-    child_env = {**os.environ, **env}
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, anvil):
+    with _world(tmp_path_factory.mktemp("crash"), anvil) as made:
+        yield made
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def any_world(request, tmp_path_factory, anvil):
+    url = None
+    if request.param == "postgresql":
+        from andchain.devtools.postgres import create_database
+
+        url = create_database(request.getfixturevalue("postgres_server"), "crash_batches")
+    with _world(tmp_path_factory.mktemp("crash"), anvil, url) as made:
+        yield made
+
+
+def run_worker(env: dict[str, str], failpoint: str | None = None, **more: str) -> subprocess.CompletedProcess[str]:
+    child_env = {**os.environ, **env, **more}
     child_env.pop("ANDCHAIN_FAILPOINT", None)
     if failpoint:
         child_env["ANDCHAIN_FAILPOINT"] = failpoint
@@ -158,5 +176,69 @@ def test_a_worker_killed_at_any_step_boundary_of_a_seizure_burns_exactly_once(wo
     assert seized_events(service, wallet) == 1  # burned exactly once
     assert service.ledger.account(holder_account("internal", TOKENS[DEPOSIT_TOKEN], wallet)).balance_posted == 0
     assert service.ledger.account(BANK_SEIZED).balance_posted == seized_before + 10_000  # 4,000 deposits + 6,000 tokens
+    report = reconcile(service.ctx)
+    assert report.breaks == [], report.breaks
+
+
+BATCH_BOUNDARIES = ("before_submit", "mid_broadcast", "after_submit", "after_receipt")
+
+
+@pytest.mark.parametrize("boundary", BATCH_BOUNDARIES)
+@pytest.mark.parametrize("kind", ["mint", "pay"])
+def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_world, kind, boundary):
+    """Six operations of one signer, recorded in one batch request, signed and recorded in one transaction,
+    broadcast in JSON-RPC batches of two: the worker is killed after the batch is recorded, after one batch
+    of two has left (`mid_broadcast`: two sent, four not), after all are sent, after the first receipt.
+    The next worker ends each one once: every mint minted once, every payment paid once."""
+    service, env = any_world
+    tag = f"batch-{kind}-{boundary}-{service.ctx.engine.dialect.name}"
+    payer = service.onboard(f"Payer {tag}").id
+    payees = [service.onboard(f"Payee {tag} {i}").id for i in range(6)]
+    service.deposit(payer, 100_000, reference=f"fund-{tag}")
+    if kind == "pay":
+        service.mint(payer, "internal", 60_000, f"seed-{tag}")
+        for i, payee in enumerate(payees):  # every payee holds an allow-listed wallet already
+            service.deposit(payee, 100, reference=f"fund-{tag}-{i}")
+            service.mint(payee, "internal", 100, f"seed-{tag}-{i}")
+        assert run_worker(env).returncode == 0
+    requests = service.requests
+    if kind == "mint":
+        outcomes = requests.mint_batch([(payer, "internal", 1_000 + i, f"op-{tag}-{i}") for i in range(6)])
+    else:
+        outcomes = requests.pay_batch(
+            [(payer, payee, "internal", 1_000 + i, f"b{i}", f"op-{tag}-{i}") for i, payee in enumerate(payees)]
+        )
+    ops = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(ops) == 6, outcomes
+
+    narrow = {"ANDCHAIN_NETWORKS__INTERNAL__RPC_BATCH_MAX": "2"}
+    killed = run_worker(env, failpoint=f"{kind}:{boundary}", **narrow)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not all(service.ops.get(op.id).terminal for op in ops)
+    signed = [service.ops.get(op.id).state.get("tx") for op in ops]
+    assert all(signed), "the whole batch was signed and recorded before anything left"
+    wallet = service.wallet(payer, "internal").address
+    chain, token = service.chain("internal"), service.token_address("internal")
+    if boundary == "mid_broadcast":
+        assert chain.known([tx["hash"] for tx in signed]) == {tx["hash"] for tx in signed[:2]}
+    restarted = run_worker(env, **narrow)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+
+    for op in ops:
+        done = service.ops.get(op.id)
+        assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_message)
+        statuses = [h.status for h in service.ops.history(op.id)]
+        assert statuses.count("succeeded") == 1
+    total = sum(1_000 + i for i in range(6))
+    if kind == "mint":
+        assert mint_events(service, wallet) == 6  # each minted exactly once
+        assert chain.read(token, TOKEN_ABI, "balanceOf", wallet) == total
+        assert service.dda_balance(payer) == 100_000 - total
+    else:
+        assert chain.read(token, TOKEN_ABI, "balanceOf", wallet) == 60_000 - total
+        for i, payee in enumerate(payees):
+            assert chain.read(token, TOKEN_ABI, "balanceOf", service.wallet(payee, "internal").address) == 1_100 + i
+    held = service.ledger.account(holder_account("internal", TOKENS[DEPOSIT_TOKEN], wallet)).balance_posted
+    assert held == (total if kind == "mint" else 60_000 - total)
     report = reconcile(service.ctx)
     assert report.breaks == [], report.breaks

@@ -25,8 +25,11 @@ def machine() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def throwaway_internal_chain(prefix: str, extra_networks: dict[str, dict[str, Any]] | None = None) -> Iterator[Any]:
-    """A Context on a temporary directory with its own anvil node (internal profile) and SQLite.
+def throwaway_internal_chain(
+    prefix: str, extra_networks: dict[str, dict[str, Any]] | None = None, *, database_url: str | None = None
+) -> Iterator[Any]:
+    """A Context on a temporary directory with its own anvil node (internal profile) and SQLite (or the
+    database at `database_url`, empty).
 
     The node runs with `--prune-history`: anvil otherwise keeps every block's state in
     memory and slows down as the chain grows (one block per transaction here), and a
@@ -66,6 +69,7 @@ def throwaway_internal_chain(prefix: str, extra_networks: dict[str, dict[str, An
                         **{name: n.model_dump() for name, n in networks.items()},
                     },
                     "keystore": {"passphrase": "bench-only", "scrypt_n": 1024},
+                    **({"database_url": database_url} if database_url else {}),
                 }
             )
             ctx = Context(settings)

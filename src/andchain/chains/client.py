@@ -169,7 +169,7 @@ class ChainClient:
         self.network = network
         self.engine = engine
         self.keys = keys
-        self.rpc = rpc or Rpc(network.rpc_url, name=name)
+        self.rpc = rpc or Rpc(network.rpc_url, name=name, batch_max=network.rpc_batch_max)
         self.clock = clock
         self.poll_interval_s = poll_interval_s
         self._sleep = sleep

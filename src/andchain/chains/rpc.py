@@ -60,8 +60,10 @@ class Rpc:
         backoff_s: float = 0.1,
         backoff_max_s: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        batch_max: int = BATCH_SIZE_MAX,
     ) -> None:
         self.url = url
+        self.batch_max = batch_max
         self.name = name or shown_url(url)
         self.retries_max = retries_max
         self.backoff_s = backoff_s
@@ -118,8 +120,8 @@ class Rpc:
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Send calls in JSON-RPC batches; each result is the value or an RpcError instance (not raised)."""
         results: list[Any] = []
-        for start in range(0, len(calls), BATCH_SIZE_MAX):
-            chunk = calls[start : start + BATCH_SIZE_MAX]
+        for start in range(0, len(calls), self.batch_max):
+            chunk = calls[start : start + self.batch_max]
             first = next(self._ids)
             payload = [
                 {"jsonrpc": "2.0", "id": first + i, "method": m, "params": list(p)} for i, (m, p) in enumerate(chunk)

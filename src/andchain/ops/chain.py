@@ -495,7 +495,16 @@ class ChainOpsHandler:
         kind, step = items[0][0].kind, items[0][1].step
         failpoints.hit(f"{kind}:before_submit")
         failpoints.hit(f"{kind}:{step}:before_submit")
-        refused = {tx.hash: err for tx, err in chain.broadcast([tx for _, tx in recorded])}
+        # In JSON-RPC batches of the network's size: a crash between two leaves part of the batch sent and
+        # part not, each operation knowing its transaction (the next round sends or finds each one).
+        refused: dict[str, RpcError] = {}
+        size = chain.network.rpc_batch_max
+        for start in range(0, len(recorded), size):
+            if start:
+                failpoints.hit(f"{kind}:mid_broadcast")
+            refused.update(
+                (tx.hash, err) for tx, err in chain.broadcast([tx for _, tx in recorded[start : start + size]])
+            )
         if refused:
             # A refusal of bytes the node has (mined, or in its pool) is no refusal: the transport
             # may have sent them twice (an answer lost, the batch sent again: "nonce too low").

@@ -12,6 +12,8 @@ A request the ledger refuses (insufficient funds) records nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
@@ -45,7 +47,23 @@ MMF_ISSUANCE = "bank:mmf:issuance"
 DVP_TTL_MAX_S = 30 * 86_400
 
 
-MINT_BATCH_MAX = 1000
+# The most items one batch request records (`POST /v1/tokens/mints/batch`, `.../payments/batch`).
+BATCH_MAX = 1000
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request checked and screened, ready to be recorded: its operation, the parties whose compliance
+    locks it takes, what it admits and what it reserves (in the transaction that records it)."""
+
+    kind: str
+    key: str
+    request: dict[str, Any]
+    payload: dict[str, Any]
+    network: str
+    parties: tuple[str, ...]
+    admit: Callable[[Connection], None]
+    reserve: Callable[[Operation, Connection], None] | None = None
 
 
 def mint_hold(op_id: str) -> holds.Hold:
@@ -148,6 +166,13 @@ class Requests:
                     reserve(op, conn)
         return op
 
+    def _record_prepared(self, p: _Prepared) -> Operation:
+        def before(conn: Connection) -> None:
+            self.clients.compliance.lock(conn, list(p.parties))  # several parties: in one order
+            p.admit(conn)
+
+        return self._record(p.kind, p.key, p.request, p.payload, p.network, p.reserve, before)
+
     def _allowance_for_minter(self, network: str, holder: str, amount_minor: int) -> None:
         """On a public network the client signs itself: the bank's minter burns only what it was approved for."""
         if self.settings.network(network).kind != "public":
@@ -168,19 +193,32 @@ class Requests:
         prepared = self._prepare_mint(client_ref, network, amount_minor, key)
         if isinstance(prepared, Operation):
             return prepared
-        return self._record(*prepared)
+        return self._record_prepared(prepared)
 
     def mint_batch(self, items: list[tuple[str, str, int, str]]) -> list[Operation | DomainError]:
         """Many mints (client, network, amount, key) in one write transaction, each in a savepoint of its own:
         one refused (its funds, its limits) is that item's answer and records nothing, the others are
         recorded together. An item whose key names an operation already is answered with it (a replay)."""
-        if not 0 < len(items) <= MINT_BATCH_MAX:
-            raise DomainError(f"a batch holds 1 to {MINT_BATCH_MAX} mints, was {len(items)}", code="invalid_request")
-        results: list[Operation | DomainError | None] = [None] * len(items)
-        ready: list[tuple[int, tuple[Any, ...]]] = []
-        for i, (client_ref, network, amount_minor, key) in enumerate(items):
+        return self._record_batch("mints", [partial(self._prepare_mint, *item) for item in items])
+
+    def pay_batch(self, items: list[tuple[str, str, str, int, str, str]]) -> list[Operation | DomainError]:
+        """Many payments (payer, payee, network, amount, memo, key) in one write transaction, as `mint_batch`:
+        each checked, screened and admitted as a single payment is, refused or recorded on its own."""
+        return self._record_batch("payments", [partial(self._prepare_pay, *item) for item in items])
+
+    def _record_batch(
+        self, what: str, prepare: list[Callable[[], Operation | _Prepared]]
+    ) -> list[Operation | DomainError]:
+        """Prepare every item (its checks and screening), then record those ready in one transaction, each in
+        a savepoint: an item refused records nothing and is that item's answer. A transient refusal (a node,
+        a busy database) says nothing of the item: the whole request fails, to be tried again."""
+        if not 0 < len(prepare) <= BATCH_MAX:
+            raise DomainError(f"a batch holds 1 to {BATCH_MAX} {what}, was {len(prepare)}", code="invalid_request")
+        results: list[Operation | DomainError | None] = [None] * len(prepare)
+        ready: list[tuple[int, _Prepared]] = []
+        for i, make in enumerate(prepare):
             try:
-                prepared = self._prepare_mint(client_ref, network, amount_minor, key)
+                prepared = make()
             except DomainError as exc:
                 if exc.transient or exc.try_again:
                     raise
@@ -191,21 +229,22 @@ class Requests:
             else:
                 ready.append((i, prepared))
         if ready:
-            # In one order of clients (the parties' locks first, then their accounts' rows): two batches, or a
-            # batch and a payment, never wait on each other in a circle.
-            ready.sort(key=lambda item: str(item[1][2]["client"]))
+            # Every party's lock first, in one order; then the items in the order of their first party (the
+            # accounts' rows): two batches, or a batch and a single request, never wait on each other in a circle.
+            ready.sort(key=lambda item: sorted(item[1].parties))
             with write_transaction(self.engine) as conn:
-                self.clients.compliance.lock(conn, [str(item[1][2]["client"]) for item in ready])
-                for i, (kind, key, request, payload, network, reserve, before) in ready:
+                self.clients.compliance.lock(conn, [party for _, p in ready for party in p.parties])
+                for i, p in ready:
                     try:
                         with conn.begin_nested():
                             op, created = self.ops.create(
-                                kind, key, payload, request=request, network=network, conn=conn,
+                                p.kind, p.key, p.payload, request=p.request, network=p.network, conn=conn,
                                 state={"reserved": True},
                             )  # fmt: skip
                             if created:
-                                before(conn)
-                                reserve(op, conn)
+                                p.admit(conn)
+                                if p.reserve is not None:
+                                    p.reserve(op, conn)
                         results[i] = op
                     except DomainError as exc:
                         if exc.transient or exc.try_again:
@@ -213,7 +252,7 @@ class Requests:
                         results[i] = exc
         return [r for r in results if r is not None]
 
-    def _prepare_mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation | tuple[Any, ...]:
+    def _prepare_mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation | _Prepared:
         """A mint's operation and what it records with it, checked and screened; or the operation its key
         already names."""
         request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
@@ -236,7 +275,8 @@ class Requests:
             "USD",
             f"mint on {network}",
         )
-        return ("mint", key, request, payload, network, reserve, self._admit(client.id, "mint", amount_minor, key))
+        admit = self._admit(client.id, "mint", amount_minor, key)
+        return _Prepared("mint", key, request, payload, network, (client.id,), admit, reserve)
 
     # ----------------------------------------------------------------- pay
 
@@ -257,6 +297,23 @@ class Requests:
         Everything about the request and the payer is checked before the payee is looked up, and a
         payee that cannot be paid is refused with `field="payee"` in its details: a caller restricted
         to its own client learns nothing of another client from a request that moves nothing."""
+        prepared = self._prepare_pay(from_ref, to_ref, network, amount_minor, memo, key, before)
+        if isinstance(prepared, Operation):
+            return prepared
+        return self._record_prepared(prepared)
+
+    def _prepare_pay(
+        self,
+        from_ref: str,
+        to_ref: str,
+        network: str,
+        amount_minor: int,
+        memo: str,
+        key: str,
+        before: Callable[[Connection], None] | None = None,
+    ) -> Operation | _Prepared:
+        """A payment's operation and what it records with it, checked and screened; or the operation its
+        key already names."""
         check_amount(amount_minor)
         if not isinstance(memo, str):
             raise DomainError("a memo is text", code="invalid_memo")
@@ -306,12 +363,7 @@ class Requests:
             compliance.admit(conn, payee.id, "payment", amount_minor, f"payment:{key}", direction="in", limits=False)
 
         admit = self._admit(payer.id, "payment", amount_minor, key, received, before)
-
-        def locked(conn: Connection) -> None:
-            compliance.lock(conn, [payer.id, payee.id])  # both parties' locks, in one order
-            admit(conn)
-
-        return self._record("pay", key, request, payload, network, before=locked)
+        return _Prepared("pay", key, request, payload, network, (payer.id, payee.id), admit)
 
     def payee(self, ref: str, *, active: bool = True) -> Client:
         """The client a payment goes to (active); refused with `field="payee"` otherwise."""

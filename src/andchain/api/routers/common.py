@@ -88,6 +88,9 @@ def acting_client(principal: Principal, service: TokenService, ref: str | None, 
     return own if ref is None else visible_client(principal, service, ref).id
 
 
+PAYEE_NOT_PAYABLE = "the payee cannot be paid: there is no active client by that reference"
+
+
 def hidden_payee(principal: Principal, call: Callable[[], T]) -> T:
     """`call()`, except that for a client key a payee that cannot be paid (no such client, or not
     active) is one refusal that names nothing: another client's existence, status and name are not
@@ -97,9 +100,7 @@ def hidden_payee(principal: Principal, call: Callable[[], T]) -> T:
     except DomainError as exc:
         if own_client(principal) is None or exc.details.get("field") != "payee":
             raise
-        raise ApiProblem(
-            422, "payee_not_payable", "the payee cannot be paid: there is no active client by that reference"
-        ) from None
+        raise ApiProblem(422, "payee_not_payable", PAYEE_NOT_PAYABLE) from None
 
 
 def operation_key(principal: Principal, kind: str, key: str) -> str:

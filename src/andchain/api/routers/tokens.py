@@ -29,6 +29,7 @@ from andchain.api.routers.common import (
     CLIENT_DESCRIPTION,
     CLIENT_REF_LENGTH_MAX,
     NETWORK_LENGTH_MAX,
+    PAYEE_NOT_PAYABLE,
     OperationOut,
     accepted,
     accepted_responses,
@@ -36,13 +37,14 @@ from andchain.api.routers.common import (
     hidden_payee,
     operation_key,
     operation_view,
+    own_client,
 )
 from andchain.api.routers.ledger import AMOUNT_DESCRIPTION, AMOUNT_PATTERN, idempotent, scoped
-from andchain.errors import NotFound
+from andchain.errors import DomainError, NotFound
 from andchain.money import format_minor, parse_minor
 from andchain.ops import Operation
 from andchain.tokens.model import DEPOSIT_TOKEN, FUND_SHARE, TOKENS, holders_prefix
-from andchain.tokens.requests import DVP_TTL_MAX_S, MINT_BATCH_MAX
+from andchain.tokens.requests import BATCH_MAX, DVP_TTL_MAX_S
 from andchain.tokens.service import TOKEN_ABI, TokenService
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
@@ -175,19 +177,23 @@ def mint(
     )
 
 
-class MintBatchItem(MintIn):
-    key: str | None = Field(
+def _item_key(what: str) -> Any:
+    return Field(
         default=None,
         min_length=1,
         max_length=128,
-        description="this mint's own idempotency key (across batches); default: the batch's key and its place",
+        description=f"this {what}'s own idempotency key (across batches); default: the batch's key and its place",
     )
+
+
+class MintBatchItem(MintIn):
+    key: str | None = _item_key("mint")
 
 
 class MintBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    mints: list[MintBatchItem] = Field(min_length=1, max_length=MINT_BATCH_MAX)
+    mints: list[MintBatchItem] = Field(min_length=1, max_length=BATCH_MAX)
 
 
 class BatchError(BaseModel):
@@ -242,16 +248,7 @@ def mint_batch(
             )
             for i, m in enumerate(body.mints)
         ]
-        results = []
-        for i, outcome in enumerate(service.requests.mint_batch(items)):
-            if isinstance(outcome, Operation):
-                results.append({"index": i, "operation": operation_view(outcome), "error": None})
-            else:
-                results.append(
-                    {"index": i, "operation": None, "error": {"code": outcome.code, "message": outcome.message}}
-                )
-        accepted = sum(1 for r in results if r["operation"] is not None)
-        return 200, {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+        return 200, _batch_results(service.requests.mint_batch(items))
 
     return store.run(scoped(principal, "POST /v1/tokens/mints/batch"), key, body.model_dump(mode="json"), run)
 
@@ -297,6 +294,74 @@ def pay(
             ),
         ),
     )
+
+
+class PayBatchItem(PayIn):
+    key: str | None = _item_key("payment")
+
+
+class PayBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    payments: list[PayBatchItem] = Field(min_length=1, max_length=BATCH_MAX)
+
+
+@router.post(
+    "/tokens/payments/batch",
+    status_code=200,
+    response_model=MintBatchOut,
+    tags=["tokens"],
+    summary="Many payments in one request and one database transaction; each item accepted or refused on its own",
+    openapi_extra=idempotent(),
+    responses=responses(
+        {200: "each item's operation (follow it at /v1/operations/{id}) or refusal"}, _REFUSED, post=True
+    ),
+)
+def pay_batch(
+    body: PayBatchIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Up to 1,000 payments: every item is checked, screened and admitted as a single payment is, and
+    those accepted are recorded together. A refused item records nothing and does not stop the others; for
+    a client key a payee that cannot be paid is `payee_not_payable`, naming nothing. The same request again
+    answers the same results."""
+
+    def run() -> tuple[int, dict[str, Any]]:
+        items = [
+            (
+                acting_client(principal, service, m.payer, "payer"),
+                m.payee,
+                m.network,
+                parse_minor(m.amount, USD),
+                m.memo,
+                operation_key(principal, "pay", m.key)
+                if m.key
+                else operation_key(principal, "pay-batch", f"{key}#{i}"),
+            )
+            for i, m in enumerate(body.payments)
+        ]
+        hide = own_client(principal) is not None
+        return 200, _batch_results(service.requests.pay_batch(items), hide_payee=hide)
+
+    return store.run(scoped(principal, "POST /v1/tokens/payments/batch"), key, body.model_dump(mode="json"), run)
+
+
+def _batch_results(outcomes: list[Operation | DomainError], *, hide_payee: bool = False) -> dict[str, Any]:
+    """A batch's answer: each item's operation or refusal, in the order of the request."""
+    results = []
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, Operation):
+            results.append({"index": i, "operation": operation_view(outcome), "error": None})
+            continue
+        error = {"code": outcome.code, "message": outcome.message}
+        if hide_payee and outcome.details.get("field") == "payee":
+            error = {"code": "payee_not_payable", "message": PAYEE_NOT_PAYABLE}
+        results.append({"index": i, "operation": None, "error": error})
+    accepted = sum(1 for r in results if r["operation"] is not None)
+    return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
 
 
 @router.post(
