@@ -30,10 +30,14 @@ def test_a_failing_listener_booking_and_rule_are_reported_while_operations_compl
     def booking_fails(self, event, conn):
         raise RuntimeError(f"cannot book {event.name}")
 
+    def batch_fails(self, events, conn):
+        booking_fails(self, events[0], conn)
+
     def rules_fail(self):
         raise ValueError("rule engine broke")
 
     monkeypatch.setattr(TokenMirror, "deliver", booking_fails)
+    monkeypatch.setattr(TokenMirror, "deliver_many", batch_fails)
     monkeypatch.setattr(Rules, "tick", rules_fail)
     mint = tokens.mint(acme, "internal", 6_000, "mint-1")
     worker = token_worker(ctx, tokens)

@@ -79,6 +79,8 @@ class ChainEvent:
 class EventHandler(Protocol):
     def deliver(self, event: ChainEvent, conn: Connection) -> None: ...
 
+    # Optional: `deliver_many(events, conn)`, the events of a batch in their order, in one call.
+
     def retract(self, event: ChainEvent, conn: Connection) -> bool | None:
         """Undo what the event booked; return False to keep it (it will not be delivered again)."""
 
@@ -336,6 +338,8 @@ class Listener:
                     )
                 )
             }
+            inserts: list[dict[str, Any]] = []
+            due: list[ChainEvent] = []
             for event, raw in batch:
                 status, generation = known.get((event.tx_hash, event.ordinal), (None, 0))
                 if status == "delivered":
@@ -352,21 +356,17 @@ class Listener:
                     updated_at_us=self.clock(),
                 )
                 if status is None:
-                    try:
-                        with conn.begin_nested():
-                            conn.execute(
-                                d.insert().values(
-                                    listener=self.name,
-                                    chain_id=self.chain_id,
-                                    tx_hash=event.tx_hash,
-                                    log_index=event.ordinal,
-                                    generation=0,
-                                    **values,
-                                )
-                            )
-                    except IntegrityError:  # another process of the same listener got there first
-                        raise LeaseLost(f"listener {self.name} on chain {self.chain_id} runs elsewhere too") from None
-                else:
+                    inserts.append(
+                        dict(
+                            listener=self.name,
+                            chain_id=self.chain_id,
+                            tx_hash=event.tx_hash,
+                            log_index=event.ordinal,
+                            generation=0,
+                            **values,
+                        )
+                    )
+                else:  # delivered once, retracted by a reorg, and back
                     conn.execute(
                         update(d)
                         .where(
@@ -377,8 +377,19 @@ class Listener:
                         )
                         .values(**values)
                     )
-                self.handler.deliver(replace(event, generation=generation), conn)
-                delivered += 1
+                due.append(replace(event, generation=generation))
+            if inserts:
+                try:
+                    conn.execute(d.insert(), inserts)  # one statement for the batch's new deliveries
+                except IntegrityError:  # another process of the same listener got there first
+                    raise LeaseLost(f"listener {self.name} on chain {self.chain_id} runs elsewhere too") from None
+            many = getattr(self.handler, "deliver_many", None)
+            if many is not None:
+                many(due, conn)
+            else:
+                for event in due:
+                    self.handler.deliver(event, conn)
+            delivered += len(due)
         return delivered, skipped
 
     def _unwind(self, checkpoint_block: int) -> int:

@@ -359,24 +359,23 @@ class ChainOpsHandler:
         another worker met it in a deadlock (tests/tokens/test_requests_while_workers_run.py found it). A
         batch in one transaction needs its accounts locked together, in one order, first."""
         for final in finals:
-            with write_transaction(self.ops.engine) as conn:
-                self._write_final(conn, final)
+            try:
+                with write_transaction(self.ops.engine) as conn:
+                    self._write_final(conn, final)
+            except _Stale:
+                continue  # its operation changed meanwhile: nothing of this final was written
 
     def _write_final(self, conn: Connection, final: _Final) -> None:
-        """One final step, in a savepoint: left as it is when its operation changed meanwhile."""
-        try:
-            with conn.begin_nested():
-                if final.finished:
-                    self._complete_in(conn, final.op, final.state, final.detail, final.book)
-                    return
-                final.state.update(final.book(conn))
-                updated = self.ops.update_if_current(
-                    final.op, conn=conn, state=final.state, retry_in_us=0, reset_attempts=True, detail=final.detail
-                )
-                if updated is None:
-                    raise _Stale
-        except _Stale:
+        """One final step; raises _Stale (the caller rolls back) when its operation changed meanwhile."""
+        if final.finished:
+            self._complete_in(conn, final.op, final.state, final.detail, final.book)
             return
+        final.state.update(final.book(conn))
+        updated = self.ops.update_if_current(
+            final.op, conn=conn, state=final.state, retry_in_us=0, reset_attempts=True, detail=final.detail
+        )
+        if updated is None:
+            raise _Stale
 
     def _final_of(self, op: Operation, receipt: Receipt, network: str) -> _Final:
         """What a final step writes (planned before any write: planning may read the chain)."""

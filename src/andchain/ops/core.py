@@ -61,6 +61,7 @@ class OpStatus(enum.StrEnum):
 
 
 TERMINAL = frozenset({OpStatus.SUCCEEDED, OpStatus.FAILED, OpStatus.CANCELLED})
+_TERMINAL_ORDER = (OpStatus.SUCCEEDED, OpStatus.FAILED, OpStatus.CANCELLED)
 # What workers pick up by themselves.
 ACTIVE = (OpStatus.RECEIVED, OpStatus.SUBMITTED, OpStatus.CONFIRMING)
 # Not finished: its holds are kept and reconcile counts what it did on chain.
@@ -501,7 +502,8 @@ class Operations:
             t = schema.operations
             done = c.execute(
                 update(t)
-                .where(t.c.id == op.id, t.c.version == op.version, t.c.status.notin_([s.value for s in TERMINAL]))
+                # Each terminal status compared on its own: an IN list is rendered again at every execution.
+                .where(t.c.id == op.id, t.c.version == op.version, *(t.c.status != s.value for s in _TERMINAL_ORDER))
                 .values(**values)
             )
             if done.rowcount != 1:

@@ -155,10 +155,19 @@ class Booking:
     def book_event(self, event: ChainEvent, conn: Connection) -> None:
         """Book one event, once (the transfer id comes from the event). Most events the listener reads were
         booked already by the operation that sent them: one look-up of the id, no accounts opened."""
-        tid = event_transfer_id(event.chain_id, event.tx_hash, event.ordinal, event.generation)
-        found = self.ledger.lookup_transfers([tid], conn=conn)
-        if found and found[0].amount == int(event.args.get("value", found[0].amount)):
-            return  # booked (and announced) by whoever booked it first; a different amount is refused below
+        self.book_events([event], conn)
+
+    def book_events(self, events: list[ChainEvent], conn: Connection) -> None:
+        """`book_event` for each event in order, with one look-up for those booked already."""
+        tids = [event_transfer_id(e.chain_id, e.tx_hash, e.ordinal, e.generation) for e in events]
+        found = {t.id: t for t in self.ledger.lookup_transfers(tids, conn=conn)} if tids else {}
+        for event, tid in zip(events, tids, strict=True):
+            booked = found.get(tid)
+            if booked is not None and booked.amount == int(event.args.get("value", booked.amount)):
+                continue  # booked (and announced) by whoever booked it first; a different amount is refused below
+            self._book_new(event, conn)
+
+    def _book_new(self, event: ChainEvent, conn: Connection) -> None:
         specs = self.specs(event, conn)
         results = book(
             self.ledger,
@@ -245,6 +254,9 @@ class TokenMirror:
 
     def deliver(self, event: ChainEvent, conn: Connection) -> None:
         self.booking.book_event(event, conn)
+
+    def deliver_many(self, events: list[ChainEvent], conn: Connection) -> None:
+        self.booking.book_events(events, conn)
 
     def retract(self, event: ChainEvent, conn: Connection) -> bool:
         return self.booking.retract(event, conn)
