@@ -74,7 +74,7 @@ def _work(settings: Settings, stop: Any, ready: Any) -> None:
         worker = token_worker(ctx)
         worker.recover()
         ready.put("ready")
-        worker.run(seconds=SETTLE_TIMEOUT_S * 2, idle_sleep_s=0.005, until=stop.is_set)
+        worker.run(seconds=SETTLE_TIMEOUT_S * 2, until=stop.is_set)  # idle rounds as `andchain worker` has them
     finally:
         ctx.close()
 
@@ -111,10 +111,23 @@ def _final_head_mirrored(ctx: Context, service: TokenService) -> bool:
     return mirrored is not None and int(mirrored) >= final
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far (Linux /proc/stat; zeros elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _phase(
     ctx: Context, service: TokenService, count: int, batch: int, submit: Callable[[range], list[Any]]
-) -> tuple[float, list[Operation]]:
-    """Submit `count` operations in batches, and wait until each is final and mirrored: (seconds, operations)."""
+) -> tuple[float, list[Operation], float | None]:
+    """Submit `count` operations in batches, and wait until each is final and mirrored: (seconds, operations,
+    how busy the machine's cores were meanwhile, 0 to 1)."""
+    busy0, total0 = _cpu_ticks()
     t0 = time.perf_counter()
     ops: list[Operation] = []
     for start in range(0, count, batch):
@@ -127,7 +140,9 @@ def _phase(
         if time.monotonic() > deadline:
             raise RuntimeError(f"operations not settled after {SETTLE_TIMEOUT_S:.0f} s: {service.ops.counts()}")
         time.sleep(0.01)
-    return time.perf_counter() - t0, ops
+    spent = time.perf_counter() - t0
+    busy1, total1 = _cpu_ticks()
+    return spent, ops, round((busy1 - busy0) / (total1 - total0), 2) if total1 > total0 else None
 
 
 def _latencies_ms(service: TokenService, ops: list[Operation]) -> list[float]:
@@ -153,7 +168,7 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
     requests = service.requests
 
     with _worker_processes(ctx, workers):
-        mint_s, mints = _phase(
+        mint_s, mints, mint_cpu = _phase(
             ctx,
             service,
             count,
@@ -162,7 +177,7 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
                 [(clients[i % CLIENTS], "internal", 100 + i, f"mint-{i}") for i in items]
             ),
         )
-        pay_s, pays = _phase(
+        pay_s, pays, pay_cpu = _phase(
             ctx,
             service,
             count,
@@ -228,6 +243,8 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
         "pays_per_s": round(count / pay_s, 1),
         "pay_latency_ms_p50": round(statistics.median(pay_latency), 1),
         "pay_latency_ms_p99": round(_percentile(pay_latency, 0.99), 1),
+        "cores_busy_minting": mint_cpu,  # the machine's cores, 0 to 1: near 1, the machine is the limit
+        "cores_busy_paying": pay_cpu,
         "raw_limit_per_s": round(count / raw_s, 1),
         "mint_ratio": round((count / mint_s) / (count / raw_s), 3),
         "pay_ratio": round((count / pay_s) / (count / raw_s), 3),
