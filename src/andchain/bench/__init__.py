@@ -26,7 +26,11 @@ def machine() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def throwaway_internal_chain(
-    prefix: str, extra_networks: dict[str, dict[str, Any]] | None = None, *, database_url: str | None = None
+    prefix: str,
+    extra_networks: dict[str, dict[str, Any]] | None = None,
+    *,
+    database_url: str | None = None,
+    internal: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """A Context on a temporary directory with its own anvil node (internal profile) and SQLite (or the
     database at `database_url`, empty).
@@ -50,6 +54,7 @@ def throwaway_internal_chain(
                 confirmations=1,
                 gas_policy="zero",
                 gas_limit=1_000_000_000,
+                **(internal or {}),
             )
         }
         for name, fields in (extra_networks or {}).items():

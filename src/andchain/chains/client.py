@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -318,16 +319,20 @@ class ChainClient:
         """Reserve nonces and sign `calls` from `sender`, without sending: the caller persists them first."""
         if not calls:
             return []
+        signer, fee, gases, first = self._prepare(sender, calls)
+        return [self._signed(signer, first + i, calls[i], gases[i], fee) for i in range(len(calls))]
+
+    def _prepare(self, sender: str, calls: Sequence[Call]) -> tuple[Signer, tuple[int, int], list[int], int]:
+        """The signer, the fee, each call's gas and the first of the nonces reserved for them."""
         self.check_chain()
         signer = self.signer(sender)
         fee = self._fees()
         gases = [self._gas(signer.address, call) for call in calls]
-        first = self.nonces.reserve(signer.address, len(calls))
-        sent = []
-        for i, (call, gas) in enumerate(zip(calls, gases, strict=True)):
-            raw = self._sign(signer, first + i, call, gas, fee)
-            sent.append(SentTx("0x" + keccak(raw).hex(), signer.address, first + i, call, gas, fee, raw))
-        return sent
+        return signer, fee, gases, self.nonces.reserve(signer.address, len(calls))
+
+    def _signed(self, signer: Signer, nonce: int, call: Call, gas: int, fee: tuple[int, int]) -> SentTx:
+        raw = self._sign(signer, nonce, call, gas, fee)
+        return SentTx("0x" + keccak(raw).hex(), signer.address, nonce, call, gas, fee, raw)
 
     def broadcast(self, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
         """Send signed transactions in one batch. A refused one's nonce is filled with a no-op
@@ -342,9 +347,28 @@ class ChainClient:
         return failures
 
     def submit(self, sender: str, calls: Sequence[Call]) -> list[SentTx]:
-        """Sign and send `calls` from `sender` in nonce order, in JSON-RPC batches. Does not wait."""
-        sent = self.sign_calls(sender, calls)
-        failures = self.broadcast(sent)
+        """Sign and send `calls` from `sender` in nonce order, in JSON-RPC batches (the network's rpc_batch_max),
+        each batch sent as soon as it is signed: the node works on the first while the next is signed. Every
+        batch is sent even when one is refused (its nonces would otherwise hold the later ones); then the
+        first refusal raises. Does not wait."""
+        if not calls:
+            return []
+        signer, fee, gases, first = self._prepare(sender, calls)
+        size = self.network.rpc_batch_max
+        sent: list[SentTx] = []
+        failures: list[tuple[SentTx, RpcError]] = []
+        # One sender thread sends the batches in order while this one signs the next.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"send-{self.name}") as sender_thread:
+            pending = []
+            for start in range(0, len(calls), size):
+                part = [
+                    self._signed(signer, first + i, calls[i], gases[i], fee)
+                    for i in range(start, min(len(calls), start + size))
+                ]
+                pending.append(sender_thread.submit(self.broadcast, part))
+                sent += part
+            for future in pending:
+                failures += future.result()
         if failures:
             tx, error = failures[0]
             raise ChainError(

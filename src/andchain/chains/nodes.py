@@ -96,6 +96,7 @@ class LocalNode:
         self.pid_file = self.dir / "anvil.pid"
         self.log_file = self.dir / "anvil.log"
         self.state_file = self.dir / "state.json"
+        self.cache_dir = self.dir / "cache"
 
     def _rpc(self, timeout_s: float = 2.0) -> Rpc:
         return Rpc(self.network.rpc_url, name=self.name, timeout_s=timeout_s, retries_max=0)
@@ -117,10 +118,10 @@ class LocalNode:
             str(n.port),
             "--chain-id",
             str(n.chain_id),
-            "--state",
-            str(self.state_file),
-            "--state-interval",
-            str(STATE_INTERVAL_S),
+            # anvil writes the states it offloads from memory here (by default under ~/.foundry, where the
+            # states of every node ever stopped pile up): the node's own directory keeps them with it.
+            "--cache-path",
+            str(self.cache_dir),
             "--gas-limit",
             str(n.gas_limit),
             "--accounts",
@@ -131,7 +132,9 @@ class LocalNode:
             cmd += ["--block-time", f"{n.block_time_s:g}"]
         if n.gas_policy == "zero":
             cmd += ["--gas-price", "0", "--block-base-fee-per-gas", "0"]
-        return cmd
+        if self.persist:
+            cmd += ["--state", str(self.state_file), "--state-interval", str(STATE_INTERVAL_S)]
+        return [*cmd, *self.extra_args]
 
     def start(self) -> str:
         """Start the node unless it already runs; wait until it answers with its chain id."""
@@ -148,6 +151,8 @@ class LocalNode:
                 f"stop it or set networks.{self.name}.rpc_url to a free port"
             )
         self.dir.mkdir(parents=True, exist_ok=True)
+        # States a node stopped earlier offloaded are no use to a new one (its state file is what it loads).
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
         with open(self.log_file, "ab") as log:
             process = subprocess.Popen(
                 self.command(),
