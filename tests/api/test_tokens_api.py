@@ -286,13 +286,16 @@ def test_many_payments_in_one_request_are_accepted_or_refused_one_by_one(bank: B
         {"payer": acme, "payee": acme, "amount": "1.00", "memo": "x"},  # to itself: refused
         {"payer": globex, "payee": acme, "amount": "500.00", "memo": "x"},  # more than it holds: refused
         {"payer": acme, "payee": globex, "amount": "2.00", "memo": "invoice 3", "key": "acme-invoice-3"},
+        {"payer": globex, "payee": acme, "amount": "96.00", "memo": "x"},  # with the 5.00 above: more than 100
     ]
     batch = bank.post("/v1/tokens/payments/batch", {"payments": payments}, operator, key="pays-1")
     assert batch.status_code == 200, batch.text
     body = batch.json()
-    assert (body["accepted"], body["refused"]) == (3, 3)
+    assert (body["accepted"], body["refused"]) == (3, 4)
     codes = [r["error"]["code"] if r["error"] else None for r in body["results"]]
-    assert codes == [None, None, "client_not_active", "accounts_must_be_different", "insufficient_funds", None]
+    assert codes == [None, None, "client_not_active", "accounts_must_be_different", "insufficient_funds", None,
+                     "insufficient_funds"]  # fmt: skip
+    assert "paid by earlier items of this batch" in body["results"][6]["error"]["message"]
     again = bank.post("/v1/tokens/payments/batch", {"payments": payments}, operator, key="pays-1")
     assert again.json() == body and again.headers["Idempotent-Replayed"] == "true"
     mine = bank.post("/v1/tokens/pay", {"payer": acme, "payee": globex, "amount": "2.00", "memo": "invoice 3"},

@@ -71,6 +71,33 @@ def test_a_batch_of_transfers_is_signed_locally_sent_in_one_request_and_all_mine
     assert token.read("balanceOf", token.bob) == 150
 
 
+def test_batches_are_sent_in_nonce_order_while_the_next_is_signed_and_a_batch_not_sent_stops_the_rest(
+    token: TokenWorld, monkeypatch
+):
+    token.tx(token.minter, "mint", token.alice, 1_000, b"\0" * 32)
+    chain = token.chain
+    monkeypatch.setattr(chain, "network", chain.network.model_copy(update={"rpc_batch_max": 2}))
+    calls = [Call(token.address, token.abi.encode_call("transfer", token.bob, 1)) for _ in range(5)]
+    sent = chain.submit(token.alice, calls)  # three JSON-RPC batches: 2, 2, 1
+    assert [tx.nonce for tx in sent] == list(range(sent[0].nonce, sent[0].nonce + 5))
+    assert all(r.status for r in chain.wait(sent)) and token.read("balanceOf", token.bob) == 5
+
+    sent_batches: list[list[str]] = []
+    broadcast = chain.broadcast
+
+    def second_batch_unsendable(part):
+        if len(sent_batches) == 1:
+            sent_batches.append([])
+            raise NodeUnreachable("node went away", network=chain.name)
+        sent_batches.append([tx.hash for tx in part])
+        return broadcast(part)
+
+    monkeypatch.setattr(chain, "broadcast", second_batch_unsendable)
+    with pytest.raises(NodeUnreachable):
+        chain.submit(token.alice, calls)
+    assert len(sent_batches) == 2 and len(sent_batches[0]) == 2  # the third batch never left
+
+
 def test_nonces_survive_a_restart_and_a_gap_left_by_a_crash_is_repaired(ctx, token: TokenWorld, tmp_path, anvil):
     token.tx(token.minter, "mint", token.alice, 100, b"\0" * 32)
     token.tx(token.alice, "transfer", token.bob, 1)

@@ -141,7 +141,7 @@ def _measure(ctx: Context, seconds: float) -> dict[str, Any]:
     local = compare_local_work(token, recipients, chain.chain_id, min(LOCAL_SECONDS_MAX, seconds * LOCAL_SHARE))
     return {
         "bench": "chain",
-        "node": "anvil, one block per transaction, zero gas price, --prune-history",
+        "node": "anvil, one block per transaction, zero gas price",
         "transfers_per_s": round(rate["client"]),
         "raw_limit_per_s": round(rate["raw"]),
         "ratio": round(rate["ratio"], 3),

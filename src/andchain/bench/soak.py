@@ -1,6 +1,6 @@
 """`andchain bench soak`: a steady stream of mints and payments for N minutes, watching what grows.
 
-The bench starts its own anvil node (internal profile, `--prune-history`) and SQLite database in a
+The bench starts its own anvil node (internal profile) and SQLite database in a
 temporary directory, onboards clients, then for `minutes` submits operations at `rate_per_s` (half
 mints, half payments) while the worker runs in the same process. Every `sample_s` it records the
 process's resident memory, the database's size on disk (with its WAL), the operations done, those
@@ -145,7 +145,7 @@ def _summary(
         "listener_lag_blocks_median": statistics.median(lags) if lags else None,
         "reconcile_clean": clean,
         "samples": samples,
-        "node": "anvil, internal profile (one block per transaction, zero gas), --prune-history",
+        "node": "anvil, internal profile (one block per transaction, zero gas)",
         "database": "SQLite (WAL) in a temporary directory",
         "pid": os.getpid(),
         "machine": machine(),

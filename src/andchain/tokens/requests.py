@@ -204,7 +204,8 @@ class Requests:
     def pay_batch(self, items: list[tuple[str, str, str, int, str, str]]) -> list[Operation | DomainError]:
         """Many payments (payer, payee, network, amount, memo, key) in one write transaction, as `mint_batch`:
         each checked, screened and admitted as a single payment is, refused or recorded on its own."""
-        return self._record_batch("payments", [partial(self._prepare_pay, *item) for item in items])
+        spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items pay from each wallet
+        return self._record_batch("payments", [partial(self._prepare_pay, *item, spent=spent) for item in items])
 
     def _record_batch(
         self, what: str, prepare: list[Callable[[], Operation | _Prepared]]
@@ -229,9 +230,11 @@ class Requests:
             else:
                 ready.append((i, prepared))
         if ready:
-            # Every party's lock first, in one order; then the items in the order of their first party (the
-            # accounts' rows): two batches, or a batch and a single request, never wait on each other in a circle.
-            ready.sort(key=lambda item: sorted(item[1].parties))
+            # Every party's lock first, in one order; then the items that reserve ledger rows in the order of their
+            # parties: two batches, or a batch and a single request, never wait on each other in a circle. Items
+            # that reserve nothing (payments) keep the request's order (the day's limits count in that order).
+            if any(p.reserve is not None for _, p in ready):  # rows to reserve (mints): in one order of clients
+                ready.sort(key=lambda item: sorted(item[1].parties))
             with write_transaction(self.engine) as conn:
                 self.clients.compliance.lock(conn, [party for _, p in ready for party in p.parties])
                 for i, p in ready:
@@ -311,9 +314,11 @@ class Requests:
         memo: str,
         key: str,
         before: Callable[[Connection], None] | None = None,
+        *,
+        spent: dict[tuple[str, str], int] | None = None,
     ) -> Operation | _Prepared:
         """A payment's operation and what it records with it, checked and screened; or the operation its
-        key already names."""
+        key already names. `spent`: what earlier payments of the same batch take from each wallet."""
         check_amount(amount_minor)
         if not isinstance(memo, str):
             raise DomainError("a memo is text", code="invalid_memo")
@@ -337,9 +342,12 @@ class Requests:
                 code="not_bank_managed",
             )
         mirror = self.ledger.account(holder_account(network, DEPOSIT, source))
-        if mirror.available < amount_minor:
+        earlier = spent.get((network, source), 0) if spent is not None else 0
+        if mirror.available - earlier < amount_minor:
             raise DomainError(
-                f"{payer.name} holds {mirror.available} minor units of tokens on {network}, cannot pay {amount_minor}",
+                f"{payer.name} holds {mirror.available} minor units of tokens on {network}"
+                + (f" ({earlier} of them paid by earlier items of this batch)" if earlier else "")
+                + f", cannot pay {amount_minor}",
                 code="insufficient_funds",
             )
         payee = self.payee(to_ref)
@@ -363,6 +371,8 @@ class Requests:
             compliance.admit(conn, payee.id, "payment", amount_minor, f"payment:{key}", direction="in", limits=False)
 
         admit = self._admit(payer.id, "payment", amount_minor, key, received, before)
+        if spent is not None:  # counted once prepared (an item refused later still counts: never too little)
+            spent[(network, source)] = earlier + amount_minor
         return _Prepared("pay", key, request, payload, network, (payer.id, payee.id), admit)
 
     def payee(self, ref: str, *, active: bool = True) -> Client:
