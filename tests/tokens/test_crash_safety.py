@@ -186,6 +186,8 @@ BATCH_BOUNDARIES = ("before_submit", "mid_broadcast", "after_submit", "after_rec
 @pytest.mark.parametrize("boundary", BATCH_BOUNDARIES)
 @pytest.mark.parametrize("kind", ["mint", "pay"])
 def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_world, kind, boundary):
+    if any_world[0].ctx.engine.dialect.name == "postgresql" and boundary != "mid_broadcast":
+        pytest.skip("on PostgreSQL the batch is cut mid-broadcast; the other boundaries run on SQLite")
     """Six operations of one signer, recorded in one batch request, signed and recorded in one transaction,
     broadcast in JSON-RPC batches of two: the worker is killed after the batch is recorded, after one batch
     of two has left (`mid_broadcast`: two sent, four not), after all are sent, after the first receipt.
@@ -200,7 +202,8 @@ def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_
         for i, payee in enumerate(payees):  # every payee holds an allow-listed wallet already
             service.deposit(payee, 100, reference=f"fund-{tag}-{i}")
             service.mint(payee, "internal", 100, f"seed-{tag}-{i}")
-        assert run_worker(env).returncode == 0
+        seeded = run_worker(env)
+        assert seeded.returncode == 0, seeded.stderr[-4000:]
     requests = service.requests
     if kind == "mint":
         outcomes = requests.mint_batch([(payer, "internal", 1_000 + i, f"op-{tag}-{i}") for i in range(6)])
