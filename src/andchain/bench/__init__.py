@@ -35,10 +35,12 @@ def throwaway_internal_chain(
     """A Context on a temporary directory with its own anvil node (internal profile) and SQLite (or the
     database at `database_url`, empty).
 
-    The node keeps no state file (its periodic dump pauses it). It keeps every block's
-    state, as the benches' nodes always did: `--prune-history` was meant here but never
-    reached anvil until the node took its options, and once it did, a bench's node under
-    the test suite's load stopped answering; the benches measure what they always did.
+    The node runs as the benches' nodes always did: with its state file, keeping every
+    block's state. `--prune-history` and no state file were meant here but never reached
+    anvil until the node took its options; once they did, a bench's node stopped answering
+    under the test suite's load, and without its state file anvil lost transactions from its
+    pool at a few thousand blocks (the worker's gap repair sent them again). Their anvil
+    state cache lives in the temporary directory.
     """
     from andchain.chains.nodes import LocalNode
     from andchain.config import NetworkSettings, Settings
@@ -60,7 +62,7 @@ def throwaway_internal_chain(
         }
         for name, fields in (extra_networks or {}).items():
             networks[name] = NetworkSettings(**{"rpc_url": f"http://127.0.0.1:{free_port()}", **fields})
-        nodes = [LocalNode(name, n, Path(tmp), persist=False) for name, n in networks.items()]
+        nodes = [LocalNode(name, n, Path(tmp)) for name, n in networks.items()]
         try:
             for node in nodes:
                 node.start()
