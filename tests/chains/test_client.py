@@ -71,9 +71,7 @@ def test_a_batch_of_transfers_is_signed_locally_sent_in_one_request_and_all_mine
     assert token.read("balanceOf", token.bob) == 150
 
 
-def test_batches_are_sent_in_nonce_order_while_the_next_is_signed_and_a_batch_not_sent_stops_the_rest(
-    token: TokenWorld, monkeypatch
-):
+def test_batches_are_sent_in_nonce_order_and_a_batch_not_sent_stops_the_rest(token: TokenWorld, monkeypatch):
     token.tx(token.minter, "mint", token.alice, 1_000, b"\0" * 32)
     chain = token.chain
     monkeypatch.setattr(chain, "network", chain.network.model_copy(update={"rpc_batch_max": 2}))

@@ -10,10 +10,8 @@ Every wait, retry and batch is bounded.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -349,53 +347,22 @@ class ChainClient:
 
     def submit(self, sender: str, calls: Sequence[Call]) -> list[SentTx]:
         """Sign and send `calls` from `sender` in nonce order, in JSON-RPC batches (the network's rpc_batch_max),
-        each batch sent as soon as it is signed: the node works on one while the next is signed. A refused
-        transaction's nonce is filled and the later batches still go (the first refusal raises at the end);
-        a batch that could not be sent at all (a node that does not answer, a failure to sign) stops the
-        rest, as a single batch would: nothing after it is sent, and the error is raised. Does not wait."""
+        each batch sent once signed. A refused transaction's nonce is filled and the later batches still go
+        (the first refusal raises at the end); a batch that could not be sent at all (a node that does not
+        answer) raises at once, and nothing after it is sent. Does not wait."""
         if not calls:
             return []
         signer, fee, gases, first = self._prepare(sender, calls)
         size = self.network.rpc_batch_max
-
-        def signed(start: int) -> list[SentTx]:
-            return [
+        sent: list[SentTx] = []
+        failures: list[tuple[SentTx, RpcError]] = []
+        for start in range(0, len(calls), size):
+            part = [
                 self._signed(signer, first + i, calls[i], gases[i], fee)
                 for i in range(start, min(len(calls), start + size))
             ]
-
-        failures: list[tuple[SentTx, RpcError]] = []
-        if len(calls) <= size:
-            sent = signed(0)
-            failures = self.broadcast(sent)
-        else:
-            sent = []
-            stopped = threading.Event()
-
-            def send(part: list[SentTx]) -> list[tuple[SentTx, RpcError]]:
-                if stopped.is_set():
-                    return []  # an earlier batch was not sent: neither is this one
-                try:
-                    return self.broadcast(part)
-                except BaseException:
-                    stopped.set()
-                    raise
-
-            # One sender thread sends the batches in order while this one signs the next.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"send-{self.name}") as sender_thread:
-                pending = []
-                try:
-                    for start in range(0, len(calls), size):
-                        if stopped.is_set():
-                            break
-                        part = signed(start)
-                        pending.append(sender_thread.submit(send, part))
-                        sent += part
-                except BaseException:
-                    stopped.set()
-                    raise
-                for future in pending:
-                    failures += future.result()  # the first batch that could not be sent raises here
+            failures += self.broadcast(part)
+            sent += part
         if failures:
             tx, error = failures[0]
             raise ChainError(
