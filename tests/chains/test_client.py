@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from eth_account import Account
@@ -275,3 +276,39 @@ def test_personal_sign_is_what_eth_account_recovers():
     assert Account.recover_message(encode_defunct(text=message), signature=signer.sign_personal(message)) == (
         signer.address
     )
+
+
+def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(tmp_path, caplog):
+    """anvil's automine can miss ready transactions after a burst (foundry-rs/foundry#10122): they would
+    wait in its pool until another transaction arrives. A node that does not mine on its own (here
+    started with --no-mining, the same state made deterministic) has them mined once the head has not
+    moved for AUTOMINE_STALL_S; a node with its own block time is left alone."""
+    from andchain.chains.nodes import LocalNode
+    from tests.chains.conftest import network_settings
+
+    node = LocalNode("internal", network_settings(free_port()), tmp_path / "stalled", extra_args=("--no-mining",))
+    node.start()
+    ctx = make_context(tmp_path / "a", node)
+    try:
+        chain = ctx.chain("internal")
+        sender = ctx.keys.create("bank:sender")
+        sent = chain.submit(sender, [Call(to_checksum_address(b"\x01" * 20), b"") for _ in range(3)])
+        assert chain.block_number() == 0
+        with caplog.at_level("WARNING", logger="andchain.chains.client"):
+            receipts = chain.wait(sent, timeout_s=20)
+        assert [r.status for r in receipts] == [True, True, True]
+        assert "automine left 3 ready transaction(s) in its pool at block 0; mined them" in caplog.text
+        # A network with its own block time mines on its own: its pool is never touched.
+        timed = ChainClient("internal", node.network.model_copy(update={"block_time_s": 1.0}), ctx.engine, ctx.keys)
+        more = chain.submit(sender, [Call(to_checksum_address(b"\x01" * 20), b"")])
+        for _ in range(4):
+            assert timed.flush_stalled_automine() is False
+            time.sleep(0.3)
+        assert timed.receipts([more[0].hash]) == {}
+        # Nor is one that andchain does not run.
+        remote = ChainClient("internal", node.network.model_copy(update={"local": False}), ctx.engine, ctx.keys)
+        assert remote.flush_stalled_automine() is False
+        assert timed.receipts([more[0].hash]) == {}
+    finally:
+        ctx.close()
+        node.stop()

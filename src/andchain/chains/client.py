@@ -24,7 +24,7 @@ from andchain.chains import schema
 from andchain.chains.contracts import Artifact, ContractAbi, artifact
 from andchain.chains.keys import DynamicFeeTx, KeyStore, LegacyTx, Signer
 from andchain.chains.nonces import NonceManager
-from andchain.chains.rpc import Rpc, RpcError
+from andchain.chains.rpc import NodeUnreachable, Rpc, RpcError
 from andchain.config import NetworkSettings
 from andchain.db import write_transaction
 from andchain.errors import DomainError, NotFound
@@ -33,6 +33,9 @@ from andchain.ledger.model import Clock, system_clock_us
 log = logging.getLogger(__name__)
 
 WAIT_TIMEOUT_S = 60.0
+# anvil's automine can leave ready transactions in its pool after a burst (see flush_stalled_automine).
+AUTOMINE_STALL_S = 0.5
+AUTOMINE_LOOK_EVERY_S = 0.25
 BUMP_PERCENT = 25
 BUMPS_MAX = 3
 GAS_MARGIN_NUM, GAS_MARGIN_DEN = 13, 10
@@ -177,6 +180,11 @@ class ChainClient:
         self._gas_cache: dict[tuple[str | None, bytes, int], int] = {}
         self._deployments: dict[str, str] = {}  # found ones only: a deployment never disappears
         self._chain_checked = False
+        self._automine_seen: tuple[int, float] | None = None  # (head, since) while the pool holds ready txs
+        self._automine_looked_s = 0.0
+        self.automine_stall_s = AUTOMINE_STALL_S
+        self.automine_look_every_s = AUTOMINE_LOOK_EVERY_S
+        self.automine_flushes = 0
 
     def close(self) -> None:
         self.rpc.close()
@@ -196,6 +204,47 @@ class ChainClient:
                 f"configured {self.network.chain_id}"
             )
         self._chain_checked = True
+
+    def flush_stalled_automine(self) -> bool:
+        """Mine what a local automining node left in its pool; True when it had to.
+
+        anvil's automine can miss ready transactions when many arrive at once (foundry-rs/foundry#10122):
+        they wait in its pool until another transaction wakes the miner, which may be never. On a node
+        that andchain runs itself in that mode (`local`, no `block_time_s`), a pool that holds ready
+        transactions while the head has not moved for `automine_stall_s` is mined with `evm_mine`, as its
+        own automine would have done. Other nodes mine on their own, and are left alone. Looks at most
+        every `automine_look_every_s`; a node that does not answer is looked at again later.
+        """
+        if not self.network.local or self.network.block_time_s:
+            return False
+        now = time.monotonic()
+        if now - self._automine_looked_s < self.automine_look_every_s:
+            return False
+        self._automine_looked_s = now
+        try:
+            head_hex, pool = self.rpc.batch([("eth_blockNumber", []), ("txpool_status", [])])
+            if isinstance(head_hex, RpcError) or not isinstance(pool, dict):
+                return False
+            head, pending = int(head_hex, 16), int(pool.get("pending", "0x0"), 16)
+            seen = self._automine_seen
+            if not pending or seen is None or seen[0] != head:
+                self._automine_seen = (head, now) if pending else None
+                return False
+            if now - seen[1] < self.automine_stall_s:
+                return False
+            self.rpc.call("evm_mine")
+        except (RpcError, NodeUnreachable, ValueError) as exc:
+            log.info("automine check skipped network=%s: %s", self.name, exc)
+            return False
+        self._automine_seen = None
+        self.automine_flushes += 1
+        log.warning(
+            "network %s: the node's automine left %d ready transaction(s) in its pool at block %d; mined them",
+            self.name,
+            pending,
+            head,
+        )
+        return True
 
     # ------------------------------------------------------------------ reads
 
@@ -474,6 +523,7 @@ class ChainClient:
                     f"network {self.name}: {len(pending)} transaction(s) not mined within "
                     f"{timeout_s:g}s, first {pending[0]}"
                 )
+            self.flush_stalled_automine()
             self._sleep(self.poll_interval_s)
         return found
 
@@ -520,6 +570,7 @@ class ChainClient:
                         current[i] = self.bump(tx)
                 bumps += 1
                 last_bump = now
+            self.flush_stalled_automine()
             self._sleep(self.poll_interval_s)
         return [found[i] for i in range(len(current))]
 

@@ -129,6 +129,7 @@ class MaintenancePart:
         lease_s = self.ctx.settings.ops.lease_s
         if not leases.acquire(self.ctx.engine, self.lease_name, self.owner, lease_s, self.ctx.clock):
             return
+        chain.flush_stalled_automine()
         self.handler.repair_nonce_gaps(chain)
         self.handler.watch_finality(chain)
 
