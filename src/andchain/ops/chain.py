@@ -357,7 +357,20 @@ class ChainOpsHandler:
         of its own. One transaction for the whole batch was tried: it held the ledger rows of every operation
         of the batch until its end, and on PostgreSQL a request reserving its client's rows, the listener and
         another worker met it in a deadlock (tests/tokens/test_requests_while_workers_run.py found it). A
-        batch in one transaction needs its accounts locked together, in one order, first."""
+        batch in one transaction needs its accounts locked together, in one order, first: so it is done
+        so on SQLite alone, where transactions that write never overlap."""
+        if self.ops.engine.dialect.name == "sqlite" and len(finals) > 1:
+            # SQLite has one writer at a time (a write transaction takes the lock when it begins): no other
+            # transaction can wait on this one's rows while holding rows it needs, so the batch's finals go
+            # in one transaction, each in a savepoint that a stale operation rolls back alone.
+            with write_transaction(self.ops.engine) as conn:
+                for final in finals:
+                    try:
+                        with conn.begin_nested():
+                            self._write_final(conn, final)
+                    except _Stale:
+                        continue
+            return
         for final in finals:
             try:
                 with write_transaction(self.ops.engine) as conn:
