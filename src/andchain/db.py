@@ -10,6 +10,7 @@ values as Python ints.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -222,35 +223,109 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-_WRITERS: dict[str, threading.RLock] = {}
+class _Writers:
+    """The writers of one SQLite database file in this process, and their place in the queue of every process.
+
+    In this process they queue on a lock, and the next one goes the moment the last commits. Between
+    processes (the API, each worker, the CLI) they queue on an advisory lock (flock) of a file beside the
+    database: the kernel wakes the next writer when the last one's transaction ends, where SQLite's busy
+    handler would have it sleep 1, 2, 5 ... 100 ms at a time and find the lock long free (two processes
+    writing in turn spent close to half their time so). SQLite's own lock still decides who writes: the
+    queue only saves the sleeps. A writer that waited the busy timeout in the queue goes to SQLite's lock
+    anyway, and the kernel frees the place of a process that dies.
+    """
+
+    def __init__(self, database: str, timeout_s: float) -> None:
+        self.lock = threading.RLock()
+        self.depth = 0  # the writer holding `lock` may nest write_transaction: the queue is entered once
+        self.queue_path: Path | None = None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            self.queue_path = Path(database).with_name(Path(database).name + "-writers")
+        self.timeout_s = timeout_s
+        self._fd: int | None = None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self.lock:
+            self.depth += 1
+            try:
+                if self.depth == 1:
+                    self._fd = self._enter_queue()
+                yield
+            finally:
+                self.depth -= 1
+                if self.depth == 0 and self._fd is not None:
+                    fd, self._fd = self._fd, None
+                    os.close(fd)  # leaves the queue: the kernel wakes the next process's writer
+
+    def _enter_queue(self) -> int | None:
+        if self.queue_path is None:
+            return None
+        try:
+            _private_file(self.queue_path, create=True)
+            fd = os.open(self.queue_path, os.O_RDWR)
+        except OSError as exc:  # a read-only directory: SQLite's busy handler alone, as before
+            log.debug("sqlite writers queue unavailable path=%s: %s", self.queue_path, exc)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        # Another process writes. A blocking flock cannot be given a timeout, so a thread waits in it;
+        # past the busy timeout the writer goes on to SQLite's lock and leaves the descriptor to that
+        # thread, which closes it (and so leaves the queue at once) whenever its turn comes.
+        granted = threading.Event()
+        guard = threading.Lock()
+        abandoned = False
+
+        def wait_in_queue() -> None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with guard:
+                if abandoned:
+                    os.close(fd)
+                    return
+                granted.set()
+
+        threading.Thread(target=wait_in_queue, name="sqlite-writers-queue", daemon=True).start()
+        if granted.wait(self.timeout_s):
+            return fd
+        with guard:
+            if granted.is_set():
+                return fd
+            abandoned = True
+        log.warning("sqlite writers queue: no turn within %.0fs; waiting on SQLite's lock", self.timeout_s)
+        return None
+
+
+_WRITERS: dict[str, _Writers] = {}
 _WRITERS_GUARD = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock | None:
-    """On SQLite, one lock per database file for this process's writers: they queue on it and the next
-    one goes the moment the last commits, instead of sleeping in SQLite's busy handler (1, 2, 5, 10 ms...)
-    while the lock is long free. Other processes still meet SQLite's own lock."""
+def _writers(engine: Engine) -> _Writers | None:
+    """On SQLite, the writers of the engine's database file (one queue per file in this process)."""
     if engine.dialect.name != "sqlite":
         return None
-    path = str(engine.url.database or "")
+    database = str(engine.url.database or "")
     with _WRITERS_GUARD:
-        lock = _WRITERS.get(path)
-        if lock is None:
-            lock = _WRITERS[path] = threading.RLock()
-    return lock
+        writers = _WRITERS.get(database)
+        if writers is None:
+            writers = _WRITERS[database] = _Writers(database, busy_timeout_s(str(engine.url)))
+    return writers
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that writes: on SQLite it holds the write lock from its first statement."""
-    lock = _writer_lock(engine)
-    if lock is None:
+    """A transaction that writes: on SQLite it holds the write lock from its first statement, and its
+    writers (of every process) queue for it (see _Writers)."""
+    writers = _writers(engine)
+    if writers is None:
         with engine.connect() as conn:
             conn = conn.execution_options(andchain_write=True)
             with conn.begin():
                 yield conn
         return
-    with lock, engine.connect() as conn:
+    with writers.turn(), engine.connect() as conn:
         conn = conn.execution_options(andchain_write=True)
         with conn.begin():
             yield conn
