@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from andchain.db import make_engine, write_transaction
+from andchain.db import _writers, make_engine, write_transaction
 
 HOLDER = """
 import sys, time
 from sqlalchemy import text
-from andchain.db import make_engine, write_transaction
+from andchain.db import _writers, make_engine, write_transaction
 engine = make_engine(sys.argv[1])
 with write_transaction(engine) as conn:
     conn.execute(text("INSERT INTO t VALUES ('child')"))
@@ -143,3 +143,39 @@ def test_a_queue_held_past_the_busy_timeout_leaves_the_decision_to_sqlites_lock(
     finally:
         squatter.kill()
         squatter.wait()
+
+
+def test_a_child_forked_during_a_write_starts_with_no_place_and_leaves_the_parents_alone(tmp_path: Path):
+    """A child forked while the parent writes inherits a copy of the parent's place in the queue: the child
+    drops its copy at once, so the place is free when the parent's transaction ends (the child living on),
+    and the child's writers take turns of their own. (SQLite itself must not be used across a fork made
+    during a transaction; the child here only takes its turn in the queue.)"""
+    url = f"sqlite:///{tmp_path / 'andchain.db'}?timeout=5"
+    _table(url)
+    engine = make_engine(url)
+    to_child, from_parent = os.pipe()
+    with write_transaction(engine) as conn:
+        conn.execute(text("INSERT INTO t VALUES ('parent')"))
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.read(to_child, 1)  # the parent has left its transaction and checked the queue
+                writers = _writers(make_engine(url))
+                assert writers is not None
+                with writers.turn():
+                    code = 0 if writers.depth == 1 and writers._fd is not None else 2
+            finally:
+                os._exit(code)
+    try:
+        queue = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
+        fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free, though the child that copied it lives
+        fcntl.flock(queue, fcntl.LOCK_UN)
+        os.close(queue)
+    finally:
+        os.write(from_parent, b"x")
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    os.close(to_child)
+    os.close(from_parent)
+    engine.dispose()

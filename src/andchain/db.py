@@ -243,6 +243,7 @@ class _Writers:
             self.queue_path = Path(database).with_name(Path(database).name + "-writers")
         self.timeout_s = timeout_s
         self._fd: int | None = None
+        self._created = False
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -258,41 +259,81 @@ class _Writers:
                     fd, self._fd = self._fd, None
                     os.close(fd)  # leaves the queue: the kernel wakes the next process's writer
 
+    def forget_inherited(self) -> None:
+        """In a forked child: the parent's place is the parent's (closing this copy leaves it held by the
+        parent's descriptor), and the child's writers start with no place and no lock held."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.depth = 0
+        self.lock = threading.RLock()
+
+    def _open(self) -> int | None:
+        assert self.queue_path is not None
+        try:
+            if not self._created:
+                _private_file(self.queue_path, create=True)
+                self._created = True
+            # Read-only is enough for flock, and works on a file another user created.
+            return os.open(self.queue_path, os.O_RDONLY)
+        except OSError as exc:  # a read-only directory: SQLite's busy handler alone, as before
+            log.debug("sqlite writers queue unavailable path=%s: %s", self.queue_path, exc)
+            return None
+
     def _enter_queue(self) -> int | None:
         if self.queue_path is None:
             return None
-        try:
-            _private_file(self.queue_path, create=True)
-            fd = os.open(self.queue_path, os.O_RDWR)
-        except OSError as exc:  # a read-only directory: SQLite's busy handler alone, as before
-            log.debug("sqlite writers queue unavailable path=%s: %s", self.queue_path, exc)
+        fd = self._open()
+        if fd is None:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
             pass
+        except OSError:
+            os.close(fd)
+            return None
         # Another process writes. A blocking flock cannot be given a timeout, so a thread waits in it;
-        # past the busy timeout the writer goes on to SQLite's lock and leaves the descriptor to that
-        # thread, which closes it (and so leaves the queue at once) whenever its turn comes.
-        granted = threading.Event()
+        # past the busy timeout (or when this wait is interrupted) the writer goes on to SQLite's lock and
+        # leaves the descriptor to that thread, which closes it (and so leaves the queue at once)
+        # whenever its turn comes.
+        granted = threading.Event()  # the thread's wait ended: the place is the writer's, unless `failed`
+        failed = threading.Event()  # the thread could not wait (and closed the descriptor)
         guard = threading.Lock()
-        abandoned = False
+        abandoned = False  # the writer went on without its place: the thread closes the descriptor
 
         def wait_in_queue() -> None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                with guard:
+                    failed.set()
+                    granted.set()
+                os.close(fd)
+                return
             with guard:
                 if abandoned:
                     os.close(fd)
                     return
                 granted.set()
 
-        threading.Thread(target=wait_in_queue, name="sqlite-writers-queue", daemon=True).start()
-        if granted.wait(self.timeout_s):
-            return fd
+        try:
+            threading.Thread(target=wait_in_queue, name="sqlite-writers-queue", daemon=True).start()
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            granted.wait(self.timeout_s)
+        except BaseException:  # interrupted: whoever holds the descriptor closes it
+            with guard:
+                if granted.is_set() and not failed.is_set():
+                    os.close(fd)
+                abandoned = True
+            raise
         with guard:
             if granted.is_set():
-                return fd
+                return None if failed.is_set() else fd
             abandoned = True
         log.warning("sqlite writers queue: no turn within %.0fs; waiting on SQLite's lock", self.timeout_s)
         return None
@@ -307,11 +348,23 @@ def _writers(engine: Engine) -> _Writers | None:
     if engine.dialect.name != "sqlite":
         return None
     database = str(engine.url.database or "")
+    if database and database != ":memory:" and not database.startswith("file:"):
+        database = os.path.realpath(database)  # one queue whatever the spelling of the path
     with _WRITERS_GUARD:
         writers = _WRITERS.get(database)
         if writers is None:
             writers = _WRITERS[database] = _Writers(database, busy_timeout_s(str(engine.url)))
     return writers
+
+
+def _forget_inherited_writers() -> None:
+    global _WRITERS_GUARD
+    _WRITERS_GUARD = threading.Lock()
+    for writers in _WRITERS.values():
+        writers.forget_inherited()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_writers)
 
 
 @contextmanager

@@ -280,17 +280,26 @@ def test_personal_sign_is_what_eth_account_recovers():
 
 def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(tmp_path, caplog):
     """anvil's automine can miss ready transactions after a burst (foundry-rs/foundry#10122): they would
-    wait in its pool until another transaction arrives. A node that does not mine on its own (here
-    started with --no-mining, the same state made deterministic) has them mined once the head has not
-    moved for AUTOMINE_STALL_S; a node with its own block time is left alone."""
+    wait in its pool until another transaction arrives. The node here runs with --no-mining, the same
+    state made deterministic, and its answer to anvil_getAutomine is the one of a node that should
+    mine: its pool is mined once the head has not moved for AUTOMINE_STALL_S. A node whose mining is
+    off on purpose, one with its own block time, and one andchain does not run are left alone."""
     from andchain.chains.nodes import LocalNode
     from tests.chains.conftest import network_settings
+
+    class AutomineSays(Rpc):
+        automine = True
+
+        def batch(self, calls):
+            replies = super().batch(calls)
+            return [self.automine if m == "anvil_getAutomine" else r for (m, _), r in zip(calls, replies, strict=True)]
 
     node = LocalNode("internal", network_settings(free_port()), tmp_path / "stalled", extra_args=("--no-mining",))
     node.start()
     ctx = make_context(tmp_path / "a", node)
     try:
-        chain = ctx.chain("internal")
+        rpc = AutomineSays(node.network.rpc_url, name="internal")
+        chain = ChainClient("internal", node.network, ctx.engine, ctx.keys, rpc=rpc)
         sender = ctx.keys.create("bank:sender")
         sent = chain.submit(sender, [Call(to_checksum_address(b"\x01" * 20), b"") for _ in range(3)])
         assert chain.block_number() == 0
@@ -298,17 +307,25 @@ def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(t
             receipts = chain.wait(sent, timeout_s=20)
         assert [r.status for r in receipts] == [True, True, True]
         assert "automine left 3 ready transaction(s) in its pool at block 0; mined them" in caplog.text
-        # A network with its own block time mines on its own: its pool is never touched.
-        timed = ChainClient("internal", node.network.model_copy(update={"block_time_s": 1.0}), ctx.engine, ctx.keys)
+        assert chain.automine_flushes == 1
+
         more = chain.submit(sender, [Call(to_checksum_address(b"\x01" * 20), b"")])
+        untouched = [
+            # the node's own answer: mining is off on purpose
+            ChainClient("internal", node.network, ctx.engine, ctx.keys),
+            # a network with its own block time mines on its own
+            ChainClient(
+                "internal", node.network.model_copy(update={"block_time_s": 1.0}), ctx.engine, ctx.keys, rpc=rpc
+            ),
+            # a node andchain does not run
+            ChainClient("internal", node.network.model_copy(update={"local": False}), ctx.engine, ctx.keys, rpc=rpc),
+        ]
+        for client in untouched:
+            client.automine_stall_s, client.automine_look_every_s = 0.05, 0.0
         for _ in range(4):
-            assert timed.flush_stalled_automine() is False
-            time.sleep(0.3)
-        assert timed.receipts([more[0].hash]) == {}
-        # Nor is one that andchain does not run.
-        remote = ChainClient("internal", node.network.model_copy(update={"local": False}), ctx.engine, ctx.keys)
-        assert remote.flush_stalled_automine() is False
-        assert timed.receipts([more[0].hash]) == {}
+            assert [client.flush_stalled_automine() for client in untouched] == [False, False, False]
+            time.sleep(0.1)
+        assert chain.receipts([more[0].hash]) == {}  # still in the pool
     finally:
         ctx.close()
         node.stop()

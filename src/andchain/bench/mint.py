@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 
 from andchain.bench import machine, throwaway_internal_chain
 from andchain.chains import schema as chain_schema
+from andchain.chains.client import AUTOMINE_LOOK_EVERY_S, AUTOMINE_STALL_S
 from andchain.chains.contracts import memo32
 from andchain.chains.keys import LegacyTx
 from andchain.chains.rpc import RpcError
@@ -239,6 +240,7 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
     chain.wait_hashes([h for chunk in chunks for h in chunk])
     raw_s = time.perf_counter() - t0
     raw_flushes = chain.automine_flushes
+    chain.automine_stall_s, chain.automine_look_every_s = AUTOMINE_STALL_S, AUTOMINE_LOOK_EVERY_S
     run_until_idle(worker)  # the listener sees the raw mints too (booked nowhere: reconcile shows them)
     report = reconcile(ctx)
     supply_break = [b for b in report.breaks if b.check == "supply"]

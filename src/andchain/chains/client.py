@@ -210,9 +210,10 @@ class ChainClient:
 
         anvil's automine can miss ready transactions when many arrive at once (foundry-rs/foundry#10122):
         they wait in its pool until another transaction wakes the miner, which may be never. On a node
-        that andchain runs itself in that mode (`local`, no `block_time_s`), a pool that holds ready
-        transactions while the head has not moved for `automine_stall_s` is mined with `evm_mine`, as its
-        own automine would have done. Other nodes mine on their own, and are left alone. Looks at most
+        that andchain runs itself in that mode (`local`, no `block_time_s`, and the node says its automine
+        is on: a test or an operator may have switched it off), a pool that holds ready transactions
+        while the head has not moved for `automine_stall_s` is mined with `evm_mine`, as its own
+        automine would have done. Other nodes mine on their own, and are left alone. Looks at most
         every `automine_look_every_s`; a node that does not answer is looked at again later.
         """
         if not self.network.local or self.network.block_time_s:
@@ -222,9 +223,11 @@ class ChainClient:
             return False
         self._automine_looked_s = now
         try:
-            head_hex, pool = self.rpc.batch([("eth_blockNumber", []), ("txpool_status", [])])
-            if isinstance(head_hex, RpcError) or not isinstance(pool, dict):
-                return False
+            head_hex, pool, automine = self.rpc.batch(
+                [("eth_blockNumber", []), ("txpool_status", []), ("anvil_getAutomine", [])]
+            )
+            if automine is not True or isinstance(head_hex, RpcError) or not isinstance(pool, dict):
+                return False  # mining switched off or on a timer on purpose, or not an anvil node: its own business
             head, pending = int(head_hex, 16), int(pool.get("pending", "0x0"), 16)
             seen = self._automine_seen
             if not pending or seen is None or seen[0] != head:
@@ -233,7 +236,7 @@ class ChainClient:
             if now - seen[1] < self.automine_stall_s:
                 return False
             self.rpc.call("evm_mine")
-        except (RpcError, NodeUnreachable, ValueError) as exc:
+        except (RpcError, NodeUnreachable, ValueError, TypeError) as exc:
             log.info("automine check skipped network=%s: %s", self.name, exc)
             return False
         self._automine_seen = None
