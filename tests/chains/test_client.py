@@ -329,3 +329,57 @@ def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(t
     finally:
         ctx.close()
         node.stop()
+
+
+def test_a_gap_the_node_holds_as_queued_though_it_is_next_is_sent_again_from_an_emptied_pool(tmp_path, caplog):
+    """anvil can keep the next transaction of a sender as "queued" (the one before it mined, the pool never
+    promoted it): it answers "transaction already imported" to the same bytes and never mines it. The node
+    here is sent the gap for real, and its first answer is that one: the sender's pool is emptied and the
+    gap sent again, and mined. Only on a local automining anvil: elsewhere the refusal is returned as is."""
+    from andchain.chains.rpc import RpcError
+
+    class FirstSendSeenAsQueued(Rpc):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.calls: list[str] = []
+            self.armed = True
+
+        def batch(self, calls):
+            self.calls.extend(m for m, _ in calls)
+            if self.armed and calls and calls[0][0] == "eth_sendRawTransaction":
+                self.armed = False
+                replies = super().batch(calls[1:])
+                imported = RpcError(
+                    "eth_sendRawTransaction", {"code": -32003, "message": "transaction already imported"}
+                )
+                return [imported, *replies]
+            return super().batch(calls)
+
+        def call(self, method, params=()):
+            self.calls.append(method)
+            return super().call(method, params)
+
+    node = start_node(tmp_path / "node")
+    ctx = make_context(tmp_path / "a", node)
+    try:
+        rpc = FirstSendSeenAsQueued(node.network.rpc_url, name="internal")
+        chain = ChainClient("internal", node.network, ctx.engine, ctx.keys, rpc=rpc)
+        sender = ctx.keys.create("bank:sender")
+        signed = chain.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"") for _ in range(3)])
+        with caplog.at_level("WARNING", logger="andchain.chains.client"):
+            assert chain.resend_gap(sender, signed) == []
+        assert "anvil_removePoolTransactions" in rpc.calls
+        assert f"held nonce 0 of {sender} as queued" in caplog.text
+        assert [r.status for r in chain.wait(signed, timeout_s=20)] == [True, True, True]
+
+        # A node with its own block time: a transaction it knows is no refusal, and its pool is left alone.
+        rpc.armed, rpc.calls = True, []
+        timed = ChainClient(
+            "internal", node.network.model_copy(update={"block_time_s": 1.0}), ctx.engine, ctx.keys, rpc=rpc
+        )
+        more = timed.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"")])
+        assert timed.resend_gap(sender, more) == []
+        assert "anvil_removePoolTransactions" not in rpc.calls and "anvil_getAutomine" not in rpc.calls
+    finally:
+        ctx.close()
+        node.stop()

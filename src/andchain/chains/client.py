@@ -205,6 +205,48 @@ class ChainClient:
             )
         self._chain_checked = True
 
+    def resend_gap(self, sender: str, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
+        """Send the transactions of a nonce gap again, lowest nonce first; returns the refusals.
+
+        A local automining anvil can hold the first of them as "queued" though it is next in line: the
+        transaction before it was mined and the pool never promoted it, so it answers "transaction already
+        imported" to the same bytes and never mines it (seen with a few thousand transactions of one
+        sender). On such a node the sender's transactions are taken out of the pool
+        (`anvil_removePoolTransactions`) and the gap's are sent again; the later ones come back with the
+        next repairs. Other nodes are only sent the bytes again."""
+        if not sent:
+            return []
+        replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])
+        refused = [
+            (tx, reply)
+            for tx, reply in zip(sent, replies, strict=True)
+            if isinstance(reply, RpcError) and not already_known(reply.rpc_message)
+        ]
+        first = min(range(len(sent)), key=lambda i: sent[i].nonce)
+        answer = replies[first]
+        stuck = isinstance(answer, RpcError) and already_known(answer.rpc_message)
+        if not stuck or not self._automining_anvil():
+            return refused
+        first_tx = sent[first]
+        self.rpc.call("anvil_removePoolTransactions", [sender])
+        log.warning(
+            "network %s: the node held nonce %d of %s as queued though it is next; its pool was emptied of "
+            "that sender's transactions and the gap sent again",
+            self.name,
+            first_tx.nonce,
+            sender,
+        )
+        return self._broadcast(sent)
+
+    def _automining_anvil(self) -> bool:
+        """An anvil node andchain runs itself, mining each transaction as it comes (its own answer)."""
+        if not self.network.local or self.network.block_time_s:
+            return False
+        try:
+            return self.rpc.call("anvil_getAutomine") is True
+        except (RpcError, NodeUnreachable):
+            return False
+
     def flush_stalled_automine(self) -> bool:
         """Mine what a local automining node left in its pool; True when it had to.
 
