@@ -40,3 +40,43 @@ def test_hot_tables_leave_room_for_in_place_updates_on_postgresql(engine):
     assert options["ledger_accounts"] == ["fillfactor=70"]
     assert options["ops_operations"] == options["ops_transactions"] == ["fillfactor=80"]
     assert options["ledger_transfers"] is None  # appended to, never updated: pages stay full
+
+
+def test_the_day_totals_of_today_and_yesterday_are_filled_from_the_activity_already_recorded(engine):
+    """0019 keeps each party's day totals beside its activity; the movements recorded before it count."""
+    import time
+
+    from sqlalchemy import text
+
+    from andchain.db import encode_amount_postgresql, encode_amount_sqlite
+
+    day_us = 86_400 * 1_000_000
+    today = time.time_ns() // 1000 // day_us
+    encode = encode_amount_sqlite if engine.dialect.name == "sqlite" else encode_amount_postgresql
+    migrate.downgrade(engine, "0018")
+    rows = [
+        ("c1", "out", False, 2**70, today * day_us + 5),  # beyond 64 bits: kept exact
+        ("c1", "out", True, 1_000, today * day_us + 6),
+        ("c1", "in", True, 500, today * day_us + 7),
+        ("c1", "in", False, 9_999, today * day_us + 8),  # neither out nor cash: not in the totals
+        ("c1", "out", False, 300, (today - 1) * day_us + 1),
+        ("c2", "out", False, 7, (today - 3) * day_us),  # older than yesterday: never read, not filled
+    ]
+    with engine.begin() as conn:
+        for client, direction, cash, amount, at_us in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO compliance_activity (client_id, flow, direction, cash, amount_usd_minor, ref, at_us) "
+                    "VALUES (:c, 'pay', :d, :cash, :a, 'r', :at)"
+                ),
+                {"c": client, "d": direction, "cash": cash, "a": encode(amount), "at": at_us},
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT client_id, day, out_usd_minor, cash_usd_minor FROM compliance_party_days ORDER BY day")
+        ).all()
+    assert [(c, d, int(o), int(k)) for c, d, o, k in found] == [
+        ("c1", today - 1, 300, 0),
+        ("c1", today, 2**70 + 1_000, 1_500),
+    ]

@@ -53,6 +53,16 @@ def admit(compliance: Compliance, client: str, flow: str, amount: int, ref: str,
         compliance.admit(conn, client, flow, amount, ref, **kw)
 
 
+def day_totals(compliance: Compliance, client: str) -> list[tuple[int, int]]:
+    """The party's day totals (out, cash), oldest first: what the limits read in one row."""
+    d = t.party_days
+    with compliance.engine.connect() as conn:
+        rows = conn.execute(
+            select(d.c.out_usd_minor, d.c.cash_usd_minor).where(d.c.client_id == client).order_by(d.c.day)
+        ).all()
+    return [(int(o), int(c)) for o, c in rows]
+
+
 def activity_count(compliance: Compliance) -> int:
     with compliance.engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(t.activity)).scalar_one())
@@ -122,8 +132,10 @@ def test_each_tier_limits_a_transfer_and_a_day_and_a_refusal_records_nothing(wor
     assert (caught.value.code, caught.value.details["limit"]) == ("limit_exceeded", "per_day")
     assert activity_count(compliance) == 3
     admit(compliance, client, "mint", 500_000, "mint:exact")  # exactly the day's room
+    assert day_totals(compliance, client) == [(2_500_000, 0)]  # what left it; no cash moved
     clock.advance(DAY_S)  # a new UTC day
     admit(compliance, client, "mint", 1_000_000, "mint:tomorrow")
+    assert day_totals(compliance, client) == [(2_500_000, 0), (1_000_000, 0)]  # each day on its own row
     compliance.set_kyc(client, tier="enhanced", by="x")
     admit(compliance, client, "payment", 5_000_000, "pay:enhanced")
 

@@ -37,6 +37,18 @@ activity = Table(
     Index("ix_compliance_activity_client", "client_id", "at_us"),
 )
 
+# A party's totals of one UTC day (days since 1970-01-01): what left it and what it moved in cash, in
+# USD cents, kept with its activity rows under the party's lock. The tier limits and the cash rules
+# read them in one look-up, where an aggregate over the day's rows grew with every movement.
+party_days = Table(
+    "compliance_party_days",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("out_usd_minor", AmountType(), nullable=False),
+    Column("cash_usd_minor", AmountType(), nullable=False),
+)
+
 # The loaded versions of the sanctions list, and its entries as of the newest version.
 sanctions_lists = Table(
     "sanctions_lists",

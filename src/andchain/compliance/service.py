@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.compliance import audit
@@ -118,6 +118,7 @@ class _Window:
     out_today: int
     cash_today: int
     in_window: int
+    day_recorded: bool = False  # the party has a totals row for the day
 
 
 @dataclass(frozen=True)
@@ -694,8 +695,8 @@ class Compliance:
             self.check_party(party, flow)  # what arrives for a frozen or pending party is held, not refused
         amount = amount_usd_minor or 0
         now = self.clock()
-        day_start = now - now % DAY_US
-        window = self._window(conn, client_id, now, day_start)
+        day = now // DAY_US
+        window = self._window(conn, client_id, now, day)
         if direction == "out" and limits:
             per_transfer, per_day = self.tier_limits(party.tier)
             if amount > per_transfer:
@@ -727,22 +728,35 @@ class Compliance:
                 at_us=now,
             )
         )
+        self._add_to_day(conn, client_id, day, window, amount if direction == "out" else 0, amount if cash else 0)
         self._monitor(conn, client_id, Activity(flow, direction, cash, amount, now), previous, window, ref)
 
-    def _window(self, conn: Connection, client_id: str, now: int, day_start: int) -> _Window:
-        """The party's figures before this movement, in one indexed aggregate over its recent rows: what
-        left it today, its cash today, and how many movements in the velocity window."""
-        a = t.activity
+    def _window(self, conn: Connection, client_id: str, now: int, day: int) -> _Window:
+        """The party's figures before this movement: what left it today and its cash today (its totals row
+        for the day, one look-up), and how many movements in the velocity window (a count over that
+        window's rows of its index)."""
+        d, a = t.party_days, t.activity
+        totals = conn.execute(
+            select(d.c.out_usd_minor, d.c.cash_usd_minor).where(d.c.client_id == client_id, d.c.day == day)
+        ).first()
         window_start = now - self.cs.monitoring.velocity_window_s * 1_000_000
-        today = a.c.at_us >= day_start
-        row = conn.execute(
-            select(
-                exact_sum(case((and_(today, a.c.direction == "out"), a.c.amount_usd_minor))),
-                exact_sum(case((and_(today, a.c.cash.is_(True)), a.c.amount_usd_minor))),
-                func.count(case((a.c.at_us >= window_start, 1))),
-            ).where(a.c.client_id == client_id, a.c.at_us >= min(day_start, window_start))
-        ).one()
-        return _Window(decode_amount(row[0]), decode_amount(row[1]), int(row[2] or 0))
+        in_window = conn.execute(
+            select(func.count()).where(a.c.client_id == client_id, a.c.at_us >= window_start)
+        ).scalar()
+        if totals is None:
+            return _Window(0, 0, int(in_window or 0))
+        return _Window(int(totals[0]), int(totals[1]), int(in_window or 0), day_recorded=True)
+
+    def _add_to_day(self, conn: Connection, client_id: str, day: int, window: _Window, out: int, cash: int) -> None:
+        """The movement in the party's totals of the day (under the party's lock, taken by `admit`)."""
+        if not out and not cash:
+            return
+        d = t.party_days
+        values = {"out_usd_minor": window.out_today + out, "cash_usd_minor": window.cash_today + cash}
+        if window.day_recorded:
+            conn.execute(update(d).where(d.c.client_id == client_id, d.c.day == day).values(**values))
+        else:
+            conn.execute(d.insert().values(client_id=client_id, day=day, **values))
 
     # ------------------------------------------------------------- monitoring
 
