@@ -154,12 +154,14 @@ def test_a_child_forked_during_a_write_starts_with_no_place_and_leaves_the_paren
     _table(url)
     engine = make_engine(url)
     to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
     with write_transaction(engine) as conn:
         conn.execute(text("INSERT INTO t VALUES ('parent')"))
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                os.write(from_child, b"r")  # running: the fork hook has run
                 os.read(to_child, 1)  # the parent has left its transaction and checked the queue
                 writers = _writers(make_engine(url))
                 assert writers is not None
@@ -167,6 +169,7 @@ def test_a_child_forked_during_a_write_starts_with_no_place_and_leaves_the_paren
                     code = 0 if writers.depth == 1 and writers._fd is not None else 2
             finally:
                 os._exit(code)
+        assert os.read(to_parent, 1) == b"r"
     try:
         queue = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
         fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free, though the child that copied it lives
@@ -176,6 +179,6 @@ def test_a_child_forked_during_a_write_starts_with_no_place_and_leaves_the_paren
         os.write(from_parent, b"x")
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    os.close(to_child)
-    os.close(from_parent)
+    for fd in (to_child, from_parent, to_parent, from_child):
+        os.close(fd)
     engine.dispose()

@@ -367,7 +367,7 @@ def test_a_gap_the_node_holds_as_queued_though_it_is_next_is_sent_again_from_an_
         sender = ctx.keys.create("bank:sender")
         signed = chain.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"") for _ in range(3)])
         with caplog.at_level("WARNING", logger="andchain.chains.client"):
-            assert chain.resend_gap(sender, signed) == []
+            assert chain.resend_gap(sender, signed, 0) == []
         assert "anvil_removePoolTransactions" in rpc.calls
         assert f"held nonce 0 of {sender} as queued" in caplog.text
         assert [r.status for r in chain.wait(signed, timeout_s=20)] == [True, True, True]
@@ -378,8 +378,15 @@ def test_a_gap_the_node_holds_as_queued_though_it_is_next_is_sent_again_from_an_
             "internal", node.network.model_copy(update={"block_time_s": 1.0}), ctx.engine, ctx.keys, rpc=rpc
         )
         more = timed.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"")])
-        assert timed.resend_gap(sender, more) == []
+        assert timed.resend_gap(sender, more, more[0].nonce) == []
         assert "anvil_removePoolTransactions" not in rpc.calls and "anvil_getAutomine" not in rpc.calls
+        # Nor is the pool emptied when the transaction answered so is not the node's next one: a lower
+        # nonce is missing (a hole no transaction owns), and this one is rightly queued behind it.
+        rpc.armed, rpc.calls = True, []
+        chain.nonces.reserve(sender, 1)  # the hole
+        behind = chain.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"")])
+        assert chain.resend_gap(sender, behind, behind[0].nonce - 1) == []
+        assert "anvil_removePoolTransactions" not in rpc.calls
     finally:
         ctx.close()
         node.stop()

@@ -205,15 +205,17 @@ class ChainClient:
             )
         self._chain_checked = True
 
-    def resend_gap(self, sender: str, sent: Sequence[SentTx]) -> list[tuple[SentTx, RpcError]]:
+    def resend_gap(self, sender: str, sent: Sequence[SentTx], next_nonce: int) -> list[tuple[SentTx, RpcError]]:
         """Send the transactions of a nonce gap again, lowest nonce first; returns the refusals.
 
         A local automining anvil can hold the first of them as "queued" though it is next in line: the
         transaction before it was mined and the pool never promoted it, so it answers "transaction already
         imported" to the same bytes and never mines it (seen with a few thousand transactions of one
-        sender). On such a node the sender's transactions are taken out of the pool
-        (`anvil_removePoolTransactions`) and the gap's are sent again; the later ones come back with the
-        next repairs. Other nodes are only sent the bytes again."""
+        sender). On such a node, when the transaction answered so is at `next_nonce` (the node's own next
+        nonce for the sender: one below it is rightly queued behind a hole), the sender's transactions are
+        taken out of the pool (`anvil_removePoolTransactions`) and the gap's are sent again; the later ones
+        come back with the next repairs and the operations' own resends. Other nodes are only sent the
+        bytes again."""
         if not sent:
             return []
         replies = self.rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in sent])
@@ -224,11 +226,15 @@ class ChainClient:
         ]
         first = min(range(len(sent)), key=lambda i: sent[i].nonce)
         answer = replies[first]
-        stuck = isinstance(answer, RpcError) and already_known(answer.rpc_message)
+        first_tx = sent[first]
+        stuck = first_tx.nonce == next_nonce and isinstance(answer, RpcError) and already_known(answer.rpc_message)
         if not stuck or not self._automining_anvil():
             return refused
-        first_tx = sent[first]
-        self.rpc.call("anvil_removePoolTransactions", [sender])
+        try:
+            self.rpc.call("anvil_removePoolTransactions", [sender])
+        except (RpcError, NodeUnreachable) as exc:
+            log.warning("network %s: the stuck pool of %s could not be emptied: %s", self.name, sender, exc)
+            return refused
         log.warning(
             "network %s: the node held nonce %d of %s as queued though it is next; its pool was emptied of "
             "that sender's transactions and the gap sent again",

@@ -638,7 +638,7 @@ class ChainOpsHandler:
         orphans = [nonce for nonce in gap if nonce not in owners and nonce < limit]
         if resend:
             sent = [SentTx(e.hash, e.sender, e.nonce, Call(None, b""), 0, (0, 0), e.raw) for e in resend]
-            chain.resend_gap(sender, sent)
+            chain.resend_gap(sender, sent, gap.start)
         if orphans:
             chain.fill_nonces(sender, orphans)
         log.warning("nonce gap repaired network=%s sender=%s resent=%s filled=%s", chain.name, sender, held, orphans)
