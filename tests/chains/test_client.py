@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -278,14 +279,31 @@ def test_personal_sign_is_what_eth_account_recovers():
     )
 
 
+@contextlib.contextmanager
+def own_node(tmp_path, rpc_class, *node_args):
+    """A node of the test's own (started with `node_args`), a context on it, and a chain client that talks
+    to it through `rpc_class`: (node, ctx, rpc, chain, a sender key)."""
+    from andchain.chains.nodes import LocalNode
+    from tests.chains.conftest import network_settings
+
+    node = LocalNode("internal", network_settings(free_port()), tmp_path / "node", extra_args=node_args)
+    node.start()
+    ctx = make_context(tmp_path / "a", node)
+    try:
+        rpc = rpc_class(node.network.rpc_url, name="internal")
+        chain = ChainClient("internal", node.network, ctx.engine, ctx.keys, rpc=rpc)
+        yield node, ctx, rpc, chain, ctx.keys.create("bank:sender")
+    finally:
+        ctx.close()
+        node.stop()
+
+
 def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(tmp_path, caplog):
     """anvil's automine can miss ready transactions after a burst (foundry-rs/foundry#10122): they would
     wait in its pool until another transaction arrives. The node here runs with --no-mining, the same
     state made deterministic, and its answer to anvil_getAutomine is the one of a node that should
     mine: its pool is mined once the head has not moved for AUTOMINE_STALL_S. A node whose mining is
     off on purpose, one with its own block time, and one andchain does not run are left alone."""
-    from andchain.chains.nodes import LocalNode
-    from tests.chains.conftest import network_settings
 
     class AutomineSays(Rpc):
         automine = True
@@ -294,13 +312,7 @@ def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(t
             replies = super().batch(calls)
             return [self.automine if m == "anvil_getAutomine" else r for (m, _), r in zip(calls, replies, strict=True)]
 
-    node = LocalNode("internal", network_settings(free_port()), tmp_path / "stalled", extra_args=("--no-mining",))
-    node.start()
-    ctx = make_context(tmp_path / "a", node)
-    try:
-        rpc = AutomineSays(node.network.rpc_url, name="internal")
-        chain = ChainClient("internal", node.network, ctx.engine, ctx.keys, rpc=rpc)
-        sender = ctx.keys.create("bank:sender")
+    with own_node(tmp_path, AutomineSays, "--no-mining") as (node, ctx, rpc, chain, sender):
         sent = chain.submit(sender, [Call(to_checksum_address(b"\x01" * 20), b"") for _ in range(3)])
         assert chain.block_number() == 0
         with caplog.at_level("WARNING", logger="andchain.chains.client"):
@@ -326,9 +338,6 @@ def test_ready_transactions_a_local_automining_node_left_in_its_pool_are_mined(t
             assert [client.flush_stalled_automine() for client in untouched] == [False, False, False]
             time.sleep(0.1)
         assert chain.receipts([more[0].hash]) == {}  # still in the pool
-    finally:
-        ctx.close()
-        node.stop()
 
 
 def test_a_gap_the_node_holds_as_queued_though_it_is_next_is_sent_again_from_an_emptied_pool(tmp_path, caplog):
@@ -359,12 +368,7 @@ def test_a_gap_the_node_holds_as_queued_though_it_is_next_is_sent_again_from_an_
             self.calls.append(method)
             return super().call(method, params)
 
-    node = start_node(tmp_path / "node")
-    ctx = make_context(tmp_path / "a", node)
-    try:
-        rpc = FirstSendSeenAsQueued(node.network.rpc_url, name="internal")
-        chain = ChainClient("internal", node.network, ctx.engine, ctx.keys, rpc=rpc)
-        sender = ctx.keys.create("bank:sender")
+    with own_node(tmp_path, FirstSendSeenAsQueued) as (node, ctx, rpc, chain, sender):
         signed = chain.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"") for _ in range(3)])
         with caplog.at_level("WARNING", logger="andchain.chains.client"):
             assert chain.resend_gap(sender, signed, 0) == []
@@ -387,6 +391,3 @@ def test_a_gap_the_node_holds_as_queued_though_it_is_next_is_sent_again_from_an_
         behind = chain.sign_calls(sender, [Call(to_checksum_address(b"\x01" * 20), b"")])
         assert chain.resend_gap(sender, behind, behind[0].nonce - 1) == []
         assert "anvil_removePoolTransactions" not in rpc.calls
-    finally:
-        ctx.close()
-        node.stop()

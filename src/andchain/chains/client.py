@@ -244,9 +244,13 @@ class ChainClient:
         )
         return self._broadcast(sent)
 
+    def _may_automine(self) -> bool:
+        """A node andchain runs itself with no block time: the only kind whose automine is worked around."""
+        return self.network.local and not self.network.block_time_s
+
     def _automining_anvil(self) -> bool:
         """An anvil node andchain runs itself, mining each transaction as it comes (its own answer)."""
-        if not self.network.local or self.network.block_time_s:
+        if not self._may_automine():
             return False
         try:
             return self.rpc.call("anvil_getAutomine") is True
@@ -264,7 +268,7 @@ class ChainClient:
         automine would have done. Other nodes mine on their own, and are left alone. Looks at most
         every `automine_look_every_s`; a node that does not answer is looked at again later.
         """
-        if not self.network.local or self.network.block_time_s:
+        if not self._may_automine():
             return False
         now = time.monotonic()
         if now - self._automine_looked_s < self.automine_look_every_s:
