@@ -270,6 +270,56 @@ def test_many_mints_in_one_request_are_accepted_or_refused_one_by_one(bank: Bank
     assert bank.tokens.dda_balance(acme) == 50_000 and bank.tokens.dda_balance(globex) == 0
 
 
+def test_many_redemptions_in_one_request_are_accepted_or_refused_one_by_one(bank: Bank):
+    operator, compliance = bank.key("operator"), bank.key("compliance")
+    acme, globex = bank.tokens.onboard("Acme").id, bank.tokens.onboard("Globex").id
+    for client in (acme, globex):
+        bank.tokens.deposit(client, 100_000, f"fund-{client}")
+        bank.tokens.mint(client, "internal", 10_000, f"mint-{client}")
+    bank.settle()
+    initech = bank.tokens.onboard("Initech").id
+    assert bank.post(f"/v1/clients/{initech}/status", {"status": "suspended"}, compliance).status_code == 200
+    redemptions = [
+        {"client": acme, "amount": "30.00"},
+        {"client": globex, "amount": "100.00"},  # all it holds
+        {"client": acme, "amount": "80.00"},  # with the 30.00 above: more than 100
+        {"client": initech, "amount": "1.00"},  # suspended: refused
+        {"client": acme, "amount": "0.00"},  # nothing: refused
+        {"client": acme, "amount": "70.00", "key": "acme-own"},  # the rest of what it holds
+    ]
+    batch = bank.post("/v1/tokens/redemptions/batch", {"redemptions": redemptions}, operator, key="redeem-1")
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    codes = [r["error"]["code"] if r["error"] else None for r in body["results"]]
+    assert codes == [None, None, "insufficient_funds", "client_not_active", "amount_must_be_positive", None]
+    assert "taken by earlier items of this batch" in body["results"][2]["error"]["message"]
+    assert (body["accepted"], body["refused"]) == (3, 3)
+    assert [r["operation"]["kind"] for r in body["results"] if r["operation"]] == ["redeem"] * 3
+    again = bank.post("/v1/tokens/redemptions/batch", {"redemptions": redemptions}, operator, key="redeem-1")
+    assert again.json() == body and again.headers["Idempotent-Replayed"] == "true"
+    mine = bank.post("/v1/tokens/redeem", {"client": acme, "amount": "70.00"}, operator, key="acme-own")
+    assert mine.json()["id"] == body["results"][5]["operation"]["id"]  # an item's own key is a redemption's key
+    # Reserved at once: nothing more can leave the holders.
+    late = bank.post("/v1/tokens/redeem", {"client": acme, "amount": "0.01"}, operator)
+    assert late.status_code == 422 and late.json()["code"] == "insufficient_funds"
+    # A client key redeems for its own client only.
+    me = bank.key("client", acme)
+    theirs = bank.post("/v1/tokens/redemptions/batch", {"redemptions": [{"client": globex, "amount": "1.00"}]}, me)
+    assert theirs.status_code == 404 and theirs.json()["code"] == "client_not_found"
+    too_many = bank.post("/v1/tokens/redemptions/batch", {"redemptions": [redemptions[0]] * 1001}, operator)
+    assert too_many.status_code == 422
+    bank.settle()
+    ids = [r["operation"]["id"] for r in body["results"] if r["operation"]]
+    assert all(bank.tokens.ops.get(op_id).status.value == "succeeded" for op_id in ids)
+    assert bank.tokens.dda_balance(acme) == 100_000 and bank.tokens.dda_balance(globex) == 100_000
+    holders = bank.get("/v1/tokens/internal/holders", operator).json()["data"]
+    assert {h["client"]: h["ledger"] for h in holders if h["client"] in (acme, globex)} == {
+        acme: "0.00",
+        globex: "0.00",
+    }
+    assert reconcile(bank.ctx).breaks == []
+
+
 def test_many_payments_in_one_request_are_accepted_or_refused_one_by_one(bank: Bank):
     operator, compliance = bank.key("operator"), bank.key("compliance")
     acme, globex = bank.tokens.onboard("Acme").id, bank.tokens.onboard("Globex").id
@@ -295,7 +345,7 @@ def test_many_payments_in_one_request_are_accepted_or_refused_one_by_one(bank: B
     codes = [r["error"]["code"] if r["error"] else None for r in body["results"]]
     assert codes == [None, None, "client_not_active", "accounts_must_be_different", "insufficient_funds", None,
                      "insufficient_funds"]  # fmt: skip
-    assert "paid by earlier items of this batch" in body["results"][6]["error"]["message"]
+    assert "taken by earlier items of this batch" in body["results"][6]["error"]["message"]
     again = bank.post("/v1/tokens/payments/batch", {"payments": payments}, operator, key="pays-1")
     assert again.json() == body and again.headers["Idempotent-Replayed"] == "true"
     mine = bank.post("/v1/tokens/pay", {"payer": acme, "payee": globex, "amount": "2.00", "memo": "invoice 3"},

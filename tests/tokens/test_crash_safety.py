@@ -135,6 +135,15 @@ def test_a_worker_killed_at_any_step_boundary_loses_and_doubles_nothing(world, k
     assert report.breaks == [], report.breaks
 
 
+def burn_events(service: TokenService, holder: str) -> int:
+    """Burns of the holder's tokens: by the bank's minter (`Burn`) or by the holder itself (`Redeemed`)."""
+    chain = service.chain("internal")
+    token = service.token_address("internal")
+    logs = chain.get_logs([token], 0, chain.block_number())
+    topics = {"0x" + TOKEN_ABI.topic(name).hex() for name in ("Burn", "Redeemed")}
+    return sum(1 for log in logs if log["topics"][0] in topics and log["topics"][1][-40:] == holder[2:].lower())
+
+
 def seized_events(service: TokenService, holder: str) -> int:
     chain = service.chain("internal")
     token = service.token_address("internal")
@@ -184,12 +193,13 @@ BATCH_BOUNDARIES = ("before_submit", "mid_broadcast", "after_submit", "after_rec
 
 
 @pytest.mark.parametrize("boundary", BATCH_BOUNDARIES)
-@pytest.mark.parametrize("kind", ["mint", "pay"])
+@pytest.mark.parametrize("kind", ["mint", "pay", "redeem"])
 def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_world, kind, boundary):
     """Six operations of one signer, recorded in one batch request, signed and recorded in one transaction,
     broadcast in JSON-RPC batches of two: the worker is killed after the batch is recorded, after one batch
     of two has left (`mid_broadcast`: two sent, four not), after all are sent, after the first receipt.
-    The next worker ends each one once: every mint minted once, every payment paid once."""
+    The next worker ends each one once: every mint minted once, every payment paid once, every redemption
+    burned once."""
     if any_world[0].ctx.engine.dialect.name == "postgresql" and boundary != "mid_broadcast":
         pytest.skip("on PostgreSQL the batch is cut mid-broadcast; the other boundaries run on SQLite")
     service, env = any_world
@@ -197,16 +207,20 @@ def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_
     payer = service.onboard(f"Payer {tag}").id
     payees = [service.onboard(f"Payee {tag} {i}").id for i in range(6)]
     service.deposit(payer, 100_000, reference=f"fund-{tag}")
-    if kind == "pay":
+    if kind in ("pay", "redeem"):
         service.mint(payer, "internal", 60_000, f"seed-{tag}")
+    if kind == "pay":
         for i, payee in enumerate(payees):  # every payee holds an allow-listed wallet already
             service.deposit(payee, 100, reference=f"fund-{tag}-{i}")
             service.mint(payee, "internal", 100, f"seed-{tag}-{i}")
+    if kind != "mint":
         seeded = run_worker(env)
         assert seeded.returncode == 0, seeded.stderr[-4000:]
     requests = service.requests
     if kind == "mint":
         outcomes = requests.mint_batch([(payer, "internal", 1_000 + i, f"op-{tag}-{i}") for i in range(6)])
+    elif kind == "redeem":
+        outcomes = requests.redeem_batch([(payer, "internal", 1_000 + i, f"op-{tag}-{i}") for i in range(6)])
     else:
         outcomes = requests.pay_batch(
             [(payer, payee, "internal", 1_000 + i, f"b{i}", f"op-{tag}-{i}") for i, payee in enumerate(payees)]
@@ -237,6 +251,10 @@ def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_
         assert mint_events(service, wallet) == 6  # each minted exactly once
         assert chain.read(token, TOKEN_ABI, "balanceOf", wallet) == total
         assert service.dda_balance(payer) == 100_000 - total
+    elif kind == "redeem":
+        assert burn_events(service, wallet) == 6  # each burned exactly once
+        assert chain.read(token, TOKEN_ABI, "balanceOf", wallet) == 60_000 - total
+        assert service.dda_balance(payer) == 100_000 - 60_000 + total
     else:
         assert chain.read(token, TOKEN_ABI, "balanceOf", wallet) == 60_000 - total
         for i, payee in enumerate(payees):

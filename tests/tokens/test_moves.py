@@ -11,7 +11,9 @@ import time
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from fastapi.testclient import TestClient
 
+from andchain.api import create_app
 from andchain.chains.client import Call
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.ops import OpStatus
@@ -20,6 +22,7 @@ from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
 from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TOKEN_ABI, TokenService
+from tests.api.conftest import Bank
 from tests.chains.conftest import make_context, start_public_node
 from tests.compliance.sdn import Listed, write_list
 
@@ -172,6 +175,75 @@ def test_paused_networks_and_rate_limits_refuse_moves_with_clear_codes(world):
     with pytest.raises(NotFound):
         service.ops.by_key("over")  # a refused move records nothing
     settle(ctx, service)
+    assert reconcile(ctx).breaks == []
+
+
+def test_many_moves_in_one_request_are_accepted_or_refused_one_by_one(world):
+    """`POST /v1/tokens/moves/batch`: each item checked as a single move is, against what the batch's earlier
+    items take from a holder, the allowance a client's own address gave, and the networks' rate limits."""
+    ctx, service, moves = world
+    out, back = funded(service, "Batch out", 10_000), funded(service, "Batch back", 1_000)
+    stranger = service.onboard("No address").id
+    service.deposit(stranger, 1_000, "fund-stranger")
+    service.mint(stranger, "internal", 1_000, "mint-stranger")
+    settle(ctx, service)
+    own_address(ctx, moves, out)
+    address, _ = own_address(ctx, moves, back)
+    first = moves.move(back, "internal", "base", 1_000, "back-there")
+    settle(ctx, service)
+    assert service.ops.get(first.id).status == OpStatus.SUCCEEDED
+    service.chain("base").transact(
+        address, Call(service.token_address("base"), TOKEN_ABI.encode_call("approve", service.bank("minter"), 700))
+    )
+    network = ctx.settings.networks["internal"]
+    ctx.settings.networks["internal"] = network.model_copy(
+        update={"move_outbound_capacity": 5_000, "move_outbound_refill_per_s": 0}
+    )
+    from andchain.tokens import schema
+
+    with ctx.engine.begin() as conn:
+        conn.execute(schema.network_controls.delete())
+    items = [
+        {"client": out, "source": "internal", "destination": "base", "amount": "30.00"},
+        {"client": back, "source": "base", "destination": "internal", "amount": "4.00"},
+        {"client": back, "source": "base", "destination": "internal", "amount": "4.00"},  # 8 > the 7 approved
+        {"client": out, "source": "internal", "destination": "internal", "amount": "1.00"},  # same network
+        {"client": stranger, "source": "internal", "destination": "base", "amount": "1.00"},  # no address there
+        {"client": out, "source": "internal", "destination": "base", "amount": "25.00"},  # past the 50 left
+        {"client": out, "source": "internal", "destination": "base", "amount": "20.00", "key": "out-own"},
+        {"client": out, "source": "internal", "destination": "base", "amount": "60.00"},  # 30+25+20+60 > 100
+    ]
+    with TestClient(create_app(ctx), base_url="http://localhost", raise_server_exceptions=False) as http:
+        bank = Bank(ctx, service, http)
+        operator = bank.key("operator")
+        batch = bank.post("/v1/tokens/moves/batch", {"moves": items}, operator, key="moves-1")
+        assert batch.status_code == 200, batch.text
+        body = batch.json()
+        codes = [r["error"]["code"] if r["error"] else None for r in body["results"]]
+        assert codes == [
+            None,
+            None,
+            "approval_required",
+            "same_network",
+            "no_registered_address",
+            "rate_limited",
+            None,
+            "insufficient_funds",
+        ], body
+        assert "taken by earlier items of this batch" in body["results"][7]["error"]["message"]
+        again = bank.post("/v1/tokens/moves/batch", {"moves": items}, operator, key="moves-1")
+        assert again.json() == body and again.headers["Idempotent-Replayed"] == "true"
+        single = {k: v for k, v in items[6].items() if k != "key"}
+        mine = bank.post("/v1/tokens/move", single, operator, key="out-own")
+        assert mine.json()["id"] == body["results"][6]["operation"]["id"]  # an item's own key is a move's key
+        me = bank.key("client", out)
+        theirs = bank.post("/v1/tokens/moves/batch", {"moves": [{**items[1], "key": "k"}]}, me)
+        assert theirs.status_code == 404 and theirs.json()["code"] == "client_not_found"
+    assert moves.controls("internal").outbound_available == 0  # 30 and 20 (the 25 refused took nothing)
+    settle(ctx, service)
+    ids = [r["operation"]["id"] for r in body["results"] if r["operation"]]
+    assert [service.ops.get(i).status for i in ids] == [OpStatus.SUCCEEDED] * 3
+    assert mirror(service, "base", address) == 600 and chain_balance(service, "base", address) == 600
     assert reconcile(ctx).breaks == []
 
 

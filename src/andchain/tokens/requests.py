@@ -82,6 +82,17 @@ def issue_hold(op_id: str) -> holds.Hold:
     return holds.Hold(f"issue:{op_id}", "issue_shares")
 
 
+def _nothing(conn: Connection) -> None:
+    """What a request admits that compliance admits elsewhere (a redemption that funds a trade)."""
+
+
+def _spend(spent: dict[tuple[str, str], int] | None, network: str, holder: str, total: int) -> None:
+    """Count what a batch's items take from a holder once prepared (an item refused later still counts:
+    never too little)."""
+    if spent is not None:
+        spent[(network, holder)] = total
+
+
 class Requests:
     def __init__(
         self,
@@ -341,15 +352,7 @@ class Requests:
                 f"{payer.name} holds its tokens on {network} at its own address {source}: it pays from its own wallet",
                 code="not_bank_managed",
             )
-        mirror = self.ledger.account(holder_account(network, DEPOSIT, source))
-        earlier = spent.get((network, source), 0) if spent is not None else 0
-        if mirror.available - earlier < amount_minor:
-            raise DomainError(
-                f"{payer.name} holds {mirror.available} minor units of tokens on {network}"
-                + (f" ({earlier} of them paid by earlier items of this batch)" if earlier else "")
-                + f", cannot pay {amount_minor}",
-                code="insufficient_funds",
-            )
+        earlier = self._held_enough(network, source, amount_minor, "pay", payer.name, spent)
         payee = self.payee(to_ref)
         if payer.id == payee.id:
             raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
@@ -371,8 +374,7 @@ class Requests:
             compliance.admit(conn, payee.id, "payment", amount_minor, f"payment:{key}", direction="in", limits=False)
 
         admit = self._admit(payer.id, "payment", amount_minor, key, received, before)
-        if spent is not None:  # counted once prepared (an item refused later still counts: never too little)
-            spent[(network, source)] = earlier + amount_minor
+        _spend(spent, network, source, earlier + amount_minor)
         return _Prepared("pay", key, request, payload, network, (payer.id, payee.id), admit)
 
     def payee(self, ref: str, *, active: bool = True) -> Client:
@@ -402,6 +404,30 @@ class Requests:
         """Redeem deposit tokens to the client's DDA: the bank's minter burns them from the client's holder
         on `network` (its managed wallet, or its registered address within the allowance it gave), and the
         DDA is credited from a hold posted when the burn is final."""
+        prepared = self._prepare_redeem(client_ref, network, amount_minor, key, before, admit)
+        if isinstance(prepared, Operation):
+            return prepared
+        return self._record_prepared(prepared)
+
+    def redeem_batch(self, items: list[tuple[str, str, int, str]]) -> list[Operation | DomainError]:
+        """Many redemptions (client, network, amount, key) in one write transaction, as `mint_batch`: each
+        checked, screened and admitted as a single redemption is, refused or recorded on its own."""
+        spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items take from each holder
+        return self._record_batch("redemptions", [partial(self._prepare_redeem, *i, spent=spent) for i in items])
+
+    def _prepare_redeem(
+        self,
+        client_ref: str,
+        network: str,
+        amount_minor: int,
+        key: str,
+        before: Callable[[Connection], None] | None = None,
+        admit: bool = True,
+        *,
+        spent: dict[tuple[str, str], int] | None = None,
+    ) -> Operation | _Prepared:
+        """A redemption's operation and what it records with it, checked and screened; or the operation its
+        key already names. `spent`: what earlier items of the same batch take from each holder."""
         request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
         replay = self._replay("redeem", key, request)
         if replay is not None:
@@ -410,14 +436,8 @@ class Requests:
         check_amount(amount_minor)
         self.setup.token_address(network)
         holder = self.clients.holder(client.id, network)
-        mirror = self.ledger.account(holder_account(network, DEPOSIT, holder))
-        if mirror.available < amount_minor:
-            raise DomainError(
-                f"{client.name} holds {mirror.available} minor units of tokens on {network}, "
-                f"cannot redeem {amount_minor}",
-                code="insufficient_funds",
-            )
-        self._allowance_for_minter(network, holder, amount_minor)
+        earlier = self._held_enough(network, holder, amount_minor, "redeem", client.name, spent)
+        self._allowance_for_minter(network, holder, earlier + amount_minor)
         self.clients.compliance.screen(client.id, flow="redemption", addresses=((network, holder),))
         payload = {**request, "holder": holder}
 
@@ -429,9 +449,33 @@ class Requests:
             "USD",
             f"redeemed on {network}",
         )
-        # A redemption that funds a trade is admitted by compliance as that trade (`admit` False).
-        then = self._admit(client.id, "redemption", amount_minor, key, before) if admit else before
-        return self._record("redeem", key, request, payload, network, reserve, then)
+        _spend(spent, network, holder, earlier + amount_minor)
+        if not admit:  # a redemption that funds a trade is admitted by compliance as that trade
+            return _Prepared("redeem", key, request, payload, network, (), before or _nothing, reserve)
+        then = self._admit(client.id, "redemption", amount_minor, key, before)
+        return _Prepared("redeem", key, request, payload, network, (client.id,), then, reserve)
+
+    def _held_enough(
+        self,
+        network: str,
+        holder: str,
+        amount_minor: int,
+        verb: str,
+        name: str,
+        spent: dict[tuple[str, str], int] | None,
+    ) -> int:
+        """What earlier items of the batch take from `holder` on `network`; refused unless its mirror holds
+        that and `amount_minor` more."""
+        held = self.ledger.account(holder_account(network, DEPOSIT, holder)).available
+        earlier = spent.get((network, holder), 0) if spent is not None else 0
+        if held - earlier < amount_minor:
+            raise DomainError(
+                f"{name} holds {held} minor units of tokens on {network}"
+                + (f" ({earlier} of them taken by earlier items of this batch)" if earlier else "")
+                + f", cannot {verb} {amount_minor}",
+                code="insufficient_funds",
+            )
+        return earlier
 
     # ---------------------------------------------------------- fund shares
 
@@ -517,6 +561,30 @@ class Requests:
 
     def move(self, client_ref: str, source: str, destination: str, amount_minor: int, key: str) -> Operation:
         """Burn on the source network, mint on the destination; the ledger moves the liability in two phases."""
+        prepared = self._prepare_move(client_ref, source, destination, amount_minor, key)
+        if isinstance(prepared, Operation):
+            return prepared
+        return self._record_prepared(prepared)
+
+    def move_batch(self, items: list[tuple[str, str, str, int, str]]) -> list[Operation | DomainError]:
+        """Many moves (client, source, destination, amount, key) in one write transaction, as `mint_batch`:
+        each checked, screened, admitted and counted against the networks' rate limits as a single move is,
+        refused or recorded on its own."""
+        spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items take from each holder
+        return self._record_batch("moves", [partial(self._prepare_move, *item, spent=spent) for item in items])
+
+    def _prepare_move(
+        self,
+        client_ref: str,
+        source: str,
+        destination: str,
+        amount_minor: int,
+        key: str,
+        *,
+        spent: dict[tuple[str, str], int] | None = None,
+    ) -> Operation | _Prepared:
+        """A move's operation and what it records with it, checked and screened; or the operation its key
+        already names. `spent`: what earlier items of the same batch take from each holder."""
         request = {
             "client": self.clients.client(client_ref).id,
             "source": source,
@@ -534,13 +602,8 @@ class Requests:
             self.setup.token_address(network)
         from_holder, to_holder = self.clients.holder(client.id, source), self.clients.holder(client.id, destination)
         payload = {**request, "from": from_holder, "to": to_holder}
-        held = self.ledger.account(holder_account(source, DEPOSIT, from_holder)).available
-        if held < amount_minor:
-            raise DomainError(
-                f"the client holds {held} minor units of tokens on {source}, cannot move {amount_minor}",
-                code="insufficient_funds",
-            )
-        self._allowance_for_minter(source, from_holder, amount_minor)
+        earlier = self._held_enough(source, from_holder, amount_minor, "move", client.name, spent)
+        self._allowance_for_minter(source, from_holder, earlier + amount_minor)
         self.clients.compliance.screen(
             client.id, flow="move", addresses=((source, from_holder), (destination, to_holder))
         )
@@ -554,21 +617,15 @@ class Requests:
             "USD",
             f"{source} -> {destination}",
         )
-        return self._record(
+        admit = self._admit(
+            client.id,
             "move",
+            amount_minor,
             key,
-            request,
-            payload,
-            source,
-            reserve,
-            before=self._admit(
-                client.id,
-                "move",
-                amount_minor,
-                key,
-                lambda conn: self.controls.consume(conn, source, destination, amount_minor),
-            ),
+            lambda conn: self.controls.consume(conn, source, destination, amount_minor),
         )
+        _spend(spent, source, from_holder, earlier + amount_minor)
+        return _Prepared("move", key, request, payload, source, (client.id,), admit, reserve)
 
     # --------------------------------------------------------- stray tokens
 

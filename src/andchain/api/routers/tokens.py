@@ -14,6 +14,7 @@ Who may call:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query
@@ -66,6 +67,9 @@ _REFUSED = {
     502: "rpc_error: the network's node answered a read this request needs with an error; nothing was recorded",
     503: "node_unreachable: the network's node did not answer a read this request needs; nothing was recorded",
 }
+
+
+_MOVE_REFUSED = "same_network, network_paused, rate_limited, no_registered_address, approval_required"
 
 
 def _client(default: None = None) -> Any:
@@ -186,6 +190,32 @@ def _item_key(what: str) -> Any:
     )
 
 
+def _batch_responses(refused: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    return responses({200: "each item's operation (follow it at /v1/operations/{id}) or refusal"}, refused, post=True)
+
+
+def _item_op_key(principal: Principal, kind: str, own: str | None, key: str, index: int) -> str:
+    """An item's own key names its operation as a single request's would; one derived from the batch's key
+    and the item's place lives apart."""
+    return operation_key(principal, kind, own) if own else operation_key(principal, f"{kind}-batch", f"{key}#{index}")
+
+
+def _run_batch(
+    store: IdempotencyStore,
+    principal: Principal,
+    route: str,
+    key: str,
+    body: BaseModel,
+    record: Callable[[], list[Operation | DomainError]],
+    *,
+    hide_payee: bool = False,
+) -> Any:
+    def run() -> tuple[int, dict[str, Any]]:
+        return 200, _batch_results(record(), hide_payee=hide_payee)
+
+    return store.run(scoped(principal, f"POST /v1/tokens/{route}"), key, body.model_dump(mode="json"), run)
+
+
 class MintBatchItem(MintIn):
     key: str | None = _item_key("mint")
 
@@ -220,9 +250,7 @@ class MintBatchOut(BaseModel):
     tags=["tokens"],
     summary="Many mints in one request and one database transaction; each item accepted or refused on its own",
     openapi_extra=idempotent(),
-    responses=responses(
-        {200: "each item's operation (follow it at /v1/operations/{id}) or refusal"}, _REFUSED, post=True
-    ),
+    responses=_batch_responses(_REFUSED),
 )
 def mint_batch(
     body: MintBatchIn,
@@ -235,22 +263,20 @@ def mint_batch(
     accepted are recorded together with their holds. A refused item (its funds, its limits, its client)
     records nothing and does not stop the others. The same request again answers the same results."""
 
-    def run() -> tuple[int, dict[str, Any]]:
-        items = [
-            (
-                acting_client(principal, service, m.client),
-                m.network,
-                parse_minor(m.amount, USD),
-                # An item's own key names a mint as a single request's would; a derived one lives apart.
-                operation_key(principal, "mint", m.key)
-                if m.key
-                else operation_key(principal, "mint-batch", f"{key}#{i}"),
-            )
-            for i, m in enumerate(body.mints)
-        ]
-        return 200, _batch_results(service.requests.mint_batch(items))
+    def record() -> list[Operation | DomainError]:
+        return service.requests.mint_batch(
+            [
+                (
+                    acting_client(principal, service, m.client),
+                    m.network,
+                    parse_minor(m.amount, USD),
+                    _item_op_key(principal, "mint", m.key, key, i),
+                )
+                for i, m in enumerate(body.mints)
+            ]
+        )
 
-    return store.run(scoped(principal, "POST /v1/tokens/mints/batch"), key, body.model_dump(mode="json"), run)
+    return _run_batch(store, principal, "mints/batch", key, body, record)
 
 
 @router.post(
@@ -313,9 +339,7 @@ class PayBatchIn(BaseModel):
     tags=["tokens"],
     summary="Many payments in one request and one database transaction; each item accepted or refused on its own",
     openapi_extra=idempotent(),
-    responses=responses(
-        {200: "each item's operation (follow it at /v1/operations/{id}) or refusal"}, _REFUSED, post=True
-    ),
+    responses=_batch_responses(_REFUSED),
 )
 def pay_batch(
     body: PayBatchIn,
@@ -329,24 +353,23 @@ def pay_batch(
     a client key a payee that cannot be paid is `payee_not_payable`, naming nothing. The same request again
     answers the same results."""
 
-    def run() -> tuple[int, dict[str, Any]]:
-        items = [
-            (
-                acting_client(principal, service, m.payer, "payer"),
-                m.payee,
-                m.network,
-                parse_minor(m.amount, USD),
-                m.memo,
-                operation_key(principal, "pay", m.key)
-                if m.key
-                else operation_key(principal, "pay-batch", f"{key}#{i}"),
-            )
-            for i, m in enumerate(body.payments)
-        ]
-        hide = own_client(principal) is not None
-        return 200, _batch_results(service.requests.pay_batch(items), hide_payee=hide)
+    def record() -> list[Operation | DomainError]:
+        return service.requests.pay_batch(
+            [
+                (
+                    acting_client(principal, service, m.payer, "payer"),
+                    m.payee,
+                    m.network,
+                    parse_minor(m.amount, USD),
+                    m.memo,
+                    _item_op_key(principal, "pay", m.key, key, i),
+                )
+                for i, m in enumerate(body.payments)
+            ]
+        )
 
-    return store.run(scoped(principal, "POST /v1/tokens/payments/batch"), key, body.model_dump(mode="json"), run)
+    hide = own_client(principal) is not None
+    return _run_batch(store, principal, "payments/batch", key, body, record, hide_payee=hide)
 
 
 def _batch_results(outcomes: list[Operation | DomainError], *, hide_payee: bool = False) -> dict[str, Any]:
@@ -397,6 +420,54 @@ def redeem(
     )
 
 
+class RedeemBatchItem(RedeemIn):
+    key: str | None = _item_key("redemption")
+
+
+class RedeemBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    redemptions: list[RedeemBatchItem] = Field(min_length=1, max_length=BATCH_MAX)
+
+
+@router.post(
+    "/tokens/redemptions/batch",
+    status_code=200,
+    response_model=MintBatchOut,
+    tags=["tokens"],
+    summary="Many redemptions in one request and one database transaction; each item accepted or refused on its own",
+    openapi_extra=idempotent(),
+    responses=_batch_responses({**_REFUSED, 422: _REFUSED[422] + "; approval_required (a public network)"}),
+)
+def redeem_batch(
+    body: RedeemBatchIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Up to 1,000 redemptions: every item is checked, screened and admitted as a single redemption is
+    (what the batch's earlier items take from a holder counts against it, and against the allowance a
+    client's own address gave the bank's minter), and those accepted are recorded together with their
+    holds. A refused item records nothing and does not stop the others. The same request again answers the
+    same results."""
+
+    def record() -> list[Operation | DomainError]:
+        return service.requests.redeem_batch(
+            [
+                (
+                    acting_client(principal, service, r.client),
+                    r.network,
+                    parse_minor(r.amount, USD),
+                    _item_op_key(principal, "redeem", r.key, key, i),
+                )
+                for i, r in enumerate(body.redemptions)
+            ]
+        )
+
+    return _run_batch(store, principal, "redemptions/batch", key, body, record)
+
+
 @router.post(
     "/tokens/move",
     status_code=202,
@@ -407,8 +478,7 @@ def redeem(
     responses=accepted_responses(
         {
             **_REFUSED,
-            422: _REFUSED[422]
-            + "; same_network, network_paused, rate_limited, no_registered_address, approval_required",
+            422: _REFUSED[422] + "; " + _MOVE_REFUSED,
         }
     ),
 )
@@ -435,6 +505,55 @@ def move(
             operation_key(principal, "move", key),
         ),
     )
+
+
+class MoveBatchItem(MoveIn):
+    key: str | None = _item_key("move")
+
+
+class MoveBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    moves: list[MoveBatchItem] = Field(min_length=1, max_length=BATCH_MAX)
+
+
+@router.post(
+    "/tokens/moves/batch",
+    status_code=200,
+    response_model=MintBatchOut,
+    tags=["tokens"],
+    summary="Many moves in one request and one database transaction; each item accepted or refused on its own",
+    openapi_extra=idempotent(),
+    responses=_batch_responses({**_REFUSED, 422: _REFUSED[422] + "; " + _MOVE_REFUSED}),
+)
+def move_batch(
+    body: MoveBatchIn,
+    principal: Principal = allow(BANK_WRITERS, Role.CLIENT),
+    key: str = Depends(idempotency_key),
+    service: TokenService = Depends(token_service),
+    store: IdempotencyStore = Depends(idempotency),
+) -> Any:
+    """Up to 1,000 moves: every item is checked, screened and admitted as a single move is (what the batch's
+    earlier items take from a holder counts against it), and those accepted are recorded together with
+    their holds, in the order of their clients (each network's rate limits count them in that order). A
+    refused item (`rate_limited` among others) records nothing and does not stop the others. The same
+    request again answers the same results."""
+
+    def record() -> list[Operation | DomainError]:
+        return service.requests.move_batch(
+            [
+                (
+                    acting_client(principal, service, m.client),
+                    m.source,
+                    m.destination,
+                    parse_minor(m.amount, USD),
+                    _item_op_key(principal, "move", m.key, key, i),
+                )
+                for i, m in enumerate(body.moves)
+            ]
+        )
+
+    return _run_batch(store, principal, "moves/batch", key, body, record)
 
 
 @router.post(
