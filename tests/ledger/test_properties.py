@@ -33,6 +33,10 @@ transfer_specs = st.builds(
     flags=st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5, 8, 9]),
     pending_id=st.one_of(st.none(), st.sampled_from(IDS[:8])),
     timeout_s=st.sampled_from([0, 0, 5]),
+    code=st.just(""),
+    memo=st.just(""),
+    metadata=st.none(),
+    asset=st.none(),
 )
 batches = st.lists(st.lists(transfer_specs, min_size=1, max_size=12), min_size=1, max_size=6)
 

@@ -382,7 +382,7 @@ def test_an_id_that_failed_on_the_state_of_the_book_never_succeeds_later(ledger:
 
 
 def _fields(spec: TransferSpec) -> dict:
-    return {name: getattr(spec, name) for name in TransferSpec.__dataclass_fields__}
+    return {name: getattr(spec, name) for name in TransferSpec._fields}
 
 
 def test_a_refusal_that_depends_only_on_the_transfer_is_not_recorded(ledger: Ledger):

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 BATCH_SIZE_MAX = 8190
 ID_LENGTH_MAX = 128
@@ -138,12 +138,14 @@ class Account:
         return self.credits_posted - self.debits_posted - self.debits_pending
 
 
-@dataclass(frozen=True, slots=True)
-class TransferSpec:
+class TransferSpec(NamedTuple):
     """A transfer to create. `id` is the idempotency key; None asks the ledger to make one.
 
     For POST_PENDING / VOID_PENDING, the accounts and amount may be left out: they are
     taken from the pending transfer, and a post without an amount posts it in full.
+
+    Immutable, and a tuple rather than a frozen dataclass: a batch builds thousands, and a
+    tuple is made in a quarter of the time.
     """
 
     debit_account_id: int | None = None

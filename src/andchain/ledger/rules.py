@@ -291,7 +291,7 @@ def apply_transfer(batch: Batch, spec: TransferSpec, tid: str) -> Result:
     if len(tid) > ID_LENGTH_MAX:
         return Result.ID_TOO_LONG
     flags = spec.flags
-    if flags & ~KNOWN_TRANSFER_FLAGS or bin(flags & _PHASE_FLAGS).count("1") > 1:
+    if flags and (flags & ~KNOWN_TRANSFER_FLAGS or bin(flags & _PHASE_FLAGS).count("1") > 1):
         return Result.FLAGS_ARE_MUTUALLY_EXCLUSIVE
     prior = batch.existing.get(tid)
     if prior is not None:
@@ -425,7 +425,7 @@ def expire(batch: Batch, pending: Pending) -> None:
 
 
 def _record(batch: Batch, spec: TransferSpec, tid: str, debit: int, credit: int, amount: int, asset: str) -> None:
-    meta = dump_metadata(spec.metadata)
+    meta = dump_metadata(spec.metadata) if spec.metadata else None
     batch.rows.append(
         (
             tid,
