@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from andchain.db import write_transaction
 from andchain.errors import Conflict
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, TransferSpec
 from andchain.ops import Operations, OpStatus, holds
@@ -123,3 +124,62 @@ def test_needs_attention_is_kept_out_of_claims_until_an_operator_resumes_it(engi
     resumed = ops.retry(op.id)
     assert resumed.status == OpStatus.RECEIVED and resumed.attempts == 0
     assert [o.id for o in ops.claim("w1")] == [op.id]
+
+
+def _trail(engine, ops: Operations, op_id: str) -> tuple[list[tuple[str, str]], list[str]]:
+    from andchain.events import EventLog
+
+    history = [(h.status, h.detail) for h in ops.history(op_id)]
+    return history, [e.type for e in EventLog(engine).read().events if e.subject == op_id]
+
+
+def test_many_operations_changed_together_are_changed_as_one_by_one(engine, clock, monkeypatch):
+    """`update_many_if_current` writes what `update_if_current` would for each: the same rows, versions,
+    history and events, in one statement per set of columns."""
+    ops = Operations(engine, clock=clock)
+    made = [ops.create("mint", f"many-{i}", {"client": "acme", "amount": i}, network="internal")[0] for i in range(8)]
+    twins = [ops.create("mint", f"twin-{i}", {"client": "acme", "amount": i}, network="internal")[0] for i in range(8)]
+
+    def change(i: int) -> dict:
+        if i % 3 == 0:
+            return {"status": OpStatus.SUBMITTED, "retry_in_us": 5, "detail": f"sent 0x{i}"}
+        if i % 3 == 1:
+            return {"state": {"tx": {"hash": f"0x{i}"}}, "detail": f"signed 0x{i}"}
+        return {"retry_in_us": 7}
+
+    one_by_one = ops.update_if_current
+    monkeypatch.setattr(ops, "update_if_current", lambda *a, **k: pytest.fail("a statement per set of columns"))
+    with write_transaction(engine) as conn:
+        together = ops.update_many_if_current(conn, [(op, change(i)) for i, op in enumerate(made) if i != 5])
+    monkeypatch.setattr(ops, "update_if_current", one_by_one)
+    with write_transaction(engine) as conn:
+        lone = ops.update_many_if_current(conn, [(made[5], change(5))])  # alone in its set: one by one
+    together.insert(5, *lone)
+    alone = [ops.update_if_current(op, **change(i)) for i, op in enumerate(twins)]
+    for many, one in zip(together, alone, strict=True):
+        assert many is not None and one is not None
+        stored, stored_twin = ops.get(many.id), ops.get(one.id)
+        assert many == stored  # what it answers is what it wrote
+        fields = ("status", "state", "version", "attempts", "next_attempt_at_us", "result", "error_code")
+        assert [getattr(stored, f) for f in fields] == [getattr(stored_twin, f) for f in fields]
+        assert _trail(engine, ops, many.id)[1] == _trail(engine, ops, one.id)[1]
+        assert [h for h, _ in _trail(engine, ops, many.id)[0]] == [h for h, _ in _trail(engine, ops, one.id)[0]]
+
+
+def test_a_stale_copy_among_many_changes_nothing_of_its_own_and_the_others_are_changed(engine, clock):
+    ops = Operations(engine, clock=clock)
+    made = [ops.create("mint", f"stale-{i}", {"client": "acme", "amount": i}, network="internal")[0] for i in range(5)]
+    moved_on = ops.update(made[2], status=OpStatus.SUBMITTED, detail="another worker")  # made[2] is now stale
+    ops.update(moved_on, status=OpStatus.FAILED, error=("x", "y"))
+    with write_transaction(engine) as conn:
+        done = ops.update_many_if_current(conn, [(op, {"status": OpStatus.SUBMITTED, "detail": "sent"}) for op in made])
+    assert [d is None for d in done] == [False, False, True, False, False]
+    assert ops.get(made[2].id).status == OpStatus.FAILED
+    for i in (0, 1, 3, 4):
+        assert ops.get(made[i].id).status == OpStatus.SUBMITTED and ops.get(made[i].id).version == 2
+        history, events = _trail(engine, ops, made[i].id)
+        assert history == [("received", "mint received"), ("submitted", "sent")]  # logged once, not twice
+        assert events == ["operation.received", "operation.submitted"]
+    history, events = _trail(engine, ops, made[2].id)
+    assert [h for h, _ in history] == ["received", "submitted", "failed"]  # nothing of the stale write
+    assert events == ["operation.received", "operation.submitted", "operation.failed", "mint.failed"]

@@ -347,8 +347,7 @@ class ChainOpsHandler:
             finals.append(self._final_of(op, receipt, chain.name))
         if simple:
             with write_transaction(self.ops.engine) as conn:
-                for op, change in simple:
-                    self.ops.update_if_current(op, conn=conn, **change)
+                self.ops.update_many_if_current(conn, simple)
         if finals:
             self._commit_finals(finals)
 
@@ -490,18 +489,25 @@ class ChainOpsHandler:
                 return
         # Persisted before anything leaves the process; a copy that went stale is not sent.
         now = self.ops.clock()
-        recorded: list[tuple[Operation, SentTx]] = []
         with write_transaction(self.ops.engine) as conn:
-            for (op, call), tx in zip(items, signed, strict=True):
-                updated = self.ops.update_if_current(
+            changes: list[tuple[Operation, dict[str, Any]]] = [
+                (
                     op,
-                    state={**op.state, "tx": _tx_state(tx, call.step, network)},
-                    conn=conn,
-                    detail=f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
+                    {
+                        "state": {**op.state, "tx": _tx_state(tx, call.step, network)},
+                        "detail": f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
+                    },
                 )
-                if updated is not None:
-                    journal.record(conn, network, chain.chain_id, op.id, call.step, tx, now)
-                    recorded.append((updated, tx))
+                for (op, call), tx in zip(items, signed, strict=True)
+            ]
+            updates = self.ops.update_many_if_current(conn, changes)
+            kept = [
+                (op, call, tx, updated)
+                for ((op, call), tx), updated in zip(zip(items, signed, strict=True), updates, strict=True)
+                if updated is not None
+            ]
+            journal.record_many(conn, network, chain.chain_id, [(op.id, c.step, tx) for op, c, tx, _ in kept], now)
+            recorded = [(updated, tx) for _, _, tx, updated in kept]
         if not recorded:
             return
         kind, step = items[0][0].kind, items[0][1].step
@@ -523,12 +529,14 @@ class ChainOpsHandler:
             for tx_hash in chain.known(list(refused)):
                 refused.pop(tx_hash, None)
         with write_transaction(self.ops.engine) as conn:
-            for current, tx in recorded:
-                if tx.hash in refused:
-                    continue
-                self.ops.update_if_current(
-                    current, status=OpStatus.SUBMITTED, retry_in_us=POLL_US, conn=conn, detail=f"sent {tx.hash}"
-                )
+            self.ops.update_many_if_current(
+                conn,
+                [
+                    (current, {"status": OpStatus.SUBMITTED, "retry_in_us": POLL_US, "detail": f"sent {tx.hash}"})
+                    for current, tx in recorded
+                    if tx.hash not in refused
+                ],
+            )
         for current, tx in recorded:
             if tx.hash in refused:
                 self._refused(chain, current, tx, refused[tx.hash])

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.config import OpsSettings
@@ -48,6 +48,10 @@ CLAIM_MAX = 500
 PAGE_MAX = 1000
 KEY_LENGTH_MAX = 255
 DETAIL_LENGTH_MAX = 2000
+
+
+class _SomeStale(Exception):
+    """A statement over several operations changed fewer rows than it had operations."""
 
 
 class OpStatus(enum.StrEnum):
@@ -457,6 +461,36 @@ class Operations:
             values["lease_until_us"] = None
         return values
 
+    def _change(self, op: Operation, change: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], Operation]]:
+        """The columns a change sets, and the operation as it will be once they are set."""
+        state, result = change.get("state"), change.get("result")
+        values = self._values(
+            op,
+            status=change.get("status"),
+            state=state,
+            result=result,
+            error=change.get("error"),
+            retry_in_us=change.get("retry_in_us"),
+            count_attempt=change.get("count_attempt", False),
+            reset_attempts=change.get("reset_attempts", False),
+        )
+
+        def changed() -> Operation:
+            return replace(
+                op,
+                status=OpStatus(values["status"]),
+                updated_at_us=values["updated_at_us"],
+                state=state if state is not None else op.state,
+                result=result if result is not None else op.result,
+                error_code=values.get("error_code", op.error_code),
+                error_message=values.get("error_message", op.error_message),
+                attempts=values.get("attempts", op.attempts),
+                next_attempt_at_us=values.get("next_attempt_at_us", op.next_attempt_at_us),
+                version=values["version"],
+            )
+
+        return values, changed
+
     def update_if_current(
         self,
         op: Operation,
@@ -472,31 +506,19 @@ class Operations:
         reset_attempts: bool = False,
     ) -> Operation | None:
         """Change `op` if it is still at the version this copy was read at; None (and no change) if not."""
-        values = self._values(
+        values, changed = self._change(
             op,
-            status=status,
-            state=state,
-            result=result,
-            error=error,
-            retry_in_us=retry_in_us,
-            count_attempt=count_attempt,
-            reset_attempts=reset_attempts,
+            {
+                "status": status,
+                "state": state,
+                "result": result,
+                "error": error,
+                "retry_in_us": retry_in_us,
+                "count_attempt": count_attempt,
+                "reset_attempts": reset_attempts,
+            },
         )
         new_status = OpStatus(values["status"])
-
-        def changed() -> Operation:
-            return replace(
-                op,
-                status=new_status,
-                updated_at_us=values["updated_at_us"],
-                state=state if state is not None else op.state,
-                result=result if result is not None else op.result,
-                error_code=values.get("error_code", op.error_code),
-                error_message=values.get("error_message", op.error_message),
-                attempts=values.get("attempts", op.attempts),
-                next_attempt_at_us=values.get("next_attempt_at_us", op.next_attempt_at_us),
-                version=values["version"],
-            )
 
         def apply(c: Connection) -> bool:
             t = schema.operations
@@ -523,6 +545,75 @@ class Operations:
             log.info("stale operation write skipped op=%s version=%d", op.id, op.version)
             return None
         return changed()
+
+    def update_many_if_current(
+        self, conn: Connection, changes: Sequence[tuple[Operation, dict[str, Any]]]
+    ) -> builtins.list[Operation | None]:
+        """Several operations changed in the caller's transaction, each as `update_if_current` would (the same
+        keyword arguments, `conn` aside): one result per change, None for a copy gone stale (and no change).
+
+        Changes that set the same columns go in one statement run over all of them, then the history rows
+        and the events of all in one statement each. When a statement changes fewer rows than it has
+        operations (a copy gone stale), its savepoint is rolled back and those operations are changed one
+        by one, which tells which one it was."""
+        results: list[Operation | None] = [None] * len(changes)
+        groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+        planned: list[tuple[dict[str, Any], Callable[[], Operation], OpStatus]] = []
+        for index, (op, change) in enumerate(changes):
+            values, changed = self._change(op, change)
+            planned.append((values, changed, OpStatus(values["status"])))
+            groups.setdefault(tuple(sorted(values)), []).append((index, values))
+        t = schema.operations
+        one_by_one: list[int] = []
+        for columns, members in groups.items():
+            if len(members) == 1:
+                one_by_one.append(members[0][0])
+                continue
+            statement = (
+                update(t)
+                .where(
+                    t.c.id == bindparam("_id"),
+                    t.c.version == bindparam("_version"),
+                    *(t.c.status != s.value for s in _TERMINAL_ORDER),
+                )
+                .values({name: bindparam(f"v_{name}") for name in columns})
+            )
+            params = [
+                {**{f"v_{name}": value for name, value in values.items()}, "_id": op.id, "_version": op.version}
+                for op, values in ((changes[i][0], values) for i, values in members)
+            ]
+            try:
+                with conn.begin_nested():
+                    if conn.execute(statement, params).rowcount != len(params):
+                        raise _SomeStale
+            except _SomeStale:
+                one_by_one.extend(i for i, _ in members)
+                continue
+            for i, _ in members:
+                results[i] = planned[i][1]()
+        for i in sorted(one_by_one):
+            op, change = changes[i]
+            results[i] = self.update_if_current(op, conn=conn, **change)
+        logged: list[dict[str, Any]] = []
+        emitted: list[events.NewEvent] = []
+        now = self.clock()
+        direct = set(one_by_one)
+        for i, (op, change) in enumerate(changes):
+            updated = results[i]
+            if updated is None or i in direct:
+                continue  # stale, or logged and emitted by update_if_current
+            new_status, detail = planned[i][2], change.get("detail", "")
+            if new_status != op.status or detail:
+                text = detail or f"{op.status} -> {new_status}"
+                logged.append(
+                    {"op_id": op.id, "status": str(new_status), "detail": text[:DETAIL_LENGTH_MAX], "at_us": now}
+                )
+            if new_status != op.status:
+                emitted.extend(operation_events(updated, new_status, op.status))
+        if logged:
+            conn.execute(schema.history.insert(), logged)
+        events.append(conn, emitted, now)
+        return results
 
     def update(self, op: Operation, **changes: Any) -> Operation:
         """Like update_if_current, but a stale copy raises StaleOperation (and nothing changed)."""

@@ -65,23 +65,32 @@ def entry_of(row: object) -> JournalEntry:
     )
 
 
-def record(conn: Connection, network: str, chain_id: int, op_id: str, step: str, tx: SentTx, now_us: int) -> None:
+def record_many(
+    conn: Connection, network: str, chain_id: int, signed: Sequence[tuple[str, str, SentTx]], now_us: int
+) -> None:
+    """Signed transactions (operation, step, transaction) recorded in one statement, before any leaves."""
+    if not signed:
+        return
     conn.execute(
-        T.insert().values(
-            network=network,
-            hash=tx.hash,
-            chain_id=chain_id,
-            op_id=op_id,
-            step=step[:200],
-            sender=tx.sender,
-            nonce=tx.nonce,
-            raw=tx.raw.hex(),
-            status=TxRecord.SIGNED.value,
-            block_number=None,
-            block_hash=None,
-            created_at_us=now_us,
-            updated_at_us=now_us,
-        )
+        T.insert(),
+        [
+            {
+                "network": network,
+                "hash": tx.hash,
+                "chain_id": chain_id,
+                "op_id": op_id,
+                "step": step[:200],
+                "sender": tx.sender,
+                "nonce": tx.nonce,
+                "raw": tx.raw.hex(),
+                "status": TxRecord.SIGNED.value,
+                "block_number": None,
+                "block_hash": None,
+                "created_at_us": now_us,
+                "updated_at_us": now_us,
+            }
+            for op_id, step, tx in signed
+        ],
     )
 
 

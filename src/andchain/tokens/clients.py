@@ -204,7 +204,11 @@ class Clients:
         return self.client(client.id)
 
     def active(self, ref: str) -> Client:
-        client = self.client(ref)
+        return self.ensure_active(self.client(ref))
+
+    @staticmethod
+    def ensure_active(client: Client) -> Client:
+        """The client, if it may move value now (`client_not_active` otherwise)."""
         if client.status != ClientStatus.ACTIVE:
             raise DomainError(f"client {client.name} is {client.status}", code="client_not_active")
         return client

@@ -269,11 +269,12 @@ class Requests:
     def _prepare_mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation | _Prepared:
         """A mint's operation and what it records with it, checked and screened; or the operation its key
         already names."""
-        request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
+        client = self.clients.client(client_ref)  # read once: its id names the request, its status is checked
+        request = {"client": client.id, "network": network, "amount": amount_minor}
         replay = self._replay("mint", key, request)
         if replay is not None:
             return replay
-        client = self.clients.active(client_ref)
+        self.clients.ensure_active(client)
         check_amount(amount_minor)
         self.setup.token_address(network)
         holder = self.clients.holder(client.id, network)
@@ -344,7 +345,7 @@ class Requests:
             replay = self._replay("pay", key, request)
             if replay is not None:
                 return replay
-        payer = self.clients.active(payer_id)
+        payer = self.clients.ensure_active(payer_ref)
         self.setup.token_address(network)
         source = self.clients.holder(payer.id, network)
         if not self.clients.bank_managed(network, source):
@@ -428,11 +429,12 @@ class Requests:
     ) -> Operation | _Prepared:
         """A redemption's operation and what it records with it, checked and screened; or the operation its
         key already names. `spent`: what earlier items of the same batch take from each holder."""
-        request = {"client": self.clients.client(client_ref).id, "network": network, "amount": amount_minor}
+        client = self.clients.client(client_ref)
+        request = {"client": client.id, "network": network, "amount": amount_minor}
         replay = self._replay("redeem", key, request)
         if replay is not None:
             return replay
-        client = self.clients.active(client_ref)
+        self.clients.ensure_active(client)
         check_amount(amount_minor)
         self.setup.token_address(network)
         holder = self.clients.holder(client.id, network)
@@ -585,16 +587,12 @@ class Requests:
     ) -> Operation | _Prepared:
         """A move's operation and what it records with it, checked and screened; or the operation its key
         already names. `spent`: what earlier items of the same batch take from each holder."""
-        request = {
-            "client": self.clients.client(client_ref).id,
-            "source": source,
-            "destination": destination,
-            "amount": amount_minor,
-        }
+        client = self.clients.client(client_ref)
+        request = {"client": client.id, "source": source, "destination": destination, "amount": amount_minor}
         replay = self._replay("move", key, request)
         if replay is not None:
             return replay
-        client = self.clients.active(client_ref)
+        self.clients.ensure_active(client)
         if source == destination:
             raise DomainError("source and destination networks must differ", code="same_network")
         check_amount(amount_minor)
