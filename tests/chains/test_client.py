@@ -257,6 +257,52 @@ def test_the_static_abi_encoder_refuses_what_eth_abi_refuses():
             abi.encode_call("transfer", *bad)
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_the_static_log_decoder_matches_eth_abi(data):
+    """Every event of the contracts, with words that fit their types and words that do not: the fast path
+    answers what eth_abi answers, and refuses (leaving eth_abi to raise) what eth_abi refuses."""
+    import eth_abi
+
+    from andchain.chains.contracts import CONTRACT_NAMES, _decode_static, artifact
+
+    abi = artifact(data.draw(st.sampled_from(CONTRACT_NAMES))).abi
+    event = data.draw(st.sampled_from(sorted(abi.events.values(), key=lambda e: e.name)))
+    fitting = {
+        "address": st.binary(min_size=20, max_size=20).map(lambda b: bytes(12) + b),
+        "bool": st.sampled_from([bytes(32), (1).to_bytes(32, "big")]),
+    }
+
+    def word(typ: str):
+        fits = fitting.get(typ) or (
+            st.binary(min_size=32, max_size=32)
+            if typ == "bytes32"
+            else st.integers(0, 2 ** int(typ[4:]) - 1).map(lambda v: v.to_bytes(32, "big"))
+            if typ.startswith("uint")
+            else st.binary(min_size=32, max_size=32)
+        )
+        bits = {"bool": 1, "address": 160}.get(typ) or (int(typ[4:]) if typ.startswith("uint") else 256)
+        edges = [(2**bits + 1).to_bytes(33, "big")[-32:], b"\x01" + bytes(31), (2).to_bytes(32, "big")]
+        return st.one_of(fits, st.sampled_from(edges), st.binary(min_size=32, max_size=32))  # and anything at all
+
+    words = [data.draw(word(t)) for t in event.types]
+    topics = [event.topic, *(w for w, ix in zip(words, event.indexed, strict=True) if ix)]
+    payload = b"".join(w for w, ix in zip(words, event.indexed, strict=True) if not ix)
+    fast = _decode_static(event, topics, payload)
+    try:
+        slow = {}
+        plain = iter(eth_abi.decode([t for t, ix in zip(event.types, event.indexed, strict=True) if not ix], payload))
+        for name, ix, typ, w in zip(event.names, event.indexed, event.types, words, strict=True):
+            value = eth_abi.decode([typ], w)[0] if ix else next(plain)
+            slow[name] = to_checksum_address(value) if typ == "address" else value
+    except eth_abi.exceptions.DecodingError:
+        assert fast is None
+        return
+    if fast is not None:  # None only for events with a type of more than one word
+        assert fast.name == event.name and fast.args == slow
+    assert abi.decode_log(topics, payload).args == slow
+
+
 def test_memos_follow_the_networks_profile():
     from andchain.chains.contracts import decode_memo, encode_memo
     from andchain.errors import DomainError
