@@ -183,3 +183,14 @@ def test_a_stale_copy_among_many_changes_nothing_of_its_own_and_the_others_are_c
     history, events = _trail(engine, ops, made[2].id)
     assert [h for h, _ in history] == ["received", "submitted", "failed"]  # nothing of the stale write
     assert events == ["operation.received", "operation.submitted", "operation.failed", "mint.failed"]
+
+
+def test_one_operation_changed_twice_in_one_call_is_changed_in_order(engine, clock):
+    ops = Operations(engine, clock=clock)
+    op, _ = ops.create("mint", "twice", {"client": "acme", "amount": 1}, network="internal")
+    with write_transaction(engine) as conn:
+        first, second = ops.update_many_if_current(
+            conn, [(op, {"status": OpStatus.SUBMITTED}), (op, {"status": OpStatus.CONFIRMING})]
+        )
+    assert first is not None and second is None  # the second copy was stale once the first was written
+    assert ops.get(op.id).status == OpStatus.SUBMITTED

@@ -556,6 +556,8 @@ class Operations:
         and the events of all in one statement each. When a statement changes fewer rows than it has
         operations (a copy gone stale), its savepoint is rolled back and those operations are changed one
         by one, which tells which one it was."""
+        if len({op.id for op, _ in changes}) != len(changes):  # one operation changed twice: in order
+            return [self.update_if_current(op, conn=conn, **change) for op, change in changes]
         results: list[Operation | None] = [None] * len(changes)
         groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
         planned: list[tuple[dict[str, Any], Callable[[], Operation], OpStatus]] = []

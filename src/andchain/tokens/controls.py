@@ -91,6 +91,12 @@ class NetworkControls:
             )
         return self.controls(network)
 
+    def lock(self, conn: Connection, networks: list[str]) -> None:
+        """Take the rows of several networks in one order (on PostgreSQL), before a batch of moves consumes
+        from them: a batch and another move never wait on each other in a circle."""
+        for name in sorted(set(networks)):
+            self._row(conn, name)
+
     def consume(self, conn: Connection, source: str, destination: str, amount: int) -> None:
         now = self.clock()
         t = schema.network_controls

@@ -64,6 +64,7 @@ class _Prepared:
     parties: tuple[str, ...]
     admit: Callable[[Connection], None]
     reserve: Callable[[Operation, Connection], None] | None = None
+    networks: tuple[str, ...] = ()  # the networks whose move controls it consumes (locked in one order first)
 
 
 def mint_hold(op_id: str) -> holds.Hold:
@@ -248,6 +249,7 @@ class Requests:
                 ready.sort(key=lambda item: sorted(item[1].parties))
             with write_transaction(self.engine) as conn:
                 self.clients.compliance.lock(conn, [party for _, p in ready for party in p.parties])
+                self.controls.lock(conn, [network for _, p in ready for network in p.networks])
                 for i, p in ready:
                     try:
                         with conn.begin_nested():
@@ -623,7 +625,7 @@ class Requests:
             lambda conn: self.controls.consume(conn, source, destination, amount_minor),
         )
         _spend(spent, source, from_holder, earlier + amount_minor)
-        return _Prepared("move", key, request, payload, source, (client.id,), admit, reserve)
+        return _Prepared("move", key, request, payload, source, (client.id,), admit, reserve, (source, destination))
 
     # --------------------------------------------------------- stray tokens
 
