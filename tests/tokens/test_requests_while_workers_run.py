@@ -1,8 +1,8 @@
 """Requests arriving while workers run (the way `make run` works): nothing is minted or burned twice.
 
-Hundreds of mints, payments, redemptions and moves are requested from one process
-while one worker (SQLite, a thread, as `andchain serve --worker` runs it) or two
-worker processes (PostgreSQL) advance them. At the end every on-chain Mint and Burn
+Hundreds of mints, payments, redemptions and moves (single requests, and batches of moves and
+redemptions) are requested from one process while one worker (SQLite, a thread, as
+`andchain serve --worker` runs it) or two worker processes (PostgreSQL) advance them. At the end every on-chain Mint and Burn
 is counted once per operation (by the operation id each carries as its memo), and
 reconcile is clean.
 """
@@ -93,6 +93,17 @@ def _request_everything(service: TokenService, moves: Moves, clients: list[str],
         except DomainError as exc:
             assert exc.code == "insufficient_funds", exc  # tokens not minted yet: refused, recorded nothing
             refused += 1
+        if i % 60 == 30:  # batches too: moves and redemptions of several clients, recorded together
+            requests = service.requests
+            outcomes = requests.move_batch(
+                [(c, "internal", "base", 10 + n, f"{key}-moves-{n}") for n, c in enumerate(rng.sample(clients, 4))]
+            ) + requests.redeem_batch([(c, "internal", 2 + n, f"{key}-redeems-{n}") for n, c in enumerate(clients)])
+            for outcome in outcomes:
+                if isinstance(outcome, DomainError):
+                    assert outcome.code == "insufficient_funds", outcome
+                    refused += 1
+                else:
+                    made.append(outcome)
         if i % 50 == 0:
             time.sleep(0.05)  # let the worker interleave its writes with the requests
     assert refused < len(plan) // 10
