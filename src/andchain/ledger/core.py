@@ -245,6 +245,18 @@ class Ledger:
         key = account_ref(ref)
         return key if isinstance(key, int) else self.account(key).id
 
+    def lock_accounts(self, conn: Connection, names: Sequence[str]) -> None:
+        """Lock the named accounts' rows in the caller's transaction, all at once and in the order of their
+        ids, as one batch of transfers locks its own (PostgreSQL; SQLite has one writer at a time). A caller
+        that then books in several steps (a batch of requests, each reserving its own hold) never holds one
+        of these rows while it waits for another: it cannot meet a transfer of the same rows in a circle."""
+        if not self._pg or not names:
+            return
+        conn.exec_driver_sql(
+            "SELECT id FROM ledger_accounts WHERE name = ANY(%s) ORDER BY id FOR UPDATE",  # locked once sorted
+            (sorted(set(names)),),
+        )
+
     def list_accounts(
         self, *, after_id: int = 0, limit: int = 100, asset: str | None = None, prefix: str | None = None
     ) -> list[Account]:

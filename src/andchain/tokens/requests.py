@@ -65,6 +65,7 @@ class _Prepared:
     admit: Callable[[Connection], None]
     reserve: Callable[[Operation, Connection], None] | None = None
     networks: tuple[str, ...] = ()  # the networks whose move controls it consumes (locked in one order first)
+    accounts: tuple[str, ...] = ()  # the ledger accounts its hold books (locked in one order first)
 
 
 def mint_hold(op_id: str) -> holds.Hold:
@@ -250,6 +251,7 @@ class Requests:
             with write_transaction(self.engine) as conn:
                 self.clients.compliance.lock(conn, [party for _, p in ready for party in p.parties])
                 self.controls.lock(conn, [network for _, p in ready for network in p.networks])
+                self.ledger.lock_accounts(conn, [name for _, p in ready for name in p.accounts])
                 for i, p in ready:
                     try:
                         with conn.begin_nested():
@@ -284,16 +286,10 @@ class Requests:
         self.clients.holder_accounts(network, holder)
         payload = {**request, "holder": holder}
 
-        reserve = self._hold(
-            mint_hold,
-            dda_account(client.id),
-            holder_account(network, DEPOSIT, holder),
-            amount_minor,
-            "USD",
-            f"mint on {network}",
-        )
+        accounts = (dda_account(client.id), holder_account(network, DEPOSIT, holder))
+        reserve = self._hold(mint_hold, *accounts, amount_minor, "USD", f"mint on {network}")
         admit = self._admit(client.id, "mint", amount_minor, key)
-        return _Prepared("mint", key, request, payload, network, (client.id,), admit, reserve)
+        return _Prepared("mint", key, request, payload, network, (client.id,), admit, reserve, accounts=accounts)
 
     # ----------------------------------------------------------------- pay
 
@@ -445,19 +441,13 @@ class Requests:
         self.clients.compliance.screen(client.id, flow="redemption", addresses=((network, holder),))
         payload = {**request, "holder": holder}
 
-        reserve = self._hold(
-            redeem_hold,
-            holder_account(network, DEPOSIT, holder),
-            dda_account(client.id),
-            amount_minor,
-            "USD",
-            f"redeemed on {network}",
-        )
+        accounts = (holder_account(network, DEPOSIT, holder), dda_account(client.id))
+        reserve = self._hold(redeem_hold, *accounts, amount_minor, "USD", f"redeemed on {network}")
         _spend(spent, network, holder, earlier + amount_minor)
         if not admit:  # a redemption that funds a trade is admitted by compliance as that trade
             return _Prepared("redeem", key, request, payload, network, (), before or _nothing, reserve)
         then = self._admit(client.id, "redemption", amount_minor, key, before)
-        return _Prepared("redeem", key, request, payload, network, (client.id,), then, reserve)
+        return _Prepared("redeem", key, request, payload, network, (client.id,), then, reserve, accounts=accounts)
 
     def _held_enough(
         self,
@@ -609,14 +599,8 @@ class Requests:
         )
         self.clients.holder_accounts(destination, to_holder)
 
-        reserve = self._hold(
-            move_hold,
-            holder_account(source, DEPOSIT, from_holder),
-            holder_account(destination, DEPOSIT, to_holder),
-            amount_minor,
-            "USD",
-            f"{source} -> {destination}",
-        )
+        accounts = (holder_account(source, DEPOSIT, from_holder), holder_account(destination, DEPOSIT, to_holder))
+        reserve = self._hold(move_hold, *accounts, amount_minor, "USD", f"{source} -> {destination}")
         admit = self._admit(
             client.id,
             "move",
@@ -625,7 +609,9 @@ class Requests:
             lambda conn: self.controls.consume(conn, source, destination, amount_minor),
         )
         _spend(spent, source, from_holder, earlier + amount_minor)
-        return _Prepared("move", key, request, payload, source, (client.id,), admit, reserve, (source, destination))
+        return _Prepared(
+            "move", key, request, payload, source, (client.id,), admit, reserve, (source, destination), accounts
+        )
 
     # --------------------------------------------------------- stray tokens
 
