@@ -263,3 +263,47 @@ def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_
     assert held == (total if kind == "mint" else 60_000 - total)
     report = reconcile(service.ctx)
     assert report.breaks == [], report.breaks
+
+
+@pytest.mark.parametrize("boundary", ["before_submit", "mid_broadcast"])
+def test_a_batch_of_many_payers_is_recorded_whole_before_any_payer_sends(any_world, boundary):
+    """Payments of two payers in one batch: both payers' transactions are signed, then recorded in one
+    transaction, then sent payer by payer. Killed before the first payer sends, or after the first two of
+    its three left (JSON-RPC batches of two), every payment of both payers is recorded; the next worker
+    pays each once."""
+    service, env = any_world
+    tag = f"payers-{boundary}-{service.ctx.engine.dialect.name}"
+    payers = [service.onboard(f"Payer {tag} {n}").id for n in range(2)]
+    payee = service.onboard(f"Payee {tag}").id
+    for n, client in enumerate([*payers, payee]):
+        service.deposit(client, 100_000, reference=f"fund-{tag}-{n}")
+        service.mint(client, "internal", 30_000, f"seed-{tag}-{n}")
+    seeded = run_worker(env)
+    assert seeded.returncode == 0, seeded.stderr[-4000:]
+    outcomes = service.requests.pay_batch(
+        [(payer, payee, "internal", 1_000 + i, f"p{i}", f"op-{tag}-{n}-{i}") for n, payer in enumerate(payers)
+         for i in range(3)]
+    )  # fmt: skip
+    ops = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(ops) == 6, outcomes
+
+    narrow = {"ANDCHAIN_NETWORKS__INTERNAL__RPC_BATCH_MAX": "2"}
+    killed = run_worker(env, failpoint=f"pay:{boundary}", **narrow)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    signed = [service.ops.get(op.id).state.get("tx") for op in ops]
+    assert all(signed), "both payers' transactions were recorded before any left"
+    chain, token = service.chain("internal"), service.token_address("internal")
+    sent = chain.known([tx["hash"] for tx in signed])
+    assert len(sent) == (2 if boundary == "mid_broadcast" else 0), sent
+    restarted = run_worker(env, **narrow)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    for op in ops:
+        done = service.ops.get(op.id)
+        assert done.status == OpStatus.SUCCEEDED, (done.status, done.error_message)
+        assert [h.status for h in service.ops.history(op.id)].count("succeeded") == 1
+    paid = sum(1_000 + i for i in range(3))
+    for payer in payers:
+        assert chain.read(token, TOKEN_ABI, "balanceOf", service.wallet(payer, "internal").address) == 30_000 - paid
+    assert chain.read(token, TOKEN_ABI, "balanceOf", service.wallet(payee, "internal").address) == 30_000 + 2 * paid
+    report = reconcile(service.ctx)
+    assert report.breaks == [], report.breaks

@@ -2,9 +2,9 @@
 
 Hundreds of mints, payments, redemptions and moves (single requests, and batches of moves and
 redemptions) are requested from one process while one worker (SQLite, a thread, as
-`andchain serve --worker` runs it) or two worker processes (PostgreSQL) advance them. At the end every on-chain Mint and Burn
-is counted once per operation (by the operation id each carries as its memo), and
-reconcile is clean.
+`andchain serve --worker` runs it) or two worker processes (PostgreSQL) advance them. At the
+end every on-chain Mint and Burn is counted once per operation (by the operation id each
+carries as its memo), and reconcile is clean.
 """
 
 from __future__ import annotations

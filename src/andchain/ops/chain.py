@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
@@ -153,6 +153,27 @@ def _nonce_consumed(error: RpcError) -> bool:
 
 class _Stale(Exception):
     """The operation changed under us: roll the whole write back."""
+
+
+@dataclass
+class _Signed:
+    """One sender's calls of a round, signed; then recorded (those whose operation was still current) and
+    sent (what the node refused, by hash)."""
+
+    network: str
+    chain: ChainClient
+    items: list[tuple[Operation, PlannedCall]]
+    signed: list[SentTx]
+    recorded: list[tuple[Operation, SentTx]] = field(default_factory=list)
+    refused: dict[str, RpcError] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.items[0][0].kind
+
+    @property
+    def step(self) -> str:
+        return self.items[0][1].step
 
 
 class ChainOpsHandler:
@@ -467,18 +488,71 @@ class ChainOpsHandler:
                 self._complete(op, op.state, "no step left")
                 continue
             planned.setdefault((call.network or op.network or "", call.sender), []).append((op, call))
+        # Every sender's calls are signed, then all of them recorded in one transaction before any leaves,
+        # then sent sender by sender, then the sent ones marked in one transaction: a batch of payments from
+        # many payers costs two write transactions, not two per payer.
+        groups: list[_Signed] = []
         for (network, sender), items in planned.items():
             try:
-                self._sign_and_send(network, sender, items)
+                group = self._sign(network, sender, items)
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                for op, _ in items:
-                    current = self.ops.get(op.id)
-                    if not current.terminal and current.status != OpStatus.NEEDS_ATTENTION:
-                        self._postpone(current, exc, detail=f"{network} unavailable")
+                self._postpone_group(network, items, exc)
+                continue
+            if group is not None:
+                groups.append(group)
+        if not groups:
+            return
+        try:
+            self._record_signed(groups)
+        except Exception as exc:
+            for group in groups:
+                self._postpone_group(group.network, group.items, exc)
+            return
+        sent: list[_Signed] = []
+        for group in groups:
+            if not group.recorded:
+                continue
+            try:
+                self._broadcast(group)
+            except Exception as exc:
+                self._postpone_group(group.network, group.items, exc)
+                continue
+            sent.append(group)
+        if not sent:
+            return
+        try:
+            with write_transaction(self.ops.engine) as conn:
+                self.ops.update_many_if_current(
+                    conn,
+                    [
+                        (current, {"status": OpStatus.SUBMITTED, "retry_in_us": POLL_US, "detail": f"sent {tx.hash}"})
+                        for group in sent
+                        for current, tx in group.recorded
+                        if tx.hash not in group.refused
+                    ],
+                )
+        except Exception as exc:  # each knows its transaction: the next round finds it sent
+            for group in sent:
+                self._postpone_group(group.network, group.items, exc)
+            return
+        for group in sent:
+            for current, tx in group.recorded:
+                if tx.hash in group.refused:
+                    self._refused(group.chain, current, tx, group.refused[tx.hash])
+            failpoints.hit(f"{group.kind}:after_submit")
+            failpoints.hit(f"{group.kind}:{group.step}:after_submit")
 
-    def _sign_and_send(self, network: str, sender: str, items: list[tuple[Operation, PlannedCall]]) -> None:
+    def _postpone_group(self, network: str, items: list[tuple[Operation, PlannedCall]], exc: BaseException) -> None:
+        """A sender's calls met a transient failure (a node, a busy database): each waits, as it stands now."""
+        if not is_transient(exc):
+            raise exc
+        for op, _ in items:
+            current = self.ops.get(op.id)
+            if not current.terminal and current.status != OpStatus.NEEDS_ATTENTION:
+                self._postpone(current, exc, detail=f"{network} unavailable")
+
+    def _sign(self, network: str, sender: str, items: list[tuple[Operation, PlannedCall]]) -> _Signed | None:
+        """One sender's calls, signed in order (nothing recorded yet); None when every one would revert."""
         chain = self.chains(network)
         try:
             signed = chain.sign_calls(sender, [c.call for _, c in items])
@@ -486,62 +560,60 @@ class ChainOpsHandler:
             # The node's gas estimate says one of them would revert: find which, one by one.
             items, signed = self._sign_one_by_one(chain, sender, items)
             if not items:
-                return
-        # Persisted before anything leaves the process; a copy that went stale is not sent.
+                return None
+        return _Signed(network, chain, items, signed)
+
+    def _record_signed(self, groups: list[_Signed]) -> None:
+        """Every signed transaction recorded with its operation, in one transaction, before any leaves the
+        process; a copy that went stale is not recorded, and its transaction is never sent."""
         now = self.ops.clock()
         with write_transaction(self.ops.engine) as conn:
             changes: list[tuple[Operation, dict[str, Any]]] = [
                 (
                     op,
                     {
-                        "state": {**op.state, "tx": _tx_state(tx, call.step, network)},
+                        "state": {**op.state, "tx": _tx_state(tx, call.step, group.network)},
                         "detail": f"{call.step or 'step'}: signed {tx.hash} nonce {tx.nonce}",
                     },
                 )
-                for (op, call), tx in zip(items, signed, strict=True)
+                for group in groups
+                for (op, call), tx in zip(group.items, group.signed, strict=True)
             ]
             updates = self.ops.update_many_if_current(conn, changes)
-            kept = [
-                (op, call, tx, updated)
-                for ((op, call), tx), updated in zip(zip(items, signed, strict=True), updates, strict=True)
-                if updated is not None
-            ]
-            journal.record_many(conn, network, chain.chain_id, [(op.id, c.step, tx) for op, c, tx, _ in kept], now)
-            recorded = [(updated, tx) for _, _, tx, updated in kept]
-        if not recorded:
-            return
-        kind, step = items[0][0].kind, items[0][1].step
-        failpoints.hit(f"{kind}:before_submit")
-        failpoints.hit(f"{kind}:{step}:before_submit")
-        # In JSON-RPC batches of the network's size: a crash between two leaves part of the batch sent and
-        # part not, each operation knowing its transaction (the next round sends or finds each one).
+            at = 0
+            for group in groups:
+                mine, at = updates[at : at + len(group.items)], at + len(group.items)
+                kept = [
+                    (op, call, tx, updated)
+                    for ((op, call), tx), updated in zip(zip(group.items, group.signed, strict=True), mine, strict=True)
+                    if updated is not None
+                ]
+                journal.record_many(
+                    conn, group.network, group.chain.chain_id, [(op.id, c.step, tx) for op, c, tx, _ in kept], now
+                )
+                group.recorded = [(updated, tx) for _, _, tx, updated in kept]
+
+    def _broadcast(self, group: _Signed) -> None:
+        """One sender's recorded transactions, sent in JSON-RPC batches of the network's size: a crash between
+        two leaves part of them sent and part not, each operation knowing its transaction (the next round
+        sends or finds each one). What the node refuses is kept in `group.refused`."""
+        chain = group.chain
+        failpoints.hit(f"{group.kind}:before_submit")
+        failpoints.hit(f"{group.kind}:{group.step}:before_submit")
         refused: dict[str, RpcError] = {}
         size = chain.network.rpc_batch_max
-        for start in range(0, len(recorded), size):
+        for start in range(0, len(group.recorded), size):
             if start:
-                failpoints.hit(f"{kind}:mid_broadcast")
+                failpoints.hit(f"{group.kind}:mid_broadcast")
             refused.update(
-                (tx.hash, err) for tx, err in chain.broadcast([tx for _, tx in recorded[start : start + size]])
+                (tx.hash, err) for tx, err in chain.broadcast([tx for _, tx in group.recorded[start : start + size]])
             )
         if refused:
             # A refusal of bytes the node has (mined, or in its pool) is no refusal: the transport
             # may have sent them twice (an answer lost, the batch sent again: "nonce too low").
             for tx_hash in chain.known(list(refused)):
                 refused.pop(tx_hash, None)
-        with write_transaction(self.ops.engine) as conn:
-            self.ops.update_many_if_current(
-                conn,
-                [
-                    (current, {"status": OpStatus.SUBMITTED, "retry_in_us": POLL_US, "detail": f"sent {tx.hash}"})
-                    for current, tx in recorded
-                    if tx.hash not in refused
-                ],
-            )
-        for current, tx in recorded:
-            if tx.hash in refused:
-                self._refused(chain, current, tx, refused[tx.hash])
-        failpoints.hit(f"{kind}:after_submit")
-        failpoints.hit(f"{kind}:{step}:after_submit")
+        group.refused = refused
 
     def _refused(self, chain: ChainClient, op: Operation, tx: SentTx, error: RpcError) -> None:
         """The node refused a freshly signed transaction: it never entered the pool, so it is signed again later."""
