@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Connection, Engine, MetaData, Numeric, String, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -45,6 +46,12 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def lock_conflict(exc: DBAPIError) -> bool:
+    """PostgreSQL refused the transaction to break a deadlock, or for a serialization failure: nothing of it
+    was written, and the same transaction may simply run again."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")  # deadlock_detected, serialization_failure
 
 
 def encode_amount_sqlite(value: int) -> str:

@@ -126,3 +126,36 @@ def test_dvp_books_both_legs_or_neither(ctx, tokens: TokenService):
     settled = [t for t in tokens.ledger.list_transfers(limit=1000) if t.id.startswith(f"chain:770077:{settle_tx}:")]
     assert len(settled) == 3 and {t.asset for t in settled} == {"USD", "MMF"}
     assert reconcile(ctx).breaks == []
+
+
+def test_a_batch_refused_for_a_lock_conflict_is_recorded_again_once(ctx, tokens: TokenService, monkeypatch):
+    """PostgreSQL breaks a deadlock by refusing one transaction (SQLSTATE 40P01): a batch of requests it
+    refuses wrote nothing, and is recorded again; each item ends as one operation and one hold."""
+    from sqlalchemy.exc import OperationalError
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    clients = [tokens.onboard(f"Conflict {n}").id for n in range(3)]
+    for client in clients:
+        tokens.deposit(client, 10_000, f"fund-{client}")
+    requests = tokens.requests
+    from andchain.ops import holds
+
+    reserve, tries = holds.reserve, []
+
+    def refused_once(*args, **kwargs):  # the third item's hold, the first time: two items written already
+        tries.append(1)
+        if len(tries) == 3:
+            raise OperationalError("SELECT ... FOR UPDATE", {}, Deadlock("deadlock detected"))
+        return reserve(*args, **kwargs)
+
+    monkeypatch.setattr(holds, "reserve", refused_once)
+    outcomes = requests.mint_batch([(c, "internal", 4_000, f"conflict-{c}") for c in clients])
+    assert len(tries) == 6  # three holds refused with the transaction, three booked
+    assert all(not isinstance(o, Exception) for o in outcomes)
+    assert [tokens.ledger.account(f"clients:{c}:usd:dda").available for c in clients] == [6_000] * 3
+    assert {tokens.ops.by_key(f"conflict-{c}").id for c in clients} == {o.id for o in outcomes}
+    settle(ctx, tokens)
+    assert [tokens.dda_balance(c) for c in clients] == [6_000] * 3
+    assert reconcile(ctx).breaks == []

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from andchain.db import amount_encoder, decode_amount, exact_sum, placeholder, write_transaction
+from andchain.db import amount_encoder, decode_amount, exact_sum, lock_conflict, placeholder, write_transaction
 from andchain.errors import DomainError, NotFound
 from andchain.ledger import schema
 from andchain.ledger.assets import BookAssets, conflict
@@ -244,18 +244,6 @@ class Ledger:
         """The id an account reference names; an id is returned as given, a name is looked up."""
         key = account_ref(ref)
         return key if isinstance(key, int) else self.account(key).id
-
-    def lock_accounts(self, conn: Connection, names: Sequence[str]) -> None:
-        """Lock the named accounts' rows in the caller's transaction, all at once and in the order of their
-        ids, as one batch of transfers locks its own (PostgreSQL; SQLite has one writer at a time). A caller
-        that then books in several steps (a batch of requests, each reserving its own hold) never holds one
-        of these rows while it waits for another: it cannot meet a transfer of the same rows in a circle."""
-        if not self._pg or not names:
-            return
-        conn.exec_driver_sql(
-            "SELECT id FROM ledger_accounts WHERE name = ANY(%s) ORDER BY id FOR UPDATE",  # locked once sorted
-            (sorted(set(names)),),
-        )
 
     def list_accounts(
         self, *, after_id: int = 0, limit: int = 100, asset: str | None = None, prefix: str | None = None
@@ -719,10 +707,7 @@ def insert_rows(
 
 
 def _is_retryable(exc: DBAPIError) -> bool:
-    if isinstance(exc, IntegrityError):
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in ("40P01", "40001")  # deadlock_detected, serialization_failure
+    return isinstance(exc, IntegrityError) or lock_conflict(exc)
 
 
 def _pending_of(row: Sequence[Any]) -> Pending:

@@ -11,6 +11,7 @@ A request the ledger refuses (insufficient funds) records nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -18,11 +19,12 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from andchain.chains.client import ChainClient
 from andchain.chains.contracts import encode_memo
 from andchain.config import Settings
-from andchain.db import write_transaction
+from andchain.db import lock_conflict, write_transaction
 from andchain.errors import DomainError
 from andchain.ledger import Ledger
 from andchain.ops import Operation, Operations, holds
@@ -41,6 +43,8 @@ from andchain.tokens.model import (
 )
 from andchain.tokens.setup import TokenSetup
 
+log = logging.getLogger(__name__)
+
 DEPOSIT = TOKENS[DEPOSIT_TOKEN]
 SHARES = TOKENS[FUND_SHARE]
 MMF_ISSUANCE = "bank:mmf:issuance"
@@ -49,6 +53,8 @@ DVP_TTL_MAX_S = 30 * 86_400
 
 # The most items one batch request records (`POST /v1/tokens/mints/batch`, `.../payments/batch`).
 BATCH_MAX = 1000
+# How many times a batch is recorded when PostgreSQL refuses its transaction for a lock conflict.
+BATCH_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,6 @@ class _Prepared:
     admit: Callable[[Connection], None]
     reserve: Callable[[Operation, Connection], None] | None = None
     networks: tuple[str, ...] = ()  # the networks whose move controls it consumes (locked in one order first)
-    accounts: tuple[str, ...] = ()  # the ledger accounts its hold books (locked in one order first)
 
 
 def mint_hold(op_id: str) -> holds.Hold:
@@ -248,27 +253,40 @@ class Requests:
             # that reserve nothing (payments) keep the request's order (the day's limits count in that order).
             if any(p.reserve is not None for _, p in ready):  # rows to reserve (mints): in one order of clients
                 ready.sort(key=lambda item: sorted(item[1].parties))
-            with write_transaction(self.engine) as conn:
-                self.clients.compliance.lock(conn, [party for _, p in ready for party in p.parties])
-                self.controls.lock(conn, [network for _, p in ready for network in p.networks])
-                self.ledger.lock_accounts(conn, [name for _, p in ready for name in p.accounts])
-                for i, p in ready:
-                    try:
-                        with conn.begin_nested():
-                            op, created = self.ops.create(
-                                p.kind, p.key, p.payload, request=p.request, network=p.network, conn=conn,
-                                state={"reserved": True},
-                            )  # fmt: skip
-                            if created:
-                                p.admit(conn)
-                                if p.reserve is not None:
-                                    p.reserve(op, conn)
-                        results[i] = op
-                    except DomainError as exc:
-                        if exc.transient or exc.try_again:
-                            raise  # says nothing of the item: the whole request is tried again
-                        results[i] = exc
+            for attempt in range(1, BATCH_ATTEMPTS + 1):
+                try:
+                    self._record_ready(ready, results)
+                    break
+                except DBAPIError as exc:
+                    # The ledger rows of many clients are reserved one item after another: a worker's final
+                    # step booking two of them (a payment) may take them in the other order, and PostgreSQL
+                    # breaks the circle by refusing one transaction. Nothing of the batch was written: again.
+                    if attempt == BATCH_ATTEMPTS or not lock_conflict(exc):
+                        raise
+                    log.info("batch of %s met a lock conflict, recorded again attempt=%d", what, attempt)
         return [r for r in results if r is not None]
+
+    def _record_ready(self, ready: list[tuple[int, _Prepared]], results: list[Operation | DomainError | None]) -> None:
+        """The ready items of a batch in one transaction, each in a savepoint; each item's answer in `results`."""
+        with write_transaction(self.engine) as conn:
+            self.clients.compliance.lock(conn, [party for _, p in ready for party in p.parties])
+            self.controls.lock(conn, [network for _, p in ready for network in p.networks])
+            for i, p in ready:
+                try:
+                    with conn.begin_nested():
+                        op, created = self.ops.create(
+                            p.kind, p.key, p.payload, request=p.request, network=p.network, conn=conn,
+                            state={"reserved": True},
+                        )  # fmt: skip
+                        if created:
+                            p.admit(conn)
+                            if p.reserve is not None:
+                                p.reserve(op, conn)
+                    results[i] = op
+                except DomainError as exc:
+                    if exc.transient or exc.try_again:
+                        raise  # says nothing of the item: the whole request is tried again
+                    results[i] = exc
 
     def _prepare_mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation | _Prepared:
         """A mint's operation and what it records with it, checked and screened; or the operation its key
@@ -286,10 +304,16 @@ class Requests:
         self.clients.holder_accounts(network, holder)
         payload = {**request, "holder": holder}
 
-        accounts = (dda_account(client.id), holder_account(network, DEPOSIT, holder))
-        reserve = self._hold(mint_hold, *accounts, amount_minor, "USD", f"mint on {network}")
+        reserve = self._hold(
+            mint_hold,
+            dda_account(client.id),
+            holder_account(network, DEPOSIT, holder),
+            amount_minor,
+            "USD",
+            f"mint on {network}",
+        )
         admit = self._admit(client.id, "mint", amount_minor, key)
-        return _Prepared("mint", key, request, payload, network, (client.id,), admit, reserve, accounts=accounts)
+        return _Prepared("mint", key, request, payload, network, (client.id,), admit, reserve)
 
     # ----------------------------------------------------------------- pay
 
@@ -441,13 +465,19 @@ class Requests:
         self.clients.compliance.screen(client.id, flow="redemption", addresses=((network, holder),))
         payload = {**request, "holder": holder}
 
-        accounts = (holder_account(network, DEPOSIT, holder), dda_account(client.id))
-        reserve = self._hold(redeem_hold, *accounts, amount_minor, "USD", f"redeemed on {network}")
+        reserve = self._hold(
+            redeem_hold,
+            holder_account(network, DEPOSIT, holder),
+            dda_account(client.id),
+            amount_minor,
+            "USD",
+            f"redeemed on {network}",
+        )
         _spend(spent, network, holder, earlier + amount_minor)
         if not admit:  # a redemption that funds a trade is admitted by compliance as that trade
             return _Prepared("redeem", key, request, payload, network, (), before or _nothing, reserve)
         then = self._admit(client.id, "redemption", amount_minor, key, before)
-        return _Prepared("redeem", key, request, payload, network, (client.id,), then, reserve, accounts=accounts)
+        return _Prepared("redeem", key, request, payload, network, (client.id,), then, reserve)
 
     def _held_enough(
         self,
@@ -599,8 +629,14 @@ class Requests:
         )
         self.clients.holder_accounts(destination, to_holder)
 
-        accounts = (holder_account(source, DEPOSIT, from_holder), holder_account(destination, DEPOSIT, to_holder))
-        reserve = self._hold(move_hold, *accounts, amount_minor, "USD", f"{source} -> {destination}")
+        reserve = self._hold(
+            move_hold,
+            holder_account(source, DEPOSIT, from_holder),
+            holder_account(destination, DEPOSIT, to_holder),
+            amount_minor,
+            "USD",
+            f"{source} -> {destination}",
+        )
         admit = self._admit(
             client.id,
             "move",
@@ -609,9 +645,7 @@ class Requests:
             lambda conn: self.controls.consume(conn, source, destination, amount_minor),
         )
         _spend(spent, source, from_holder, earlier + amount_minor)
-        return _Prepared(
-            "move", key, request, payload, source, (client.id,), admit, reserve, (source, destination), accounts
-        )
+        return _Prepared("move", key, request, payload, source, (client.id,), admit, reserve, (source, destination))
 
     # --------------------------------------------------------- stray tokens
 
