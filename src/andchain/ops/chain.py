@@ -490,23 +490,40 @@ class ChainOpsHandler:
             planned.setdefault((call.network or op.network or "", call.sender), []).append((op, call))
         # Every sender's calls are signed, then all of them recorded in one transaction before any leaves,
         # then sent sender by sender, then the sent ones marked in one transaction: a batch of payments from
-        # many payers costs two write transactions, not two per payer.
+        # many payers costs two write transactions, not two per payer. Signing stops to record and send what
+        # it has once a quarter of the nonce gap grace has passed since its first nonce was reserved: another
+        # worker's gap repair never finds a reserved nonce unrecorded for long.
+        window_s = self.ops.settings.nonce_gap_grace_s / 4
         groups: list[_Signed] = []
+        first_signed = 0.0
+        failed: BaseException | None = None
         for (network, sender), items in planned.items():
+            if groups and time.monotonic() - first_signed > window_s:
+                self._record_and_send(groups)
+                groups = []
             try:
                 group = self._sign(network, sender, items)
             except Exception as exc:
-                self._postpone_group(network, items, exc)
+                if not is_transient(exc):
+                    failed = exc  # what is signed already is recorded and sent first
+                    break
+                self._postpone_all(network, [op for op, _ in items], exc)
                 continue
             if group is not None:
+                if not groups:
+                    first_signed = time.monotonic()
                 groups.append(group)
-        if not groups:
-            return
+        if groups:
+            self._record_and_send(groups)
+        if failed is not None:
+            raise failed
+
+    def _record_and_send(self, groups: list[_Signed]) -> None:
         try:
             self._record_signed(groups)
         except Exception as exc:
             for group in groups:
-                self._postpone_group(group.network, group.items, exc)
+                self._postpone_all(group.network, [op for op, _ in group.items], exc)
             return
         sent: list[_Signed] = []
         for group in groups:
@@ -515,7 +532,7 @@ class ChainOpsHandler:
             try:
                 self._broadcast(group)
             except Exception as exc:
-                self._postpone_group(group.network, group.items, exc)
+                self._postpone_all(group.network, [op for op, _ in group.recorded], exc)
                 continue
             sent.append(group)
         if not sent:
@@ -533,7 +550,7 @@ class ChainOpsHandler:
                 )
         except Exception as exc:  # each knows its transaction: the next round finds it sent
             for group in sent:
-                self._postpone_group(group.network, group.items, exc)
+                self._postpone_all(group.network, [op for op, _ in group.recorded], exc)
             return
         for group in sent:
             for current, tx in group.recorded:
@@ -542,11 +559,11 @@ class ChainOpsHandler:
             failpoints.hit(f"{group.kind}:after_submit")
             failpoints.hit(f"{group.kind}:{group.step}:after_submit")
 
-    def _postpone_group(self, network: str, items: list[tuple[Operation, PlannedCall]], exc: BaseException) -> None:
-        """A sender's calls met a transient failure (a node, a busy database): each waits, as it stands now."""
+    def _postpone_all(self, network: str, ops: list[Operation], exc: BaseException) -> None:
+        """Operations that met a transient failure (a node, a busy database): each waits, as it stands now."""
         if not is_transient(exc):
             raise exc
-        for op, _ in items:
+        for op in ops:
             current = self.ops.get(op.id)
             if not current.terminal and current.status != OpStatus.NEEDS_ATTENTION:
                 self._postpone(current, exc, detail=f"{network} unavailable")

@@ -251,6 +251,9 @@ class Clients:
         cash: bool,
         before: Callable[[Connection], None] | None,
     ) -> None:
+        # The party's lock before the ledger's rows, as every flow takes them: a deposit that locked the DDA
+        # first and then waited for the party could meet a mint of the same client in a circle (PostgreSQL).
+        self.compliance.lock(conn, [client.id])
         (result,) = book(
             self.ledger,
             [
