@@ -518,7 +518,6 @@ class Operations:
                 "reset_attempts": reset_attempts,
             },
         )
-        new_status = OpStatus(values["status"])
 
         def apply(c: Connection) -> bool:
             t = schema.operations
@@ -530,10 +529,7 @@ class Operations:
             )
             if done.rowcount != 1:
                 return False
-            if new_status != op.status or detail:
-                self._log(c, op.id, new_status, detail or f"{op.status} -> {new_status}")
-            if new_status != op.status:
-                self._emit(c, changed(), new_status, op.status)
+            self._write_trails(c, [(op, changed(), detail)])
             return True
 
         if conn is not None:
@@ -560,10 +556,10 @@ class Operations:
             return [self.update_if_current(op, conn=conn, **change) for op, change in changes]
         results: list[Operation | None] = [None] * len(changes)
         groups: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
-        planned: list[tuple[dict[str, Any], Callable[[], Operation], OpStatus]] = []
+        planned: list[Callable[[], Operation]] = []
         for index, (op, change) in enumerate(changes):
             values, changed = self._change(op, change)
-            planned.append((values, changed, OpStatus(values["status"])))
+            planned.append(changed)
             groups.setdefault(tuple(sorted(values)), []).append((index, values))
         t = schema.operations
         one_by_one: list[int] = []
@@ -581,9 +577,10 @@ class Operations:
                 .values({name: bindparam(f"v_{name}") for name in columns})
             )
             params = [
-                {**{f"v_{name}": value for name, value in values.items()}, "_id": op.id, "_version": op.version}
-                for op, values in ((changes[i][0], values) for i, values in members)
-            ]
+                {**{f"v_{name}": value for name, value in values.items()}, "_id": changes[i][0].id,
+                 "_version": changes[i][0].version}
+                for i, values in members
+            ]  # fmt: skip
             try:
                 with conn.begin_nested():
                     if conn.execute(statement, params).rowcount != len(params):
@@ -592,30 +589,38 @@ class Operations:
                 one_by_one.extend(i for i, _ in members)
                 continue
             for i, _ in members:
-                results[i] = planned[i][1]()
-        for i in sorted(one_by_one):
+                results[i] = planned[i]()
+        for i in sorted(one_by_one):  # each writes its own history and events
             op, change = changes[i]
             results[i] = self.update_if_current(op, conn=conn, **change)
+        direct = set(one_by_one)
+        self._write_trails(
+            conn,
+            [
+                (op, updated, change.get("detail", ""))
+                for i, ((op, change), updated) in enumerate(zip(changes, results, strict=True))
+                if updated is not None and i not in direct
+            ],
+        )
+        return results
+
+    def _write_trails(self, conn: Connection, changed: Sequence[tuple[Operation, Operation, str]]) -> None:
+        """The history rows and events of changes applied (the operation before, after, and the change's
+        detail), one statement each: a row for a new status or a detail, events for a new status."""
+        now = self.clock()
         logged: list[dict[str, Any]] = []
         emitted: list[events.NewEvent] = []
-        now = self.clock()
-        direct = set(one_by_one)
-        for i, (op, change) in enumerate(changes):
-            updated = results[i]
-            if updated is None or i in direct:
-                continue  # stale, or logged and emitted by update_if_current
-            new_status, detail = planned[i][2], change.get("detail", "")
-            if new_status != op.status or detail:
-                text = detail or f"{op.status} -> {new_status}"
+        for before, after, detail in changed:
+            if after.status != before.status or detail:
+                text = detail or f"{before.status} -> {after.status}"
                 logged.append(
-                    {"op_id": op.id, "status": str(new_status), "detail": text[:DETAIL_LENGTH_MAX], "at_us": now}
+                    {"op_id": before.id, "status": str(after.status), "detail": text[:DETAIL_LENGTH_MAX], "at_us": now}
                 )
-            if new_status != op.status:
-                emitted.extend(operation_events(updated, new_status, op.status))
+            if after.status != before.status:
+                emitted.extend(operation_events(after, after.status, before.status))
         if logged:
             conn.execute(schema.history.insert(), logged)
         events.append(conn, emitted, now)
-        return results
 
     def update(self, op: Operation, **changes: Any) -> Operation:
         """Like update_if_current, but a stale copy raises StaleOperation (and nothing changed)."""
