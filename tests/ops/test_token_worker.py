@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from andchain.config import Settings
 from andchain.context import Context
+from andchain.ledger import Ledger, TransferFlags
 from andchain.ops import OpStatus
+from andchain.ops.chain import ChainOpsHandler
 from andchain.reconcile import reconcile
 from andchain.tokens.actions import MintAction
 from andchain.tokens.booking import TokenMirror
@@ -133,3 +136,64 @@ def test_a_batch_whose_final_step_fails_for_one_operation_completes_the_others(c
     assert states == [OpStatus.SUCCEEDED] * 2 + [OpStatus.NEEDS_ATTENTION] + [OpStatus.SUCCEEDED] * 2
     dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
     assert (dda.balance_posted, dda.available) == (6_000, 5_000)  # four posted once, one still reserved
+
+
+def _posts_per_ledger_call(monkeypatch) -> list[int]:
+    """How many holds each ledger call posts, for the calls that post any."""
+    calls: list[int] = []
+    create = Ledger.create_transfers
+
+    def counted(self, specs, *, conn=None):
+        posts = sum(1 for spec in specs if spec.flags & TransferFlags.POST_PENDING)
+        if posts:
+            calls.append(posts)
+        return create(self, specs, conn=conn)
+
+    monkeypatch.setattr(Ledger, "create_transfers", counted)
+    return calls
+
+
+def test_the_final_steps_of_a_batch_are_booked_in_one_ledger_call(ctx, tokens, monkeypatch):
+    acme = funded(tokens, "Acme", 10_000)
+    tokens.mint(acme, "internal", 100, "allow-list-first")
+    settle(ctx, tokens)
+    calls = _posts_per_ledger_call(monkeypatch)
+    mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 6)]
+    settle(ctx, tokens)
+    assert [tokens.ops.get(op.id).status for op in mints] == [OpStatus.SUCCEEDED] * 5
+    assert calls == [5]  # the five holds posted together, with the five operations' completions
+    dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
+    assert (dda.balance_posted, dda.available) == (4_900, 4_900)
+    assert not reconcile(ctx).breaks
+
+
+def test_a_batch_of_finals_with_an_operation_changed_meanwhile_is_written_one_by_one(ctx, tokens, monkeypatch, caplog):
+    """An operation changed between its read and the write of its final step (an operator's note, say):
+    the batch written together is rolled back whole and written one by one, the changed one alone is
+    left out, and it is finished on the next round from its fresh copy; every hold is posted once."""
+    acme = funded(tokens, "Acme", 10_000)
+    tokens.mint(acme, "internal", 100, "allow-list-first")
+    settle(ctx, tokens)
+    calls = _posts_per_ledger_call(monkeypatch)
+    commit = ChainOpsHandler._commit_finals
+    touched: list[str] = []
+
+    def touched_first(self, finals):
+        if not touched and len(finals) > 1:
+            touched.append(finals[1].op.id)
+            assert self.ops.update_if_current(finals[1].op, detail="an operator's note") is not None
+        return commit(self, finals)
+
+    monkeypatch.setattr(ChainOpsHandler, "_commit_finals", touched_first)
+    mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 6)]
+    with caplog.at_level(logging.INFO, logger="andchain.ops.chain"):
+        settle(ctx, tokens)
+    assert touched and "finals written one by one after _Stale" in caplog.text
+    assert [tokens.ops.get(op.id).status for op in mints] == [OpStatus.SUCCEEDED] * 5
+    # One by one (the changed one's post rolled back with its savepoint), then the changed one on its next round.
+    assert calls == [1] * 6
+    history = [h.detail for h in tokens.ops.history(touched[0])]
+    assert "an operator's note" in history and sum("succeeded" in d for d in history) == 1
+    dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
+    assert (dda.balance_posted, dda.available) == (4_900, 4_900)
+    assert not reconcile(ctx).breaks

@@ -38,7 +38,7 @@ from andchain.chains.client import Call, ChainClient, Receipt, SentTx, TxReverte
 from andchain.chains.rpc import RpcError
 from andchain.db import write_transaction
 from andchain.errors import DomainError, is_transient
-from andchain.ops import failpoints, journal
+from andchain.ops import failpoints, holds, journal
 from andchain.ops.core import Operation, Operations, OpStatus
 from andchain.ops.journal import TxRecord
 
@@ -67,8 +67,16 @@ class _Final:
     op: Operation
     state: dict[str, Any]
     detail: str
-    book: Callable[[Connection], dict[str, Any]]
+    book: Callable[[Connection], dict[str, Any]]  # what the action books for the step (ChainAction.step_done)
     finished: bool
+    network: str
+    receipt: Receipt
+    at_us: int
+
+    @property
+    def mark(self) -> journal.FinalMark:
+        tx_hash = self.op.state["tx"]["hash"]
+        return journal.FinalMark(self.network, tx_hash, self.receipt.block_number, self.receipt.block_hash)
 
 
 class OperationFailed(DomainError):
@@ -278,22 +286,24 @@ class ChainOpsHandler:
         step_book: Callable[[Connection], dict[str, Any]] | None = None,
     ) -> None:
         """`_complete` in the caller's transaction; raises _Stale when the operation changed meanwhile."""
-        action = self.actions[op.kind]
         if step_book is not None:
             state.update(step_book(conn))
-        changes: dict[str, Any]
+        if self.ops.update_if_current(op, conn=conn, **self._outcome(conn, op, state, detail)) is None:
+            raise _Stale
+
+    def _outcome(self, conn: Connection, op: Operation, state: dict[str, Any], detail: str) -> dict[str, Any]:
+        """The action finishes the operation (books its result) in `conn`: the change that records the outcome."""
         try:
-            result = action.finish(replace(op, state=state), conn)
-            changes = dict(status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
+            result = self.actions[op.kind].finish(replace(op, state=state), conn)
+            return dict(state=state, status=OpStatus.SUCCEEDED, result=result, detail=f"{detail}; succeeded")
         except OperationFailed as failed:
-            changes = dict(
+            return dict(
+                state=state,
                 status=OpStatus.FAILED,
                 result=failed.result,
                 error=(failed.code, failed.message),
                 detail=f"{detail}; failed: {failed.message}",
             )
-        if self.ops.update_if_current(op, state=state, conn=conn, **changes) is None:
-            raise _Stale
 
     # ---------------------------------------------------------------- advance
 
@@ -373,16 +383,26 @@ class ChainOpsHandler:
             self._commit_finals(finals)
 
     def _commit_finals(self, finals: list[_Final]) -> None:
-        """The final steps of a batch, each booked and its operation moved on (or completed) in a transaction
-        of its own. One transaction for the whole batch was tried: it held the ledger rows of every operation
-        of the batch until its end, and on PostgreSQL a request reserving its client's rows, the listener and
-        another worker met it in a deadlock (tests/tokens/test_requests_while_workers_run.py found it). A
-        batch in one transaction needs its accounts locked together, in one order, first: so it is done
-        so on SQLite alone, where transactions that write never overlap."""
-        if self.ops.engine.dialect.name == "sqlite" and len(finals) > 1:
-            # SQLite has one writer at a time (a write transaction takes the lock when it begins): no other
-            # transaction can wait on this one's rows while holding rows it needs, so the batch's finals go
-            # in one transaction, each in a savepoint that a stale operation rolls back alone.
+        """The final steps of a batch, written together in one transaction (`_write_finals_together`); when
+        that fails (an operation changed meanwhile, a ledger refusal, a lock conflict), it is rolled back
+        whole and the finals are written one by one, which tells which one it was: on SQLite in one
+        transaction, each in a savepoint that a stale operation rolls back alone; on PostgreSQL each in a
+        transaction of its own.
+
+        Together, every ledger row of the batch is locked in one ledger call, in one order (accounts by id),
+        after the operations' rows. A batch written together with one ledger call per final locked its
+        accounts one final at a time, and on PostgreSQL a request reserving its client's rows, the listener
+        and another worker met it in a deadlock (tests/tokens/test_requests_while_workers_run.py found it)."""
+        if len(finals) > 1:
+            try:
+                with write_transaction(self.ops.engine) as conn:
+                    self._write_finals_together(conn, finals)
+                return
+            except Exception as exc:
+                log.info("finals written one by one after %s: %s", type(exc).__name__, str(exc)[:300])
+        if self.ops.engine.dialect.name == "sqlite":
+            # One writer at a time on SQLite (a write transaction takes the lock when it begins): no other
+            # transaction can wait on this one's rows while holding rows it needs.
             with write_transaction(self.ops.engine) as conn:
                 for final in finals:
                     try:
@@ -398,8 +418,31 @@ class ChainOpsHandler:
             except _Stale:
                 continue  # its operation changed meanwhile: nothing of this final was written
 
+    def _write_finals_together(self, conn: Connection, finals: list[_Final]) -> None:
+        """Every final of a batch at a constant number of statements: the actions' bookings collected and
+        created in one ledger call, the operations changed in one statement per set of columns
+        (`update_many_if_current`), the journal rows marked final in one. Raises (the caller rolls back)
+        when any operation changed meanwhile or any booking is refused."""
+        changes: list[tuple[Operation, dict[str, Any]]] = []
+        bookings: list[holds.Deferred] = []
+        for final in finals:
+            state = dict(final.state)  # the caller may write the same finals again after a rollback
+            with holds.deferring() as collected:
+                state.update(final.book(conn))
+                if final.finished:
+                    change = self._outcome(conn, final.op, state, final.detail)
+                else:
+                    change = dict(state=state, retry_in_us=0, reset_attempts=True, detail=final.detail)
+            changes.append((final.op, change))
+            bookings.extend(collected)
+        if any(updated is None for updated in self.ops.update_many_if_current(conn, changes)):
+            raise _Stale
+        journal.mark_final_many(conn, [final.mark for final in finals], self.ops.clock())
+        holds.flush(conn, bookings)
+
     def _write_final(self, conn: Connection, final: _Final) -> None:
         """One final step; raises _Stale (the caller rolls back) when its operation changed meanwhile."""
+        journal.mark_final_many(conn, [final.mark], final.at_us)
         if final.finished:
             self._complete_in(conn, final.op, final.state, final.detail, final.book)
             return
@@ -422,22 +465,12 @@ class ChainOpsHandler:
             finished = action.next_call(replace(op, state=state)) is None
         except Exception:
             finished = False  # the next step is planned (and refused, or retried) on the next round
-        now = self.ops.clock()
 
         def book(conn: Connection) -> dict[str, Any]:
-            journal.mark(
-                conn,
-                network,
-                tx["hash"],
-                TxRecord.FINAL,
-                now,
-                block_number=receipt.block_number,
-                block_hash=receipt.block_hash,
-            )
             kept: dict[str, Any] = action.step_done(op, receipt, conn)
             return kept
 
-        return _Final(op, state, detail, book, finished)
+        return _Final(op, state, detail, book, finished, network, receipt, self.ops.clock())
 
     def _resend(self, chain: ChainClient, op: Operation) -> None:
         tx = _tx_of(op.state["tx"])

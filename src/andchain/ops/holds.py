@@ -9,12 +9,15 @@ success (or the same transfer already done) raises, never passes silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
 from andchain.errors import DomainError, InvariantBroken
-from andchain.ledger import CreateResult, Ledger, PendingStatus, Result, TransferFlags, TransferSpec
+from andchain.ledger import BATCH_SIZE_MAX, CreateResult, Ledger, PendingStatus, Result, TransferFlags, TransferSpec
 
 _DONE = (Result.OK, Result.EXISTS)
 
@@ -49,13 +52,85 @@ def book(
     if not specs:
         return []
     results = ledger.create_transfers(specs, conn=conn)
+    _check(results, what)
+    return results
+
+
+def _check(results: list[CreateResult], what: str) -> None:
     bad = [r for r in results if r.result not in _DONE]
     if bad:
         first = bad[0]
         raise LedgerRefused(
             f"{what} refused by the ledger: transfer {first.id} {first.result.value}", code=first.result.value
         )
-    return results
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Transfers put off to be created with others in one ledger call, and what checks their results."""
+
+    ledger: Ledger
+    specs: tuple[TransferSpec, ...]
+    then: Callable[[list[CreateResult]], None]
+
+
+_deferring: ContextVar[list[Deferred] | None] = ContextVar("andchain_deferred_bookings", default=None)
+
+
+@contextmanager
+def deferring() -> Iterator[list[Deferred]]:
+    """Within this block, `book_later` (and so `post` and `void`) in a caller's transaction only collects its
+    transfers into the list given; `flush` creates them later, together, in that same transaction. What
+    a final step books does not depend on another final's booking, so a batch of them costs one ledger
+    call instead of one each."""
+    collected: list[Deferred] = []
+    token = _deferring.set(collected)
+    try:
+        yield collected
+    finally:
+        _deferring.reset(token)
+
+
+def flush(conn: Connection, deferred: Sequence[Deferred]) -> None:
+    """Create the deferred transfers in as few ledger calls as fit (a booking's transfers stay together, in
+    order), and hand each booking its own results."""
+    start = 0
+    while start < len(deferred):
+        ledger, end, size = deferred[start].ledger, start, 0
+        while end < len(deferred) and deferred[end].ledger is ledger:
+            if size and size + len(deferred[end].specs) > BATCH_SIZE_MAX:
+                break
+            size += len(deferred[end].specs)
+            end += 1
+        part = deferred[start:end]
+        results = ledger.create_transfers([spec for item in part for spec in item.specs], conn=conn)
+        at = 0
+        for item in part:
+            item.then(results[at : at + len(item.specs)])
+            at += len(item.specs)
+        start = end
+
+
+def book_later(
+    ledger: Ledger,
+    specs: Sequence[TransferSpec],
+    then: Callable[[list[CreateResult]], None],
+    *,
+    conn: Connection | None,
+    what: str = "booking",
+) -> None:
+    """`book`, its checked results handed to `then`: at once, or, within `deferring` and in the caller's
+    transaction, when the deferred bookings are flushed."""
+
+    def checked(results: list[CreateResult]) -> None:
+        _check(results, what)
+        then(results)
+
+    collected = _deferring.get() if conn is not None else None
+    if collected is not None:
+        collected.append(Deferred(ledger, tuple(specs), checked))
+        return
+    checked(ledger.create_transfers(list(specs), conn=conn) if specs else [])
 
 
 def reserve(
@@ -69,8 +144,9 @@ def reserve(
     memo: str = "",
     conn: Connection | None = None,
 ) -> None:
-    """Reserve `amount_minor` from debit to credit; a refusal (e.g. insufficient_funds) raises LedgerRefused."""
-    book(
+    """Reserve `amount_minor` from debit to credit; a refusal (e.g. insufficient_funds) raises LedgerRefused
+    (within `deferring`, when the bookings are flushed)."""
+    book_later(
         ledger,
         [
             TransferSpec(
@@ -84,9 +160,14 @@ def reserve(
                 memo=memo,
             )
         ],
+        _nothing,
         conn=conn,
         what=f"reservation {hold.id}",
     )
+
+
+def _nothing(results: list[CreateResult]) -> None:
+    return None
 
 
 def post(ledger: Ledger, hold: Hold, *, conn: Connection | None = None) -> None:
@@ -108,7 +189,15 @@ def status(ledger: Ledger, hold: Hold) -> str | None:
 def _finish(ledger: Ledger, hold: Hold, flag: TransferFlags, transfer_id: str, conn: Connection | None) -> None:
     code = hold.code if flag == TransferFlags.POST_PENDING else f"{hold.code}_void"
     spec = TransferSpec(id=transfer_id, pending_id=hold.id, flags=flag, code=code)
+    collected = _deferring.get() if conn is not None else None
+    if collected is not None:
+        collected.append(Deferred(ledger, (spec,), lambda results: _finished(hold, flag, results[0])))
+        return
     (result,) = ledger.create_transfers([spec], conn=conn)
+    _finished(hold, flag, result)
+
+
+def _finished(hold: Hold, flag: TransferFlags, result: CreateResult) -> None:
     if result.result in _DONE:
         return
     wanted = PendingStatus.POSTED if flag == TransferFlags.POST_PENDING else PendingStatus.VOIDED

@@ -12,8 +12,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 
 from andchain.chains.client import SentTx
 from andchain.ops import schema
@@ -109,6 +110,35 @@ def mark(
         values["block_number"] = block_number
         values["block_hash"] = block_hash
     conn.execute(update(T).where(T.c.network == network, T.c.hash == tx_hash).values(**values))
+
+
+class FinalMark(NamedTuple):
+    """A transaction found final: in which block."""
+
+    network: str
+    hash: str
+    block_number: int
+    block_hash: str
+
+
+def mark_final_many(conn: Connection, marks: Sequence[FinalMark], now_us: int) -> None:
+    """Rows marked final, each with its block, in one statement."""
+    if not marks:
+        return
+    conn.execute(
+        update(T)
+        .where(T.c.network == bindparam("_network"), T.c.hash == bindparam("_hash"))
+        .values(
+            status=TxRecord.FINAL.value,
+            updated_at_us=now_us,
+            block_number=bindparam("_block_number"),
+            block_hash=bindparam("_block_hash"),
+        ),
+        [
+            {"_network": m.network, "_hash": m.hash, "_block_number": m.block_number, "_block_hash": m.block_hash}
+            for m in marks
+        ],
+    )
 
 
 def get(engine: Engine, network: str, tx_hash: str) -> JournalEntry | None:

@@ -32,7 +32,7 @@ from andchain.events import NewEvent, append
 from andchain.ledger import CreateResult, Ledger, Result, TransferSpec
 from andchain.money import format_minor
 from andchain.ops import journal
-from andchain.ops.holds import book
+from andchain.ops.holds import book, book_later
 from andchain.tokens.clients import Clients
 from andchain.tokens.model import (
     BANK_SEIZED,
@@ -183,8 +183,13 @@ class Booking:
         events = decode_logs(network, chain.chain_id, self.contracts(network), receipt.logs)
         booked = [(event, self.specs(event, conn)) for event in events]
         specs = [spec for _, event_specs in booked for spec in event_specs]
-        results = book(self.ledger, specs, conn=conn, what=f"events of {receipt.tx_hash} on {network}")
-        self._announce(booked, results, conn)
+        book_later(
+            self.ledger,
+            specs,
+            lambda results: self._announce(booked, results, conn),
+            conn=conn,
+            what=f"events of {receipt.tx_hash} on {network}",
+        )
 
     def _announce(
         self, booked: list[tuple[ChainEvent, list[TransferSpec]]], results: list[CreateResult], conn: Connection
