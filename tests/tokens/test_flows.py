@@ -159,3 +159,41 @@ def test_a_batch_refused_for_a_lock_conflict_is_recorded_again_once(ctx, tokens:
     settle(ctx, tokens)
     assert [tokens.dda_balance(c) for c in clients] == [6_000] * 3
     assert reconcile(ctx).breaks == []
+
+
+def test_a_batch_of_requests_is_recorded_together_and_one_refused_item_makes_it_recorded_one_by_one(
+    ctx, tokens: TokenService, monkeypatch
+):
+    """The items of a batch go in together: their operations in one statement, their reservations in one
+    ledger call. An item the ledger refuses rolls that back and the batch is recorded one by one: the
+    refused item alone is refused, the others are recorded once."""
+    from andchain.ledger import Ledger, TransferFlags
+
+    clients = [tokens.onboard(f"Together {n}").id for n in range(4)]
+    for client in clients[:3]:
+        tokens.deposit(client, 10_000, f"fund-{client}")
+    reservations: list[int] = []
+    create = Ledger.create_transfers
+
+    def counted(self, specs, *, conn=None):
+        pending = sum(1 for spec in specs if spec.flags & TransferFlags.PENDING)
+        if pending:
+            reservations.append(pending)
+        return create(self, specs, conn=conn)
+
+    monkeypatch.setattr(Ledger, "create_transfers", counted)
+    first = tokens.requests.mint_batch([(c, "internal", 4_000, f"together-{c}") for c in clients[:3]])
+    assert reservations == [3] and all(not isinstance(o, Exception) for o in first)
+    reservations.clear()
+    second = tokens.requests.mint_batch([(c, "internal", 4_000, f"again-{c}") for c in clients])
+    assert reservations == [4, 1, 1, 1, 1]  # together, refused for the fourth; then one by one
+    refused = second[3]
+    assert isinstance(refused, DomainError) and refused.code == "insufficient_funds"
+    assert tokens.ops.find_by_key(f"again-{clients[3]}") is None
+    for outcome in [*first, *second[:3]]:
+        assert [h.detail for h in tokens.ops.history(outcome.id)] == ["mint received"]
+        assert outcome == tokens.ops.get(outcome.id)  # what the batch answered is what was recorded
+    assert [tokens.ledger.account(f"clients:{c}:usd:dda").available for c in clients] == [2_000] * 3 + [0]
+    settle(ctx, tokens)
+    assert [tokens.dda_balance(c) for c in clients] == [2_000] * 3 + [0]
+    assert reconcile(ctx).breaks == []

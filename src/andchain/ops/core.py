@@ -27,7 +27,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -211,6 +211,17 @@ def _op_of_values(values: dict[str, Any]) -> Operation:
     )
 
 
+class NewOperation(NamedTuple):
+    """What `Operations.create_many` makes of each: `create`'s arguments."""
+
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    request: Any = None
+    network: str | None = None
+    state: dict[str, Any] | None = None
+
+
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -238,25 +249,16 @@ class Operations:
 
     # ----------------------------------------------------------------- create
 
-    def create(
+    def _new_values(
         self,
         kind: str,
         key: str,
         payload: dict[str, Any],
-        *,
-        request: Any = None,
-        network: str | None = None,
-        state: dict[str, Any] | None = None,
-        conn: Connection | None = None,
-    ) -> tuple[Operation, bool]:
-        """Persist a new operation, or return the existing one for the same key and request.
-
-        `request` is what the caller sent (defaults to the payload): the same key with
-        another request is a conflict, whatever the payload derived from it at the time.
-        With `conn` the operation joins the caller's transaction, so that whatever the
-        caller reserves for it (a ledger hold) commits or rolls back with it.
-        Returns (operation, created).
-        """
+        request: Any,
+        network: str | None,
+        state: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The row of a new operation (its key checked)."""
         if not isinstance(key, str) or not key or len(key) > KEY_LENGTH_MAX or "\x00" in key:
             raise DomainError(
                 f"an operation needs an idempotency key of 1-{KEY_LENGTH_MAX} characters", code="invalid_request"
@@ -264,7 +266,7 @@ class Operations:
         digest = request_digest(payload if request is None else request)
         now = self.clock()
         op_id = self.ids.new_id()
-        values = dict(
+        return dict(
             id=op_id,
             idempotency_key=key,
             kind=kind,
@@ -285,6 +287,53 @@ class Operations:
             version=1,
             request_sha256=digest,
         )
+
+    def create_many(self, conn: Connection, new: Sequence[NewOperation]) -> builtins.list[Operation] | None:
+        """Several new operations in the caller's transaction, as `create` would make each (its `state`
+        included), in one statement each for the rows, their history and their events; None, and nothing
+        written, when any key is already used (or used twice here): the caller creates them one by one,
+        which tells which one names an operation already."""
+        if len({n.key for n in new}) != len(new):
+            return None
+        rows = [self._new_values(n.kind, n.key, n.payload, n.request, n.network, n.state) for n in new]
+        if not rows:
+            return []
+        try:
+            with conn.begin_nested():
+                conn.execute(schema.operations.insert(), rows)
+        except IntegrityError:
+            return None
+        created = [_op_of_values(values) for values in rows]
+        now = self.clock()
+        conn.execute(
+            schema.history.insert(),
+            [{"op_id": op.id, "status": str(OpStatus.RECEIVED), "detail": f"{op.kind} received", "at_us": now}
+             for op in created],
+        )  # fmt: skip
+        events.append(conn, [e for op in created for e in operation_events(op, OpStatus.RECEIVED, None)], now)
+        return created
+
+    def create(
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any],
+        *,
+        request: Any = None,
+        network: str | None = None,
+        state: dict[str, Any] | None = None,
+        conn: Connection | None = None,
+    ) -> tuple[Operation, bool]:
+        """Persist a new operation, or return the existing one for the same key and request.
+
+        `request` is what the caller sent (defaults to the payload): the same key with
+        another request is a conflict, whatever the payload derived from it at the time.
+        With `conn` the operation joins the caller's transaction, so that whatever the
+        caller reserves for it (a ledger hold) commits or rolls back with it.
+        Returns (operation, created).
+        """
+        values = self._new_values(kind, key, payload, request, network, state)
+        op_id, digest = values["id"], values["request_sha256"]
 
         def insert(c: Connection) -> Operation | None:
             try:
