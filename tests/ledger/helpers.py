@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from andchain.ledger import AccountFlags, AccountSpec, Ledger, Result, TransferSpec
+from andchain.ledger import AccountFlags, AccountSpec, Ledger, Result, TransferFlags, TransferSpec
 
 
 def open_accounts(ledger: Ledger, *specs: tuple[str, str, int]) -> list[int]:
@@ -27,3 +27,18 @@ def balances(ledger: Ledger, *ids: int) -> list[tuple[int, int, int, int]]:
         a = ledger.account(account_id)
         out.append((a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted))
     return out
+
+
+def transfers_per_call(monkeypatch, flag: TransferFlags) -> list[int]:
+    """How many transfers with `flag` each ledger call made from now on creates, for the calls with any."""
+    calls: list[int] = []
+    create = Ledger.create_transfers
+
+    def counted(self, specs, *, conn=None):
+        flagged = sum(1 for spec in specs if spec.flags & flag)
+        if flagged:
+            calls.append(flagged)
+        return create(self, specs, conn=conn)
+
+    monkeypatch.setattr(Ledger, "create_transfers", counted)
+    return calls

@@ -5,27 +5,15 @@ from __future__ import annotations
 import pytest
 
 from andchain.db import write_transaction
-from andchain.ledger import AccountFlags, AccountKind, AccountSpec, Ledger, TransferSpec
+from andchain.ledger import Ledger, TransferSpec
 from andchain.ops import holds
+from tests.ledger.helpers import funded_client, open_accounts
 
 
 def _accounts(ledger: Ledger) -> tuple[int, int, int]:
-    ledger.create_accounts(
-        [
-            AccountSpec("bank:usd:cash", "USD"),
-            AccountSpec(
-                "clients:a:usd:dda",
-                "USD",
-                kind=AccountKind.LIABILITY,
-                flags=AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS,
-            ),
-            AccountSpec("tokens:internal:usdd:0xa", "USD", kind=AccountKind.LIABILITY),
-        ]
-    )
-    cash, dda, mirror = (
-        ledger.account(n).id for n in ("bank:usd:cash", "clients:a:usd:dda", "tokens:internal:usdd:0xa")
-    )
-    ledger.create_transfer(TransferSpec(cash, dda, 1_000, id="fund"))
+    """The bank's cash, a client's account holding 1,000 and its token mirror."""
+    cash, dda = funded_client(ledger, 1_000)
+    (mirror,) = open_accounts(ledger, ("tokens:internal:usdd:0xa", "USD", 0))
     return cash, dda, mirror
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from andchain.config import Settings
 from andchain.context import Context
-from andchain.ledger import Ledger, TransferFlags
+from andchain.ledger import TransferFlags
 from andchain.ops import OpStatus
 from andchain.ops.chain import ChainOpsHandler
 from andchain.reconcile import reconcile
@@ -17,6 +17,7 @@ from andchain.tokens.rules import Rules
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TokenService
 from tests.chains.conftest import start_node
+from tests.ledger.helpers import transfers_per_call
 from tests.tokens.conftest import settle
 
 
@@ -138,26 +139,11 @@ def test_a_batch_whose_final_step_fails_for_one_operation_completes_the_others(c
     assert (dda.balance_posted, dda.available) == (6_000, 5_000)  # four posted once, one still reserved
 
 
-def _posts_per_ledger_call(monkeypatch) -> list[int]:
-    """How many holds each ledger call posts, for the calls that post any."""
-    calls: list[int] = []
-    create = Ledger.create_transfers
-
-    def counted(self, specs, *, conn=None):
-        posts = sum(1 for spec in specs if spec.flags & TransferFlags.POST_PENDING)
-        if posts:
-            calls.append(posts)
-        return create(self, specs, conn=conn)
-
-    monkeypatch.setattr(Ledger, "create_transfers", counted)
-    return calls
-
-
 def test_the_final_steps_of_a_batch_are_booked_in_one_ledger_call(ctx, tokens, monkeypatch):
     acme = funded(tokens, "Acme", 10_000)
     tokens.mint(acme, "internal", 100, "allow-list-first")
     settle(ctx, tokens)
-    calls = _posts_per_ledger_call(monkeypatch)
+    calls = transfers_per_call(monkeypatch, TransferFlags.POST_PENDING)
     mints = [tokens.mint(acme, "internal", 1_000, f"mint-{i}") for i in range(1, 6)]
     settle(ctx, tokens)
     assert [tokens.ops.get(op.id).status for op in mints] == [OpStatus.SUCCEEDED] * 5
@@ -174,7 +160,7 @@ def test_a_batch_of_finals_with_an_operation_changed_meanwhile_is_written_one_by
     acme = funded(tokens, "Acme", 10_000)
     tokens.mint(acme, "internal", 100, "allow-list-first")
     settle(ctx, tokens)
-    calls = _posts_per_ledger_call(monkeypatch)
+    calls = transfers_per_call(monkeypatch, TransferFlags.POST_PENDING)
     commit = ChainOpsHandler._commit_finals
     touched: list[str] = []
 

@@ -167,21 +167,13 @@ def test_a_batch_of_requests_is_recorded_together_and_one_refused_item_makes_it_
     """The items of a batch go in together: their operations in one statement, their reservations in one
     ledger call. An item the ledger refuses rolls that back and the batch is recorded one by one: the
     refused item alone is refused, the others are recorded once."""
-    from andchain.ledger import Ledger, TransferFlags
+    from andchain.ledger import TransferFlags
+    from tests.ledger.helpers import transfers_per_call
 
     clients = [tokens.onboard(f"Together {n}").id for n in range(4)]
     for client in clients[:3]:
         tokens.deposit(client, 10_000, f"fund-{client}")
-    reservations: list[int] = []
-    create = Ledger.create_transfers
-
-    def counted(self, specs, *, conn=None):
-        pending = sum(1 for spec in specs if spec.flags & TransferFlags.PENDING)
-        if pending:
-            reservations.append(pending)
-        return create(self, specs, conn=conn)
-
-    monkeypatch.setattr(Ledger, "create_transfers", counted)
+    reservations = transfers_per_call(monkeypatch, TransferFlags.PENDING)
     first = tokens.requests.mint_batch([(c, "internal", 4_000, f"together-{c}") for c in clients[:3]])
     assert reservations == [3] and all(not isinstance(o, Exception) for o in first)
     reservations.clear()
