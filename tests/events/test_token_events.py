@@ -41,3 +41,35 @@ def test_a_payment_is_received_once_by_the_payee_and_the_worker_delivers_it(ctx,
     (request,) = receiver.delivered()
     assert Webhook(secret).verify(request.body, request.headers)["id"] == received[0].id
     assert [d.status for d in hooks.deliveries(globex_hook.id)] == ["succeeded"]
+
+
+def test_payments_final_in_one_round_are_each_received_once_after_their_operations_book_them(
+    ctx,  # noqa: F811
+    tokens: TokenService,  # noqa: F811
+    monkeypatch,
+):
+    """Several payments whose receipts the worker finds final together: their transfers are booked in one
+    ledger call with the operations' completions, and each payee receives its payment once."""
+    from tests.ledger.helpers import transfers_per_call
+
+    payer = tokens.onboard("Payroll Co").id
+    payees = [tokens.onboard(f"Employee {n}").id for n in range(4)]
+    tokens.deposit(payer, 100_000, reference="camt054-payroll")
+    tokens.mint(payer, "internal", 50_000, "payroll-mint")
+    settle(ctx, tokens)
+    for n, payee in enumerate(payees):  # every wallet allow-listed first: the payments then need one step each
+        tokens.pay(payer, payee, "internal", 1, f"first {n}", f"first-{n}")
+    settle(ctx, tokens)
+    booked = transfers_per_call(monkeypatch, lambda spec: spec.code == "token_transfer")
+    batch = tokens.requests.pay_batch(
+        [(payer, payee, "internal", 1_000 + n, f"salary {n}", f"salary-{n}") for n, payee in enumerate(payees)]
+    )
+    settle(ctx, tokens)
+    assert [tokens.ops.get(op.id).status.value for op in batch] == ["succeeded"] * 4
+    # The four payments' transfers in one call by the worker's finals, and in one by the listener's block
+    # range when it read them first (the second finds them booked: `exists`).
+    assert booked in ([4], [4, 4])
+    log = EventLog(ctx.engine)
+    for n, payee in enumerate(payees):
+        received = log.read(client_id=payee, types=type_filter(["payment.received"])).events
+        assert sorted(int(e.payload["amount_minor"]) for e in received) == [1, 1_000 + n]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from andchain.ledger import AccountFlags, AccountSpec, Ledger, Result, TransferFlags, TransferSpec
+from collections.abc import Callable
+
+from andchain.ledger import AccountFlags, AccountSpec, Ledger, Result, TransferSpec
 
 
 def open_accounts(ledger: Ledger, *specs: tuple[str, str, int]) -> list[int]:
@@ -29,16 +31,16 @@ def balances(ledger: Ledger, *ids: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def transfers_per_call(monkeypatch, flag: TransferFlags) -> list[int]:
-    """How many transfers with `flag` each ledger call made from now on creates, for the calls with any."""
+def transfers_per_call(monkeypatch, counted: Callable[[TransferSpec], object]) -> list[int]:
+    """How many transfers that `counted` picks each ledger call made from now on creates, for the calls with any."""
     calls: list[int] = []
     create = Ledger.create_transfers
 
-    def counted(self, specs, *, conn=None):
-        flagged = sum(1 for spec in specs if spec.flags & flag)
-        if flagged:
-            calls.append(flagged)
+    def counting(self, specs, *, conn=None):
+        picked = sum(1 for spec in specs if counted(spec))
+        if picked:
+            calls.append(picked)
         return create(self, specs, conn=conn)
 
-    monkeypatch.setattr(Ledger, "create_transfers", counted)
+    monkeypatch.setattr(Ledger, "create_transfers", counting)
     return calls

@@ -32,12 +32,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import DBAPIError
 
 from andchain.chains import schema as chain_schema
 from andchain.chains.client import Call, ChainClient, Receipt, SentTx, TxReverted
 from andchain.chains.rpc import RpcError
-from andchain.db import write_transaction
-from andchain.errors import DomainError, is_transient
+from andchain.db import lock_conflict, write_transaction
+from andchain.errors import DomainError, InvariantBroken, is_transient
 from andchain.ops import failpoints, holds, journal
 from andchain.ops.core import Operation, Operations, OpStatus
 from andchain.ops.journal import TxRecord
@@ -389,17 +390,23 @@ class ChainOpsHandler:
         transaction, each in a savepoint that a stale operation rolls back alone; on PostgreSQL each in a
         transaction of its own.
 
-        Together, every ledger row of the batch is locked in one ledger call, in one order (accounts by id),
-        after the operations' rows. A batch written together with one ledger call per final locked its
-        accounts one final at a time, and on PostgreSQL a request reserving its client's rows, the listener
-        and another worker met it in a deadlock (tests/tokens/test_requests_while_workers_run.py found it)."""
+        Together, every ledger row of the batch is locked in one ledger call, in one order (accounts by id).
+        A batch written together with one ledger call per final locked its accounts one final at a time, and
+        on PostgreSQL a request reserving its client's rows, the listener and another worker met it in a
+        deadlock (tests/tokens/test_requests_while_workers_run.py found it); the listener books a block
+        range's events in one ledger call for the same reason."""
         if len(finals) > 1:
             try:
                 with write_transaction(self.ops.engine) as conn:
                     self._write_finals_together(conn, finals)
                 return
-            except Exception as exc:
-                log.info("finals written one by one after %s: %s", type(exc).__name__, str(exc)[:300])
+            except (_Stale, DomainError, DBAPIError) as exc:
+                # An operation changed meanwhile, a refusal, a lock conflict: one by one tells which. A broken
+                # invariant, a bug or a database away is raised as it would be one by one.
+                if isinstance(exc, InvariantBroken) or (isinstance(exc, DBAPIError) and not lock_conflict(exc)):
+                    raise
+                level = logging.INFO if isinstance(exc, _Stale) else logging.WARNING
+                log.log(level, "finals written one by one after %s: %s", type(exc).__name__, str(exc)[:300])
         if self.ops.engine.dialect.name == "sqlite":
             # One writer at a time on SQLite (a write transaction takes the lock when it begins): no other
             # transaction can wait on this one's rows while holding rows it needs.
@@ -419,10 +426,10 @@ class ChainOpsHandler:
                 continue  # its operation changed meanwhile: nothing of this final was written
 
     def _write_finals_together(self, conn: Connection, finals: list[_Final]) -> None:
-        """Every final of a batch at a constant number of statements: the actions' bookings collected and
-        created in one ledger call, the operations changed in one statement per set of columns
-        (`update_many_if_current`), the journal rows marked final in one. Raises (the caller rolls back)
-        when any operation changed meanwhile or any booking is refused."""
+        """Every final of a batch at a constant number of statements, in the order one final is written: the
+        journal rows marked final in one, the actions' bookings collected and created in one ledger call,
+        the operations changed in one statement per set of columns (`update_many_if_current`). Raises
+        (the caller rolls back) when any operation changed meanwhile or any booking is refused."""
         changes: list[tuple[Operation, dict[str, Any]]] = []
         bookings: list[holds.Deferred] = []
         for final in finals:
@@ -435,10 +442,10 @@ class ChainOpsHandler:
                     change = dict(state=state, retry_in_us=0, reset_attempts=True, detail=final.detail)
             changes.append((final.op, change))
             bookings.extend(collected)
-        if any(updated is None for updated in self.ops.update_many_if_current(conn, changes)):
-            raise _Stale
         journal.mark_final_many(conn, [final.mark for final in finals], self.ops.clock())
         holds.flush(conn, bookings)
+        if any(updated is None for updated in self.ops.update_many_if_current(conn, changes)):
+            raise _Stale
 
     def _write_final(self, conn: Connection, final: _Final) -> None:
         """One final step; raises _Stale (the caller rolls back) when its operation changed meanwhile."""

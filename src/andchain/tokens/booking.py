@@ -32,7 +32,7 @@ from andchain.events import NewEvent, append
 from andchain.ledger import CreateResult, Ledger, Result, TransferSpec
 from andchain.money import format_minor
 from andchain.ops import journal
-from andchain.ops.holds import book, book_later
+from andchain.ops.holds import book, book_later, deferring, flush
 from andchain.tokens.clients import Clients
 from andchain.tokens.model import (
     BANK_SEIZED,
@@ -158,24 +158,28 @@ class Booking:
         self.book_events([event], conn)
 
     def book_events(self, events: list[ChainEvent], conn: Connection) -> None:
-        """`book_event` for each event in order, with one look-up for those booked already."""
+        """`book_event` for each event in order, with one look-up for those booked already and one ledger
+        call for the others (their ledger rows locked at once, in one order, as a worker's batch of final
+        steps locks its own)."""
         tids = [event_transfer_id(e.chain_id, e.tx_hash, e.ordinal, e.generation) for e in events]
         found = {t.id: t for t in self.ledger.lookup_transfers(tids, conn=conn)} if tids else {}
-        for event, tid in zip(events, tids, strict=True):
-            booked = found.get(tid)
-            if booked is not None and booked.amount == int(event.args.get("value", booked.amount)):
-                continue  # booked (and announced) by whoever booked it first; a different amount is refused below
-            self._book_new(event, conn)
+        with deferring() as bookings:
+            for event, tid in zip(events, tids, strict=True):
+                booked = found.get(tid)
+                if booked is not None and booked.amount == int(event.args.get("value", booked.amount)):
+                    continue  # booked (and announced) by whoever booked it first; another amount is refused below
+                self._book_new(event, conn)
+        flush(conn, bookings)
 
     def _book_new(self, event: ChainEvent, conn: Connection) -> None:
         specs = self.specs(event, conn)
-        results = book(
+        book_later(
             self.ledger,
             specs,
+            lambda results: self._announce([(event, specs)], results, conn),
             conn=conn,
             what=f"{event.name} {event.tx_hash}:{event.ordinal} on {event.network}",
         )
-        self._announce([(event, specs)], results, conn)
 
     def book_receipt(self, network: str, receipt: Receipt, conn: Connection) -> None:
         """Book every event of a final receipt (the listener books the same ids)."""
