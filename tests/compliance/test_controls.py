@@ -402,3 +402,64 @@ def test_audit_verify_finds_a_removed_entry_and_a_cut_tail_against_a_kept_head(e
     assert audit.verify(engine).ok  # a shorter chain is valid on its own...
     cut = audit.verify(engine, expect_head=(head.head_seq, head.head_hash))
     assert cut.problems == ("the log ends at entry 1, the head kept was entry 5: entries were removed",)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_movements_admitted_together_are_admitted_as_one_after_another(world, seed):
+    """`admit_many` against the same movements admitted one by one, for two twin pairs of parties: the same
+    refusal (the first movement over a limit, and nothing recorded), or the same movements, day totals and
+    alerts."""
+    import random
+
+    from andchain.compliance.service import Admission
+
+    clients, compliance, _ = world
+    compliance.cs.monitoring.velocity_count_max = 4
+    rng = random.Random(seed)
+    pairs = [(clients.onboard(f"Batched {n}").id, clients.onboard(f"Alone {n}").id) for n in range(2)]
+    for batched, alone in pairs:
+        for client in (batched, alone):
+            compliance.set_kyc(client, tier="basic", by="x")  # 10,000.00 a transfer, 25,000.00 a day
+    moves = [
+        (rng.randrange(2), rng.choice(["payment", "mint"]), rng.choice([100, 500_000, 900_000, 1_000_001]),
+         rng.choice(["out", "out", "in"]), rng.random() < 0.2)
+        for _ in range(rng.randrange(3, 12))
+    ]  # fmt: skip
+
+    def admission(side: int, n: int, move) -> Admission:
+        party, flow, amount, direction, unlimited = move
+        return Admission(pairs[party][side], flow, amount, f"{flow}:{n}", direction, limits=not unlimited)
+
+    def refusal(run) -> tuple[str, str] | None:
+        try:
+            run()
+        except DomainError as exc:
+            return exc.code, str(exc.details.get("limit"))
+        return None
+
+    def together() -> None:
+        with write_transaction(compliance.engine) as conn:
+            compliance.admit_many(conn, [admission(0, n, move) for n, move in enumerate(moves)])
+
+    def one_by_one() -> None:
+        with write_transaction(compliance.engine) as conn:
+            for n, move in enumerate(moves):
+                compliance.admit_many(conn, [admission(1, n, move)])
+
+    assert refusal(together) == refusal(one_by_one)
+
+    def recorded(side: int) -> list:
+        a = t.activity
+        with compliance.engine.connect() as conn:
+            rows = conn.execute(select(a.c.client_id, a.c.flow, a.c.direction, a.c.amount_usd_minor, a.c.ref)).all()
+        names = {pair[side]: n for n, pair in enumerate(pairs)}
+        return sorted((names[r[0]], *r[1:]) for r in rows if r[0] in names)
+
+    assert recorded(0) == recorded(1)
+    for batched, alone in pairs:
+        assert day_totals(compliance, batched) == day_totals(compliance, alone)
+        raised = [
+            [(a.rule, a.details) for a in alerts(compliance) if a.client_id == client] for client in (batched, alone)
+        ]
+        assert raised[0] == raised[1]
+    assert any(recorded(0)) or refusal(together) is not None

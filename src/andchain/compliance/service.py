@@ -21,13 +21,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.compliance import audit
@@ -119,6 +119,19 @@ class _Window:
     cash_today: int
     in_window: int
     day_recorded: bool = False  # the party has a totals row for the day
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One movement to admit (`ComplianceService.admit`'s arguments)."""
+
+    client_id: str
+    flow: str
+    amount_usd_minor: int | None
+    ref: str
+    direction: str = "out"
+    cash: bool = False
+    limits: bool = True
 
 
 @dataclass(frozen=True)
@@ -689,74 +702,151 @@ class Compliance:
     ) -> None:
         """Inside the flow's transaction: the party may move value, within its tier's limits; the movement
         is recorded and monitored. `amount_usd_minor` None: worth unknown (counted as zero)."""
-        _lock(conn, f"compliance-party:{client_id}")
-        party = self.ensure_party(conn, client_id)
-        if direction == "out":
-            self.check_party(party, flow)  # what arrives for a frozen or pending party is held, not refused
-        amount = amount_usd_minor or 0
+        self.admit_many(conn, [Admission(client_id, flow, amount_usd_minor, ref, direction, cash, limits)])
+
+    def admit_many(self, conn: Connection, admissions: Sequence[Admission]) -> None:
+        """`admit` for several movements, in order, as if admitted one after another in this transaction
+        (each counts against the limits of those before it), at a constant number of statements: the
+        parties, their day's totals, their movements in the velocity window and their latest movement read
+        once for all, the movements recorded in one statement. A refusal raises before anything is
+        written. Cash movements are admitted one at a time: the structuring rule counts their rows."""
+        if len(admissions) > 1 and any(a.cash for a in admissions):
+            for admission in admissions:
+                self.admit_many(conn, [admission])
+            return
+        if not admissions:
+            return
+        clients = sorted({a.client_id for a in admissions})
+        self.lock(conn, clients)
+        parties = self._parties(conn, clients)
         now = self.clock()
         day = now // DAY_US
-        window = self._window(conn, client_id, now, day)
-        if direction == "out" and limits:
-            per_transfer, per_day = self.tier_limits(party.tier)
-            if amount > per_transfer:
-                raise ComplianceRefused(
-                    f"{flow} of {_usd(amount)} exceeds the {party.tier} tier's limit of {_usd(per_transfer)} per "
-                    "transfer",
-                    code="limit_exceeded",
-                    limit="per_transfer",
-                )
-            spent = window.out_today
-            if spent + amount > per_day:
-                raise ComplianceRefused(
-                    f"{flow} of {_usd(amount)} would bring today's movements to {_usd(spent + amount)}, over the "
-                    f"{party.tier} tier's limit of {_usd(per_day)} a day",
-                    code="limit_exceeded",
-                    limit="per_day",
-                )
-        previous = conn.execute(
-            select(func.max(t.activity.c.at_us)).where(t.activity.c.client_id == client_id)
-        ).scalar()
-        conn.execute(
-            t.activity.insert().values(
-                client_id=client_id,
-                flow=flow,
-                direction=direction,
-                cash=cash,
-                amount_usd_minor=amount,
-                ref=ref[:200],
-                at_us=now,
+        first = self._windows(conn, clients, now, day)
+        windows, previous = dict(first), self._latest(conn, clients)
+        seen: list[tuple[Admission, Activity, int | None, _Window]] = []
+        for admission in admissions:
+            client_id, flow = admission.client_id, admission.flow
+            if admission.direction == "out":
+                self.check_party(parties[client_id], flow)  # what arrives for a frozen or pending party is held
+            amount = admission.amount_usd_minor or 0
+            window = windows[client_id]
+            if admission.direction == "out" and admission.limits:
+                tier = parties[client_id].tier
+                per_transfer, per_day = self.tier_limits(tier)
+                if amount > per_transfer:
+                    raise ComplianceRefused(
+                        f"{flow} of {_usd(amount)} exceeds the {tier} tier's limit of {_usd(per_transfer)} per "
+                        "transfer",
+                        code="limit_exceeded",
+                        limit="per_transfer",
+                    )
+                spent = window.out_today
+                if spent + amount > per_day:
+                    raise ComplianceRefused(
+                        f"{flow} of {_usd(amount)} would bring today's movements to {_usd(spent + amount)}, over "
+                        f"the {tier} tier's limit of {_usd(per_day)} a day",
+                        code="limit_exceeded",
+                        limit="per_day",
+                    )
+            seen.append((admission, Activity(flow, admission.direction, admission.cash, amount, now),
+                         previous.get(client_id), window))  # fmt: skip
+            out = amount if admission.direction == "out" else 0
+            windows[client_id] = _Window(
+                window.out_today + out,
+                window.cash_today + (amount if admission.cash else 0),
+                window.in_window + 1,
+                window.day_recorded,
             )
-        )
-        self._add_to_day(conn, client_id, day, window, amount if direction == "out" else 0, amount if cash else 0)
-        self._monitor(conn, client_id, Activity(flow, direction, cash, amount, now), previous, window, ref)
+            previous[client_id] = now
+        conn.execute(
+            t.activity.insert(),
+            [
+                {"client_id": a.client_id, "flow": a.flow, "direction": a.direction, "cash": a.cash,
+                 "amount_usd_minor": act.amount_usd_minor, "ref": a.ref[:200], "at_us": now}
+                for a, act, _, _ in seen
+            ],
+        )  # fmt: skip
+        self._add_to_days(conn, day, first, windows)
+        for admission, activity, before, window in seen:
+            self._monitor(conn, admission.client_id, activity, before, window, admission.ref)
 
-    def _window(self, conn: Connection, client_id: str, now: int, day: int) -> _Window:
-        """The party's figures before this movement: what left it today and its cash today (its totals row
-        for the day, one look-up), and how many movements in the velocity window (a count over that
-        window's rows of its index)."""
+    def _parties(self, conn: Connection, clients: list[str]) -> dict[str, Party]:
+        """The parties of these clients, each created as `ensure_party` does when missing."""
+        rows = conn.execute(select(t.parties).where(t.parties.c.client_id.in_(clients))).all()
+        found = {row.client_id: _party_of(row) for row in rows}
+        for client_id in clients:
+            if client_id not in found:
+                found[client_id] = self.ensure_party(conn, client_id)
+        return found
+
+    def _latest(self, conn: Connection, clients: list[str]) -> dict[str, int | None]:
+        """When each party last moved value (None: never)."""
+        a = t.activity
+        rows = conn.execute(
+            select(a.c.client_id, func.max(a.c.at_us)).where(a.c.client_id.in_(clients)).group_by(a.c.client_id)
+        ).all()
+        return {row[0]: None if row[1] is None else int(row[1]) for row in rows}
+
+    def _windows(self, conn: Connection, clients: list[str], now: int, day: int) -> dict[str, _Window]:
+        """Each party's figures before these movements: what left it today and its cash today (its totals
+        row for the day), and how many movements in the velocity window (a count over that window's rows
+        of its index)."""
         d, a = t.party_days, t.activity
-        totals = conn.execute(
-            select(d.c.out_usd_minor, d.c.cash_usd_minor).where(d.c.client_id == client_id, d.c.day == day)
-        ).first()
+        totals = {
+            row[0]: (int(row[1]), int(row[2]))
+            for row in conn.execute(
+                select(d.c.client_id, d.c.out_usd_minor, d.c.cash_usd_minor).where(
+                    d.c.client_id.in_(clients), d.c.day == day
+                )
+            )
+        }
         window_start = now - self.cs.monitoring.velocity_window_s * 1_000_000
-        in_window = conn.execute(
-            select(func.count()).where(a.c.client_id == client_id, a.c.at_us >= window_start)
-        ).scalar()
-        if totals is None:
-            return _Window(0, 0, int(in_window or 0))
-        return _Window(int(totals[0]), int(totals[1]), int(in_window or 0), day_recorded=True)
+        counts = {
+            row[0]: int(row[1] or 0)
+            for row in conn.execute(
+                select(a.c.client_id, func.count())
+                .where(a.c.client_id.in_(clients), a.c.at_us >= window_start)
+                .group_by(a.c.client_id)
+            )
+        }
+        windows = {}
+        for client_id in clients:
+            if client_id in totals:
+                out, cash = totals[client_id]
+                windows[client_id] = _Window(out, cash, counts.get(client_id, 0), day_recorded=True)
+            else:
+                windows[client_id] = _Window(0, 0, counts.get(client_id, 0))
+        return windows
 
-    def _add_to_day(self, conn: Connection, client_id: str, day: int, window: _Window, out: int, cash: int) -> None:
-        """The movement in the party's totals of the day (under the party's lock, taken by `admit`)."""
-        if not out and not cash:
-            return
+    def _add_to_days(self, conn: Connection, day: int, before: dict[str, _Window], after: dict[str, _Window]) -> None:
+        """The movements in the parties' totals of the day (under the parties' locks, taken by `admit_many`):
+        a row changed or added for each party whose totals moved."""
         d = t.party_days
-        values = {"out_usd_minor": window.out_today + out, "cash_usd_minor": window.cash_today + cash}
-        if window.day_recorded:
-            conn.execute(update(d).where(d.c.client_id == client_id, d.c.day == day).values(**values))
-        else:
-            conn.execute(d.insert().values(client_id=client_id, day=day, **values))
+        changed, added = [], []
+        for client_id, was in before.items():
+            now = after[client_id]
+            if (now.out_today, now.cash_today) == (was.out_today, was.cash_today):
+                continue
+            if was.day_recorded:
+                changed.append({"_client_id": client_id, "_out": now.out_today, "_cash": now.cash_today})
+            else:
+                added.append(
+                    {
+                        "client_id": client_id,
+                        "day": day,
+                        "out_usd_minor": now.out_today,
+                        "cash_usd_minor": now.cash_today,
+                    }
+                )
+        if changed:
+            conn.execute(
+                update(d)
+                .where(d.c.client_id == bindparam("_client_id"), d.c.day == day)
+                .values(out_usd_minor=bindparam("_out"), cash_usd_minor=bindparam("_cash")),
+                changed,
+            )
+        if added:
+            conn.execute(d.insert(), added)
 
     # ------------------------------------------------------------- monitoring
 

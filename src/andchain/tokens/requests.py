@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from andchain.chains.client import ChainClient
 from andchain.chains.contracts import encode_memo
+from andchain.compliance.service import Admission, Compliance
 from andchain.config import Settings
 from andchain.db import lock_conflict, write_transaction
 from andchain.errors import DomainError
@@ -56,6 +57,30 @@ DVP_TTL_MAX_S = 30 * 86_400
 BATCH_MAX = 1000
 # How many times a batch is recorded when PostgreSQL refuses its transaction for a lock conflict.
 BATCH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _Admit:
+    """What a request admits in its operation's transaction: its parties' movements (compliance), then the
+    caller's other steps there."""
+
+    compliance: Compliance
+    admissions: tuple[Admission, ...]
+    also: tuple[Callable[[Connection], None], ...] = ()
+
+    def __call__(self, conn: Connection) -> None:
+        self.compliance.admit_many(conn, self.admissions)
+        for step in self.also:
+            step(conn)
+
+    @staticmethod
+    def all(conn: Connection, admits: list[_Admit]) -> None:
+        """Several requests' admissions, in order, at once; then their other steps, in order."""
+        if admits:
+            admits[0].compliance.admit_many(conn, [a for admit in admits for a in admit.admissions])
+        for admit in admits:
+            for step in admit.also:
+                step(conn)
 
 
 class _OneByOne(Exception):
@@ -152,17 +177,16 @@ class Requests:
         amount_minor: int,
         key: str,
         *also: Callable[[Connection], None] | None,
-    ) -> Callable[[Connection], None]:
+        payee: str | None = None,
+    ) -> _Admit:
         """What a request checks and records in its operation's transaction: the party's KYC, freeze and
-        tier limits (compliance), then whatever else the caller runs there."""
-
-        def before(conn: Connection) -> None:
-            self.clients.compliance.admit(conn, client_id, flow, amount_minor, f"{flow}:{key}")
-            for step in also:
-                if step is not None:
-                    step(conn)
-
-        return before
+        tier limits (compliance; and what arrives for the payee of a payment), then whatever else the
+        caller runs there."""
+        ref = f"{flow}:{key}"
+        admissions = [Admission(client_id, flow, amount_minor, ref)]
+        if payee is not None:
+            admissions.append(Admission(payee, flow, amount_minor, ref, direction="in", limits=False))
+        return _Admit(self.clients.compliance, tuple(admissions), tuple(step for step in also if step is not None))
 
     def _replay(self, kind: str, key: str, request: dict[str, Any]) -> Operation | None:
         return self.ops.replay(kind, key, request)
@@ -308,9 +332,14 @@ class Requests:
                 created = self.ops.create_many(conn, new)
                 if created is None:
                     raise _OneByOne
+                admits = [p.admit for _, p in ready]
+                if all(isinstance(admit, _Admit) for admit in admits):  # the parties' movements together
+                    _Admit.all(conn, [admit for admit in admits if isinstance(admit, _Admit)])
+                else:
+                    for admit in admits:
+                        admit(conn)
                 with holds.deferring() as reservations:
                     for (_, p), op in zip(ready, created, strict=True):
-                        p.admit(conn)
                         if p.reserve is not None:
                             p.reserve(op, conn)
                 holds.flush(conn, reservations)
@@ -429,10 +458,7 @@ class Requests:
         self.clients.holder_accounts(network, target)
         payload = {**request, "sender": source, "receiver": target}
 
-        def received(conn: Connection) -> None:
-            compliance.admit(conn, payee.id, "payment", amount_minor, f"payment:{key}", direction="in", limits=False)
-
-        admit = self._admit(payer.id, "payment", amount_minor, key, received, before)
+        admit = self._admit(payer.id, "payment", amount_minor, key, before, payee=payee.id)
         _spend(spent, network, source, earlier + amount_minor)
         return _Prepared("pay", key, request, payload, network, (payer.id, payee.id), admit)
 
