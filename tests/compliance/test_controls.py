@@ -404,62 +404,114 @@ def test_audit_verify_finds_a_removed_entry_and_a_cut_tail_against_a_kept_head(e
     assert cut.problems == ("the log ends at entry 1, the head kept was entry 5: entries were removed",)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_movements_admitted_together_are_admitted_as_one_after_another(world, seed):
-    """`admit_many` against the same movements admitted one by one, for two twin pairs of parties: the same
-    refusal (the first movement over a limit, and nothing recorded), or the same movements, day totals and
-    alerts."""
-    import random
+def _twins(clients, compliance, n: int) -> list[tuple[str, str]]:
+    """`n` pairs of parties at the basic tier (10,000.00 a transfer, 25,000.00 a day): the first of each pair
+    admitted together, the second one movement after another."""
+    pairs = [(clients.onboard(f"Together {i}").id, clients.onboard(f"Alone {i}").id) for i in range(n)]
+    for pair in pairs:
+        for client in pair:
+            compliance.set_kyc(client, tier="basic", by="x")
+    return pairs
 
+
+def _admit_both(compliance, pairs, moves) -> list[str | None]:
+    """The moves (party index, flow, amount, direction, limits) admitted together for the first of each pair
+    and one after another for the second, each side in one transaction; each side's refusal, if any."""
     from andchain.compliance.service import Admission
 
+    def admissions(side: int) -> list[Admission]:
+        return [
+            Admission(pairs[party][side], flow, amount, f"{flow}:{n}", direction, limits=limits)
+            for n, (party, flow, amount, direction, limits) in enumerate(moves)
+        ]
+
+    refusals: list[str | None] = []
+    for side, together in ((0, True), (1, False)):
+        try:
+            with write_transaction(compliance.engine) as conn:
+                if together:
+                    compliance.admit_many(conn, admissions(side))
+                else:
+                    for one in admissions(side):
+                        compliance.admit(conn, one.client_id, one.flow, one.amount_usd_minor, one.ref,
+                                         direction=one.direction, limits=one.limits)  # fmt: skip
+        except DomainError as exc:
+            refusals.append(f"{exc.code} {exc.details.get('limit')}: {exc}")
+        else:
+            refusals.append(None)
+    return refusals
+
+
+def _recorded(compliance, pairs, side: int) -> list:
+    a = t.activity
+    names = {pair[side]: n for n, pair in enumerate(pairs)}
+    with compliance.engine.connect() as conn:
+        rows = conn.execute(select(a.c.client_id, a.c.flow, a.c.direction, a.c.amount_usd_minor, a.c.ref)).all()
+    return sorted((names[r[0]], *r[1:]) for r in rows if r[0] in names)
+
+
+def test_movements_admitted_together_are_refused_at_the_first_over_a_limit_as_one_after_another(world):
+    clients, compliance, _ = world
+    pairs = _twins(clients, compliance, 2)
+    for pair in pairs:  # the day's totals row exists before the batch
+        for client in pair:
+            admit(compliance, client, "payment", 1_000_000, "earlier")
+    moves = [
+        (0, "payment", 900_000, "out", True),
+        (1, "deposit", 5_000_000, "in", False),  # what arrives is not limited
+        (0, "mint", 600_000, "out", True),  # the day's room exactly: 25,000.00
+        (1, "payment", 1_000_000, "out", True),
+        (0, "payment", 1, "out", True),  # one cent over the day: refused, and the whole batch with it
+    ]
+    together, alone = _admit_both(compliance, pairs, moves)
+    assert together == alone and together is not None
+    assert together.startswith("limit_exceeded per_day: payment of 0.01 would bring today's movements to 25000.01")
+    assert (
+        _recorded(compliance, pairs, 0)
+        == _recorded(compliance, pairs, 1)
+        == [
+            (0, "payment", "out", 1_000_000, "earlier"),
+            (1, "payment", "out", 1_000_000, "earlier"),
+        ]
+    )
+    assert [day_totals(compliance, c) for c in pairs[0]] == [[(1_000_000, 0)]] * 2
+
+    per_transfer = [(1, "payment", 100, "out", True), (0, "payment", 1_000_001, "out", True)]
+    together, alone = _admit_both(compliance, pairs, per_transfer)
+    assert together == alone and together is not None and together.startswith("limit_exceeded per_transfer")
+
+
+def test_movements_admitted_together_record_totals_and_alerts_as_one_after_another(world, clock):
     clients, compliance, _ = world
     compliance.cs.monitoring.velocity_count_max = 4
-    rng = random.Random(seed)
-    pairs = [(clients.onboard(f"Batched {n}").id, clients.onboard(f"Alone {n}").id) for n in range(2)]
-    for batched, alone in pairs:
-        for client in (batched, alone):
-            compliance.set_kyc(client, tier="basic", by="x")  # 10,000.00 a transfer, 25,000.00 a day
+    pairs = _twins(clients, compliance, 2)
+    for pair in pairs:
+        admit(compliance, pair[0], "payment", 500, "long ago")
+        admit(compliance, pair[1], "payment", 500, "long ago")
+    clock.advance(181 * DAY_S)
+    ghosts = (f"ghost-together-{clock()}", f"ghost-alone-{clock()}")  # no party yet: made as it is admitted
+    pairs.append(ghosts)
     moves = [
-        (rng.randrange(2), rng.choice(["payment", "mint"]), rng.choice([100, 500_000, 900_000, 1_000_001]),
-         rng.choice(["out", "out", "in"]), rng.random() < 0.2)
-        for _ in range(rng.randrange(3, 12))
-    ]  # fmt: skip
-
-    def admission(side: int, n: int, move) -> Admission:
-        party, flow, amount, direction, unlimited = move
-        return Admission(pairs[party][side], flow, amount, f"{flow}:{n}", direction, limits=not unlimited)
-
-    def refusal(run) -> tuple[str, str] | None:
-        try:
-            run()
-        except DomainError as exc:
-            return exc.code, str(exc.details.get("limit"))
-        return None
-
-    def together() -> None:
-        with write_transaction(compliance.engine) as conn:
-            compliance.admit_many(conn, [admission(0, n, move) for n, move in enumerate(moves)])
-
-    def one_by_one() -> None:
-        with write_transaction(compliance.engine) as conn:
-            for n, move in enumerate(moves):
-                compliance.admit_many(conn, [admission(1, n, move)])
-
-    assert refusal(together) == refusal(one_by_one)
-
-    def recorded(side: int) -> list:
-        a = t.activity
-        with compliance.engine.connect() as conn:
-            rows = conn.execute(select(a.c.client_id, a.c.flow, a.c.direction, a.c.amount_usd_minor, a.c.ref)).all()
-        names = {pair[side]: n for n, pair in enumerate(pairs)}
-        return sorted((names[r[0]], *r[1:]) for r in rows if r[0] in names)
-
-    assert recorded(0) == recorded(1)
-    for batched, alone in pairs:
-        assert day_totals(compliance, batched) == day_totals(compliance, alone)
+        (0, "payment", 100, "out", True),
+        (1, "payment", 2_000, "out", True),
+        (0, "mint", 200, "out", True),
+        (2, "deposit", None, "in", False),
+        (0, "payment", 300, "out", True),
+        (1, "deposit", 7_000, "in", False),
+        (0, "payment", 400, "out", True),
+        (0, "payment", 500, "out", True),  # the fifth of party 0 in the window: velocity
+    ]
+    assert _admit_both(compliance, pairs, moves) == [None, None]
+    assert _recorded(compliance, pairs, 0) == _recorded(compliance, pairs, 1)
+    assert len(_recorded(compliance, pairs, 0)) == 2 + len(moves)
+    for together, alone in pairs:
+        assert day_totals(compliance, together) == day_totals(compliance, alone)
         raised = [
-            [(a.rule, a.details) for a in alerts(compliance) if a.client_id == client] for client in (batched, alone)
+            sorted((a.rule, str(a.details)) for a in alerts(compliance) if a.client_id == c) for c in (together, alone)
         ]
         assert raised[0] == raised[1]
-    assert any(recorded(0)) or refusal(together) is not None
+    assert day_totals(compliance, pairs[0][0]) == [(500, 0), (1_500, 0)]
+    assert day_totals(compliance, pairs[1][0]) == [(500, 0), (2_000, 0)]
+    mine = {a.rule: a.details for a in alerts(compliance) if a.client_id == pairs[0][0]}
+    assert mine["velocity"]["transactions"] == 5 and mine["dormant_reactivation"]["idle_days"] == 181
+    assert compliance.party(ghosts[0]).tier == compliance.party(ghosts[1]).tier

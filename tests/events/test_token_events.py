@@ -69,7 +69,22 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
     # The four payments' transfers in one call by the worker's finals, and in one by the listener's block
     # range when it read them first (the second finds them booked: `exists`).
     assert booked in ([4], [4, 4])
+
+    # The payer's wallet pays by itself on chain, outside any operation: the listener books what it reads of a
+    # block range in one ledger call, and announces each payment once.
+    from andchain.chains.client import Call
+    from andchain.tokens.service import TOKEN_ABI
+
+    booked.clear()
+    chain, token = tokens.chain("internal"), tokens.token_address("internal")
+    source = tokens.wallet(payer, "internal").address
+    targets = [tokens.wallet(payee, "internal").address for payee in payees]
+    chain.transact_many(
+        source, [Call(token, TOKEN_ABI.encode_call("transfer", t, 7 + n)) for n, t in enumerate(targets)]
+    )
+    settle(ctx, tokens)
+    assert booked == [4]
     log = EventLog(ctx.engine)
     for n, payee in enumerate(payees):
         received = log.read(client_id=payee, types=type_filter(["payment.received"])).events
-        assert sorted(int(e.payload["amount_minor"]) for e in received) == [1, 1_000 + n]
+        assert sorted(int(e.payload["amount_minor"]) for e in received) == [1, 7 + n, 1_000 + n]

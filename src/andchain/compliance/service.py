@@ -150,6 +150,11 @@ def _lock(conn: Connection, key: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big", signed=True)})
 
 
+def _chunks(clients: list[str], size: int = 500) -> list[list[str]]:
+    """The parties of a batch in lists short enough for one statement's parameters on any SQLite."""
+    return [clients[start : start + size] for start in range(0, len(clients), size)]
+
+
 def _party_of(row: Any) -> Party:
     return Party(row.client_id, row.kyc_status, row.tier, row.country, row.frozen_order, int(row.updated_at_us))
 
@@ -711,6 +716,7 @@ class Compliance:
         once for all, the movements recorded in one statement. A refusal raises before anything is
         written. Cash movements are admitted one at a time: the structuring rule counts their rows."""
         if len(admissions) > 1 and any(a.cash for a in admissions):
+            self.lock(conn, [a.client_id for a in admissions])  # every party's lock first, in one order
             for admission in admissions:
                 self.admit_many(conn, [admission])
             return
@@ -772,20 +778,26 @@ class Compliance:
 
     def _parties(self, conn: Connection, clients: list[str]) -> dict[str, Party]:
         """The parties of these clients, each created as `ensure_party` does when missing."""
-        rows = conn.execute(select(t.parties).where(t.parties.c.client_id.in_(clients))).all()
-        found = {row.client_id: _party_of(row) for row in rows}
+        found = {
+            row.client_id: _party_of(row)
+            for chunk in _chunks(clients)
+            for row in conn.execute(select(t.parties).where(t.parties.c.client_id.in_(chunk)))
+        }
         for client_id in clients:
             if client_id not in found:
                 found[client_id] = self.ensure_party(conn, client_id)
         return found
 
     def _latest(self, conn: Connection, clients: list[str]) -> dict[str, int | None]:
-        """When each party last moved value (None: never)."""
-        a = t.activity
-        rows = conn.execute(
-            select(a.c.client_id, func.max(a.c.at_us)).where(a.c.client_id.in_(clients)).group_by(a.c.client_id)
-        ).all()
-        return {row[0]: None if row[1] is None else int(row[1]) for row in rows}
+        """When each party last moved value (None: never): one look-up of its index each, never a scan of
+        its history (the parties exist: `_parties` made them)."""
+        p, a = t.parties, t.activity
+        latest = select(func.max(a.c.at_us)).where(a.c.client_id == p.c.client_id).scalar_subquery()
+        return {
+            row[0]: None if row[1] is None else int(row[1])
+            for chunk in _chunks(clients)
+            for row in conn.execute(select(p.c.client_id, latest).where(p.c.client_id.in_(chunk)))
+        }
 
     def _windows(self, conn: Connection, clients: list[str], now: int, day: int) -> dict[str, _Window]:
         """Each party's figures before these movements: what left it today and its cash today (its totals
@@ -794,18 +806,20 @@ class Compliance:
         d, a = t.party_days, t.activity
         totals = {
             row[0]: (int(row[1]), int(row[2]))
+            for chunk in _chunks(clients)
             for row in conn.execute(
                 select(d.c.client_id, d.c.out_usd_minor, d.c.cash_usd_minor).where(
-                    d.c.client_id.in_(clients), d.c.day == day
+                    d.c.client_id.in_(chunk), d.c.day == day
                 )
             )
         }
         window_start = now - self.cs.monitoring.velocity_window_s * 1_000_000
         counts = {
             row[0]: int(row[1] or 0)
+            for chunk in _chunks(clients)
             for row in conn.execute(
                 select(a.c.client_id, func.count())
-                .where(a.c.client_id.in_(clients), a.c.at_us >= window_start)
+                .where(a.c.client_id.in_(chunk), a.c.at_us >= window_start)
                 .group_by(a.c.client_id)
             )
         }
