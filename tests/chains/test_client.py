@@ -274,9 +274,9 @@ def test_the_static_log_decoder_matches_eth_abi(data):
     }
 
     def word(typ: str):
-        fits = fitting.get(typ) or (
-            st.binary(min_size=32, max_size=32)
-            if typ == "bytes32"
+        fits = (
+            fitting[typ]
+            if typ in fitting
             else st.integers(0, 2 ** int(typ[4:]) - 1).map(lambda v: v.to_bytes(32, "big"))
             if typ.startswith("uint")
             else st.binary(min_size=32, max_size=32)

@@ -48,7 +48,7 @@ def upgrade() -> None:
         ).where(activity.c.at_us >= since)
     )
     for row in rows:
-        client_id, direction, cash, amount, at_us = row.tuple()
+        client_id, direction, cash, amount, at_us = row
         day = totals.setdefault((str(client_id), int(str(at_us)) // DAY_US), [0, 0])
         value = decode_amount(amount)  # exact: text digits on SQLite, NUMERIC on PostgreSQL
         if direction == "out":
