@@ -247,6 +247,12 @@ class Compliance:
         return _party_of(row)
 
     def party(self, client_id: str) -> Party:
+        """The party of a client, read (a read takes no writer's turn: a payment's checks read its payee's at
+        each request); created, in a write transaction, only when missing."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.parties).where(t.parties.c.client_id == client_id)).first()
+        if row is not None:
+            return _party_of(row)
         with write_transaction(self.engine) as conn:
             return self.ensure_party(conn, client_id)
 
