@@ -515,3 +515,19 @@ def test_movements_admitted_together_record_totals_and_alerts_as_one_after_anoth
     mine = {a.rule: a.details for a in alerts(compliance) if a.client_id == pairs[0][0]}
     assert mine["velocity"]["transactions"] == 5 and mine["dormant_reactivation"]["idle_days"] == 181
     assert compliance.party(ghosts[0]).tier == compliance.party(ghosts[1]).tier
+
+
+def test_a_party_is_read_without_a_write_and_made_once_when_missing(world, monkeypatch):
+    _, compliance, _ = world
+    made = compliance.party("no-party-yet")  # missing: made with the onboarding status and default tier
+    assert (made.kyc_status, made.tier, made.frozen) == ("approved", "standard", False)
+    import andchain.compliance.service as service
+
+    def no_write(*args, **kwargs):
+        raise AssertionError("reading a party that exists took a write transaction")
+
+    monkeypatch.setattr(service, "write_transaction", no_write)
+    assert compliance.party("no-party-yet") == made
+    with compliance.engine.connect() as conn:
+        rows = conn.execute(select(func.count()).where(t.parties.c.client_id == "no-party-yet")).scalar_one()
+    assert rows == 1
