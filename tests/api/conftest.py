@@ -40,7 +40,10 @@ def make_client(engine, clock, tmp_path) -> Iterator[Callable[..., TestClient]]:
             (None: no key at all)."""
             url = str(engine.url.render_as_string(hide_password=False))
             api = {"allowed_hosts": ["testserver"], **api}
-            ctx = Context(Settings(data_dir=tmp_path, database_url=url, api=api), clock=clock)
+            # A test keystore's keys cost a light scrypt each: the first request that opens the bank's keys
+            # (a lawful order, a mint) would otherwise spend seconds deriving them.
+            keystore = {"passphrase": "test-only-passphrase", "scrypt_n": 1024}
+            ctx = Context(Settings(data_dir=tmp_path, database_url=url, api=api, keystore=keystore), clock=clock)
             ctx.__dict__["engine"] = engine
             app = create_app(ctx, limits=limits) if limits is not None else create_app(ctx)
             http = stack.enter_context(TestClient(app, raise_server_exceptions=False))
