@@ -38,7 +38,7 @@ from andchain.chains import schema as chain_schema
 from andchain.chains.client import Call, ChainClient, Receipt, SentTx, TxReverted
 from andchain.chains.rpc import RpcError
 from andchain.db import lock_conflict, write_transaction
-from andchain.errors import DomainError, InvariantBroken, is_transient
+from andchain.errors import DomainError, is_transient
 from andchain.ops import failpoints, holds, journal
 from andchain.ops.core import Operation, Operations, OpStatus
 from andchain.ops.journal import TxRecord
@@ -402,8 +402,9 @@ class ChainOpsHandler:
                 return
             except (_Stale, DomainError, DBAPIError) as exc:
                 # An operation changed meanwhile, a refusal, a lock conflict: one by one tells which. A broken
-                # invariant, a bug or a database away is raised as it would be one by one.
-                if isinstance(exc, InvariantBroken) or (isinstance(exc, DBAPIError) and not lock_conflict(exc)):
+                # invariant (an AssertionError, not caught here), a bug or a database away is raised as it
+                # would be one by one.
+                if isinstance(exc, DBAPIError) and not lock_conflict(exc):
                     raise
                 level = logging.INFO if isinstance(exc, _Stale) else logging.WARNING
                 log.log(level, "finals written one by one after %s: %s", type(exc).__name__, str(exc)[:300])
