@@ -27,6 +27,7 @@ from sqlalchemy import select
 from andchain.chains import schema as chain_schema
 from andchain.chains.client import Call, ChainClient
 from andchain.chains.contracts import permit_digest
+from andchain.chains.rpc import Rpc
 from andchain.context import Context
 from andchain.reconcile import reconcile
 from andchain.tokens.model import DEPOSIT_TOKEN, DVP, TOKENS, holder_account
@@ -34,6 +35,8 @@ from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import DVP_ABI, TOKEN_ABI, TokenService
 from tests.chains.conftest import start_public_node
+
+MINE_CHUNK = 200  # blocks an `anvil_mine` call mines at most
 
 DEPOSIT = TOKENS[DEPOSIT_TOKEN]
 OTHER_NETWORKS = ("INTERNAL", "ETHEREUM", "TEMPO", "SWIFT")
@@ -146,6 +149,16 @@ class PublicWorld:
             self.service.deposit(client, tokens, f"fund-{name}")
             self.service.mint(client, "base", tokens, f"mint-{name}")
         return client, Outsider(self.chain, account)
+
+    def mine(self, blocks: int) -> None:
+        """Mine `blocks` empty blocks in bounded calls. Mining slows as the chain grows (seconds for a thousand
+        on a busy machine), and a retried `anvil_mine` would mine twice: so no retries, a long timeout."""
+        rpc = Rpc(self.chain.rpc.url, name="mine", timeout_s=120.0, retries_max=0)
+        try:
+            for start in range(0, blocks, MINE_CHUNK):
+                rpc.call("anvil_mine", [hex(min(MINE_CHUNK, blocks - start))])
+        finally:
+            rpc.close()
 
     def settle(self) -> None:
         """Make every block so far final, then run the worker until it is idle; it must not fail anywhere."""

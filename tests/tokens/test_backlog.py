@@ -35,11 +35,11 @@ def test_the_worker_until_idle_reads_a_backlog_longer_than_one_log_range_and_sto
     stranger = public.outsider()
 
     # No worker runs while 2,500 blocks go by, a few token events among them.
-    chain.rpc.call("anvil_mine", [hex(1_000)])
+    public.mine(1_000)
     holder.token(service, "transfer", stranger.address, 1_000)
-    chain.rpc.call("anvil_mine", [hex(1_200)])
+    public.mine(1_200)
     stranger.token(service, "transfer", holder.address, 250)
-    chain.rpc.call("anvil_mine", [hex(BACKLOG_BLOCKS - 2_200)])
+    public.mine(BACKLOG_BLOCKS - 2_200)
     head = chain.block_number()
     assert head - start > RANGE_MAX
     assert (public.mirror(holder.address), public.mirror(stranger.address)) == (10_000, 0)
@@ -58,7 +58,7 @@ def test_a_listener_lease_left_by_a_dead_worker_does_not_pass_for_caught_up(publ
     public.settle()
     stranger = public.outsider()
     holder.token(service, "transfer", stranger.address, 400)
-    chain.rpc.call("anvil_mine", [hex(50)])
+    public.mine(50)
     # A worker died while it held the listener's lease: nobody reads until the lease runs out.
     assert leases.acquire(public.ctx.engine, f"listener:tokens:base:{chain.chain_id}", "gone:1", 3.0, public.ctx.clock)
     head = chain.block_number()

@@ -88,7 +88,7 @@ def test_fund_shares_are_checked_in_their_own_units_and_in_flight_while_their_is
 def test_alerts_are_part_of_the_report_and_of_its_json(public: PublicWorld):  # noqa: F811
     _client, _holder = public.client_with_tokens("Alerted", 1_000)
     public.settle()
-    public.chain.rpc.call("anvil_mine", [hex(reconcile_module.LAG_ALERT_BLOCKS + 10)])  # no worker runs
+    public.mine(reconcile_module.LAG_ALERT_BLOCKS + 10)  # no worker runs
     public.ctx.settings.networks["base"].gas_alert_below_wei = 10**30
 
     report = reconcile(public.ctx)
