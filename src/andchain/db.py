@@ -16,11 +16,11 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Connection, Engine, MetaData, Numeric, String, create_engine, event
@@ -35,6 +35,16 @@ from andchain.money import BALANCE_MAX_MINOR
 log = logging.getLogger(__name__)
 
 AMOUNT_DIGITS = 40
+IN_LIST_MAX = 500  # values in one statement's IN list: within any SQLite's parameter limit
+
+_T = TypeVar("_T")
+
+
+def in_chunks(values: Sequence[_T], size: int = IN_LIST_MAX) -> list[Sequence[_T]]:
+    """Values in lists short enough for one statement's parameters on any SQLite."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
 assert BALANCE_MAX_MINOR == 10**AMOUNT_DIGITS - 1
 
 metadata = MetaData(

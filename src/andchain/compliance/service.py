@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from andchain.compliance import audit
 from andchain.compliance import schema as t
 from andchain.config import Settings
-from andchain.db import decode_amount, exact_sum, write_transaction
+from andchain.db import decode_amount, exact_sum, in_chunks, write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.events import NewEvent
 from andchain.events import append as append_events
@@ -148,11 +148,6 @@ def _lock(conn: Connection, key: str) -> None:
     if conn.dialect.name == "postgresql":
         digest = hashlib.sha256(key.encode()).digest()
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int.from_bytes(digest[:8], "big", signed=True)})
-
-
-def _chunks(clients: list[str], size: int = 500) -> list[list[str]]:
-    """The parties of a batch in lists short enough for one statement's parameters on any SQLite."""
-    return [clients[start : start + size] for start in range(0, len(clients), size)]
 
 
 def _party_of(row: Any) -> Party:
@@ -782,13 +777,22 @@ class Compliance:
         for admission, activity, before, window in seen:
             self._monitor(conn, admission.client_id, activity, before, window, admission.ref)
 
-    def _parties(self, conn: Connection, clients: list[str]) -> dict[str, Party]:
-        """The parties of these clients, each created as `ensure_party` does when missing."""
-        found = {
+    def parties_of(self, clients: Sequence[str]) -> dict[str, Party]:
+        """The parties of these clients that exist, read (a batch of requests reads its parties at once)."""
+        with self.engine.connect() as conn:
+            return self._read_parties(conn, clients)
+
+    @staticmethod
+    def _read_parties(conn: Connection, clients: Sequence[str]) -> dict[str, Party]:
+        return {
             row.client_id: _party_of(row)
-            for chunk in _chunks(clients)
+            for chunk in in_chunks(sorted(set(clients)))
             for row in conn.execute(select(t.parties).where(t.parties.c.client_id.in_(chunk)))
         }
+
+    def _parties(self, conn: Connection, clients: list[str]) -> dict[str, Party]:
+        """The parties of these clients, each created as `ensure_party` does when missing."""
+        found = self._read_parties(conn, clients)
         for client_id in clients:
             if client_id not in found:
                 found[client_id] = self.ensure_party(conn, client_id)
@@ -801,7 +805,7 @@ class Compliance:
         latest = select(func.max(a.c.at_us)).where(a.c.client_id == p.c.client_id).scalar_subquery()
         return {
             row[0]: None if row[1] is None else int(row[1])
-            for chunk in _chunks(clients)
+            for chunk in in_chunks(clients)
             for row in conn.execute(select(p.c.client_id, latest).where(p.c.client_id.in_(chunk)))
         }
 
@@ -812,7 +816,7 @@ class Compliance:
         d, a = t.party_days, t.activity
         totals = {
             row[0]: (int(row[1]), int(row[2]))
-            for chunk in _chunks(clients)
+            for chunk in in_chunks(clients)
             for row in conn.execute(
                 select(d.c.client_id, d.c.out_usd_minor, d.c.cash_usd_minor).where(
                     d.c.client_id.in_(chunk), d.c.day == day
@@ -822,7 +826,7 @@ class Compliance:
         window_start = now - self.cs.monitoring.velocity_window_s * 1_000_000
         counts = {
             row[0]: int(row[1] or 0)
-            for chunk in _chunks(clients)
+            for chunk in in_chunks(clients)
             for row in conn.execute(
                 select(a.c.client_id, func.count())
                 .where(a.c.client_id.in_(chunk), a.c.at_us >= window_start)

@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from andchain.db import amount_encoder, decode_amount, exact_sum, lock_conflict, placeholder, write_transaction
+from andchain.db import (
+    amount_encoder,
+    decode_amount,
+    exact_sum,
+    in_chunks,
+    lock_conflict,
+    placeholder,
+    write_transaction,
+)
 from andchain.errors import DomainError, NotFound
 from andchain.ledger import schema
 from andchain.ledger.assets import BookAssets, conflict
@@ -239,6 +247,16 @@ class Ledger:
         if row is None:
             raise account_not_found(ref)
         return _account_of(row)
+
+    def accounts_named(self, names: Sequence[str]) -> dict[str, Account]:
+        """The accounts of these names that exist, read at once (a batch of requests reads its balances)."""
+        table = schema.accounts
+        with self.engine.connect() as conn:
+            return {
+                row.name: _account_of(row)
+                for chunk in in_chunks(sorted(set(names)))
+                for row in conn.execute(select(table).where(table.c.name.in_(chunk)))
+            }
 
     def account_id(self, ref: int | str) -> int:
         """The id an account reference names; an id is returned as given, a name is looked up."""

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, u
 from sqlalchemy.exc import IntegrityError
 
 from andchain.config import OpsSettings
-from andchain.db import write_transaction
+from andchain.db import in_chunks, write_transaction
 from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
 from andchain.events import store as events
@@ -406,6 +406,16 @@ class Operations:
         if row is None:
             raise NotFound(f"no operation with idempotency key {key!r}", code="operation_not_found")
         return _op_of(row)
+
+    def keys_in_use(self, keys: Sequence[str]) -> set[str]:
+        """Which of these idempotency keys name an operation (a batch of requests looks its keys up at once)."""
+        t = schema.operations
+        with self.engine.connect() as conn:
+            return {
+                row.idempotency_key
+                for chunk in in_chunks(sorted(set(keys)))
+                for row in conn.execute(select(t.c.idempotency_key).where(t.c.idempotency_key.in_(chunk)))
+            }
 
     def find_by_key(self, key: str) -> Operation | None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eth_account import Account
@@ -22,7 +22,7 @@ from andchain.chains.keys import KeyStore
 from andchain.compliance import audit
 from andchain.compliance.service import Compliance
 from andchain.config import Settings
-from andchain.db import write_transaction
+from andchain.db import in_chunks, write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, IdSource, Ledger, Result, TransferSpec
 from andchain.ledger.model import Clock
@@ -161,6 +161,22 @@ class Clients:
                 )
         return self.client(client_id)
 
+    def clients_named(self, refs: Sequence[str]) -> dict[str, Client]:
+        """The clients these references name (an id or a name each), by reference, read at once; a
+        reference that names none is left out (`client` gives its error)."""
+        valid = sorted({ref for ref in refs if isinstance(ref, str) and ref and len(ref) <= 200})
+        t = schema.clients
+        by_id: dict[str, Client] = {}
+        by_name: dict[str, Client] = {}
+        with self.engine.connect() as conn:
+            for chunk in in_chunks(valid):
+                ids = [ref.lower() for ref in chunk]
+                for row in conn.execute(select(t).where(t.c.id.in_(ids) | t.c.name.in_(chunk))):
+                    client = Client(row.id, row.name, row.kind, row.status, int(row.created_at_us))
+                    by_id[client.id] = by_name[client.name] = client
+        named = {ref: by_id.get(ref.lower()) or by_name.get(ref) for ref in valid}
+        return {ref: client for ref, client in named.items() if client is not None}
+
     def client(self, ref: str) -> Client:
         if not isinstance(ref, str) or not ref or len(ref) > 200:
             raise NotFound(f"no client {ref!r}", code="client_not_found")
@@ -284,7 +300,11 @@ class Clients:
 
     def wallet(self, client_ref: str, network: str) -> Wallet:
         """The client's bank-managed address on `network` (created on first use; allow-listed by its first op)."""
-        client = self.active(client_ref)
+        return self.wallet_of(self.active(client_ref), network)
+
+    def wallet_of(self, client: Client, network: str) -> Wallet:
+        """`wallet` of a client already read (active, or refused)."""
+        self.ensure_active(client)
         cached = self._wallets.get((client.id, network))
         if cached is not None:
             return cached
@@ -311,10 +331,20 @@ class Clients:
                         )
                     )
                 self.holder_accounts(network, address, conn)
-            return self.wallet(client_ref, network)
+            return self.wallet_of(client, network)
         wallet = Wallet(row.client_id, row.network, row.address, bool(row.allowlisted))
         self._wallets[(client.id, network)] = wallet
         return wallet
+
+    def wallets_on(self, network: str, client_ids: Sequence[str]) -> dict[str, Wallet]:
+        """The bank-managed wallets these clients have on `network` (by client; none is created here)."""
+        t = schema.wallets
+        with self.engine.connect() as conn:
+            return {
+                row.client_id: Wallet(row.client_id, row.network, row.address, bool(row.allowlisted))
+                for chunk in in_chunks(sorted(set(client_ids)))
+                for row in conn.execute(select(t).where(t.c.network == network, t.c.client_id.in_(chunk)))
+            }
 
     def wallets(self, client_id: str) -> list[Wallet]:
         """The client's bank-managed wallets, one per network where it has one (none is created here)."""
@@ -354,6 +384,12 @@ class Clients:
                 f"the client has no verified address on {network}; register one first", code="no_registered_address"
             )
         return str(address)
+
+    def holder_of(self, client: Client, network: str) -> str:
+        """`holder` of a client already read."""
+        if self.settings.network(network).kind == "permissioned":
+            return self.wallet_of(client, network).address
+        return self.holder(client.id, network)
 
     def bank_managed(self, network: str, address: str) -> bool:
         """Whether the bank holds the key of this client address (a managed wallet), so it can sign for it."""

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from andchain.chains.client import ChainClient
 from andchain.chains.contracts import encode_memo
-from andchain.compliance.service import Admission, Compliance
+from andchain.compliance.service import Admission, Compliance, Party
 from andchain.config import Settings
 from andchain.db import lock_conflict, write_transaction
 from andchain.errors import DomainError
@@ -128,6 +128,83 @@ def _spend(spent: dict[tuple[str, str], int] | None, network: str, holder: str, 
     never too little)."""
     if spent is not None:
         spent[(network, holder)] = total
+
+
+class _Reads:
+    """What a request's checks read before its transaction, each thing read once. A batch's items share
+    one, and `prefetch` reads their clients, their keys, their parties, their wallets and their balances
+    in a statement each, not a few statements per item. Nothing read here is trusted in the transaction:
+    what must hold there (funds, limits, a frozen party) is checked there again."""
+
+    def __init__(self, requests: Requests) -> None:
+        self._r = requests
+        self._clients: dict[str, Client] = {}  # by reference (an id or a name) and by id
+        self._keys: set[str] | None = None  # the keys that name an operation, once prefetched
+        self._holders: dict[tuple[str, str], str] = {}
+        self._held: dict[tuple[str, str], int] = {}
+        self._parties: dict[str, Party] = {}
+
+    def prefetch(self, network: str, refs: list[str], keys: list[str], holders_of: list[str]) -> None:
+        """Read at once: the clients `refs` name, which of `keys` name an operation, the clients' parties,
+        and the wallets and balances on `network` of the clients `holders_of` names (its payers). A
+        reference, a wallet or a balance not found here is read as one request reads it, with its error."""
+        r = self._r
+        for ref, client in r.clients.clients_named(refs).items():
+            self._clients[ref] = self._clients[client.id] = client
+        self._keys = r.ops.keys_in_use(keys)
+        ids = sorted({client.id for client in self._clients.values()})
+        self._parties.update(r.clients.compliance.parties_of(ids))
+        profile = r.settings.networks.get(network) if isinstance(network, str) else None
+        if profile is None or profile.kind != "permissioned":
+            return  # a public network's holders are the clients' registered addresses: read one by one
+        payers = {self._clients[ref].id for ref in holders_of if ref in self._clients}
+        for client_id, wallet in r.clients.wallets_on(network, sorted(payers)).items():
+            self._holders[(client_id, network)] = wallet.address
+        names = {
+            holder_account(network, DEPOSIT, address): (network, address)
+            for (_, on), address in self._holders.items()
+            if on == network
+        }
+        for name, account in r.ledger.accounts_named(sorted(names)).items():
+            self._held[names[name]] = account.available
+
+    def client(self, ref: str) -> Client:
+        client = self._clients.get(ref) if isinstance(ref, str) else None
+        if client is None:
+            client = self._r.clients.client(ref)
+            self._clients[ref] = self._clients[client.id] = client
+        return client
+
+    def active(self, ref: str) -> Client:
+        return self._r.clients.ensure_active(self.client(ref))
+
+    def known(self, key: str) -> bool:
+        """Whether an operation has this idempotency key (a replay, or a conflict)."""
+        if self._keys is not None and isinstance(key, str):
+            return key in self._keys
+        return self._r.ops.find_by_key(key) is not None
+
+    def holder(self, client: Client, network: str) -> str:
+        """`Clients.holder` of a client already read and found active."""
+        holder = self._holders.get((client.id, network))
+        if holder is None:
+            holder = self._holders[(client.id, network)] = self._r.clients.holder_of(client, network)
+        return holder
+
+    def held(self, network: str, holder: str) -> int:
+        """What the holder's mirror has available, as read before the batch's items take from it."""
+        held = self._held.get((network, holder))
+        if held is None:
+            held = self._held[(network, holder)] = self._r.ledger.account(
+                holder_account(network, DEPOSIT, holder)
+            ).available
+        return held
+
+    def party(self, client_id: str) -> Party:
+        party = self._parties.get(client_id)
+        if party is None:
+            party = self._parties[client_id] = self._r.clients.compliance.party(client_id)
+        return party
 
 
 class Requests:
@@ -246,13 +323,31 @@ class Requests:
         """Many mints (client, network, amount, key) in one write transaction, each in a savepoint of its own:
         one refused (its funds, its limits) is that item's answer and records nothing, the others are
         recorded together. An item whose key names an operation already is answered with it (a replay)."""
-        return self._record_batch("mints", [partial(self._prepare_mint, *item) for item in items])
+        reads = self._prefetched(items, payer=0, payee=None, network=1, key=3)
+        return self._record_batch("mints", [partial(self._prepare_mint, *item, reads=reads) for item in items])
 
     def pay_batch(self, items: list[tuple[str, str, str, int, str, str]]) -> list[Operation | DomainError]:
         """Many payments (payer, payee, network, amount, memo, key) in one write transaction, as `mint_batch`:
         each checked, screened and admitted as a single payment is, refused or recorded on its own."""
         spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items pay from each wallet
-        return self._record_batch("payments", [partial(self._prepare_pay, *item, spent=spent) for item in items])
+        reads = self._prefetched(items, payer=0, payee=1, network=2, key=5)
+        return self._record_batch(
+            "payments", [partial(self._prepare_pay, *item, spent=spent, reads=reads) for item in items]
+        )
+
+    def _prefetched(
+        self, items: list[tuple[Any, ...]], *, payer: int, payee: int | None, network: int, key: int
+    ) -> _Reads:
+        """What a batch's items read before their transaction, read at once when they share a network (the
+        fields of each item at these positions); a batch of bad shape is refused by `_record_batch`."""
+        reads = _Reads(self)
+        if 0 < len(items) <= BATCH_MAX and all(isinstance(item, tuple | list) and len(item) > key for item in items):
+            on = items[0][network]
+            if isinstance(on, str) and all(item[network] == on for item in items):
+                refs = [item[payer] for item in items] + ([item[payee] for item in items] if payee is not None else [])
+                keys = [item[key] for item in items if isinstance(item[key], str)]
+                reads.prefetch(on, refs, keys, holders_of=[item[payer] for item in items])
+        return reads
 
     def _record_batch(
         self, what: str, prepare: list[Callable[[], Operation | _Prepared]]
@@ -353,18 +448,22 @@ class Requests:
             results[i] = op
         return True
 
-    def _prepare_mint(self, client_ref: str, network: str, amount_minor: int, key: str) -> Operation | _Prepared:
+    def _prepare_mint(
+        self, client_ref: str, network: str, amount_minor: int, key: str, *, reads: _Reads | None = None
+    ) -> Operation | _Prepared:
         """A mint's operation and what it records with it, checked and screened; or the operation its key
-        already names."""
-        client = self.clients.client(client_ref)  # read once: its id names the request, its status is checked
+        already names. `reads`: what the batch's items read once."""
+        reads = reads or _Reads(self)
+        client = reads.client(client_ref)  # read once: its id names the request, its status is checked
         request = {"client": client.id, "network": network, "amount": amount_minor}
-        replay = self._replay("mint", key, request)
-        if replay is not None:
-            return replay
+        if reads.known(key):
+            replay = self._replay("mint", key, request)
+            if replay is not None:
+                return replay
         self.clients.ensure_active(client)
         check_amount(amount_minor)
         self.setup.token_address(network)
-        holder = self.clients.holder(client.id, network)
+        holder = reads.holder(client, network)
         self.clients.compliance.screen(client.id, flow="mint", addresses=((network, holder),))
         self.clients.holder_accounts(network, holder)
         payload = {**request, "holder": holder}
@@ -415,42 +514,49 @@ class Requests:
         before: Callable[[Connection], None] | None = None,
         *,
         spent: dict[tuple[str, str], int] | None = None,
+        reads: _Reads | None = None,
     ) -> Operation | _Prepared:
         """A payment's operation and what it records with it, checked and screened; or the operation its
-        key already names. `spent`: what earlier payments of the same batch take from each wallet."""
+        key already names. `spent`: what earlier payments of the same batch take from each wallet; `reads`:
+        what the batch's items read once."""
+        reads = reads or _Reads(self)
         check_amount(amount_minor)
         if not isinstance(memo, str):
             raise DomainError("a memo is text", code="invalid_memo")
         encode_memo(memo, self.settings.network(network).memo_format)  # refuses a bad memo now, not at signing
-        payer_ref = self.clients.client(from_ref)
+        payer_ref = reads.client(from_ref)
         payer_id = payer_ref.id
         if isinstance(to_ref, str) and (to_ref.lower() == payer_id or to_ref == payer_ref.name):
             raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
-        if self.ops.find_by_key(key) is not None:
+        if reads.known(key):
             # A retry finds its payment even if the payee was suspended since.
-            request = self._pay_request(payer_id, self.payee(to_ref, active=False), network, amount_minor, memo)
+            request = self._pay_request(
+                payer_id, self.payee(to_ref, active=False, reads=reads), network, amount_minor, memo
+            )
             replay = self._replay("pay", key, request)
             if replay is not None:
                 return replay
         payer = self.clients.ensure_active(payer_ref)
         self.setup.token_address(network)
-        source = self.clients.holder(payer.id, network)
-        if not self.clients.bank_managed(network, source):
+        source = reads.holder(payer, network)
+        # On a permissioned network a client's holder is its bank-managed wallet; on a public one, it may
+        # be its own address.
+        if self.settings.network(network).kind != "permissioned" and not self.clients.bank_managed(network, source):
             raise DomainError(
                 f"{payer.name} holds its tokens on {network} at its own address {source}: it pays from its own wallet",
                 code="not_bank_managed",
             )
-        earlier = self._held_enough(network, source, amount_minor, "pay", payer.name, spent)
-        payee = self.payee(to_ref)
+        earlier = self._held_enough(network, source, amount_minor, "pay", payer.name, spent, reads)
+        payee = self.payee(to_ref, reads=reads)
         if payer.id == payee.id:
             raise DomainError("payer and payee must be different clients", code="accounts_must_be_different")
         request = self._pay_request(payer.id, payee, network, amount_minor, memo)
-        target = self.clients.holder(payee.id, network)
+        target = reads.holder(payee, network)
         compliance = self.clients.compliance
         compliance.screen(payer.id, flow="payment", addresses=((network, source),))
         try:
             compliance.screen(payee.id, flow="payment", addresses=((network, target),))
-            if compliance.party(payee.id).frozen:
+            if reads.party(payee.id).frozen:
                 raise DomainError("the payee is frozen on a lawful order: it cannot be paid", code="party_frozen")
         except DomainError as exc:
             exc.details["field"] = "payee"
@@ -462,10 +568,11 @@ class Requests:
         _spend(spent, network, source, earlier + amount_minor)
         return _Prepared("pay", key, request, payload, network, (payer.id, payee.id), admit)
 
-    def payee(self, ref: str, *, active: bool = True) -> Client:
+    def payee(self, ref: str, *, active: bool = True, reads: _Reads | None = None) -> Client:
         """The client a payment goes to (active); refused with `field="payee"` otherwise."""
+        reads = reads or _Reads(self)
         try:
-            return self.clients.active(ref) if active else self.clients.client(ref)
+            return reads.active(ref) if active else reads.client(ref)
         except DomainError as exc:
             exc.details["field"] = "payee"
             raise
@@ -498,7 +605,10 @@ class Requests:
         """Many redemptions (client, network, amount, key) in one write transaction, as `mint_batch`: each
         checked, screened and admitted as a single redemption is, refused or recorded on its own."""
         spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items take from each holder
-        return self._record_batch("redemptions", [partial(self._prepare_redeem, *i, spent=spent) for i in items])
+        reads = self._prefetched(items, payer=0, payee=None, network=1, key=3)
+        return self._record_batch(
+            "redemptions", [partial(self._prepare_redeem, *i, spent=spent, reads=reads) for i in items]
+        )
 
     def _prepare_redeem(
         self,
@@ -510,19 +620,23 @@ class Requests:
         admit: bool = True,
         *,
         spent: dict[tuple[str, str], int] | None = None,
+        reads: _Reads | None = None,
     ) -> Operation | _Prepared:
         """A redemption's operation and what it records with it, checked and screened; or the operation its
-        key already names. `spent`: what earlier items of the same batch take from each holder."""
-        client = self.clients.client(client_ref)
+        key already names. `spent`: what earlier items of the same batch take from each holder; `reads`:
+        what the batch's items read once."""
+        reads = reads or _Reads(self)
+        client = reads.client(client_ref)
         request = {"client": client.id, "network": network, "amount": amount_minor}
-        replay = self._replay("redeem", key, request)
-        if replay is not None:
-            return replay
+        if reads.known(key):
+            replay = self._replay("redeem", key, request)
+            if replay is not None:
+                return replay
         self.clients.ensure_active(client)
         check_amount(amount_minor)
         self.setup.token_address(network)
-        holder = self.clients.holder(client.id, network)
-        earlier = self._held_enough(network, holder, amount_minor, "redeem", client.name, spent)
+        holder = reads.holder(client, network)
+        earlier = self._held_enough(network, holder, amount_minor, "redeem", client.name, spent, reads)
         self._allowance_for_minter(network, holder, earlier + amount_minor)
         self.clients.compliance.screen(client.id, flow="redemption", addresses=((network, holder),))
         payload = {**request, "holder": holder}
@@ -549,10 +663,11 @@ class Requests:
         verb: str,
         name: str,
         spent: dict[tuple[str, str], int] | None,
+        reads: _Reads | None = None,
     ) -> int:
         """What earlier items of the batch take from `holder` on `network`; refused unless its mirror holds
         that and `amount_minor` more."""
-        held = self.ledger.account(holder_account(network, DEPOSIT, holder)).available
+        held = (reads or _Reads(self)).held(network, holder)
         earlier = spent.get((network, holder), 0) if spent is not None else 0
         if held - earlier < amount_minor:
             raise DomainError(
