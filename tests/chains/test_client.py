@@ -98,6 +98,51 @@ def test_batches_are_sent_in_nonce_order_and_a_batch_not_sent_stops_the_rest(tok
     assert len(sent_batches) == 2 and len(sent_batches[0]) == 2  # the third batch never left
 
 
+def test_many_senders_are_signed_with_their_nonces_reserved_in_one_transaction(token: TokenWorld, monkeypatch):
+    """A round of payments from many payers: every sender's nonces are reserved in one write transaction,
+    a sender named twice gets the nonces after its first group's, and a sender one of whose calls would
+    revert gets the TxReverted in its place and has no nonce reserved."""
+    from andchain.chains import nonces as nonces_module
+    from andchain.chains.client import TxReverted
+
+    chain = token.chain
+    token.tx(token.minter, "mint", token.alice, 100, b"\0" * 32)
+    token.tx(token.minter, "mint", token.bob, 100, b"\0" * 32)
+    transactions = []
+    counted = nonces_module.write_transaction
+
+    def counting(engine):
+        transactions.append(engine)
+        return counted(engine)
+
+    monkeypatch.setattr(nonces_module, "write_transaction", counting)
+    first = {a: chain.nonces.node_pending(a) for a in (token.alice, token.bob, token.outsider)}
+
+    def transfer(to: str, amount: int) -> Call:
+        return Call(token.address, token.abi.encode_call("transfer", to, amount))
+
+    results = chain.sign_calls_many(
+        [
+            (token.alice, [transfer(token.bob, 1), transfer(token.bob, 2)]),
+            (token.outsider, [Call(token.address, token.abi.encode_call("pause"))]),  # not the pauser: reverts
+            (token.bob, [transfer(token.alice, 3)]),
+            (token.alice, [transfer(token.bob, 4)]),
+        ]
+    )
+    assert len(transactions) == 1
+    alice, outsider, bob, alice_again = results
+    assert isinstance(outsider, TxReverted)
+    assert isinstance(alice, list) and isinstance(bob, list) and isinstance(alice_again, list)
+    assert [tx.nonce for tx in alice + alice_again] == [first[token.alice] + n for n in range(3)]
+    assert [tx.nonce for tx in bob] == [first[token.bob]]
+    assert chain.nonces.peek(token.outsider) is None  # nothing reserved for it
+    assert chain.nonces.peek(token.alice) == first[token.alice] + 3
+    assert chain.broadcast([*alice, *bob, *alice_again]) == []  # many senders in one JSON-RPC batch
+    chain.wait([*alice, *bob, *alice_again], timeout_s=10)
+    assert (token.read("balanceOf", token.alice), token.read("balanceOf", token.bob)) == (100 - 7 + 3, 100 + 7 - 3)
+    assert chain.sign_calls_many([]) == []
+
+
 def test_nonces_survive_a_restart_and_a_gap_left_by_a_crash_is_repaired(ctx, token: TokenWorld, tmp_path, anvil):
     token.tx(token.minter, "mint", token.alice, 100, b"\0" * 32)
     token.tx(token.alice, "transfer", token.bob, 1)

@@ -189,3 +189,79 @@ def test_a_batch_of_requests_is_recorded_together_and_one_refused_item_makes_it_
     settle(ctx, tokens)
     assert [tokens.dda_balance(c) for c in clients] == [2_000] * 3 + [0]
     assert reconcile(ctx).breaks == []
+
+
+def test_a_batch_of_payments_reads_at_a_constant_number_of_statements_and_goes_out_in_one_round(
+    ctx, tokens: TokenService, monkeypatch
+):
+    """Payments from many payers: the checks before the batch's transaction read its clients, keys,
+    parties, wallets and balances a statement each, whatever the batch's size; then the worker reserves
+    every payer's nonce in one transaction and sends the payments in one JSON-RPC batch."""
+    from sqlalchemy import event
+
+    from andchain.chains.client import ChainClient
+    from andchain.chains.nonces import NonceManager
+    from andchain.compliance import schema as compliance_schema
+    from andchain.ledger import schema as ledger_schema
+    from andchain.ops import schema as ops_schema
+    from andchain.tokens import schema as tokens_schema
+
+    clients = [onboard_funded(tokens, f"Many {n}", 10_000) for n in range(8)]
+    for client in clients:
+        tokens.mint(client, "internal", 5_000, f"many-mint-{client}")
+    settle(ctx, tokens)
+
+    def payments(tag: str, count: int) -> list[tuple[str, str, str, int, str, str]]:
+        return [(clients[i], clients[(i + 1) % 8], "internal", 100 + i, tag, f"{tag}-{i}") for i in range(count)]
+
+    assert all(not isinstance(o, Exception) for o in tokens.requests.pay_batch(payments("warm", 8)))
+    settle(ctx, tokens)
+    tables = [t.name for t in (tokens_schema.clients, tokens_schema.wallets, ops_schema.operations)] + [
+        compliance_schema.parties.name,
+        ledger_schema.accounts.name,
+    ]
+    reads: list[str] = []
+    counting = [False]
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if counting[0] and any(f"FROM {table}" in statement for table in tables):
+            reads.append(statement)
+
+    record_ready = type(tokens.requests)._record_ready
+
+    def recorded(self, ready, results):
+        counting[0] = False  # what the transaction itself does is not a read before it
+        return record_ready(self, ready, results)
+
+    monkeypatch.setattr(type(tokens.requests), "_record_ready", recorded)
+    event.listen(ctx.engine, "before_cursor_execute", count)
+    try:
+        per_size = {}
+        for count_ in (2, 8):
+            reads.clear()
+            counting[0] = True
+            outcomes = tokens.requests.pay_batch(payments(f"size{count_}", count_))
+            assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+            per_size[count_] = len(reads)
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", count)
+    assert per_size[2] == per_size[8] <= len(tables), per_size
+
+    reserved: list[int] = []
+    broadcasts: list[int] = []
+    reserve_many, broadcast = NonceManager.reserve_many, ChainClient.broadcast
+
+    def reserving(self, counts):
+        reserved.append(len(counts))
+        return reserve_many(self, counts)
+
+    def sending(self, sent):
+        broadcasts.append(len(sent))
+        return broadcast(self, sent)
+
+    monkeypatch.setattr(NonceManager, "reserve_many", reserving)
+    monkeypatch.setattr(ChainClient, "broadcast", sending)
+    settle(ctx, tokens)
+    assert reserved == [8] and broadcasts == [10]  # the two batches' payments, from eight payers
+    assert all(tokens.ops.by_key(f"size8-{i}").status == OpStatus.SUCCEEDED for i in range(8))
+    assert reconcile(ctx).breaks == []

@@ -425,6 +425,36 @@ class ChainClient:
         signer, fee, gases, first = self._prepare(sender, calls)
         return [self._signed(signer, first + i, calls[i], gases[i], fee) for i in range(len(calls))]
 
+    def sign_calls_many(self, groups: Sequence[tuple[str, Sequence[Call]]]) -> list[list[SentTx] | TxReverted]:
+        """`sign_calls` for several senders at once: the chain checked and the fee read once, every sender's
+        nonces reserved in one transaction. A sender one of whose calls would revert (the node's gas
+        estimate) has nothing reserved and gets the TxReverted in its place; any other failure raises before
+        a nonce is reserved."""
+        if not groups:
+            return []
+        self.check_chain()
+        signers = [self.signer(sender) for sender, _ in groups]
+        fee = self._fees()
+        results: list[list[SentTx] | TxReverted] = []
+        gases: dict[int, list[int]] = {}
+        for i, (signer, (_, calls)) in enumerate(zip(signers, groups, strict=True)):
+            try:
+                gases[i] = [self._gas(signer.address, call) for call in calls]
+            except TxReverted as exc:
+                results.append(exc)
+                continue
+            results.append([])
+        counts: dict[str, int] = {}
+        for i in gases:
+            counts[signers[i].address] = counts.get(signers[i].address, 0) + len(groups[i][1])
+        firsts = self.nonces.reserve_many(counts)
+        for i, gas in gases.items():
+            signer, calls = signers[i], groups[i][1]
+            first = firsts[signer.address]
+            firsts[signer.address] = first + len(calls)  # a sender named twice: its second group follows the first
+            results[i] = [self._signed(signer, first + n, calls[n], gas[n], fee) for n in range(len(calls))]
+        return results
+
     def _prepare(self, sender: str, calls: Sequence[Call]) -> tuple[Signer, tuple[int, int], list[int], int]:
         """The signer, the fee, each call's gas and the first of the nonces reserved for them."""
         self.check_chain()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -46,6 +47,7 @@ from andchain.ops.journal import TxRecord
 log = logging.getLogger(__name__)
 
 POLL_US = 50_000
+SIGN_SENDERS_MAX = 64  # senders of one network signed together, their nonces reserved in one transaction
 NONCE_CHECK_EVERY_S = 1.0
 NONCE_SENDERS_RECENT_S = 3600.0
 NONCE_FILL_MAX = 256
@@ -530,30 +532,52 @@ class ChainOpsHandler:
                 continue
             planned.setdefault((call.network or op.network or "", call.sender), []).append((op, call))
         # Every sender's calls are signed, then all of them recorded in one transaction before any leaves,
-        # then sent sender by sender, then the sent ones marked in one transaction: a batch of payments from
-        # many payers costs two write transactions, not two per payer. Signing stops to record and send what
-        # it has once a quarter of the nonce gap grace has passed since its first nonce was reserved: another
-        # worker's gap repair never finds a reserved nonce unrecorded for long.
+        # then sent in JSON-RPC batches, then the sent ones marked in one transaction: a batch of payments
+        # from many payers costs a constant number of write transactions, not some per payer. The senders of
+        # a network are signed together (`SIGN_SENDERS_MAX` at a time: their nonces reserved in one
+        # transaction); a sender one of whose calls would revert is signed again alone, call by call.
+        # Signing stops to record and send what it has once a quarter of the nonce gap grace has passed since
+        # its first nonce was reserved: another worker's gap repair never finds a reserved nonce unrecorded
+        # for long.
         window_s = self.ops.settings.nonce_gap_grace_s / 4
+        by_network: dict[str, list[tuple[str, list[tuple[Operation, PlannedCall]]]]] = {}
+        for (network, sender), items in planned.items():
+            by_network.setdefault(network, []).append((sender, items))
+        units = deque(
+            (network, senders[start : start + SIGN_SENDERS_MAX], False)
+            for network, senders in by_network.items()
+            for start in range(0, len(senders), SIGN_SENDERS_MAX)
+        )
         groups: list[_Signed] = []
         first_signed = 0.0
         failed: BaseException | None = None
-        for (network, sender), items in planned.items():
+        while units:
+            network, senders, alone = units.popleft()
             if groups and time.monotonic() - first_signed > window_s:
                 self._record_and_send(groups)
                 groups = []
+            signed: list[_Signed] = []
             try:
-                group = self._sign(network, sender, items)
+                if alone:
+                    group = self._sign(network, *senders[0])
+                    signed = [group] if group is not None else []
+                else:
+                    chain = self.chains(network)
+                    results = chain.sign_calls_many([(sender, [c.call for _, c in items]) for sender, items in senders])
+                    for (sender, items), result in zip(senders, results, strict=True):
+                        if isinstance(result, TxReverted):
+                            units.append((network, [(sender, items)], True))
+                        else:
+                            signed.append(_Signed(network, chain, items, result))
             except Exception as exc:
                 if not is_transient(exc):
                     failed = exc  # what is signed already is recorded and sent first
                     break
-                self._postpone_all(network, [op for op, _ in items], exc)
+                self._postpone_all(network, [op for _, items in senders for op, _ in items], exc)
                 continue
-            if group is not None:
-                if not groups:
-                    first_signed = time.monotonic()
-                groups.append(group)
+            if signed and not groups:
+                first_signed = time.monotonic()
+            groups += signed
         if groups:
             self._record_and_send(groups)
         if failed is not None:
@@ -567,15 +591,17 @@ class ChainOpsHandler:
                 self._postpone_all(group.network, [op for op, _ in group.items], exc)
             return
         sent: list[_Signed] = []
+        by_network: dict[str, list[_Signed]] = {}
         for group in groups:
-            if not group.recorded:
-                continue
+            if group.recorded:
+                by_network.setdefault(group.network, []).append(group)
+        for network, recorded in by_network.items():
             try:
-                self._broadcast(group)
+                self._broadcast(recorded)
             except Exception as exc:
-                self._postpone_all(group.network, [op for op, _ in group.recorded], exc)
+                self._postpone_all(network, [op for group in recorded for op, _ in group.recorded], exc)
                 continue
-            sent.append(group)
+            sent += recorded
         if not sent:
             return
         try:
@@ -651,27 +677,29 @@ class ChainOpsHandler:
                 )
                 group.recorded = [(updated, tx) for _, _, tx, updated in kept]
 
-    def _broadcast(self, group: _Signed) -> None:
-        """One sender's recorded transactions, sent in JSON-RPC batches of the network's size: a crash between
-        two leaves part of them sent and part not, each operation knowing its transaction (the next round
-        sends or finds each one). What the node refuses is kept in `group.refused`."""
-        chain = group.chain
-        failpoints.hit(f"{group.kind}:before_submit")
-        failpoints.hit(f"{group.kind}:{group.step}:before_submit")
+    def _broadcast(self, groups: list[_Signed]) -> None:
+        """The recorded transactions of one network's senders, sent in JSON-RPC batches of the network's size
+        (each sender's in nonce order): a crash between two leaves part of them sent and part not, each
+        operation knowing its transaction (the next round sends or finds each one). What the node refuses
+        is kept in each group's `refused`."""
+        chain = groups[0].chain
+        for group in groups:
+            failpoints.hit(f"{group.kind}:before_submit")
+            failpoints.hit(f"{group.kind}:{group.step}:before_submit")
+        txs = [(group, tx) for group in groups for _, tx in group.recorded]
         refused: dict[str, RpcError] = {}
         size = chain.network.rpc_batch_max
-        for start in range(0, len(group.recorded), size):
+        for start in range(0, len(txs), size):
             if start:
-                failpoints.hit(f"{group.kind}:mid_broadcast")
-            refused.update(
-                (tx.hash, err) for tx, err in chain.broadcast([tx for _, tx in group.recorded[start : start + size]])
-            )
+                failpoints.hit(f"{txs[start][0].kind}:mid_broadcast")
+            refused.update((tx.hash, err) for tx, err in chain.broadcast([tx for _, tx in txs[start : start + size]]))
         if refused:
             # A refusal of bytes the node has (mined, or in its pool) is no refusal: the transport
             # may have sent them twice (an answer lost, the batch sent again: "nonce too low").
             for tx_hash in chain.known(list(refused)):
                 refused.pop(tx_hash, None)
-        group.refused = refused
+        for group in groups:
+            group.refused = {tx.hash: refused[tx.hash] for _, tx in group.recorded if tx.hash in refused}
 
     def _refused(self, chain: ChainClient, op: Operation, tx: SentTx, error: RpcError) -> None:
         """The node refused a freshly signed transaction: it never entered the pool, so it is signed again later."""
