@@ -818,23 +818,21 @@ class ChainOpsHandler:
         final again. Returns the hashes found dropped this time."""
         head = chain.block_number()
         since = max(0, head - WATCH_WINDOW_BLOCKS)
-        rows = journal.watched(self.ops.engine, chain.name, since, WATCH_ROWS_MAX)
-        if not rows:
+        top, dropped = journal.watch_head(self.ops.engine, chain.name, since, WATCH_ROWS_MAX)
+        if top is None and not dropped:
             return []
-        final = [r for r in rows if r.status == TxRecord.FINAL]
-        dropped = [r for r in rows if r.status == TxRecord.DROPPED]
         suspect = []
-        if final:
+        if top is not None:
             # A reorg that replaced any watched block also replaced every block above it:
-            # checking the newest one is enough to know whether to look closer.
-            top = final[0]
+            # checking the newest one is enough to know whether to look closer (and to read the others).
             anchor = (top.block_number or 0, top.block_hash or "")
             if self._watch_anchor.get(chain.name) != anchor:
                 block = chain.rpc.call("eth_getBlockByNumber", [hex(anchor[0]), False])
                 if block is not None and block.get("hash") == anchor[1]:
                     self._watch_anchor[chain.name] = anchor
                 else:
-                    suspect = final
+                    rows = journal.watched(self.ops.engine, chain.name, since, WATCH_ROWS_MAX)
+                    suspect = [r for r in rows if r.status == TxRecord.FINAL]
         found: list[str] = []
         now = self.ops.clock()
         if suspect:

@@ -196,6 +196,28 @@ def watched(engine: Engine, network: str, since_block: int, limit: int) -> list[
     return [entry_of(r) for r in rows]
 
 
+def watch_head(
+    engine: Engine, network: str, since_block: int, limit: int
+) -> tuple[JournalEntry | None, list[JournalEntry]]:
+    """The newest final transaction mined at or above `since_block` (None if none), and the dropped ones
+    (at most `limit`): what a finality watch reads each time; the other final ones only when the newest
+    one's block has changed (`watched`). Two look-ups of the (network, status, block) index."""
+    with engine.connect() as conn:
+        top = conn.execute(
+            select(T)
+            .where(T.c.network == network, T.c.status == TxRecord.FINAL.value, T.c.block_number >= since_block)
+            .order_by(T.c.block_number.desc())
+            .limit(1)
+        ).first()
+        gone = conn.execute(
+            select(T)
+            .where(T.c.network == network, T.c.status == TxRecord.DROPPED.value)
+            .order_by(T.c.block_number.desc())
+            .limit(limit)
+        ).all()
+    return (entry_of(top) if top is not None else None), [entry_of(r) for r in gone]
+
+
 def dropped(engine: Engine, network: str | None = None) -> list[JournalEntry]:
     query = select(T).where(T.c.status == TxRecord.DROPPED.value)
     if network is not None:
