@@ -248,15 +248,18 @@ class Ledger:
             raise account_not_found(ref)
         return _account_of(row)
 
-    def accounts_named(self, names: Sequence[str]) -> dict[str, Account]:
-        """The accounts of these names that exist, read at once (a batch of requests reads its balances)."""
+    def accounts_named(self, names: Sequence[str], *, conn: Connection | None = None) -> dict[str, Account]:
+        """The accounts of these names that exist, read at once (a batch of requests reads its balances).
+        With `conn`, read inside the caller's transaction."""
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.accounts_named(names, conn=own)
         table = schema.accounts
-        with self.engine.connect() as conn:
-            return {
-                row.name: _account_of(row)
-                for chunk in in_chunks(sorted(set(names)))
-                for row in conn.execute(select(table).where(table.c.name.in_(chunk)))
-            }
+        return {
+            row.name: _account_of(row)
+            for chunk in in_chunks(sorted(set(names)))
+            for row in conn.execute(select(table).where(table.c.name.in_(chunk)))
+        }
 
     def account_id(self, ref: int | str) -> int:
         """The id an account reference names; an id is returned as given, a name is looked up."""

@@ -43,6 +43,7 @@ from andchain.tokens.model import (
     TOKENS,
     TokenDef,
     dda_account,
+    holder_account,
 )
 
 TOKEN_ABI = artifact("PermissionedToken").abi
@@ -100,8 +101,23 @@ class Booking:
 
     # --------------------------------------------------------------- events
 
-    def specs(self, event: ChainEvent, conn: Connection) -> list[TransferSpec]:
-        """The transfers one event books (none for an event that moves no value)."""
+    def _mirrors(self, events: list[ChainEvent], conn: Connection) -> dict[str, int]:
+        """The ids of the holder mirrors these events name that exist, read in one statement (in `conn`: what
+        this transaction wrote is seen, and nothing is kept past it)."""
+        names = [
+            holder_account(event.network, token, address)
+            for event in events
+            if (token := self.token_at(event.network, event.address)) is not None
+            for field in ("sender", "receiver", "holder")
+            if isinstance(address := event.args.get(field), str)
+        ]
+        return {name: account.id for name, account in self.ledger.accounts_named(names, conn=conn).items()}
+
+    def specs(
+        self, event: ChainEvent, conn: Connection, mirrors: Mapping[str, int] | None = None
+    ) -> list[TransferSpec]:
+        """The transfers one event books (none for an event that moves no value). `mirrors`: holder mirror
+        ids read already (`_mirrors`); one missing is opened."""
         token = self.token_at(event.network, event.address)
         if token is None:
             return []  # the DvP contract's own events: its Transfers carry the movements
@@ -114,8 +130,8 @@ class Booking:
                 return []
             return [
                 TransferSpec(
-                    self.clients.holder_id(network, token, sender, conn),
-                    self.clients.holder_id(network, token, receiver, conn),
+                    self.clients.holder_id(network, token, sender, conn, mirrors),
+                    self.clients.holder_id(network, token, receiver, conn, mirrors),
                     value,
                     id=tid,
                     code="token_transfer",
@@ -130,7 +146,7 @@ class Booking:
                 target = dda_account(owner) if owner else BANK_SUSPENSE
             return [
                 TransferSpec(
-                    self.clients.holder_id(network, token, args["holder"], conn),
+                    self.clients.holder_id(network, token, args["holder"], conn, mirrors),
                     self.clients.account_id(target, conn),
                     int(args["value"]),
                     id=tid,
@@ -142,7 +158,7 @@ class Booking:
             target = BANK_SEIZED if token.deployment == DEPOSIT_TOKEN else MMF_ISSUANCE
             return [
                 TransferSpec(
-                    self.clients.holder_id(network, token, args["holder"], conn),
+                    self.clients.holder_id(network, token, args["holder"], conn, mirrors),
                     self.clients.account_id(target, conn),
                     int(args["value"]),
                     id=tid,
@@ -163,16 +179,21 @@ class Booking:
         steps locks its own)."""
         tids = [event_transfer_id(e.chain_id, e.tx_hash, e.ordinal, e.generation) for e in events]
         found = {t.id: t for t in self.ledger.lookup_transfers(tids, conn=conn)} if tids else {}
+        new = [
+            event
+            for event, tid in zip(events, tids, strict=True)
+            # one booked already was booked (and announced) by whoever booked it first; another amount is
+            # refused below
+            if (booked := found.get(tid)) is None or booked.amount != int(event.args.get("value", booked.amount))
+        ]
+        mirrors = self._mirrors(new, conn) if new else {}
         with deferring() as bookings:
-            for event, tid in zip(events, tids, strict=True):
-                booked = found.get(tid)
-                if booked is not None and booked.amount == int(event.args.get("value", booked.amount)):
-                    continue  # booked (and announced) by whoever booked it first; another amount is refused below
-                self._book_new(event, conn)
+            for event in new:
+                self._book_new(event, conn, mirrors)
         flush(conn, bookings)
 
-    def _book_new(self, event: ChainEvent, conn: Connection) -> None:
-        specs = self.specs(event, conn)
+    def _book_new(self, event: ChainEvent, conn: Connection, mirrors: Mapping[str, int]) -> None:
+        specs = self.specs(event, conn, mirrors)
         book_later(
             self.ledger,
             specs,
@@ -185,7 +206,8 @@ class Booking:
         """Book every event of a final receipt (the listener books the same ids)."""
         chain = self.chains(network)
         events = decode_logs(network, chain.chain_id, self.contracts(network), receipt.logs)
-        booked = [(event, self.specs(event, conn)) for event in events]
+        mirrors = self._mirrors(events, conn) if events else {}
+        booked = [(event, self.specs(event, conn, mirrors)) for event in events]
         specs = [spec for _, event_specs in booked for spec in event_specs]
         book_later(
             self.ledger,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from eth_account import Account
@@ -94,8 +94,18 @@ class Clients:
         if conn is None:  # inside a caller's transaction it may still roll back
             self._mirrored.add(key)
 
-    def holder_id(self, network: str, token: TokenDef, address: str, conn: Connection | None = None) -> int:
+    def holder_id(
+        self,
+        network: str,
+        token: TokenDef,
+        address: str,
+        conn: Connection | None = None,
+        known: Mapping[str, int] | None = None,
+    ) -> int:
+        """The id of an address's mirror of a token, opened when missing; `known`: ids read already."""
         name = holder_account(network, token, address)
+        if known is not None and name in known:
+            return known[name]
         (result,) = self.ledger.create_accounts(
             [AccountSpec(name, token.asset.code, kind=AccountKind.LIABILITY)], conn=conn
         )
