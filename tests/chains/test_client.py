@@ -101,7 +101,7 @@ def test_batches_are_sent_in_nonce_order_and_a_batch_not_sent_stops_the_rest(tok
 def test_many_senders_are_signed_with_their_nonces_reserved_in_one_transaction(token: TokenWorld, monkeypatch):
     """A round of payments from many payers: every sender's nonces are reserved in one write transaction,
     a sender named twice gets the nonces after its first group's, and a sender one of whose calls would
-    revert gets the TxReverted in its place and has no nonce reserved."""
+    revert, or whose key is not here, gets the exception in its place and has no nonce reserved."""
     from andchain.chains import nonces as nonces_module
     from andchain.chains.client import TxReverted
 
@@ -117,6 +117,7 @@ def test_many_senders_are_signed_with_their_nonces_reserved_in_one_transaction(t
 
     monkeypatch.setattr(nonces_module, "write_transaction", counting)
     first = {a: chain.nonces.node_pending(a) for a in (token.alice, token.bob, token.outsider)}
+    stranger = Account.create().address
 
     def transfer(to: str, amount: int) -> Call:
         return Call(token.address, token.abi.encode_call("transfer", to, amount))
@@ -127,11 +128,13 @@ def test_many_senders_are_signed_with_their_nonces_reserved_in_one_transaction(t
             (token.outsider, [Call(token.address, token.abi.encode_call("pause"))]),  # not the pauser: reverts
             (token.bob, [transfer(token.alice, 3)]),
             (token.alice, [transfer(token.bob, 4)]),
+            (stranger, [transfer(token.bob, 5)]),  # no key here: signed by nobody
         ]
     )
     assert len(transactions) == 1
-    alice, outsider, bob, alice_again = results
-    assert isinstance(outsider, TxReverted)
+    alice, outsider, bob, alice_again, nobody = results
+    assert isinstance(outsider, TxReverted) and isinstance(nobody, Exception)
+    assert chain.nonces.peek(stranger) is None
     assert isinstance(alice, list) and isinstance(bob, list) and isinstance(alice_again, list)
     assert [tx.nonce for tx in alice + alice_again] == [first[token.alice] + n for n in range(3)]
     assert [tx.nonce for tx in bob] == [first[token.bob]]

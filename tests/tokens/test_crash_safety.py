@@ -267,10 +267,10 @@ def test_a_worker_killed_in_the_middle_of_a_batch_ends_every_operation_once(any_
 
 @pytest.mark.parametrize("boundary", ["before_submit", "mid_broadcast"])
 def test_a_batch_of_many_payers_is_recorded_whole_before_any_payer_sends(any_world, boundary):
-    """Payments of two payers in one batch: both payers' transactions are signed, then recorded in one
-    transaction, then sent payer by payer. Killed before the first payer sends, or after the first two of
-    its three left (JSON-RPC batches of two), every payment of both payers is recorded; the next worker
-    pays each once."""
+    """Payments of two payers in one batch: both payers' transactions are signed (their nonces reserved in
+    one transaction), then recorded in one transaction, then sent together, each payer's in nonce order.
+    Killed before the first leaves, or after the first two of the six left (JSON-RPC batches of two), every
+    payment of both payers is recorded; the next worker pays each once."""
     service, env = any_world
     tag = f"payers-{boundary}-{service.ctx.engine.dialect.name}"
     payers = [service.onboard(f"Payer {tag} {n}").id for n in range(2)]

@@ -265,3 +265,29 @@ def test_a_batch_of_payments_reads_at_a_constant_number_of_statements_and_goes_o
     assert reserved == [8] and broadcasts == [10]  # the two batches' payments, from eight payers
     assert all(tokens.ops.by_key(f"size8-{i}").status == OpStatus.SUCCEEDED for i in range(8))
     assert reconcile(ctx).breaks == []
+
+
+def test_a_batch_item_whose_key_a_twin_request_took_since_the_batch_read_its_keys_is_answered_with_it(
+    ctx, tokens: TokenService, monkeypatch
+):
+    """A batch reads its keys once, before its items' checks. A twin request may record an item's key in
+    between; that item, refused by a check that no longer holds (its client suspended since), is answered
+    with the twin's operation, as a replay, never with a refusal that would make the client try again."""
+    from andchain.ops.core import Operations
+
+    client = onboard_funded(tokens, "Twin Requests", 10_000)
+    twin = tokens.mint(client, "internal", 1_000, "twin-key")
+    tokens.clients.set_status(client, "suspended")
+    keys_in_use = Operations.keys_in_use
+    monkeypatch.setattr(Operations, "keys_in_use", lambda self, keys: keys_in_use(self, keys) - {"twin-key"})
+    other = onboard_funded(tokens, "Twin Bystander", 10_000)
+    answers = tokens.requests.mint_batch(
+        [
+            (client, "internal", 1_000, "twin-key"),
+            (other, "internal", 500, "bystander-key"),
+            (client, "internal", 1, "new"),
+        ]
+    )
+    assert answers[0] == tokens.ops.get(twin.id)
+    assert not isinstance(answers[1], Exception)
+    assert isinstance(answers[2], DomainError) and answers[2].code == "client_not_active"

@@ -425,31 +425,32 @@ class ChainClient:
         signer, fee, gases, first = self._prepare(sender, calls)
         return [self._signed(signer, first + i, calls[i], gases[i], fee) for i in range(len(calls))]
 
-    def sign_calls_many(self, groups: Sequence[tuple[str, Sequence[Call]]]) -> list[list[SentTx] | TxReverted]:
+    def sign_calls_many(self, groups: Sequence[tuple[str, Sequence[Call]]]) -> list[list[SentTx] | Exception]:
         """`sign_calls` for several senders at once: the chain checked and the fee read once, every sender's
-        nonces reserved in one transaction. A sender one of whose calls would revert (the node's gas
-        estimate) has nothing reserved and gets the TxReverted in its place; any other failure raises before
-        a nonce is reserved."""
+        nonces reserved in one transaction. A sender that cannot be signed for here (a call that would
+        revert by the node's gas estimate, a key missing, an estimate the node did not give) has nothing
+        reserved and gets the exception in its place: the caller signs it alone, or not. A failure of the
+        chain check, the fee or the reservation raises, before any nonce is reserved or with none kept."""
         if not groups:
             return []
         self.check_chain()
-        signers = [self.signer(sender) for sender, _ in groups]
         fee = self._fees()
-        results: list[list[SentTx] | TxReverted] = []
-        gases: dict[int, list[int]] = {}
-        for i, (signer, (_, calls)) in enumerate(zip(signers, groups, strict=True)):
+        results: list[list[SentTx] | Exception] = []
+        ready: dict[int, tuple[Signer, list[int]]] = {}
+        for i, (sender, calls) in enumerate(groups):
             try:
-                gases[i] = [self._gas(signer.address, call) for call in calls]
-            except TxReverted as exc:
+                signer = self.signer(sender)
+                ready[i] = (signer, [self._gas(signer.address, call) for call in calls])
+            except Exception as exc:
                 results.append(exc)
                 continue
             results.append([])
         counts: dict[str, int] = {}
-        for i in gases:
-            counts[signers[i].address] = counts.get(signers[i].address, 0) + len(groups[i][1])
+        for i, (signer, _) in ready.items():
+            counts[signer.address] = counts.get(signer.address, 0) + len(groups[i][1])
         firsts = self.nonces.reserve_many(counts)
-        for i, gas in gases.items():
-            signer, calls = signers[i], groups[i][1]
+        for i, (signer, gas) in ready.items():
+            calls = groups[i][1]
             first = firsts[signer.address]
             firsts[signer.address] = first + len(calls)  # a sender named twice: its second group follows the first
             results[i] = [self._signed(signer, first + n, calls[n], gas[n], fee) for n in range(len(calls))]

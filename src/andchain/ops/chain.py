@@ -535,7 +535,8 @@ class ChainOpsHandler:
         # then sent in JSON-RPC batches, then the sent ones marked in one transaction: a batch of payments
         # from many payers costs a constant number of write transactions, not some per payer. The senders of
         # a network are signed together (`SIGN_SENDERS_MAX` at a time: their nonces reserved in one
-        # transaction); a sender one of whose calls would revert is signed again alone, call by call.
+        # transaction); a sender that cannot be signed for with them (a call that would revert, a key
+        # missing, a node's error on its estimate) is signed again alone, and fails or waits by itself.
         # Signing stops to record and send what it has once a quarter of the nonce gap grace has passed since
         # its first nonce was reserved: another worker's gap repair never finds a reserved nonce unrecorded
         # for long.
@@ -565,7 +566,7 @@ class ChainOpsHandler:
                     chain = self.chains(network)
                     results = chain.sign_calls_many([(sender, [c.call for _, c in items]) for sender, items in senders])
                     for (sender, items), result in zip(senders, results, strict=True):
-                        if isinstance(result, TxReverted):
+                        if isinstance(result, Exception):  # signed alone, as before: it fails by itself
                             units.append((network, [(sender, items)], True))
                         else:
                             signed.append(_Signed(network, chain, items, result))

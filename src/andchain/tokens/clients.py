@@ -22,7 +22,7 @@ from andchain.chains.keys import KeyStore
 from andchain.compliance import audit
 from andchain.compliance.service import Compliance
 from andchain.config import Settings
-from andchain.db import in_chunks, write_transaction
+from andchain.db import IN_LIST_MAX, in_chunks, write_transaction
 from andchain.errors import Conflict, DomainError, NotFound
 from andchain.ledger import AccountFlags, AccountKind, AccountSpec, IdSource, Ledger, Result, TransferSpec
 from andchain.ledger.model import Clock
@@ -179,7 +179,7 @@ class Clients:
         by_id: dict[str, Client] = {}
         by_name: dict[str, Client] = {}
         with self.engine.connect() as conn:
-            for chunk in in_chunks(valid):
+            for chunk in in_chunks(valid, IN_LIST_MAX // 2):  # two IN lists of the chunk's size
                 ids = [ref.lower() for ref in chunk]
                 for row in conn.execute(select(t).where(t.c.id.in_(ids) | t.c.name.in_(chunk))):
                     client = Client(row.id, row.name, row.kind, row.status, int(row.created_at_us))

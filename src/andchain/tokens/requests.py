@@ -133,8 +133,10 @@ def _spend(spent: dict[tuple[str, str], int] | None, network: str, holder: str, 
 class _Reads:
     """What a request's checks read before its transaction, each thing read once. A batch's items share
     one, and `prefetch` reads their clients, their keys, their parties, their wallets and their balances
-    in a statement each, not a few statements per item. Nothing read here is trusted in the transaction:
-    what must hold there (funds, limits, a frozen party) is checked there again."""
+    in a statement each, not a few statements per item. These checks are as advisory as one request's
+    reads before its transaction always were: the transaction itself reserves a mint's or a redemption's
+    funds, admits the parties' limits and finds a key taken meanwhile (a twin request); a payment's
+    funds are then the chain's to refuse."""
 
     def __init__(self, requests: Requests) -> None:
         self._r = requests
@@ -143,21 +145,23 @@ class _Reads:
         self._holders: dict[tuple[str, str], str] = {}
         self._held: dict[tuple[str, str], int] = {}
         self._parties: dict[str, Party] = {}
+        self._item_keys: list[Any] = []  # each item's key, in the batch's order, once prefetched
 
-    def prefetch(self, network: str, refs: list[str], keys: list[str], holders_of: list[str]) -> None:
+    def prefetch(self, network: str, refs: list[str], keys: list[Any], holders_of: list[str]) -> None:
         """Read at once: the clients `refs` name, which of `keys` name an operation, the clients' parties,
         and the wallets and balances on `network` of the clients `holders_of` names (its payers). A
         reference, a wallet or a balance not found here is read as one request reads it, with its error."""
         r = self._r
         for ref, client in r.clients.clients_named(refs).items():
             self._clients[ref] = self._clients[client.id] = client
-        self._keys = r.ops.keys_in_use(keys)
+        self._item_keys = keys
+        self._keys = r.ops.keys_in_use([key for key in keys if isinstance(key, str)])
         ids = sorted({client.id for client in self._clients.values()})
         self._parties.update(r.clients.compliance.parties_of(ids))
         profile = r.settings.networks.get(network) if isinstance(network, str) else None
         if profile is None or profile.kind != "permissioned":
             return  # a public network's holders are the clients' registered addresses: read one by one
-        payers = {self._clients[ref].id for ref in holders_of if ref in self._clients}
+        payers = {self._clients[ref].id for ref in holders_of if isinstance(ref, str) and ref in self._clients}
         for client_id, wallet in r.clients.wallets_on(network, sorted(payers)).items():
             self._holders[(client_id, network)] = wallet.address
         names = {
@@ -177,6 +181,17 @@ class _Reads:
 
     def active(self, ref: str) -> Client:
         return self._r.clients.ensure_active(self.client(ref))
+
+    def appeared(self, item: int) -> bool:
+        """Whether the key of the batch's `item`, unused when the batch read its keys, names an operation now:
+        a twin request recorded it since (that item is then a replay, not a refusal)."""
+        key = self._item_keys[item] if 0 <= item < len(self._item_keys) else None
+        if self._keys is None or not isinstance(key, str) or key in self._keys:
+            return False
+        if self._r.ops.find_by_key(key) is None:
+            return False
+        self._keys.add(key)
+        return True
 
     def known(self, key: str) -> bool:
         """Whether an operation has this idempotency key (a replay, or a conflict)."""
@@ -324,7 +339,7 @@ class Requests:
         one refused (its funds, its limits) is that item's answer and records nothing, the others are
         recorded together. An item whose key names an operation already is answered with it (a replay)."""
         reads = self._prefetched(items, payer=0, payee=None, network=1, key=3)
-        return self._record_batch("mints", [partial(self._prepare_mint, *item, reads=reads) for item in items])
+        return self._record_batch("mints", [partial(self._prepare_mint, *item, reads=reads) for item in items], reads)
 
     def pay_batch(self, items: list[tuple[str, str, str, int, str, str]]) -> list[Operation | DomainError]:
         """Many payments (payer, payee, network, amount, memo, key) in one write transaction, as `mint_batch`:
@@ -332,7 +347,7 @@ class Requests:
         spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items pay from each wallet
         reads = self._prefetched(items, payer=0, payee=1, network=2, key=5)
         return self._record_batch(
-            "payments", [partial(self._prepare_pay, *item, spent=spent, reads=reads) for item in items]
+            "payments", [partial(self._prepare_pay, *item, spent=spent, reads=reads) for item in items], reads
         )
 
     def _prefetched(
@@ -345,23 +360,29 @@ class Requests:
             on = items[0][network]
             if isinstance(on, str) and all(item[network] == on for item in items):
                 refs = [item[payer] for item in items] + ([item[payee] for item in items] if payee is not None else [])
-                keys = [item[key] for item in items if isinstance(item[key], str)]
-                reads.prefetch(on, refs, keys, holders_of=[item[payer] for item in items])
+                reads.prefetch(on, refs, [item[key] for item in items], holders_of=[item[payer] for item in items])
         return reads
 
     def _record_batch(
-        self, what: str, prepare: list[Callable[[], Operation | _Prepared]]
+        self, what: str, prepare: list[Callable[[], Operation | _Prepared]], reads: _Reads | None = None
     ) -> list[Operation | DomainError]:
         """Prepare every item (its checks and screening), then record those ready in one transaction, each in
         a savepoint: an item refused records nothing and is that item's answer. A transient refusal (a node,
-        a busy database) says nothing of the item: the whole request fails, to be tried again."""
+        a busy database) says nothing of the item: the whole request fails, to be tried again. `reads`:
+        what the items read once (an item refused whose key an operation took since is prepared again, and
+        answered with that operation)."""
         if not 0 < len(prepare) <= BATCH_MAX:
             raise DomainError(f"a batch holds 1 to {BATCH_MAX} {what}, was {len(prepare)}", code="invalid_request")
         results: list[Operation | DomainError | None] = [None] * len(prepare)
         ready: list[tuple[int, _Prepared]] = []
         for i, make in enumerate(prepare):
             try:
-                prepared = make()
+                try:
+                    prepared = make()
+                except DomainError as exc:
+                    if exc.transient or exc.try_again or reads is None or not reads.appeared(i):
+                        raise
+                    prepared = make()  # a twin request recorded its key since the batch read its keys: a replay
             except DomainError as exc:
                 if exc.transient or exc.try_again:
                     raise
@@ -607,7 +628,7 @@ class Requests:
         spent: dict[tuple[str, str], int] = {}  # what the batch's earlier items take from each holder
         reads = self._prefetched(items, payer=0, payee=None, network=1, key=3)
         return self._record_batch(
-            "redemptions", [partial(self._prepare_redeem, *i, spent=spent, reads=reads) for i in items]
+            "redemptions", [partial(self._prepare_redeem, *i, spent=spent, reads=reads) for i in items], reads
         )
 
     def _prepare_redeem(
