@@ -61,6 +61,32 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
         tokens.pay(payer, payee, "internal", 1, f"first {n}", f"first-{n}")
     settle(ctx, tokens)
     booked = transfers_per_call(monkeypatch, lambda spec: spec.code == "token_transfer")
+    from andchain.tokens.booking import Booking
+
+    read_ahead: list[int] = []  # receipts whose mirrors a batch of finals read at once
+    looked_up_alone: list[str] = []  # receipts that looked their mirrors up by themselves
+    read_mirrors, mirrors, book_receipt = Booking.read_mirrors, Booking._mirrors, Booking.book_receipt
+    inside: list[bool] = [False]
+
+    def reading_ahead(self, conn, receipts):
+        read_ahead.append(len(receipts))
+        return read_mirrors(self, conn, receipts)
+
+    def booking_receipt(self, network, receipt, conn):
+        inside[0] = True
+        try:
+            return book_receipt(self, network, receipt, conn)
+        finally:
+            inside[0] = False
+
+    def looking_up(self, events, conn):
+        if inside[0]:
+            looked_up_alone.append(events[0].tx_hash)
+        return mirrors(self, events, conn)
+
+    monkeypatch.setattr(Booking, "read_mirrors", reading_ahead)
+    monkeypatch.setattr(Booking, "book_receipt", booking_receipt)
+    monkeypatch.setattr(Booking, "_mirrors", looking_up)
     batch = tokens.requests.pay_batch(
         [(payer, payee, "internal", 1_000 + n, f"salary {n}", f"salary-{n}") for n, payee in enumerate(payees)]
     )
@@ -69,6 +95,7 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
     # The four payments' transfers in one call by the worker's finals, and in one by the listener's block
     # range when it read them first (the second finds them booked: `exists`).
     assert booked in ([4], [4, 4])
+    assert read_ahead == [4] and looked_up_alone == []  # the finals' mirrors read in one statement
 
     # The payer's wallet pays by itself on chain, outside any operation: the listener books what it reads of a
     # block range in one ledger call, and announces each payment once.

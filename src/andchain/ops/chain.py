@@ -103,6 +103,10 @@ class NotYet(DomainError):
 
 
 class ChainAction(Protocol):
+    """An operation kind's steps on chain. Optionally, `before_finals(conn, [(network, receipt)])` reads
+    ahead, in the transaction that writes a batch's final steps together, what their `step_done` calls
+    will look up."""
+
     kinds: tuple[str, ...]
 
     def next_call(self, op: Operation) -> PlannedCall | None:
@@ -435,6 +439,14 @@ class ChainOpsHandler:
         (the caller rolls back) when any operation changed meanwhile or any booking is refused."""
         changes: list[tuple[Operation, dict[str, Any]]] = []
         bookings: list[holds.Deferred] = []
+        by_action: dict[int, tuple[Any, list[tuple[str, Receipt]]]] = {}
+        for final in finals:
+            action = self.actions[final.op.kind]
+            by_action.setdefault(id(action), (action, []))[1].append((final.network, final.receipt))
+        for action, receipts in by_action.values():
+            before = getattr(action, "before_finals", None)  # optional: an action may read ahead for its batch
+            if before is not None:
+                before(conn, receipts)
         for final in finals:
             state = dict(final.state)  # the caller may write the same finals again after a rollback
             with holds.deferring() as collected:

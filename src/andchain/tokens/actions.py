@@ -97,6 +97,12 @@ class Action:
 
     # ------------------------------------------------------ the action port
 
+    def before_finals(self, conn: Connection, finals: list[tuple[str, Receipt]]) -> None:
+        """A batch's final steps (network, receipt) about to be booked together through `conn`: what their
+        bookings look up is read once for all of them."""
+        if self.event_booked:
+            self.booking.read_mirrors(conn, finals)
+
     def step_done(self, op: Operation, receipt: Receipt, conn: Connection) -> dict[str, Any]:
         step = op.state["tx"].get("step", "")
         network = op.state["tx"].get("network") or op.network or ""

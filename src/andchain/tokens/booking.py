@@ -64,6 +64,9 @@ class Booking:
         self.chains = chains
         self._contracts: dict[str, dict[str, ContractAbi]] = {}
         self._tokens: dict[str, dict[str, TokenDef]] = {}
+        # The holder mirrors a worker's batch of final steps will look up, read at once in its transaction
+        # (`read_mirrors`): kept with that connection only, and only for `book_receipt`.
+        self._finals: tuple[Connection, dict[str, int]] | None = None
 
     # ------------------------------------------------------------ contracts
 
@@ -112,6 +115,16 @@ class Booking:
             if isinstance(address := event.args.get(field), str)
         ]
         return {name: account.id for name, account in self.ledger.accounts_named(names, conn=conn).items()}
+
+    def read_mirrors(self, conn: Connection, receipts: list[tuple[str, Receipt]]) -> None:
+        """Final receipts about to be booked through `conn` (a worker's batch of final steps): the holder
+        mirrors their events name, read in one statement for all of them."""
+        events = [
+            event
+            for network, receipt in receipts
+            for event in decode_logs(network, self.chains(network).chain_id, self.contracts(network), receipt.logs)
+        ]
+        self._finals = (conn, self._mirrors(events, conn) if events else {})
 
     def specs(
         self, event: ChainEvent, conn: Connection, mirrors: Mapping[str, int] | None = None
@@ -206,7 +219,11 @@ class Booking:
         """Book every event of a final receipt (the listener books the same ids)."""
         chain = self.chains(network)
         events = decode_logs(network, chain.chain_id, self.contracts(network), receipt.logs)
-        mirrors = self._mirrors(events, conn) if events else {}
+        finals = self._finals
+        if finals is not None and finals[0] is conn:
+            mirrors: Mapping[str, int] = finals[1]  # read with its batch's (a mirror missing there is opened)
+        else:
+            mirrors = self._mirrors(events, conn) if events else {}
         booked = [(event, self.specs(event, conn, mirrors)) for event in events]
         specs = [spec for _, event_specs in booked for spec in event_specs]
         book_later(
