@@ -15,7 +15,6 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from andchain.context import Context
 from andchain.devtools.postgres import free_port
 from andchain.errors import DomainError
 from andchain.tokens.service import TokenService
+from tests.serving import wait_until_answering
 
 REDIRECT = "http://127.0.0.1:9/callback"
 
@@ -74,17 +74,9 @@ def bank(tmp_path_factory) -> Iterator[Bank]:
         stderr=subprocess.STDOUT, cwd=tmp,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    with httpx.Client(timeout=1) as http:  # one client: each new one sets up a TLS context, tens of ms
-        while time.monotonic() < deadline:
-            try:
-                if http.get(f"{base}/health/live").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            process.kill()
-            raise AssertionError((tmp / "serve.log").read_text()[-3000:])
+    if not wait_until_answering(f"{base}/health/live", process):
+        process.kill()
+        raise AssertionError((tmp / "serve.log").read_text()[-3000:])
     bob_account = ctx.ledger.account(f"clients:{bob}:usd:dda").id
     try:
         yield Bank(base, ctx, connect, ada, ada_key, bob, bob_key, bob_account, tmp / "var" / "andchain.db")

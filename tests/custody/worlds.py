@@ -27,6 +27,7 @@ from andchain.devtools.postgres import free_port
 from andchain.money import DEFAULT_ASSETS, AssetRegistry
 from tests.chains.conftest import make_context
 from tests.events.conftest import Receiver
+from tests.serving import wait_until_answering
 
 OUT = "0x" + "5a" * 20  # the client's own wallet elsewhere
 BLOCKED = "0x" + "bad0" * 10
@@ -57,17 +58,8 @@ class Service:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "andchain.cli", "custodian", "serve"], env=env, stdout=log, stderr=log
             )
-        deadline = time.monotonic() + 60
-        with httpx.Client(timeout=1) as http:  # one client: each new one sets up a TLS context, tens of ms
-            while time.monotonic() < deadline:
-                try:
-                    if http.get(f"http://127.0.0.1:{self.port}/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                assert self.process.poll() is None, self.log.read_text()[-3000:]
-                time.sleep(0.1)
-        raise AssertionError("the custodian did not start: " + self.log.read_text()[-3000:])
+        if not wait_until_answering(f"http://127.0.0.1:{self.port}/health", self.process):
+            raise AssertionError("the custodian did not start: " + self.log.read_text()[-3000:])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
