@@ -22,6 +22,8 @@ from andchain.ops import Operation, Operations, OpStatus, leases, schema
 from andchain.ops.worker import PART_BACKOFF, Worker, supervise
 from tests.conftest import FakeClock
 
+L = schema.leases
+
 OPS = OpsSettings(attempts_max=3, backoff_base_s=1.0, backoff_max_s=4.0)
 
 
@@ -167,6 +169,33 @@ def test_the_worker_gives_its_leases_back_when_it_stops(engine, clock):
     worker = Worker(ops, [FakeHandler(ops)], owner="w1", parts=[LeasedPart()])
     worker.run(seconds=10, until=lambda: worker.rounds > 0)
     assert leases.acquire(engine, "listener:tokens:internal:1", "w2", 30, clock)  # at once, not in 30 s
+
+
+def test_a_held_lease_is_renewed_once_half_of_it_has_run_and_asked_for_again_once_lost(engine, clock):
+    def written() -> tuple[str, int] | None:
+        with engine.connect() as conn:
+            row = conn.execute(select(L.c.owner, L.c.until_us).where(L.c.name == "rules")).first()
+        return None if row is None else (str(row.owner), int(row.until_us))
+
+    mine = leases.Lease(engine, "rules", "w1", 30, clock)
+    other = leases.Lease(engine, "rules", "w2", 30, clock)
+    assert mine.acquire()
+    taken = written()
+    assert taken == ("w1", clock() + 30_000_000)
+    clock.advance(14.9)
+    assert mine.acquire() and written() == taken  # no write: nobody else can have it yet
+    clock.advance(0.2)
+    assert mine.acquire() and written() == ("w1", clock() + 30_000_000)  # renewed
+    assert not other.acquire()
+    # The lease runs out while its holder stalls: the other owner takes it, and the first one finds out
+    # on its next ask (and in the transaction of any work it commits under it).
+    clock.advance(31)
+    assert other.acquire()
+    with engine.begin() as conn:
+        assert not mine.held(conn)
+    assert not mine.acquire()
+    other.release()
+    assert mine.acquire() and written() == ("w1", clock() + 30_000_000)  # given back: at once
 
 
 def test_supervise_builds_a_new_worker_when_the_loop_dies(engine, clock):

@@ -96,9 +96,10 @@ class RulesPart:
         self.rules = rules
         self.owner = owner
         self.created = 1
+        self.lease = leases.Lease(ctx.engine, "rules", owner, ctx.settings.ops.lease_s, ctx.clock)
 
     def run(self) -> None:
-        if not leases.acquire(self.ctx.engine, "rules", self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock):
+        if not self.lease.acquire():
             self.created = 0
             return
         self.created = self.rules.tick()
@@ -107,7 +108,7 @@ class RulesPart:
         return self.created == 0
 
     def release(self) -> None:
-        leases.release(self.ctx.engine, "rules", self.owner)
+        self.lease.release()
 
 
 class MaintenancePart:
@@ -119,15 +120,16 @@ class MaintenancePart:
         self.network = network
         self.owner = owner
         self.name = f"maintenance:{network}"
-        self.lease_name: str | None = None
+        self.lease: leases.Lease | None = None
 
     def run(self) -> None:
         chain = self.ctx.chain(self.network)
         if not chain.deployment(DEPOSIT_TOKEN, required=False):
             return
-        self.lease_name = f"maintenance:{self.network}:{chain.chain_id}"
-        lease_s = self.ctx.settings.ops.lease_s
-        if not leases.acquire(self.ctx.engine, self.lease_name, self.owner, lease_s, self.ctx.clock):
+        name = f"maintenance:{self.network}:{chain.chain_id}"
+        if self.lease is None or self.lease.name != name:
+            self.lease = leases.Lease(self.ctx.engine, name, self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock)
+        if not self.lease.acquire():
             return
         chain.flush_stalled_automine()
         self.handler.repair_nonce_gaps(chain)
@@ -137,8 +139,8 @@ class MaintenancePart:
         return True
 
     def release(self) -> None:
-        if self.lease_name is not None:
-            leases.release(self.ctx.engine, self.lease_name, self.owner)
+        if self.lease is not None:
+            self.lease.release()
 
 
 class WebhooksPart:
