@@ -270,13 +270,16 @@ class Listener:
             for event in decode_logs(self.client.name, self.chain_id, self.contracts, logs)
         ]
         delivered = skipped = 0
-        for batch in _batches(events, DELIVER_BATCH):
-            done, seen = self._deliver_batch(batch)
+        batches = list(_batches(events, DELIVER_BATCH))
+        for at, batch in enumerate(batches):
+            # The range's last batch moves the checkpoint in its own transaction.
+            done, seen = self._deliver_batch(batch, (end, after) if at == len(batches) - 1 else None)
             delivered += done
             skipped += seen
-        with write_transaction(self.engine) as conn:
-            self._check_lease(conn)
-            self._save_checkpoint(conn, end, after)
+        if not batches:
+            with write_transaction(self.engine) as conn:
+                self._check_lease(conn)
+                self._save_checkpoint(conn, end, after)
         self.caught_up = end >= final
         self.lag_blocks = max(0, final - end)
         return PollResult(start, end, delivered, skipped, retracted)
@@ -320,8 +323,11 @@ class Listener:
         if self.lease is not None and not self.lease.held(conn):
             raise LeaseLost(f"listener {self.name} on chain {self.chain_id} is now run by another worker")
 
-    def _deliver_batch(self, batch: list[tuple[ChainEvent, dict[str, Any]]]) -> tuple[int, int]:
-        """Deliver events in one transaction: their records and the handler's writes commit together.
+    def _deliver_batch(
+        self, batch: list[tuple[ChainEvent, dict[str, Any]]], checkpoint: tuple[int, str] | None = None
+    ) -> tuple[int, int]:
+        """Deliver events in one transaction: their records and the handler's writes commit together, and with
+        them the checkpoint given (the block and hash a range ends with).
 
         The `log_index` column of a delivery holds the event's ordinal in its transaction.
         """
@@ -390,6 +396,8 @@ class Listener:
                 for event in due:
                     self.handler.deliver(event, conn)
             delivered += len(due)
+            if checkpoint is not None:
+                self._save_checkpoint(conn, *checkpoint)
         return delivered, skipped
 
     def _unwind(self, checkpoint_block: int) -> int:
