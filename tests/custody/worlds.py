@@ -27,6 +27,7 @@ from andchain.devtools.postgres import free_port
 from andchain.money import DEFAULT_ASSETS, AssetRegistry
 from tests.chains.conftest import make_context
 from tests.events.conftest import Receiver
+from tests.processes import run_andchain
 from tests.serving import wait_until_answering
 
 OUT = "0x" + "5a" * 20  # the client's own wallet elsewhere
@@ -71,13 +72,7 @@ class Service:
                 self.process.wait()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "andchain.cli", "custodian", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_andchain(["custodian", *args], self.env, timeout_s=60)
 
 
 class World:

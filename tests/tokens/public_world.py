@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import DVP_ABI, TOKEN_ABI, TokenService
 from tests.chains.conftest import start_public_node
+from tests.processes import run_andchain
 
 MINE_CHUNK = 200  # blocks an `anvil_mine` call mines at most
 
@@ -277,10 +277,4 @@ def run_cli_worker(
     child_env.pop("ANDCHAIN_FAILPOINT", None)
     if failpoint:
         child_env["ANDCHAIN_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", "andchain.cli", "worker", "--until-idle", *args],
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-    )
+    return run_andchain(["worker", "--until-idle", *args], child_env, timeout_s=timeout_s)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -19,6 +18,7 @@ from andchain.ops import OpStatus
 from andchain.reconcile import reconcile
 from andchain.tokens.model import DEPOSIT_TOKEN, TOKENS, holder_account
 from andchain.tokens.service import TOKEN_ABI, TokenService
+from tests.processes import run_andchain
 
 BOUNDARIES = ("before_submit", "after_submit", "after_receipt")
 
@@ -70,13 +70,7 @@ def run_worker(env: dict[str, str], failpoint: str | None = None, **more: str) -
     child_env.pop("ANDCHAIN_FAILPOINT", None)
     if failpoint:
         child_env["ANDCHAIN_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", "andchain.cli", "worker", "--until-idle", "--seconds", "60"],
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_andchain(["worker", "--until-idle", "--seconds", "60"], child_env, timeout_s=120)
 
 
 def mint_events(service: TokenService, holder: str) -> int:

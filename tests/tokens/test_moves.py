@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -25,6 +23,7 @@ from andchain.tokens.service import TOKEN_ABI, TokenService
 from tests.api.conftest import Bank
 from tests.chains.conftest import make_context, start_public_node
 from tests.compliance.sdn import Listed, write_list
+from tests.processes import run_andchain
 
 DEPOSIT = TOKENS[DEPOSIT_TOKEN]
 
@@ -363,16 +362,10 @@ def test_a_worker_killed_at_any_step_of_a_move_loses_and_doubles_nothing(
         "ANDCHAIN_NETWORKS__BASE__RPC_URL": base_node.network.rpc_url,
         **{f"ANDCHAIN_NETWORKS__{n}__ENABLED": "false" for n in ("ETHEREUM", "TEMPO", "SWIFT")},
     }
-    command = [sys.executable, "-m", "andchain.cli", "worker", "--until-idle", "--seconds", "60"]
-    killed = subprocess.run(
-        command,
-        env={**env, "ANDCHAIN_FAILPOINT": f"move:{step}:{boundary}"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    command = ["worker", "--until-idle", "--seconds", "60"]
+    killed = run_andchain(command, {**env, "ANDCHAIN_FAILPOINT": f"move:{step}:{boundary}"}, timeout_s=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    restarted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    restarted = run_andchain(command, env, timeout_s=120)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     done = service.ops.get(op.id)
     assert done.status == OpStatus.SUCCEEDED, done.error_message

@@ -1,0 +1,73 @@
+"""`andchain` commands run by the tests in processes of their own, forked from a server that has imported andchain.
+
+A fresh interpreter spends about 3 s of CPU importing andchain before a command starts, and the crash tests
+start hundreds of workers. A process forked from a server that imported it once is as much a process of its
+own: it runs the command as `andchain ...` does, a failpoint's SIGKILL kills it and nothing else, its exit
+status is the command's, and nothing of the test's process (its connections, threads, fixtures) is in it.
+The server is started (and imports andchain) the first time a test asks, once per test process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_SERVER = multiprocessing.get_context("forkserver")
+_SERVER.set_forkserver_preload(["andchain.cli"])
+
+
+def _command(args: Sequence[str], env: Mapping[str, str], stdout: str, stderr: str) -> None:
+    """In the forked process: the command's environment and output files, then `andchain <args>`."""
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, stdout), (2, stderr)):
+        opened = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        os.dup2(opened, fd)
+        os.close(opened)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own streams)
+    sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+    from andchain.cli import app
+
+    code: int = 0
+    try:
+        app(args=list(args), prog_name="andchain")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run_andchain(
+    args: Sequence[str], env: Mapping[str, str], *, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`andchain <args>` with exactly the environment `env`, to its end (or killed past `timeout_s`, which
+    raises subprocess.TimeoutExpired as subprocess.run does): its exit status (negative: the signal that
+    ended it), its standard output and its standard error."""
+    with tempfile.TemporaryDirectory(prefix="andchain-command-") as folder:
+        stdout, stderr = Path(folder, "stdout"), Path(folder, "stderr")
+        stdout.touch()
+        stderr.touch()
+        process = _SERVER.Process(target=_command, args=(list(args), dict(env), str(stdout), str(stderr)))
+        process.start()
+        process.join(timeout_s)
+        if process.is_alive():
+            process.kill()
+            process.join()
+            raise subprocess.TimeoutExpired(["andchain", *args], timeout_s, stdout.read_text(), stderr.read_text())
+        assert process.exitcode is not None
+        return subprocess.CompletedProcess(
+            ["andchain", *args], process.exitcode, stdout.read_text(), stderr.read_text()
+        )
