@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,12 +22,16 @@ _SERVER = multiprocessing.get_context("forkserver")
 _SERVER.set_forkserver_preload(["andchain.cli"])
 
 
-def _command(args: Sequence[str], env: Mapping[str, str], stdout: str, stderr: str) -> None:
-    """In the forked process: the command's environment and output files, then `andchain <args>`."""
+def _command(
+    args: Sequence[str], env: Mapping[str, str], stdout: str, stderr: str, cwd: str | None = None, append: bool = False
+) -> None:
+    """In the forked process: the command's environment, folder and output files, then `andchain <args>`."""
     os.environ.clear()
     os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
     for fd, path in ((1, stdout), (2, stderr)):
-        opened = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        opened = os.open(path, os.O_WRONLY | (os.O_APPEND if append else os.O_TRUNC))
         os.dup2(opened, fd)
         os.close(opened)
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own streams)
@@ -71,3 +76,51 @@ def run_andchain(
         return subprocess.CompletedProcess(
             ["andchain", *args], process.exitcode, stdout.read_text(), stderr.read_text()
         )
+
+
+class Started:
+    """A command started by `start_andchain`, with what the tests use of subprocess.Popen."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    def poll(self) -> int | None:
+        """Its exit status (negative: the signal that ended it), or None while it runs."""
+        return None if self._process.is_alive() else self._process.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        if self._process.is_alive():
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.is_alive():
+            raise subprocess.TimeoutExpired(f"andchain process {self.pid}", timeout or 0)
+        assert self._process.exitcode is not None
+        return self._process.exitcode
+
+
+def start_andchain(args: Sequence[str], env: Mapping[str, str], *, output: Path, cwd: Path | None = None) -> Started:
+    """`andchain <args>` started with exactly the environment `env`, its standard output and error appended to
+    `output`: a server or a worker that runs until the test stops it."""
+    output.touch()
+    process = _SERVER.Process(
+        target=_command, args=(list(args), dict(env), str(output), str(output), str(cwd) if cwd else None, True)
+    )
+    process.start()
+    return Started(process)

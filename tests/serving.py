@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
+from typing import Protocol
 
 import httpx
 
 
-def wait_until_answering(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = 60.0) -> bool:
+class Running(Protocol):
+    def poll(self) -> int | None: ...
+
+
+def wait_until_answering(url: str, process: Running, *, timeout_s: float = 60.0) -> bool:
     """Whether `url` answers 200 within `timeout_s` while `process` lives (False: it exited or never answered).
     One HTTP client for all the tries: each new one sets up a TLS context, tens of milliseconds of CPU."""
     deadline = time.monotonic() + timeout_s

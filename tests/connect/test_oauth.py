@@ -13,8 +13,6 @@ import os
 import re
 import secrets
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from andchain.context import Context
 from andchain.devtools.postgres import free_port
 from andchain.errors import DomainError
 from andchain.tokens.service import TokenService
+from tests.processes import start_andchain
 from tests.serving import wait_until_answering
 
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -68,11 +67,7 @@ def bank(tmp_path_factory) -> Iterator[Bank]:
     _, ada_key = ctx.api_keys.create("client", client_id=ada, label="Ada's online banking")
     _, bob_key = ctx.api_keys.create("client", client_id=bob, label="Bob's online banking")
     connect = ConnectService(ctx.engine, settings.connect, ctx.api_keys.digest, clock=ctx.clock)
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "andchain.cli", "serve", "--port", str(port)], env=env, stdout=log,
-        stderr=subprocess.STDOUT, cwd=tmp,
-    )  # fmt: skip
+    process = start_andchain(["serve", "--port", str(port)], env, output=tmp / "serve.log", cwd=tmp)
     base = f"http://127.0.0.1:{port}"
     if not wait_until_answering(f"{base}/health/live", process):
         process.kill()
@@ -83,7 +78,6 @@ def bank(tmp_path_factory) -> Iterator[Bank]:
     finally:
         process.terminate()
         process.wait(timeout=20)
-        log.close()
         ctx.close()
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from andchain.devtools.postgres import free_port
 from andchain.money import DEFAULT_ASSETS, AssetRegistry
 from tests.chains.conftest import make_context
 from tests.events.conftest import Receiver
-from tests.processes import run_andchain
+from tests.processes import Started, run_andchain, start_andchain
 from tests.serving import wait_until_answering
 
 OUT = "0x" + "5a" * 20  # the client's own wallet elsewhere
@@ -51,14 +50,11 @@ class Service:
 
     def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
         self.env, self.port, self.log = env, port, log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Started | None = None
 
     def start(self, failpoint: str | None = None) -> None:
         env = {**self.env, "ANDCHAIN_FAILPOINT": failpoint} if failpoint else self.env
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "andchain.cli", "custodian", "serve"], env=env, stdout=log, stderr=log
-            )
+        self.process = start_andchain(["custodian", "serve"], env, output=self.log)
         if not wait_until_answering(f"http://127.0.0.1:{self.port}/health", self.process):
             raise AssertionError("the custodian did not start: " + self.log.read_text()[-3000:])
 

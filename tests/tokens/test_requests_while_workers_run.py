@@ -12,8 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 
@@ -30,6 +28,7 @@ from andchain.tokens.moves import Moves
 from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TOKEN_ABI, TokenService
 from tests.chains.conftest import make_context, start_public_node
+from tests.processes import start_andchain
 
 _databases = itertools.count()
 MINTS, PAYS, REDEEMS, MOVES = 200, 100, 50, 10
@@ -196,10 +195,9 @@ def test_requests_while_two_worker_processes_run_on_postgresql_mint_and_burn_onc
         **{f"ANDCHAIN_NETWORKS__{n}__ENABLED": "false" for n in ("ETHEREUM", "TEMPO", "SWIFT")},
     }
     env.pop("ANDCHAIN_FAILPOINT", None)
-    command = [sys.executable, "-m", "andchain.cli", "worker", "--seconds", "600"]
-    # Their logs go to files: a pipe nobody reads until the end fills up and stops a worker mid-write.
-    logs = [open(tmp_path / f"worker-{n}.log", "w+b") for n in range(2)]  # noqa: SIM115 - closed below
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log) for log in logs]
+    command = ["worker", "--seconds", "600"]
+    logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
+    workers = [start_andchain(command, env, output=log) for log in logs]
     try:
         made = _request_everything(service, moves, clients, "pg")
         _wait_until_done(service)
@@ -209,9 +207,7 @@ def test_requests_while_two_worker_processes_run_on_postgresql_mint_and_burn_onc
         for process in workers:
             process.wait(timeout=60)
     for process, log in zip(workers, logs, strict=True):
-        log.seek(0)
-        assert process.returncode in (0, -15), log.read()[-2000:]
-        log.close()
+        assert process.returncode in (0, -15), log.read_text()[-2000:]
     assert run_until_idle(token_worker(ctx, service), seconds=120)  # the listener's last blocks
     _check(service, ctx, made)
     ctx.close()
