@@ -171,14 +171,16 @@ def test_the_worker_gives_its_leases_back_when_it_stops(engine, clock):
     assert leases.acquire(engine, "listener:tokens:internal:1", "w2", 30, clock)  # at once, not in 30 s
 
 
-def test_a_held_lease_is_renewed_once_half_of_it_has_run_and_asked_for_again_once_lost(engine, clock):
+def test_a_lease_whose_work_checks_it_as_it_commits_is_renewed_once_half_of_it_has_run_and_asked_again_once_lost(
+    engine, clock
+):
     def written() -> tuple[str, int] | None:
         with engine.connect() as conn:
             row = conn.execute(select(L.c.owner, L.c.until_us).where(L.c.name == "rules")).first()
         return None if row is None else (str(row.owner), int(row.until_us))
 
-    mine = leases.Lease(engine, "rules", "w1", 30, clock)
-    other = leases.Lease(engine, "rules", "w2", 30, clock)
+    mine = leases.Lease(engine, "rules", "w1", 30, clock, renew_at_half=True)
+    other = leases.Lease(engine, "rules", "w2", 30, clock, renew_at_half=True)
     assert mine.acquire()
     taken = written()
     assert taken == ("w1", clock() + 30_000_000)
@@ -196,6 +198,13 @@ def test_a_held_lease_is_renewed_once_half_of_it_has_run_and_asked_for_again_onc
     assert not mine.acquire()
     other.release()
     assert mine.acquire() and written() == ("w1", clock() + 30_000_000)  # given back: at once
+    mine.forget()
+    clock.advance(1)
+    assert mine.acquire() and written() == ("w1", clock() + 30_000_000)  # forgotten: asked again
+    # Without renew_at_half (work that does not check the lease as it commits), every ask renews it.
+    every = leases.Lease(engine, "rules", "w1", 30, clock)
+    clock.advance(1)
+    assert every.acquire() and written() == ("w1", clock() + 30_000_000)
 
 
 def test_supervise_builds_a_new_worker_when_the_loop_dies(engine, clock):

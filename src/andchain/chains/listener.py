@@ -456,6 +456,7 @@ class Listener:
                         .values(status="retracted", generation=int(row.generation) + 1, updated_at_us=self.clock())
                     )
         with write_transaction(self.engine) as conn:
+            self._check_lease(conn)
             c = schema.checkpoints
             conn.execute(
                 delete(b).where(b.c.listener == self.name, b.c.chain_id == self.chain_id, b.c.block_number > ancestor)

@@ -13,6 +13,7 @@ leases of a worker process that died on this host are freed when the next one st
 from __future__ import annotations
 
 import socket
+import time
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
@@ -76,35 +77,46 @@ def release_dead(engine: Engine) -> int:
 class Lease:
     """One named lease for one owner, as the listener (and any part) takes it.
 
-    Its holder renews it once half of it has run, not at every `acquire`: until then no other owner can
-    have it, so asking costs no write transaction. Work that commits under the lease checks it in its own
-    transaction (`held`) all the same; a lease found lost there, or given back, is asked for again next time.
+    By default every `acquire` renews it, so that the work that follows has the whole lease to run in.
+    With `renew_at_half`, for work that checks the lease again in each transaction that commits it
+    (`held`, as the listener's deliveries do), its holder renews it only once half of it has run, by the
+    lease's clock or by this process's monotonic one: until then no other owner can have it, and asking
+    costs no write transaction. A lease found lost (`held`), given back or `forget`-ten is asked for again.
     """
 
-    def __init__(self, engine: Engine, name: str, owner: str, lease_s: float, clock: Clock) -> None:
+    def __init__(
+        self, engine: Engine, name: str, owner: str, lease_s: float, clock: Clock, *, renew_at_half: bool = False
+    ) -> None:
         self.engine = engine
         self.name = name
         self.owner = owner
         self.lease_s = lease_s
         self.clock = clock
-        self._renew_at_us: int | None = None  # while held: when to renew it (half of it run)
+        self.renew_at_half = renew_at_half
+        self._renew_at: tuple[int, float] | None = None  # while held: (lease clock, monotonic) to renew at
 
     def acquire(self) -> bool:
         now = self.clock()
-        if self._renew_at_us is not None and now < self._renew_at_us:
+        if self._renew_at is not None and now < self._renew_at[0] and time.monotonic() < self._renew_at[1]:
             return True
-        self._renew_at_us = None
+        self._renew_at = None
+        mono = time.monotonic()
         if not acquire(self.engine, self.name, self.owner, self.lease_s, self.clock):
             return False
-        self._renew_at_us = now + int(self.lease_s * 1_000_000) // 2
+        if self.renew_at_half:
+            self._renew_at = (now + int(self.lease_s * 1_000_000) // 2, mono + self.lease_s / 2)
         return True
 
     def held(self, conn: Connection) -> bool:
         still = held(conn, self.name, self.owner, self.clock())
         if not still:
-            self._renew_at_us = None
+            self._renew_at = None
         return still
 
+    def forget(self) -> None:
+        """Ask the database again at the next `acquire` (the lease may have been lost)."""
+        self._renew_at = None
+
     def release(self) -> None:
-        self._renew_at_us = None
+        self._renew_at = None
         release(self.engine, self.name, self.owner)

@@ -42,6 +42,7 @@ class ListenerPart:
         self.owner = owner
         self.name = f"listener:{network}"
         self.listener: Listener | None = None
+        self.lease: leases.Lease | None = None
 
     def run(self) -> None:
         if self.listener is None:
@@ -54,7 +55,9 @@ class ListenerPart:
                 self.owner,
                 self.ctx.settings.ops.lease_s,
                 self.ctx.clock,
+                renew_at_half=True,  # each delivery checks it in its transaction
             )
+            self.lease = lease
             self.listener = token_listener(self.booking, self.network, lease=lease)
             if self.listener is None:
                 return
@@ -66,6 +69,8 @@ class ListenerPart:
         except LeaseLost as exc:
             # Another worker took over mid-poll: its batch rolled back, nothing was delivered twice.
             self.listener.holding = False
+            if self.lease is not None:
+                self.lease.forget()
             log.warning("listener lease lost part=%s owner=%s: %s", self.name, self.owner, exc.message)
 
     def idle(self) -> bool:
@@ -96,10 +101,9 @@ class RulesPart:
         self.rules = rules
         self.owner = owner
         self.created = 1
-        self.lease = leases.Lease(ctx.engine, "rules", owner, ctx.settings.ops.lease_s, ctx.clock)
 
     def run(self) -> None:
-        if not self.lease.acquire():
+        if not leases.acquire(self.ctx.engine, "rules", self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock):
             self.created = 0
             return
         self.created = self.rules.tick()
@@ -108,7 +112,7 @@ class RulesPart:
         return self.created == 0
 
     def release(self) -> None:
-        self.lease.release()
+        leases.release(self.ctx.engine, "rules", self.owner)
 
 
 class MaintenancePart:
@@ -120,16 +124,15 @@ class MaintenancePart:
         self.network = network
         self.owner = owner
         self.name = f"maintenance:{network}"
-        self.lease: leases.Lease | None = None
+        self.lease_name: str | None = None
 
     def run(self) -> None:
         chain = self.ctx.chain(self.network)
         if not chain.deployment(DEPOSIT_TOKEN, required=False):
             return
-        name = f"maintenance:{self.network}:{chain.chain_id}"
-        if self.lease is None or self.lease.name != name:
-            self.lease = leases.Lease(self.ctx.engine, name, self.owner, self.ctx.settings.ops.lease_s, self.ctx.clock)
-        if not self.lease.acquire():
+        self.lease_name = f"maintenance:{self.network}:{chain.chain_id}"
+        lease_s = self.ctx.settings.ops.lease_s
+        if not leases.acquire(self.ctx.engine, self.lease_name, self.owner, lease_s, self.ctx.clock):
             return
         chain.flush_stalled_automine()
         self.handler.repair_nonce_gaps(chain)
@@ -139,8 +142,8 @@ class MaintenancePart:
         return True
 
     def release(self) -> None:
-        if self.lease is not None:
-            self.lease.release()
+        if self.lease_name is not None:
+            leases.release(self.ctx.engine, self.lease_name, self.owner)
 
 
 class WebhooksPart:
