@@ -35,8 +35,13 @@ def _command(
         os.dup2(opened, fd)
         os.close(opened)
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own streams)
-    sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-    from andchain.cli import app
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
+    from andchain.cli import app, common
+
+    # The consoles were made when the server imported andchain: their colours and width are found again for
+    # this process's files and environment.
+    common.out.__init__(emoji=False, highlight=False)  # type: ignore[misc]
+    common.err.__init__(stderr=True, emoji=False, highlight=False)  # type: ignore[misc]
 
     code: int = 0
     try:
@@ -50,6 +55,14 @@ def _command(
 
         traceback.print_exc()
         code = 1
+    # What the interpreter does at its end: wait for the threads that are not daemons, close the logs.
+    import logging
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -65,7 +78,7 @@ def run_andchain(
         stdout, stderr = Path(folder, "stdout"), Path(folder, "stderr")
         stdout.touch()
         stderr.touch()
-        process = _SERVER.Process(target=_command, args=(list(args), dict(env), str(stdout), str(stderr)))
+        process = _SERVER.Process(target=_command, args=(list(args), dict(env), str(stdout), str(stderr)), daemon=True)
         process.start()
         process.join(timeout_s)
         if process.is_alive():
@@ -120,7 +133,9 @@ def start_andchain(args: Sequence[str], env: Mapping[str, str], *, output: Path,
     `output`: a server or a worker that runs until the test stops it."""
     output.touch()
     process = _SERVER.Process(
-        target=_command, args=(list(args), dict(env), str(output), str(output), str(cwd) if cwd else None, True)
+        target=_command,
+        args=(list(args), dict(env), str(output), str(output), str(cwd) if cwd else None, True),
+        daemon=True,  # one a test leaves running is ended with the test process, which does not wait for it
     )
     process.start()
     return Started(process)
