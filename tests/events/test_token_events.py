@@ -65,7 +65,9 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
 
     read_ahead: list[int] = []  # receipts whose mirrors a batch of finals read at once
     looked_up_alone: list[str] = []  # receipts that looked their mirrors up by themselves
+    decoded_alone: list[str] = []  # receipts whose logs were decoded again as they were booked
     read_mirrors, mirrors, book_receipt = Booking.read_mirrors, Booking._mirrors, Booking.book_receipt
+    events_of = Booking._events_of
     inside: list[bool] = [False]
 
     def reading_ahead(self, conn, receipts):
@@ -84,6 +86,12 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
             looked_up_alone.append(events[0].tx_hash)
         return mirrors(self, events, conn)
 
+    def decoding(self, network, receipt):
+        if inside[0]:
+            decoded_alone.append(receipt.tx_hash)
+        return events_of(self, network, receipt)
+
+    monkeypatch.setattr(Booking, "_events_of", decoding)
     monkeypatch.setattr(Booking, "read_mirrors", reading_ahead)
     monkeypatch.setattr(Booking, "book_receipt", booking_receipt)
     monkeypatch.setattr(Booking, "_mirrors", looking_up)
@@ -96,6 +104,7 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
     # range when it read them first (the second finds them booked: `exists`).
     assert booked in ([4], [4, 4])
     assert read_ahead == [4] and looked_up_alone == []  # the finals' mirrors read in one statement
+    assert decoded_alone == []  # and each receipt's logs decoded once, as they were read ahead
 
     # The payer's wallet pays by itself on chain, outside any operation: the listener books what it reads of a
     # block range in one ledger call, and announces each payment once.

@@ -64,9 +64,10 @@ class Booking:
         self.chains = chains
         self._contracts: dict[str, dict[str, ContractAbi]] = {}
         self._tokens: dict[str, dict[str, TokenDef]] = {}
-        # The holder mirrors a worker's batch of final steps will look up, read at once in its transaction
-        # (`read_mirrors`): kept with that connection only, and only for `book_receipt`.
-        self._finals: tuple[Connection, dict[str, int]] | None = None
+        # A worker's batch of final steps, read ahead in its transaction (`read_mirrors`): each receipt's
+        # events, decoded once, and the holder mirrors they name. Kept with that connection only, and only
+        # for `book_receipt`.
+        self._finals: tuple[Connection, dict[tuple[str, str], list[ChainEvent]], dict[str, int]] | None = None
 
     # ------------------------------------------------------------ contracts
 
@@ -119,12 +120,12 @@ class Booking:
     def read_mirrors(self, conn: Connection, receipts: list[tuple[str, Receipt]]) -> None:
         """Final receipts about to be booked through `conn` (a worker's batch of final steps): the holder
         mirrors their events name, read in one statement for all of them."""
-        events = [
-            event
-            for network, receipt in receipts
-            for event in decode_logs(network, self.chains(network).chain_id, self.contracts(network), receipt.logs)
-        ]
-        self._finals = (conn, self._mirrors(events, conn) if events else {})
+        decoded = {(network, receipt.tx_hash): self._events_of(network, receipt) for network, receipt in receipts}
+        events = [event for found in decoded.values() for event in found]
+        self._finals = (conn, decoded, self._mirrors(events, conn) if events else {})
+
+    def _events_of(self, network: str, receipt: Receipt) -> list[ChainEvent]:
+        return decode_logs(network, self.chains(network).chain_id, self.contracts(network), receipt.logs)
 
     def specs(
         self, event: ChainEvent, conn: Connection, mirrors: Mapping[str, int] | None = None
@@ -217,12 +218,13 @@ class Booking:
 
     def book_receipt(self, network: str, receipt: Receipt, conn: Connection) -> None:
         """Book every event of a final receipt (the listener books the same ids)."""
-        chain = self.chains(network)
-        events = decode_logs(network, chain.chain_id, self.contracts(network), receipt.logs)
-        finals = self._finals
-        if finals is not None and finals[0] is conn:
-            mirrors: Mapping[str, int] = finals[1]  # read with its batch's (a mirror missing there is opened)
+        finals = self._finals if self._finals is not None and self._finals[0] is conn else None
+        ahead = finals[1].get((network, receipt.tx_hash)) if finals is not None else None
+        mirrors: Mapping[str, int]
+        if finals is not None and ahead is not None:
+            events, mirrors = ahead, finals[2]  # read with its batch's (a mirror missing there is opened)
         else:
+            events = self._events_of(network, receipt)
             mirrors = self._mirrors(events, conn) if events else {}
         booked = [(event, self.specs(event, conn, mirrors)) for event in events]
         specs = [spec for _, event_specs in booked for spec in event_specs]
