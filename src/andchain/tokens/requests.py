@@ -363,6 +363,19 @@ class Requests:
                 reads.prefetch(on, refs, [item[key] for item in items], holders_of=[item[payer] for item in items])
         return reads
 
+    @staticmethod
+    def _prepare_item(
+        make: Callable[[], Operation | _Prepared], item: int, reads: _Reads | None
+    ) -> Operation | _Prepared:
+        """One item prepared. One refused whose key a twin request recorded since the batch read its keys is
+        prepared again: it is a replay of that operation."""
+        try:
+            return make()
+        except DomainError as exc:
+            if exc.transient or exc.try_again or reads is None or not reads.appeared(item):
+                raise
+        return make()
+
     def _record_batch(
         self, what: str, prepare: list[Callable[[], Operation | _Prepared]], reads: _Reads | None = None
     ) -> list[Operation | DomainError]:
@@ -377,12 +390,7 @@ class Requests:
         ready: list[tuple[int, _Prepared]] = []
         for i, make in enumerate(prepare):
             try:
-                try:
-                    prepared = make()
-                except DomainError as exc:
-                    if exc.transient or exc.try_again or reads is None or not reads.appeared(i):
-                        raise
-                    prepared = make()  # a twin request recorded its key since the batch read its keys: a replay
+                prepared = self._prepare_item(make, i, reads)
             except DomainError as exc:
                 if exc.transient or exc.try_again:
                     raise
