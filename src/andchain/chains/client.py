@@ -422,8 +422,10 @@ class ChainClient:
         """Reserve nonces and sign `calls` from `sender`, without sending: the caller persists them first."""
         if not calls:
             return []
-        signer, fee, gases, first = self._prepare(sender, calls)
-        return [self._signed(signer, first + i, calls[i], gases[i], fee) for i in range(len(calls))]
+        (signed,) = self.sign_calls_many([(sender, calls)])
+        if isinstance(signed, Exception):
+            raise signed
+        return signed
 
     def sign_calls_many(self, groups: Sequence[tuple[str, Sequence[Call]]]) -> list[list[SentTx] | Exception]:
         """`sign_calls` for several senders at once: the chain checked and the fee read once, every sender's
