@@ -88,7 +88,12 @@ def test_plain_http_is_refused_when_the_settings_say_so(engine, clock):
         Webhooks(engine, EventsSettings(allow_http=False), clock=clock).create("http://example.com/hooks")
 
 
-def test_a_failing_receiver_is_retried_on_the_standard_schedule_then_the_delivery_fails(engine, receiver):
+def test_a_failing_receiver_is_retried_on_the_standard_schedule_then_the_delivery_fails(engine, receiver, monkeypatch):
+    import andchain.events.webhooks as module
+
+    writes: list[object] = []  # the write transactions the deliveries took
+    write_transaction = module.write_transaction
+    monkeypatch.setattr(module, "write_transaction", lambda e: writes.append(e) or write_transaction(e))
     clock = now_clock()
     receiver.status = 500
     hooks = Webhooks(engine, local(), clock=clock)
@@ -104,7 +109,9 @@ def test_a_failing_receiver_is_retried_on_the_standard_schedule_then_the_deliver
         wait_us = delivery.next_attempt_at_us - clock()
         waits.append(wait_us / 1_000_000)
         clock.advance(wait_us / 1_000_000 - 0.5)
+        taken = len(writes)
         assert hooks.deliver_due("w1") == 0  # not due yet
+        assert len(writes) == taken  # and no turn at the writer to find that out
         clock.advance(0.5)
         assert hooks.deliver_due("w1") == 1
     assert waits == [0.0, *STANDARD_WEBHOOK_SCHEDULE_S[1:]][1:]
