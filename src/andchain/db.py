@@ -67,6 +67,10 @@ def lock_conflict(exc: DBAPIError) -> bool:
 def encode_amount_sqlite(value: int) -> str:
     if not 0 <= value <= BALANCE_MAX_MINOR:
         raise ValueError(f"stored amounts must be within 0..10^40-1, was {value}")
+    if value.__class__ is int:
+        # The hot path (each row and balance a ledger batch writes): zfill takes a third of the
+        # time of the format spec below, with the same digits for a non-negative int.
+        return str(value).zfill(AMOUNT_DIGITS)
     return f"{value:040d}"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
@@ -366,12 +366,9 @@ class Ledger:
                 and p not in due
             ):
                 due.append(p)
-        account_ids: set[int] = set()
-        for spec in specs:
-            if spec.debit_account_id is not None:
-                account_ids.add(spec.debit_account_id)
-            if spec.credit_account_id is not None:
-                account_ids.add(spec.credit_account_id)
+        # An id left out (None) is dropped by _lock_accounts, with anything else that is not one.
+        account_ids: set[object] = {spec.debit_account_id for spec in specs}
+        account_ids.update([spec.credit_account_id for spec in specs])
         for p in pendings.values():
             if p is not None:
                 account_ids.add(p.debit)
@@ -382,7 +379,9 @@ class Ledger:
         # `exists` instead of failing the transfer against the balances it left.
         supplied = [ids[i] for i, spec in enumerate(specs) if spec.id is not None]
         existing, failed = self._known_ids(conn, supplied)
-        batch = Batch(now_us=now, balances=balances, pendings=pendings, existing=existing, failed=failed)
+        batch = Batch(
+            now_us=now, balances=balances, pendings=pendings, existing=existing, failed=failed, encode=self._encode
+        )
         for p in due:
             expire(batch, p)
         results = apply_batch(batch, specs, ids)
@@ -476,7 +475,7 @@ class Ledger:
             )
         return existing, failed
 
-    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, Balance]:
+    def _lock_accounts(self, conn: Connection, ids: Collection[object]) -> dict[int, Balance]:
         if not ids:
             return {}
         clean = sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63)
@@ -492,9 +491,8 @@ class Ledger:
     def _write(self, conn: Connection, batch: Batch) -> None:
         ph = self._ph
         enc = self._encode
-        if batch.rows:
-            rows = [(r[0], r[1], r[2], enc(r[3]), *r[4:]) for r in batch.rows]
-            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, rows)
+        if batch.rows:  # their amounts already encoded for this engine (Batch.encode)
+            insert_rows(conn, "ledger_transfers", TRANSFER_COLUMNS, batch.rows)
         if batch.failed_new:
             failed = [(tid, result.value, batch.now_us) for tid, result in batch.failed_new.items()]
             insert_rows(conn, "ledger_failed_transfers", FAILED_COLUMNS, failed)
