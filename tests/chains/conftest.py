@@ -15,6 +15,7 @@ from andchain.chains.nodes import LocalNode
 from andchain.config import NetworkSettings, Settings
 from andchain.context import Context
 from andchain.devtools.postgres import free_port
+from tests.conftest import migrated_sqlite
 
 CHAIN_ID = 770077
 
@@ -54,15 +55,19 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
 
 
 def make_context(data_dir: Path, node: LocalNode, database_url: str | None = None) -> Context:
+    """A context on `node`, with its book on `database_url`, else on the SQLite database in `data_dir`
+    (a fresh one when there is none yet); migrated to the newest revision."""
     network = node.network.model_dump()
+    fresh = database_url is None and not (data_dir / "andchain.db").exists()
     settings = Settings(
         data_dir=data_dir,
-        database_url=database_url,
+        database_url=migrated_sqlite(data_dir / "andchain.db") if fresh else database_url,
         networks={node.name: network},
         keystore={"passphrase": "test-only-passphrase", "scrypt_n": 1024},
     )
     ctx = Context(settings)
-    ctx.upgrade_database()
+    if not fresh:
+        ctx.upgrade_database()
     return ctx
 
 
