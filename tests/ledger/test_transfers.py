@@ -105,6 +105,28 @@ def test_the_same_id_twice_in_one_batch_is_booked_once(ledger: Ledger):
     assert ledger.account(client).credits_posted == 5
 
 
+@pytest.mark.parametrize("stand_in", [True, 1.0], ids=["bool", "float"])
+def test_an_account_id_that_is_not_an_int_names_no_account_whatever_the_order(ledger: Ledger, stand_in):
+    """True and 1.0 equal 1 in Python: neither may book against account 1, nor keep it from a transfer that names it."""
+    bank, client = funded_client(ledger, 1_000)
+    (other,) = open_accounts(ledger, ("clients:globex:usd:dda", "USD", 0))
+    assert bank == stand_in  # the stand-in compares equal to a real account's id
+    for n, order in enumerate(((0, 1, 2), (1, 2, 0), (2, 0, 1))):
+        specs = [
+            TransferSpec(client, bank, 5, id=f"right-{n}"),
+            TransferSpec(other, stand_in, 1, id=f"credit-{n}"),
+            TransferSpec(stand_in, other, 1, id=f"debit-{n}"),
+        ]
+        results = ledger.create_transfers([specs[i] for i in order])
+        assert {r.id: r.result.value for r in results} == {
+            f"right-{n}": "ok",
+            f"credit-{n}": "credit_account_not_found",
+            f"debit-{n}": "debit_account_not_found",
+        }
+    assert balances(ledger, bank, client, other) == [(0, 1_000, 0, 15), (0, 15, 0, 1_000), (0, 0, 0, 0)]
+    assert ledger.verify() == []
+
+
 @pytest.mark.parametrize(
     ("spec", "code"),
     [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
@@ -59,6 +59,7 @@ from andchain.ledger.rules import (
     check_batch,
     dump_metadata,
     expire,
+    is_account_id,
     valid_account_name,
 )
 from andchain.money import DEFAULT_ASSETS, Asset, AssetRegistry, MoneyError
@@ -366,9 +367,10 @@ class Ledger:
                 and p not in due
             ):
                 due.append(p)
-        # An id left out (None) is dropped by _lock_accounts, with anything else that is not one.
-        account_ids: set[object] = {spec.debit_account_id for spec in specs}
-        account_ids.update([spec.credit_account_id for spec in specs])
+        # Only ints go in: in a set, True or 1.0 would stand for account 1 and could push it out.
+        account_ids = {
+            ref for spec in specs for ref in (spec.debit_account_id, spec.credit_account_id) if is_account_id(ref)
+        }
         for p in pendings.values():
             if p is not None:
                 account_ids.add(p.debit)
@@ -475,10 +477,10 @@ class Ledger:
             )
         return existing, failed
 
-    def _lock_accounts(self, conn: Connection, ids: Collection[object]) -> dict[int, Balance]:
+    def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, Balance]:
         if not ids:
             return {}
-        clean = sorted(i for i in ids if isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63)
+        clean = sorted(i for i in ids if is_account_id(i) and 0 < i < 2**63)
         rows = self._select_in(
             conn,
             "SELECT id, asset, flags, closed, debits_pending, debits_posted, credits_pending, credits_posted, frozen "
@@ -554,7 +556,9 @@ class Ledger:
                 if not due:
                     return total
                 ids = {p.debit for p in due} | {p.credit for p in due}
-                batch = Batch(now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={})
+                batch = Batch(
+                    now_us=now, balances=self._lock_accounts(conn, ids), pendings={}, existing={}, encode=self._encode
+                )
                 for p in due:
                     expire(batch, p)
                 check_batch(batch)

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from andchain.errors import InvariantBroken, NotFound
 from andchain.ledger.model import (
@@ -212,6 +212,11 @@ TRANSIENT_RESULTS = frozenset(
 )
 
 
+def is_account_id(ref: object) -> TypeGuard[int]:
+    """An account id is an int (bool is not one); an int first, as nearly every id is."""
+    return ref.__class__ is int or (isinstance(ref, int) and not isinstance(ref, bool))
+
+
 def apply_batch(batch: Batch, specs: Sequence[TransferSpec], ids: Sequence[str]) -> list[CreateResult]:
     """Apply every transfer of the batch in order; a linked chain succeeds or fails as one."""
     results: list[CreateResult] = []
@@ -323,10 +328,11 @@ def apply_transfer(batch: Batch, spec: TransferSpec, tid: str) -> Result:
     if amount > AMOUNT_MAX_MINOR:
         return Result.AMOUNT_EXCEEDS_MAXIMUM
     balances = batch.balances
-    dr = balances.get(debit_id)
+    # An id that is not an int names no account, though True or 1.0 would find account 1 in the dict.
+    dr = balances.get(debit_id) if is_account_id(debit_id) else None
     if dr is None:
         return Result.DEBIT_ACCOUNT_NOT_FOUND
-    cr = balances.get(credit_id)
+    cr = balances.get(credit_id) if is_account_id(credit_id) else None
     if cr is None:
         return Result.CREDIT_ACCOUNT_NOT_FOUND
     if dr.closed:
