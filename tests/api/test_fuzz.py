@@ -24,13 +24,13 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from sqlalchemy import Engine
 
-from andchain import migrate
 from andchain.api import create_app
 from andchain.config import Settings
 from andchain.context import Context
 from andchain.db import make_engine
-from tests.conftest import BACKENDS, FakeClock, _truncate
+from tests.conftest import BACKENDS, FakeClock, migrated_sqlite, reset
 
 EXAMPLES_MAX = 25
 # Values that once broke the API, mixed into the generated strings and integers.
@@ -99,35 +99,41 @@ schema = schemathesis.openapi.from_dict(_document(), config=schemathesis.Config.
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
-    """One app per database for the whole walk, as a deployment serves every caller: building one per
-    operation made each test build FastAPI's route state (about 0.5 s) and its own book again.
-    The requests of one operation may leave rows that a later one meets; the walk runs in the same
-    order every time, so that is the same every run too. The rate limits are lifted: the walk is about
-    what each request answers, and tests/api/test_rate_limits.py tests the limits."""
+def walk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Engine]]:
+    """One app per database for the whole walk: building one per operation made each test build FastAPI's
+    route state again (about half a second). The rate limits are lifted: the walk is about what each
+    request answers, and tests/api/test_rate_limits.py tests the limits."""
     data_dir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
     if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{data_dir / 'andchain.db'}")
-        migrate.upgrade(engine)
+        engine = make_engine(migrated_sqlite(data_dir / "andchain.db"))
     else:
         engine = request.getfixturevalue("_postgres_engine")
-        _truncate(engine)
     api = {"allowed_hosts": ["testserver"], "rate_limit_reads": "100000/second", "rate_limit_writes": "100000/second"}
     keystore = {"passphrase": "test-only-passphrase", "scrypt_n": 1024}
     url = engine.url.render_as_string(hide_password=False)
     ctx = Context(Settings(data_dir=data_dir, database_url=url, api=api, keystore=keystore), clock=FakeClock())
     ctx.__dict__["engine"] = engine
-    api_app = create_app(ctx)
+    yield create_app(ctx), engine
+    if request.param == "sqlite":
+        engine.dispose()
+
+
+@pytest.fixture
+def app(walk: tuple[FastAPI, Engine]) -> FastAPI:
+    """The walk's app on an empty book for each operation, so that what one operation's requests did (a desk
+    halted, an account frozen) cannot change what the next one answers: each test stands alone. (On SQLite
+    the append-only audit log keeps its rows; what it holds changes no answer but its own listing's.)"""
+    api_app, engine = walk
+    reset(engine)
+    ctx = api_app.state.context
     _, key = ctx.api_keys.create("admin", label="test admin")
+    api_app.state.test_authorization = f"Bearer {key}"
     with TestClient(api_app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as http:
         # Two accounts, so that generated references sometimes name real ones.
         for name in ("bank:usd:cash", "clients:acme:usd:dda"):
             r = http.post("/v1/accounts", json={"name": name, "asset": "USD"}, headers={"Idempotency-Key": name})
             assert r.status_code == 201, r.text
-        api_app.state.test_authorization = f"Bearer {key}"
-        yield api_app
-    if request.param == "sqlite":
-        engine.dispose()
+    return api_app
 
 
 @schema.parametrize()
