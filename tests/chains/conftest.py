@@ -58,15 +58,14 @@ def make_context(data_dir: Path, node: LocalNode, database_url: str | None = Non
     """A context on `node`, with its book on `database_url`, else on the SQLite database in `data_dir`
     (a fresh one when there is none yet); migrated to the newest revision."""
     network = node.network.model_dump()
-    fresh = database_url is None and not (data_dir / "andchain.db").exists()
     settings = Settings(
         data_dir=data_dir,
-        database_url=migrated_sqlite(data_dir / "andchain.db") if fresh else database_url,
+        database_url=database_url or migrated_sqlite(data_dir / "andchain.db"),
         networks={node.name: network},
         keystore={"passphrase": "test-only-passphrase", "scrypt_n": 1024},
     )
     ctx = Context(settings)
-    if not fresh:
+    if database_url is not None:
         ctx.upgrade_database()
     return ctx
 
