@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, is_hypothesis_test, settings
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from andchain import migrate
 from andchain.db import make_engine
@@ -77,9 +77,27 @@ def _postgres_engine(postgres_server: RunningPostgres) -> Iterator[Engine]:
 
 
 def _truncate(engine: Engine) -> None:
-    tables = ", ".join(t.name for t in metadata.sorted_tables)
+    """Empty every table of the book and restart its ids, as `TRUNCATE ... RESTART IDENTITY` would.
+
+    DELETE, because the tests' tables hold a few rows: TRUNCATE makes new files for each of the ~40
+    tables (110 ms a time here, against 20 ms), and a test's PostgreSQL database is emptied before
+    every test. Triggers are off for it (the server is the tests' own, run by its superuser): the audit
+    log's refuses deletes, and the foreign keys need no order.
+    """
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        for table in reversed(metadata.sorted_tables):
+            conn.exec_driver_sql(f"DELETE FROM {table.name}")
+        for (sequence,) in conn.exec_driver_sql(_OWNED_SEQUENCES):
+            conn.exec_driver_sql("SELECT setval(%s, 1, false)", (sequence,))
+
+
+# The sequences behind the book's serial and identity columns (what RESTART IDENTITY restarts).
+_OWNED_SEQUENCES = (
+    "SELECT pg_get_serial_sequence(quote_ident(table_name), column_name) AS seq FROM information_schema.columns "
+    "WHERE table_schema = current_schema() AND (column_default LIKE 'nextval%%' OR is_identity = 'YES') "
+    "AND pg_get_serial_sequence(quote_ident(table_name), column_name) IS NOT NULL"
+)
 
 
 _sqlite_template: list[Path] = []  # the migrated database this test process copies, made on first use
