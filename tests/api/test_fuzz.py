@@ -120,9 +120,11 @@ def walk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def app(walk: tuple[FastAPI, Engine]) -> FastAPI:
-    """The walk's app on an empty book for each operation, so that what one operation's requests did (a desk
-    halted, an account frozen) cannot change what the next one answers: each test stands alone. (On SQLite
-    the append-only audit log keeps its rows; what it holds changes no answer but its own listing's.)"""
+    """The walk's app on an empty book for each operation, so that what one operation's requests stored (a desk
+    halted, an account frozen) does not change what the next one meets. What the app keeps in memory (its
+    services, built on first use, and their caches) carries over, as in a deployment serving every caller;
+    so do SQLite's append-only audit log and its AUTOINCREMENT ids. The walk runs in the same order every
+    time, so a run of the whole file meets the same state every time."""
     api_app, engine = walk
     reset(engine)
     ctx = api_app.state.context
