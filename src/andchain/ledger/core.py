@@ -369,7 +369,10 @@ class Ledger:
                 due.append(p)
         # Only ints go in: in a set, True or 1.0 would stand for account 1 and could push it out.
         account_ids = {
-            ref for spec in specs for ref in (spec.debit_account_id, spec.credit_account_id) if is_account_id(ref)
+            ref
+            for spec in specs
+            for ref in (spec.debit_account_id, spec.credit_account_id)
+            if ref.__class__ is int or is_account_id(ref)
         }
         for p in pendings.values():
             if p is not None:
@@ -480,7 +483,7 @@ class Ledger:
     def _lock_accounts(self, conn: Connection, ids: set[int]) -> dict[int, Balance]:
         if not ids:
             return {}
-        clean = sorted(i for i in ids if is_account_id(i) and 0 < i < 2**63)
+        clean = sorted(i for i in ids if 0 < i < 2**63)  # ints only, as every caller collects them
         rows = self._select_in(
             conn,
             "SELECT id, asset, flags, closed, debits_pending, debits_posted, credits_pending, credits_posted, frozen "

@@ -329,10 +329,10 @@ def apply_transfer(batch: Batch, spec: TransferSpec, tid: str) -> Result:
         return Result.AMOUNT_EXCEEDS_MAXIMUM
     balances = batch.balances
     # An id that is not an int names no account, though True or 1.0 would find account 1 in the dict.
-    dr = balances.get(debit_id) if is_account_id(debit_id) else None
+    dr = balances.get(debit_id) if debit_id.__class__ is int or is_account_id(debit_id) else None
     if dr is None:
         return Result.DEBIT_ACCOUNT_NOT_FOUND
-    cr = balances.get(credit_id) if is_account_id(credit_id) else None
+    cr = balances.get(credit_id) if credit_id.__class__ is int or is_account_id(credit_id) else None
     if cr is None:
         return Result.CREDIT_ACCOUNT_NOT_FOUND
     if dr.closed:
