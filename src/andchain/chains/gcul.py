@@ -50,6 +50,7 @@ from andchain.db import write_transaction
 from andchain.errors import Conflict, DomainError
 from andchain.ledger.model import Clock, system_clock_us
 from andchain.retry import Backoff, retrying
+from andchain.tls import tls_context
 
 DEFAULT_BASE_URL = "https://universalledger.googleapis.com"
 FINAL_STATUSES = frozenset({"FINALIZED"})
@@ -172,7 +173,7 @@ class GculNetwork:
         self._sleep = sleep
         self._nonce = nonce
         self._clock = clock
-        self._http = httpx.Client(base_url=config.base_url, transport=transport, timeout=10.0)
+        self._http = httpx.Client(base_url=config.base_url, transport=transport, timeout=10.0, verify=tls_context())
 
     def _request(self, method: str, verb: str, **kwargs: Any) -> dict[str, Any]:
         url = f"/v1/{self.config.resource}:{verb}"

@@ -14,6 +14,7 @@ import httpx
 from andchain.config import shown_url
 from andchain.errors import DomainError
 from andchain.retry import Backoff, retrying
+from andchain.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Rpc:
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
             headers={"content-type": "application/json"},
+            verify=tls_context(),
         )
 
     def close(self) -> None:

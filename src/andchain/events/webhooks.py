@@ -55,6 +55,7 @@ from andchain.errors import Conflict, DomainError, NotFound
 from andchain.events import schema
 from andchain.events.store import Event, EventLog, TypeFilter, canonical, iso, type_filter
 from andchain.ledger.model import Clock, IdSource, system_clock_us
+from andchain.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -701,7 +702,12 @@ class Webhooks:
                 def pool(name: str) -> httpx.Client:
                     if name not in pools:
                         pools[name] = stack.enter_context(
-                            httpx.Client(timeout=httpx.Timeout(timeout_s), follow_redirects=False, trust_env=False)
+                            httpx.Client(
+                                timeout=httpx.Timeout(timeout_s),
+                                follow_redirects=False,
+                                trust_env=False,
+                                verify=tls_context(trust_env=False),
+                            )
                         )
                     return pools[name]
 

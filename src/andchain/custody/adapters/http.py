@@ -24,6 +24,7 @@ from andchain.custody.port import (
     TransferNotFound,
 )
 from andchain.money import MoneyError, format_minor, parse_minor
+from andchain.tls import tls_context
 
 # (method, path with its query, body bytes) -> the headers that authenticate the request
 Signer = Callable[[str, str, bytes], Mapping[str, str]]
@@ -88,7 +89,7 @@ class ProviderHttp:
     ) -> None:
         self.name = name
         self.sign = sign
-        self.client = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport)
+        self.client = httpx.Client(base_url=base_url, timeout=timeout_s, transport=transport, verify=tls_context())
 
     def close(self) -> None:
         self.client.close()

@@ -40,6 +40,7 @@ from andchain.custody.kept import schema as store
 from andchain.custody.kept.service import KeptCustody
 from andchain.db import write_transaction
 from andchain.errors import DomainError
+from andchain.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Worker:
         self.poll_s = poll_s
         self.attempts_max = attempts_max
         self.clock_s = clock_s
-        self.http = httpx.Client(timeout=timeout_s)
+        self.http = httpx.Client(timeout=timeout_s, verify=tls_context())
         self._stop = threading.Event()
         self.threads = [
             threading.Thread(

@@ -25,6 +25,7 @@ from andchain.context import Context
 from andchain.custody.reference.runtime import directory_of, private_dir
 from andchain.devtools.processes import pid_alive
 from andchain.errors import DomainError
+from andchain.tls import tls_context
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -78,7 +79,7 @@ class LocalCustodian:
         client costs a TLS context's set-up, tens of milliseconds, even for a plain-HTTP check)."""
         try:
             if http is None:
-                with httpx.Client(timeout=1.0) as own:
+                with httpx.Client(timeout=1.0, verify=tls_context()) as own:
                     return self.healthy(own)
             return http.get(f"{self.url}/health").status_code == 200
         except httpx.HTTPError:
@@ -139,7 +140,7 @@ class LocalCustodian:
         self.tokens_file.write_text(env["ANDCHAIN_CUSTODIAN__TOKENS"])
         self._process = process
         deadline = time.monotonic() + START_TIMEOUT_S
-        with httpx.Client(timeout=1.0) as http:
+        with httpx.Client(timeout=1.0, verify=tls_context()) as http:
             while time.monotonic() < deadline:
                 if process.poll() is not None:
                     self.pid_file.unlink(missing_ok=True)
