@@ -19,7 +19,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 _SERVER = multiprocessing.get_context("forkserver")
-_SERVER.set_forkserver_preload(["andchain.cli"])
+# What the commands import besides the CLI: the tables (a migration's environment), the API's and the
+# custodian's apps and their server.
+_SERVER.set_forkserver_preload(
+    ["andchain.cli", "andchain.tables", "andchain.api", "andchain.custody.reference.app", "uvicorn"]
+)
 
 
 def _command(

@@ -25,6 +25,26 @@ def test_migrations_go_down_to_nothing_and_back_up(engine):
     assert "ledger_transfers" in inspect(engine).get_table_names()
 
 
+def test_a_database_at_the_newest_revision_is_left_as_it_is_and_one_behind_is_migrated(engine, monkeypatch):
+    """Every command migrates first: at the newest revision, Alembic's environment (which imports every
+    table's module) is not even started."""
+    started: list[str] = []
+    upgrade = migrate.command.upgrade
+
+    def counted(config, revision):
+        started.append(revision)
+        upgrade(config, revision)
+
+    monkeypatch.setattr(migrate.command, "upgrade", counted)
+    migrate.upgrade(engine)
+    assert started == []
+    previous = migrate.ScriptDirectory(str(migrate.MIGRATIONS_DIR)).get_revision(migrate.head()).down_revision
+    migrate.downgrade(engine, previous)
+    migrate.upgrade(engine)
+    assert started == ["head"]
+    assert migrate.current(engine) == migrate.head()
+
+
 def test_hot_tables_leave_room_for_in_place_updates_on_postgresql(engine):
     """Balances, operations and signed transactions are updated on every step: on PostgreSQL their pages
     keep room so that an update stays on its page (HOT) and leaves the indexes alone."""
