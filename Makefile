@@ -7,10 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The suite runs in three processes (pytest-xdist), a test file per process at a time: most of a test's
-# time is spent waiting for a node, a worker or a database, so three keep two cores busy (a fresh clone's
-# suite took 13.5 minutes in two processes, 10.5 in four, where the load made timeouts of the API's test
-# client likelier). PYTEST_WORKERS=0 runs it in this process alone (for a debugger, or -x on the first
-# failure).
+# time is spent waiting for a node, a worker or a database, so three keep two cores busy (four made
+# timeouts of the API's test client likelier; docs/benchmarks.md has the suite's times). PYTEST_WORKERS=0
+# runs it in this process alone (for a debugger, or -x on the first failure).
 PYTEST_WORKERS ?= 3
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
