@@ -60,9 +60,14 @@ class FakeClock:
         self.now_us += int(seconds * 1_000_000)
 
 
+def postgresql_skipped() -> bool:
+    """ANDCHAIN_TEST_SKIP_POSTGRESQL=1: the PostgreSQL tests are skipped (on a machine without it)."""
+    return os.environ.get("ANDCHAIN_TEST_SKIP_POSTGRESQL") == "1"
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[RunningPostgres]:
-    if os.environ.get("ANDCHAIN_TEST_SKIP_POSTGRESQL") == "1":
+    if postgresql_skipped():
         pytest.skip("ANDCHAIN_TEST_SKIP_POSTGRESQL=1")
     with throwaway_postgres() as server:
         yield server
