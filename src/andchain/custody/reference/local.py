@@ -74,14 +74,11 @@ class LocalCustodian:
             return None
         return pid if pid_alive(pid) else None
 
-    def healthy(self, http: httpx.Client | None = None) -> bool:
-        """Whether it answers its health check (through `http`, when a caller asks again and again: a new
-        client costs a TLS context's set-up, tens of milliseconds, even for a plain-HTTP check)."""
+    def healthy(self) -> bool:
+        """Whether it answers its health check. A client is cheap to make: its TLS context is shared."""
         try:
-            if http is None:
-                with httpx.Client(timeout=1.0, verify=tls_context()) as own:
-                    return self.healthy(own)
-            return http.get(f"{self.url}/health").status_code == 200
+            with httpx.Client(timeout=1.0, verify=tls_context()) as http:
+                return http.get(f"{self.url}/health").status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -140,16 +137,15 @@ class LocalCustodian:
         self.tokens_file.write_text(env["ANDCHAIN_CUSTODIAN__TOKENS"])
         self._process = process
         deadline = time.monotonic() + START_TIMEOUT_S
-        with httpx.Client(timeout=1.0, verify=tls_context()) as http:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    self.pid_file.unlink(missing_ok=True)
-                    raise CustodianProcessError(
-                        f"the reference custodian exited with {process.returncode}:\n{self._log_tail()}"
-                    )
-                if self.healthy(http):
-                    return
-                time.sleep(0.1)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise CustodianProcessError(
+                    f"the reference custodian exited with {process.returncode}:\n{self._log_tail()}"
+                )
+            if self.healthy():
+                return
+            time.sleep(0.1)
         self.stop()
         raise CustodianProcessError(f"the reference custodian did not answer within {START_TIMEOUT_S:.0f}s")
 
