@@ -111,6 +111,8 @@ def walks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     so the cases are generated once (generating them is about half the walk's time). The rate limits are
     lifted: the walk is about what each request answers, and tests/api/test_rate_limits.py tests the
     limits."""
+    api = {"allowed_hosts": ["testserver"], "rate_limit_reads": "100000/second", "rate_limit_writes": "100000/second"}
+    keystore = {"passphrase": "test-only-passphrase", "scrypt_n": 1024}
     apps: dict[str, FastAPI] = {}
     engines: list[Engine] = []
     for backend in request.param:
@@ -120,12 +122,6 @@ def walks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             engines.append(engine)
         else:
             engine = request.getfixturevalue("_postgres_engine")
-        api = {
-            "allowed_hosts": ["testserver"],
-            "rate_limit_reads": "100000/second",
-            "rate_limit_writes": "100000/second",
-        }
-        keystore = {"passphrase": "test-only-passphrase", "scrypt_n": 1024}
         url = engine.url.render_as_string(hide_password=False)
         ctx = Context(Settings(data_dir=data_dir, database_url=url, api=api, keystore=keystore), clock=FakeClock())
         ctx.__dict__["engine"] = engine
