@@ -517,6 +517,37 @@ def test_movements_admitted_together_record_totals_and_alerts_as_one_after_anoth
     assert compliance.party(ghosts[0]).tier == compliance.party(ghosts[1]).tier
 
 
+def test_a_busy_partys_movements_look_their_alerts_up_once_and_open_each_once(world, clock):
+    """Every movement past the velocity limit asks for the window's alert: a batch of them reads the open
+    alerts in one statement, whatever its size, and opens the alert once, with the first movement's figures."""
+    from sqlalchemy import event
+
+    from andchain.compliance.service import Admission
+
+    clients, compliance, _ = world
+    compliance.cs.monitoring.velocity_count_max = 2
+    busy = clients.onboard("Busy Corp").id
+    looked_up: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "compliance_alerts" in statement:
+            looked_up.append(statement)
+
+    event.listen(compliance.engine, "before_cursor_execute", count)
+    try:
+        per_size = {}
+        for size in (4, 40):
+            looked_up.clear()
+            with write_transaction(compliance.engine) as conn:
+                compliance.admit_many(conn, [Admission(busy, "payment", 100, f"pay:{size}:{n}") for n in range(size)])
+            per_size[size] = len(looked_up)
+    finally:
+        event.remove(compliance.engine, "before_cursor_execute", count)
+    assert per_size == {4: 1, 40: 1}
+    (velocity,) = alerts(compliance, rule="velocity", client_id=busy)
+    assert velocity.details["transactions"] == 3  # the third movement of the window was the first past 2
+
+
 def test_a_party_is_read_without_a_write_and_made_once_when_missing(world, monkeypatch):
     _, compliance, _ = world
     made = compliance.party("no-party-yet")  # missing: made with the onboarding status and default tier

@@ -135,6 +135,17 @@ class Admission:
 
 
 @dataclass(frozen=True)
+class AlertDue:
+    """An alert a rule asks for: opened once per `dedupe` (`Compliance.open_alerts`)."""
+
+    rule: str
+    client_id: str | None
+    subject: str
+    details: dict[str, Any]
+    dedupe: str
+
+
+@dataclass(frozen=True)
 class Activity:
     flow: str
     direction: str
@@ -774,8 +785,10 @@ class Compliance:
             ],
         )  # fmt: skip
         self._add_to_days(conn, day, first, windows)
+        due: list[AlertDue] = []
         for admission, activity, before, window in seen:
-            self._monitor(conn, admission.client_id, activity, before, window, admission.ref)
+            due += self._monitor(conn, admission.client_id, activity, before, window, admission.ref)
+        self.open_alerts(conn, due)  # a busy client's movements ask for the same alert again and again: one look-up
 
     def parties_of(self, clients: Sequence[str]) -> dict[str, Party]:
         """The parties of these clients that exist, read (a batch of requests reads its parties at once)."""
@@ -876,24 +889,25 @@ class Compliance:
 
     def _monitor(
         self, conn: Connection, client_id: str, now: Activity, previous: int | None, window: _Window, ref: str
-    ) -> None:
-        """The monitoring rules over the party's movements, this one recorded; each opens one alert a day.
-        Every figure is one indexed aggregate over the party's own rows, never a scan of its history."""
+    ) -> list[AlertDue]:
+        """The monitoring rules over the party's movements, this one recorded: the alerts they ask for (each
+        opened once a day, or once a velocity window, by `open_alerts`). Every figure is one indexed aggregate
+        over the party's own rows, never a scan of its history."""
         m = self.cs.monitoring
         a = t.activity
+        subject = f"client:{client_id}"
         day = now.at_us // DAY_US
         threshold = parse_minor(m.cash_daily_usd, 2)
+        due: list[AlertDue] = []
         if now.cash:
             cash_today = window.cash_today + now.amount_usd_minor
             if cash_today > threshold:
-                self.open_alert(
-                    conn,
-                    "cash_aggregate",
-                    client_id,
-                    f"client:{client_id}",
-                    {"cash_today_usd": _usd(cash_today), "threshold_usd": _usd(threshold), "last_ref": ref},
-                    f"cash_aggregate:{client_id}:{day}",
-                )
+                details: dict[str, Any] = {
+                    "cash_today_usd": _usd(cash_today),
+                    "threshold_usd": _usd(threshold),
+                    "last_ref": ref,
+                }
+                due.append(AlertDue("cash_aggregate", client_id, subject, details, f"cash_aggregate:{client_id}:{day}"))
             floor = threshold * (100 - m.structuring_band_pct) // 100
             if floor <= now.amount_usd_minor < threshold:
                 near = conn.execute(
@@ -906,46 +920,30 @@ class Compliance:
                     )
                 ).one()
                 if int(near[0]) >= m.structuring_count_min:
-                    self.open_alert(
-                        conn,
-                        "structuring",
-                        client_id,
-                        f"client:{client_id}",
-                        {
-                            "transactions": int(near[0]),
-                            "each_between_usd": [_usd(floor), _usd(threshold)],
-                            "total_usd": _usd(decode_amount(near[1])),
-                            "window_hours": 24,
-                            "last_ref": ref,
-                        },
-                        f"structuring:{client_id}:{day}",
-                    )
+                    details = {
+                        "transactions": int(near[0]),
+                        "each_between_usd": [_usd(floor), _usd(threshold)],
+                        "total_usd": _usd(decode_amount(near[1])),
+                        "window_hours": 24,
+                        "last_ref": ref,
+                    }
+                    due.append(AlertDue("structuring", client_id, subject, details, f"structuring:{client_id}:{day}"))
         window_us = m.velocity_window_s * 1_000_000
         in_window = window.in_window + 1
         if in_window > m.velocity_count_max:
-            self.open_alert(
-                conn,
-                "velocity",
-                client_id,
-                f"client:{client_id}",
-                {"transactions": in_window, "window_s": m.velocity_window_s, "max": m.velocity_count_max},
-                f"velocity:{client_id}:{now.at_us // window_us}",
-            )
+            details = {"transactions": in_window, "window_s": m.velocity_window_s, "max": m.velocity_count_max}
+            dedupe = f"velocity:{client_id}:{now.at_us // window_us}"
+            due.append(AlertDue("velocity", client_id, subject, details, dedupe))
         if previous is not None and now.at_us - int(previous) > m.dormant_days * DAY_US:
-            self.open_alert(
-                conn,
-                "dormant_reactivation",
-                client_id,
-                f"client:{client_id}",
-                {
-                    "idle_days": (now.at_us - int(previous)) // DAY_US,
-                    "dormant_days": m.dormant_days,
-                    "flow": now.flow,
-                    "amount_usd": _usd(now.amount_usd_minor),
-                    "ref": ref,
-                },
-                f"dormant:{client_id}:{day}",
-            )
+            details = {
+                "idle_days": (now.at_us - int(previous)) // DAY_US,
+                "dormant_days": m.dormant_days,
+                "flow": now.flow,
+                "amount_usd": _usd(now.amount_usd_minor),
+                "ref": ref,
+            }
+            due.append(AlertDue("dormant_reactivation", client_id, subject, details, f"dormant:{client_id}:{day}"))
+        return due
 
     # ----------------------------------------------------------------- alerts
 
@@ -959,40 +957,69 @@ class Compliance:
         dedupe: str,
     ) -> str | None:
         """Open an alert in the caller's transaction, once per `dedupe`; its id (None: already open)."""
-        existing = conn.execute(select(t.alerts.c.id).where(t.alerts.c.dedupe == dedupe[:200])).scalar()
-        if existing is not None:
-            return None
-        alert_id = self.ids.new_id()
-        now = self.clock()
-        values = {
-            "id": alert_id,
-            "rule": rule,
-            "client_id": client_id,
-            "subject": subject[:2000],
-            "details": json.dumps(details, sort_keys=True, default=str),
-            "dedupe": dedupe[:200],
-            "status": AlertStatus.OPEN.value,
-            "assignee": None,
-            "reason": None,
-            "resolution": None,
-            "opened_at_us": now,
-            "updated_at_us": now,
+        opened = self.open_alerts(conn, [AlertDue(rule, client_id, subject, details, dedupe)])
+        return opened[0] if opened else None
+
+    def open_alerts(self, conn: Connection, due: Sequence[AlertDue]) -> list[str]:
+        """Open alerts in the caller's transaction, each once per `dedupe` (the first asked for wins); the
+        ids of those opened. Which are open already is read in one statement: a busy client's movements
+        ask for the same velocity alert with every movement of the window."""
+        first: dict[str, AlertDue] = {}
+        for alert in due:
+            first.setdefault(alert.dedupe[:200], alert)
+        if not first:
+            return []
+        a = t.alerts
+        dedupes = sorted(first)
+        existing = {
+            row[0]
+            for chunk in in_chunks(dedupes)
+            for row in conn.execute(select(a.c.dedupe).where(a.c.dedupe.in_(chunk)))
         }
-        try:
-            with conn.begin_nested():
-                conn.execute(t.alerts.insert().values(**values))
-        except IntegrityError:
-            return None  # opened by a concurrent transaction: one alert
-        conn.execute(
-            t.alert_history.insert().values(alert_id=alert_id, action="opened", by="andchain", note=rule, at_us=now)
-        )
-        append_events(
-            conn,
-            [NewEvent("compliance.alert_opened", f"alert:{alert_id}", {"alert": alert_id, "rule": rule, **details})],
-            now,
-        )
-        log.warning("compliance alert opened rule=%s client=%s alert=%s", rule, client_id, alert_id)
-        return alert_id
+        opened: list[str] = []
+        for dedupe, alert in first.items():
+            if dedupe in existing:
+                continue
+            alert_id = self.ids.new_id()
+            now = self.clock()
+            values = {
+                "id": alert_id,
+                "rule": alert.rule,
+                "client_id": alert.client_id,
+                "subject": alert.subject[:2000],
+                "details": json.dumps(alert.details, sort_keys=True, default=str),
+                "dedupe": dedupe,
+                "status": AlertStatus.OPEN.value,
+                "assignee": None,
+                "reason": None,
+                "resolution": None,
+                "opened_at_us": now,
+                "updated_at_us": now,
+            }
+            try:
+                with conn.begin_nested():
+                    conn.execute(a.insert().values(**values))
+            except IntegrityError:
+                continue  # opened by a concurrent transaction: one alert
+            conn.execute(
+                t.alert_history.insert().values(
+                    alert_id=alert_id, action="opened", by="andchain", note=alert.rule, at_us=now
+                )
+            )
+            append_events(
+                conn,
+                [
+                    NewEvent(
+                        "compliance.alert_opened",
+                        f"alert:{alert_id}",
+                        {"alert": alert_id, "rule": alert.rule, **alert.details},
+                    )
+                ],
+                now,
+            )
+            log.warning("compliance alert opened rule=%s client=%s alert=%s", alert.rule, alert.client_id, alert_id)
+            opened.append(alert_id)
+        return opened
 
     def alerts(
         self,
