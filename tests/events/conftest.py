@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from andchain.config import EventsSettings
 from andchain.db import write_transaction
 from andchain.devtools.postgres import free_port
-from andchain.events import NewEvent, append
+from andchain.events import NewEvent
+from andchain.events.store import append_with_ids
 
 # The receivers here listen on 127.0.0.1 over plain http: what a development machine allows.
 LOCAL = {"allow_http": True, "private_targets": True}
@@ -110,7 +111,7 @@ def down_receiver() -> Iterator[Receiver]:
 
 def emit(engine: Engine, clock: Callable[[], int], *events: NewEvent) -> list[int]:
     with write_transaction(engine) as conn:
-        return append(conn, list(events), clock())
+        return append_with_ids(conn, list(events), clock())
 
 
 def alert(text: str, client_id: str | None = None) -> NewEvent:

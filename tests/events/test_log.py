@@ -9,6 +9,7 @@ from andchain.db import write_transaction
 from andchain.errors import DomainError
 from andchain.events import EventLog, NewEvent, append, type_filter
 from andchain.events import schema as event_schema
+from andchain.events.store import append_with_ids
 from andchain.ops import Operations, OpStatus
 from tests.conftest import _truncate
 from tests.events.conftest import alert, emit
@@ -107,7 +108,7 @@ def test_a_reader_never_passes_an_id_that_a_transaction_in_flight_still_holds(pg
     log = EventLog(engine)
     with engine.connect() as slow:
         slow_tx = slow.begin()
-        (first,) = append(slow, [alert("taken first, committed last")], clock())
+        (first,) = append_with_ids(slow, [alert("taken first, committed last")], clock())
         (second,) = emit(engine, clock, alert("taken second, committed first"))
         assert second > first
         page = log.read(after=0)
@@ -125,7 +126,7 @@ def test_a_rolled_back_id_is_a_gap_that_readers_pass(pg_engine, clock):
     (before,) = emit(engine, clock, alert("before"))
     with engine.connect() as conn:
         tx = conn.begin()
-        (lost,) = append(conn, [alert("rolled back")], clock())
+        (lost,) = append_with_ids(conn, [alert("rolled back")], clock())
         assert log.read(after=before).position == before  # still in flight: not passed
         tx.rollback()
     (after,) = emit(engine, clock, alert("after"))

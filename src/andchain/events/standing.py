@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select, update
 
 from andchain.events import schema
-from andchain.events.store import NewEvent, append, iso
+from andchain.events.store import NewEvent, append, append_with_ids, iso
 
 S = schema.standing
 
@@ -59,7 +59,7 @@ def sync(conn: Connection, findings: Sequence[Finding], now_us: int, *, unread: 
         mark = marks.get(key)
         if mark is not None and mark.digest == finding.digest:
             continue
-        (event_id,) = append(conn, [NewEvent(finding.kind, finding.subject, finding.payload)], now_us)
+        (event_id,) = append_with_ids(conn, [NewEvent(finding.kind, finding.subject, finding.payload)], now_us)
         emitted += 1
         if mark is None:
             conn.execute(

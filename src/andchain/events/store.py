@@ -211,15 +211,13 @@ def _mark_in_flight(conn: Connection) -> None:
 
 
 _INSERT_RETURNING_ID = T.insert().returning(T.c.id, sort_by_parameter_order=True)
+_INSERT = T.insert()
 
 
-def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[int]:
-    """Append events in the caller's transaction (they commit or roll back with it); their ids."""
-    if not events:
-        return []
+def _rows(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[dict[str, Any]]:
     payloads = [_check(e) for e in events]
     _mark_in_flight(conn)
-    rows = [
+    return [
         {
             "type": event.type,
             "occurred_at_us": now_us,
@@ -229,6 +227,20 @@ def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[in
         }
         for event, payload in zip(events, payloads, strict=True)
     ]
+
+
+def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> None:
+    """Append events in the caller's transaction (they commit or roll back with it), in one statement."""
+    if events:
+        # Without RETURNING: SQLite then runs one prepared INSERT over the rows, in half the time.
+        conn.execute(_INSERT, _rows(conn, events, now_us))
+
+
+def append_with_ids(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[int]:
+    """`append`, returning the events' ids in the order given."""
+    if not events:
+        return []
+    rows = _rows(conn, events, now_us)
     # One statement for the whole list, its ids in the order of the rows.
     done = conn.execute(_INSERT_RETURNING_ID, rows)
     ids = [int(row[0]) for row in done]
