@@ -191,6 +191,49 @@ def test_a_batch_of_requests_is_recorded_together_and_one_refused_item_makes_it_
     assert reconcile(ctx).breaks == []
 
 
+def test_a_batch_of_mints_is_recorded_at_a_constant_number_of_statements(ctx, tokens: TokenService, monkeypatch):
+    """The transaction that records a batch of mints runs as many statements for 8 items as for 2: the
+    accounts their reservations name are read at once, not two statements an item."""
+    from sqlalchemy import event
+
+    clients = [onboard_funded(tokens, f"Constant {n}", 100_000) for n in range(8)]
+    for client in clients:
+        tokens.mint(client, "internal", 1_000, f"constant-warm-{client}")  # every holder mirror opened
+    settle(ctx, tokens)
+    statements: list[str] = []
+    counting = [False]
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if counting[0]:
+            statements.append(statement)
+
+    record_ready = type(tokens.requests)._record_ready
+
+    def recorded(self, ready, results):
+        counting[0] = True
+        try:
+            return record_ready(self, ready, results)
+        finally:
+            counting[0] = False
+
+    monkeypatch.setattr(type(tokens.requests), "_record_ready", recorded)
+    event.listen(ctx.engine, "before_cursor_execute", count)
+    try:
+        per_size = {}
+        for size in (2, 8):
+            statements.clear()
+            outcomes = tokens.requests.mint_batch(
+                [(c, "internal", 100 + size, f"constant-{size}-{c}") for c in clients[:size]]
+            )
+            assert all(not isinstance(o, Exception) for o in outcomes), outcomes
+            per_size[size] = len(statements)
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", count)
+    assert per_size[2] == per_size[8], per_size
+    settle(ctx, tokens)
+    assert reconcile(ctx).breaks == []
+
+
 def test_a_batch_of_payments_reads_at_a_constant_number_of_statements_and_goes_out_in_one_round(
     ctx, tokens: TokenService, monkeypatch
 ):

@@ -12,7 +12,7 @@ A request the ledger refuses (insufficient funds) records nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -101,6 +101,35 @@ class _Prepared:
     admit: Callable[[Connection], None]
     reserve: Callable[[Operation, Connection], None] | None = None
     networks: tuple[str, ...] = ()  # the networks whose move controls it consumes (locked in one order first)
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    """What a request reserves in the transaction that records its operation: `amount_minor` from the account
+    named `debit` to the one named `credit`. A batch reads the ids of all its items' accounts at once."""
+
+    ledger: Ledger
+    clients: Clients
+    hold: Callable[[str], holds.Hold]
+    debit: str
+    credit: str
+    amount_minor: int
+    asset: str
+    memo: str
+
+    def __call__(self, op: Operation, conn: Connection, ids: Mapping[str, int] | None = None) -> None:
+        """`ids`: account ids by name, read already (a name missing there is looked up)."""
+        ids = ids or {}
+        holds.reserve(
+            self.ledger,
+            self.hold(op.id),
+            ids[self.debit] if self.debit in ids else self.clients.account_id(self.debit, conn),
+            ids[self.credit] if self.credit in ids else self.clients.account_id(self.credit, conn),
+            self.amount_minor,
+            self.asset,
+            memo=self.memo,
+            conn=conn,
+        )
 
 
 def mint_hold(op_id: str) -> holds.Hold:
@@ -245,22 +274,9 @@ class Requests:
 
     def _hold(
         self, hold: Callable[[str], holds.Hold], debit: str, credit: str, amount_minor: int, asset: str, memo: str
-    ) -> Callable[[Operation, Connection], None]:
+    ) -> _Reservation:
         """What a request reserves once its operation is recorded: `amount_minor` from debit to credit."""
-
-        def reserve(op: Operation, conn: Connection) -> None:
-            holds.reserve(
-                self.ledger,
-                hold(op.id),
-                self.clients.account_id(debit, conn),
-                self.clients.account_id(credit, conn),
-                amount_minor,
-                asset,
-                memo=memo,
-                conn=conn,
-            )
-
-        return reserve
+        return _Reservation(self.ledger, self.clients, hold, debit, credit, amount_minor, asset, memo)
 
     def _admit(
         self,
@@ -462,9 +478,21 @@ class Requests:
                 else:
                     for admit in admits:
                         admit(conn)
+                # The accounts every reservation names, read in one statement (an id never changes).
+                names = sorted(
+                    {
+                        n
+                        for _, p in ready
+                        if isinstance(p.reserve, _Reservation)
+                        for n in (p.reserve.debit, p.reserve.credit)
+                    }
+                )
+                ids = {name: a.id for name, a in self.ledger.accounts_named(names, conn=conn).items()} if names else {}
                 with holds.deferring() as reservations:
                     for (_, p), op in zip(ready, created, strict=True):
-                        if p.reserve is not None:
+                        if isinstance(p.reserve, _Reservation):
+                            p.reserve(op, conn, ids)
+                        elif p.reserve is not None:
                             p.reserve(op, conn)
                 holds.flush(conn, reservations)
         except _OneByOne:
