@@ -63,6 +63,27 @@ def test_the_key_store_keeps_keys_encrypted_and_refuses_a_wrong_passphrase(tmp_p
         store.create("Bad Label!")
 
 
+def test_a_labels_address_is_read_from_its_file_once(tmp_path, monkeypatch):
+    """The workers ask for the bank's addresses on every operation they plan: a store reads each label's
+    file once, and another store on the same directory (another process) finds the same address."""
+    store = EncryptedKeyStore(tmp_path / "keys", "correct horse", scrypt_n=1024)
+    minter = store.create("bank:minter")
+    other = EncryptedKeyStore(tmp_path / "keys", "correct horse", scrypt_n=1024)
+    reads: list[object] = []
+    read = EncryptedKeyStore._read
+
+    def counting(self, path):
+        reads.append(path)
+        return read(self, path)
+
+    monkeypatch.setattr(EncryptedKeyStore, "_read", counting)
+    assert [store.create("bank:minter") for _ in range(3)] == [minter] * 3 and reads == []
+    assert [other.create("bank:minter") for _ in range(3)] + [other.address("bank:minter")] == [minter] * 4
+    assert len(reads) == 1
+    with pytest.raises(KeyStoreError, match="already holds another key"):
+        other.import_key("bank:minter", KEY)
+
+
 def test_a_batch_of_transfers_is_signed_locally_sent_in_one_request_and_all_mined(token: TokenWorld):
     token.tx(token.minter, "mint", token.alice, 1_000, b"\0" * 32)
     calls = [Call(token.address, token.abi.encode_call("transfer", token.bob, 1)) for _ in range(150)]

@@ -161,6 +161,9 @@ class EncryptedKeyStore:
         self._passphrase = passphrase
         self._scrypt_n = scrypt_n
         self._signers: dict[str, Signer] = {}
+        # A label's address, once read: a label never names another key (`create` keeps it, `import_key`
+        # refuses another), and the workers ask for the bank's on every operation they plan.
+        self._addresses: dict[str, str] = {}
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
@@ -175,6 +178,8 @@ class EncryptedKeyStore:
 
     def create(self, label: str) -> str:
         """A new random key under `label`; returns its address. Existing labels are kept, not replaced."""
+        if label in self._addresses:
+            return self._addresses[label]
         path = self._path(label)
         if path.exists():
             return self.address(label)
@@ -197,6 +202,7 @@ class EncryptedKeyStore:
         signer = Signer(private_key)
         with self._lock:
             self._signers[signer.address] = signer
+            self._addresses[label] = signer.address
         log.info("key created label=%s address=%s", label, signer.address)
         return signer.address
 
@@ -205,10 +211,16 @@ class EncryptedKeyStore:
         return data
 
     def address(self, label: str) -> str:
+        known = self._addresses.get(label)
+        if known is not None:
+            return known
         path = self._path(label)
         if not path.exists():
             raise NotFound(f"no key labelled {label!r}", code="key_not_found")
-        return to_checksum_address("0x" + str(self._read(path)["address"]))
+        address = to_checksum_address("0x" + str(self._read(path)["address"]))
+        with self._lock:
+            self._addresses[label] = address
+        return address
 
     def labels(self) -> dict[str, str]:
         out: dict[str, str] = {}
