@@ -73,10 +73,13 @@ def run(count: int, *, backend: str = "sqlite", workers: int = 1, batch: int = B
         return _measure(ctx, count, workers, batch)
 
 
-def _work(settings: Settings, stop: Any, ready: Any) -> None:
-    """A worker process, as `andchain worker` runs one: every round claims what is due, until told to stop."""
+def _work(settings: Settings, stop: Any, ready: Any, signers: list[str]) -> None:
+    """A worker process, as `andchain worker` runs one: every round claims what is due, until told to stop.
+    The keys of `signers` are decrypted before it says it is ready, as a worker that has run a while has them."""
     ctx = Context(settings)
     try:
+        for address in signers:
+            ctx.keys.signer(address)
         worker = token_worker(ctx)
         worker.recover()
         ready.put("ready")
@@ -86,10 +89,12 @@ def _work(settings: Settings, stop: Any, ready: Any) -> None:
 
 
 @contextlib.contextmanager
-def _worker_processes(ctx: Context, count: int) -> Iterator[None]:
+def _worker_processes(ctx: Context, count: int, signers: list[str]) -> Iterator[None]:
     spawn = multiprocessing.get_context("spawn")
     stop, ready = spawn.Event(), spawn.Queue()
-    processes = [spawn.Process(target=_work, args=(ctx.settings, stop, ready), daemon=True) for _ in range(count)]
+    processes = [
+        spawn.Process(target=_work, args=(ctx.settings, stop, ready, signers), daemon=True) for _ in range(count)
+    ]
     for process in processes:
         process.start()
     try:
@@ -172,8 +177,9 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
         service.mint(client, "internal", 1_000_000, f"warm-{client}")
     assert run_until_idle(worker)
     requests = service.requests
+    signers = [service.bank("minter")] + [service.wallet(client, "internal").address for client in clients]
 
-    with _worker_processes(ctx, workers):
+    with _worker_processes(ctx, workers, signers):
         mint_s, mints, mint_cpu = _phase(
             ctx,
             service,
