@@ -39,6 +39,50 @@ def test_ids_only_grow_and_a_cursor_reads_each_event_once(engine, clock):
     assert log.read(after=after).position == after == ids[-1]
 
 
+def test_events_collected_in_a_block_are_written_at_its_end_in_one_statement_in_order(engine, clock):
+    """`collecting`: a batch that appends event by event writes them once, in order; a block that raises
+    writes none; an append that wants ids writes what was collected before it first."""
+    from sqlalchemy import event
+
+    from andchain.events.store import collecting
+
+    log = EventLog(engine)
+    inserts: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+            inserts.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with write_transaction(engine) as conn, collecting(conn):
+            for i in range(5):
+                append(conn, [alert(f"collected {i}")], clock())
+                with collecting(conn):  # an inner block joins the outer one
+                    append(conn, [alert(f"inner {i}")], clock())
+            assert inserts == [] and count(engine) == 0
+        assert len(inserts) == 1
+        assert [e.subject for e in log.read().events] == [f"{w} {i}" for i in range(5) for w in ("collected", "inner")]
+
+        class Boom(Exception):
+            pass
+
+        with pytest.raises(Boom), write_transaction(engine) as conn, collecting(conn):
+            append(conn, [alert("never")], clock())
+            raise Boom
+        assert count(engine) == 10
+
+        with write_transaction(engine) as conn, collecting(conn):
+            append(conn, [alert("before the ids")], clock())
+            (wanted,) = append_with_ids(conn, [alert("with its id")], clock())
+            append(conn, [alert("after the ids")], clock())
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    tail = log.read(after=log.read(limit=10).position).events
+    assert [e.subject for e in tail] == ["before the ids", "with its id", "after the ids"]
+    assert tail[1].id == wanted and tail[0].id < wanted < tail[2].id
+
+
 def test_a_change_that_rolls_back_leaves_no_event(engine, clock):
     class Boom(Exception):
         pass

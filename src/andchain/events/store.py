@@ -31,7 +31,9 @@ whether it matched the filters or not).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -214,9 +216,8 @@ _INSERT_RETURNING_ID = T.insert().returning(T.c.id, sort_by_parameter_order=True
 _INSERT = T.insert()
 
 
-def _rows(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[dict[str, Any]]:
+def _rows(events: Sequence[NewEvent], now_us: int) -> list[dict[str, Any]]:
     payloads = [_check(e) for e in events]
-    _mark_in_flight(conn)
     return [
         {
             "type": event.type,
@@ -229,18 +230,61 @@ def _rows(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[dic
     ]
 
 
-def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> None:
-    """Append events in the caller's transaction (they commit or roll back with it), in one statement."""
-    if events:
+# The events `append` collects for one connection within `collecting` (the connection, its rows in order).
+_collected: ContextVar[tuple[Connection, list[dict[str, Any]]] | None] = ContextVar(
+    "andchain_collected_events", default=None
+)
+
+
+@contextmanager
+def collecting(conn: Connection) -> Iterator[None]:
+    """Within this block, what `append` appends on `conn` is collected, and written when the block ends
+    (not when it raises) in one statement, in the order appended. For a caller that appends event by event
+    (a batch of final steps, a listener's range) and rolls the whole transaction back on any failure: an
+    event appended in a savepoint that is rolled back while the block goes on would still be written."""
+    current = _collected.get()
+    if current is not None and current[0] is conn:
+        yield  # the outer block writes them
+        return
+    rows: list[dict[str, Any]] = []
+    token = _collected.set((conn, rows))
+    try:
+        yield
+    finally:
+        _collected.reset(token)
+    _insert(conn, rows)
+
+
+def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        _mark_in_flight(conn)
         # Without RETURNING: SQLite then runs one prepared INSERT over the rows, in half the time.
-        conn.execute(_INSERT, _rows(conn, events, now_us))
+        conn.execute(_INSERT, rows)
+
+
+def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> None:
+    """Append events in the caller's transaction (they commit or roll back with it), in one statement (or
+    with the others of a `collecting` block)."""
+    if not events:
+        return
+    rows = _rows(events, now_us)
+    current = _collected.get()
+    if current is not None and current[0] is conn:
+        current[1].extend(rows)
+        return
+    _insert(conn, rows)
 
 
 def append_with_ids(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[int]:
-    """`append`, returning the events' ids in the order given."""
+    """`append`, returning the events' ids in the order given (what a `collecting` block holds goes first)."""
     if not events:
         return []
-    rows = _rows(conn, events, now_us)
+    rows = _rows(events, now_us)
+    current = _collected.get()
+    if current is not None and current[0] is conn:
+        _insert(conn, current[1][:])
+        current[1].clear()
+    _mark_in_flight(conn)
     # One statement for the whole list, its ids in the order of the rows.
     done = conn.execute(_INSERT_RETURNING_ID, rows)
     ids = [int(row[0]) for row in done]

@@ -40,6 +40,7 @@ from andchain.chains.client import Call, ChainClient, Receipt, SentTx, TxReverte
 from andchain.chains.rpc import RpcError
 from andchain.db import lock_conflict, write_transaction
 from andchain.errors import DomainError, is_transient
+from andchain.events import store as events
 from andchain.ops import failpoints, holds, journal
 from andchain.ops.core import Operation, Operations, OpStatus
 from andchain.ops.journal import TxRecord
@@ -437,30 +438,31 @@ class ChainOpsHandler:
         journal rows marked final in one, the actions' bookings collected and created in one ledger call,
         the operations changed in one statement per set of columns (`update_many_if_current`). Raises
         (the caller rolls back) when any operation changed meanwhile or any booking is refused."""
-        changes: list[tuple[Operation, dict[str, Any]]] = []
-        bookings: list[holds.Deferred] = []
-        by_action: dict[int, tuple[Any, list[tuple[str, Receipt]]]] = {}
-        for final in finals:
-            action = self.actions[final.op.kind]
-            by_action.setdefault(id(action), (action, []))[1].append((final.network, final.receipt))
-        for action, receipts in by_action.values():
-            before = getattr(action, "before_finals", None)  # optional: an action may read ahead for its batch
-            if before is not None:
-                before(conn, receipts)
-        for final in finals:
-            state = dict(final.state)  # the caller may write the same finals again after a rollback
-            with holds.deferring() as collected:
-                state.update(final.book(conn))
-                if final.finished:
-                    change = self._outcome(conn, final.op, state, final.detail)
-                else:
-                    change = dict(state=state, retry_in_us=0, reset_attempts=True, detail=final.detail)
-            changes.append((final.op, change))
-            bookings.extend(collected)
-        journal.mark_final_many(conn, [final.mark for final in finals], self.ops.clock())
-        holds.flush(conn, bookings)
-        if any(updated is None for updated in self.ops.update_many_if_current(conn, changes)):
-            raise _Stale
+        with events.collecting(conn):  # the events of every final's bookings in one statement
+            changes: list[tuple[Operation, dict[str, Any]]] = []
+            bookings: list[holds.Deferred] = []
+            by_action: dict[int, tuple[Any, list[tuple[str, Receipt]]]] = {}
+            for final in finals:
+                action = self.actions[final.op.kind]
+                by_action.setdefault(id(action), (action, []))[1].append((final.network, final.receipt))
+            for action, receipts in by_action.values():
+                before = getattr(action, "before_finals", None)  # optional: an action may read ahead for its batch
+                if before is not None:
+                    before(conn, receipts)
+            for final in finals:
+                state = dict(final.state)  # the caller may write the same finals again after a rollback
+                with holds.deferring() as collected:
+                    state.update(final.book(conn))
+                    if final.finished:
+                        change = self._outcome(conn, final.op, state, final.detail)
+                    else:
+                        change = dict(state=state, retry_in_us=0, reset_attempts=True, detail=final.detail)
+                changes.append((final.op, change))
+                bookings.extend(collected)
+            journal.mark_final_many(conn, [final.mark for final in finals], self.ops.clock())
+            holds.flush(conn, bookings)
+            if any(updated is None for updated in self.ops.update_many_if_current(conn, changes)):
+                raise _Stale
 
     def _write_final(self, conn: Connection, final: _Final) -> None:
         """One final step; raises _Stale (the caller rolls back) when its operation changed meanwhile."""

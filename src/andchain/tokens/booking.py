@@ -29,6 +29,7 @@ from andchain.chains.client import ChainClient, Receipt
 from andchain.chains.contracts import ContractAbi, artifact
 from andchain.chains.listener import ChainEvent, Listener, decode_logs
 from andchain.events import NewEvent, append
+from andchain.events.store import collecting as events_collecting
 from andchain.ledger import CreateResult, Ledger, Result, TransferSpec
 from andchain.money import format_minor
 from andchain.ops import journal
@@ -201,10 +202,11 @@ class Booking:
             if (booked := found.get(tid)) is None or booked.amount != int(event.args.get("value", booked.amount))
         ]
         mirrors = self._mirrors(new, conn) if new else {}
-        with deferring() as bookings:
-            for event in new:
-                self._book_new(event, conn, mirrors)
-        flush(conn, bookings)
+        with events_collecting(conn):  # the payments' announcements in one statement
+            with deferring() as bookings:
+                for event in new:
+                    self._book_new(event, conn, mirrors)
+            flush(conn, bookings)
 
     def _book_new(self, event: ChainEvent, conn: Connection, mirrors: Mapping[str, int]) -> None:
         specs = self.specs(event, conn, mirrors)
