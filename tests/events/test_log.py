@@ -76,10 +76,26 @@ def test_events_collected_in_a_block_are_written_at_its_end_in_one_statement_in_
             append(conn, [alert("before the ids")], clock())
             (wanted,) = append_with_ids(conn, [alert("with its id")], clock())
             append(conn, [alert("after the ids")], clock())
+        # A savepoint inside the block takes its own events with it when it is rolled back.
+        with write_transaction(engine) as conn, collecting(conn):
+            append(conn, [alert("kept")], clock())
+            with pytest.raises(Boom), conn.begin_nested():
+                append(conn, [alert("rolled back with its savepoint")], clock())
+                with collecting(conn):
+                    append(conn, [alert("rolled back too")], clock())
+                raise Boom
+            with conn.begin_nested():
+                append(conn, [alert("in a savepoint kept")], clock())
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     tail = log.read(after=log.read(limit=10).position).events
-    assert [e.subject for e in tail] == ["before the ids", "with its id", "after the ids"]
+    assert [e.subject for e in tail] == [
+        "before the ids",
+        "with its id",
+        "after the ids",
+        "in a savepoint kept",
+        "kept",
+    ]
     assert tail[1].id == wanted and tail[0].id < wanted < tail[2].id
 
 

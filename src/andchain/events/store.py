@@ -230,8 +230,9 @@ def _rows(events: Sequence[NewEvent], now_us: int) -> list[dict[str, Any]]:
     ]
 
 
-# The events `append` collects for one connection within `collecting` (the connection, its rows in order).
-_collected: ContextVar[tuple[Connection, list[dict[str, Any]]] | None] = ContextVar(
+# The events `append` collects within `collecting`: the connection, the savepoint the block began in (None:
+# none), the rows in order.
+_collected: ContextVar[tuple[Connection, Any, list[dict[str, Any]]] | None] = ContextVar(
     "andchain_collected_events", default=None
 )
 
@@ -240,19 +241,28 @@ _collected: ContextVar[tuple[Connection, list[dict[str, Any]]] | None] = Context
 def collecting(conn: Connection) -> Iterator[None]:
     """Within this block, what `append` appends on `conn` is collected, and written when the block ends
     (not when it raises) in one statement, in the order appended. For a caller that appends event by event
-    (a batch of final steps, a listener's range) and rolls the whole transaction back on any failure: an
-    event appended in a savepoint that is rolled back while the block goes on would still be written."""
+    (a batch of final steps, a listener's range) and rolls its transaction back on any failure. An event
+    appended inside a savepoint the block did not begin in is written at once, so that rolling that
+    savepoint back takes it with it."""
     current = _collected.get()
-    if current is not None and current[0] is conn:
+    if current is not None and current[0] is conn and current[1] is conn.get_nested_transaction():
         yield  # the outer block writes them
         return
     rows: list[dict[str, Any]] = []
-    token = _collected.set((conn, rows))
+    token = _collected.set((conn, conn.get_nested_transaction(), rows))
     try:
         yield
     finally:
         _collected.reset(token)
     _insert(conn, rows)
+
+
+def _collector(conn: Connection) -> list[dict[str, Any]] | None:
+    """The rows a `collecting` block gathers for `conn` at its current savepoint, if any."""
+    current = _collected.get()
+    if current is None or current[0] is not conn or current[1] is not conn.get_nested_transaction():
+        return None
+    return current[2]
 
 
 def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -268,22 +278,23 @@ def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> None:
     if not events:
         return
     rows = _rows(events, now_us)
-    current = _collected.get()
-    if current is not None and current[0] is conn:
-        current[1].extend(rows)
+    collected = _collector(conn)
+    if collected is not None:
+        collected.extend(rows)
         return
     _insert(conn, rows)
 
 
 def append_with_ids(conn: Connection, events: Sequence[NewEvent], now_us: int) -> list[int]:
-    """`append`, returning the events' ids in the order given (what a `collecting` block holds goes first)."""
+    """`append`, returning the events' ids in the order given (what a `collecting` block holds at the same
+    savepoint goes first)."""
     if not events:
         return []
     rows = _rows(events, now_us)
-    current = _collected.get()
-    if current is not None and current[0] is conn:
-        _insert(conn, current[1][:])
-        current[1].clear()
+    collected = _collector(conn)
+    if collected is not None:
+        _insert(conn, collected[:])
+        collected.clear()
     _mark_in_flight(conn)
     # One statement for the whole list, its ids in the order of the rows.
     done = conn.execute(_INSERT_RETURNING_ID, rows)
