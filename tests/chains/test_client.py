@@ -84,6 +84,30 @@ def test_a_labels_address_is_read_from_its_file_once(tmp_path, monkeypatch):
         other.import_key("bank:minter", KEY)
 
 
+def test_two_processes_creating_one_label_at_once_both_get_the_key_on_disk(tmp_path, monkeypatch):
+    """Another process writes the label between this one's look and its write: this one's key is not
+    written over it, and it answers (and keeps) the address on disk, whose key it can sign with."""
+    import andchain.chains.keys as keys
+
+    mine = EncryptedKeyStore(tmp_path / "keys", "correct horse", scrypt_n=1024)
+    theirs = EncryptedKeyStore(tmp_path / "keys", "correct horse", scrypt_n=1024)
+    link, raced = keys.os.link, []
+
+    def racing(source, destination):
+        if not raced:
+            raced.append(None)
+            raced[0] = theirs.create("bank:minter")  # the other process gets there first
+        return link(source, destination)
+
+    monkeypatch.setattr(keys.os, "link", racing)
+    address = mine.create("bank:minter")
+    assert raced == [address] == [theirs.address("bank:minter")] == [mine.address("bank:minter")]
+    assert mine.signer(address).address == address
+    assert [p.name for p in (tmp_path / "keys").iterdir() if p.name.endswith(".tmp")] == []
+    with pytest.raises(KeyStoreError, match="already holds another key"):
+        mine.import_key("bank:minter", KEY)
+
+
 def test_a_batch_of_transfers_is_signed_locally_sent_in_one_request_and_all_mined(token: TokenWorld):
     token.tx(token.minter, "mint", token.alice, 1_000, b"\0" * 32)
     calls = [Call(token.address, token.abi.encode_call("transfer", token.bob, 1)) for _ in range(150)]

@@ -177,34 +177,54 @@ class EncryptedKeyStore:
         return self.directory / f"{label.replace(':', '__')}.json"
 
     def create(self, label: str) -> str:
-        """A new random key under `label`; returns its address. Existing labels are kept, not replaced."""
+        """A new random key under `label`; returns its address. Existing labels are kept, not replaced: when
+        another process creates the same label at the same time, both get the key that reached the disk."""
         if label in self._addresses:
             return self._addresses[label]
         path = self._path(label)
         if path.exists():
             return self.address(label)
-        return self.import_key(label, secrets.token_bytes(32))
+        return self._store(label, secrets.token_bytes(32), adopt=True)
 
     def import_key(self, label: str, private_key: bytes) -> str:
+        return self._store(label, private_key, adopt=False)
+
+    def _store(self, label: str, private_key: bytes, *, adopt: bool) -> str:
+        """Write the key under `label` unless a key is there already; the address of the key the label holds.
+        A label holding another key is refused, or with `adopt` (a random key of `create`) that key's address
+        is returned."""
         path = self._path(label)
-        if path.exists():
-            existing = self.address(label)
-            if Signer(private_key).address != existing:
-                raise KeyStoreError(f"label {label!r} already holds another key ({existing})")
-            return existing
-        keystore = Account.encrypt(private_key, self._passphrase, kdf="scrypt", iterations=self._scrypt_n)
-        keystore["label"] = label
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(keystore, f)
-        os.replace(tmp, path)
-        signer = Signer(private_key)
-        with self._lock:
-            self._signers[signer.address] = signer
-            self._addresses[label] = signer.address
-        log.info("key created label=%s address=%s", label, signer.address)
-        return signer.address
+        address = Signer(private_key).address
+        if not path.exists():
+            keystore = Account.encrypt(private_key, self._passphrase, kdf="scrypt", iterations=self._scrypt_n)
+            keystore["label"] = label
+            tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(keystore, f)
+                # A link never replaces a file: of two processes creating the same label at once, the first
+                # keeps it and the second reads it below.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise
+                except OSError:  # a file system without hard links: the last writer wins, as a rename does
+                    os.replace(tmp, path)
+            except FileExistsError:
+                pass
+            else:
+                with self._lock:
+                    self._signers[address] = Signer(private_key)
+                    self._addresses[label] = address
+                log.info("key created label=%s address=%s", label, address)
+                return address
+            finally:
+                tmp.unlink(missing_ok=True)
+        existing = self.address(label)
+        if address != existing and not adopt:
+            raise KeyStoreError(f"label {label!r} already holds another key ({existing})")
+        return existing
 
     def _read(self, path: Path) -> dict[str, object]:
         data: dict[str, object] = json.loads(path.read_text())
