@@ -78,10 +78,14 @@ def _work(settings: Settings, stop: Any, ready: Any, signers: list[str]) -> None
     The keys of `signers` are decrypted before it says it is ready, as a worker that has run a while has them."""
     ctx = Context(settings)
     try:
-        for address in signers:
-            ctx.keys.signer(address)
-        worker = token_worker(ctx)
-        worker.recover()
+        try:
+            for address in signers:
+                ctx.keys.signer(address)
+            worker = token_worker(ctx)
+            worker.recover()
+        except Exception as exc:
+            ready.put(f"{type(exc).__name__}: {exc}")  # the bench fails at once, and says why
+            raise
         ready.put("ready")
         worker.run(seconds=SETTLE_TIMEOUT_S * 2, until=stop.is_set)  # idle rounds as `andchain worker` has them
     finally:
@@ -100,9 +104,11 @@ def _worker_processes(ctx: Context, count: int, signers: list[str]) -> Iterator[
     try:
         for _ in processes:
             try:
-                ready.get(timeout=120)
+                said = ready.get(timeout=120)
             except queue.Empty:
                 raise RuntimeError("a bench worker process did not start within 120 s") from None
+            if said != "ready":
+                raise RuntimeError(f"a bench worker process could not start: {said}")
         yield
     finally:
         stop.set()
