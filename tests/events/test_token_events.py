@@ -9,7 +9,7 @@ from andchain.events.webhooks import Webhooks
 from andchain.tokens.service import TokenService
 from tests.chains.conftest import anvil, ctx  # noqa: F401 - fixtures shared with the chain tests
 from tests.events.conftest import local
-from tests.tokens.conftest import settle, tokens  # noqa: F401
+from tests.tokens.conftest import sent_and_mined, settle, tokens  # noqa: F401
 
 
 def test_a_payment_is_received_once_by_the_payee_and_the_worker_delivers_it(ctx, tokens: TokenService, receiver):  # noqa: F811
@@ -98,6 +98,7 @@ def test_payments_final_in_one_round_are_each_received_once_after_their_operatio
     batch = tokens.requests.pay_batch(
         [(payer, payee, "internal", 1_000 + n, f"salary {n}", f"salary-{n}") for n, payee in enumerate(payees)]
     )
+    sent_and_mined(ctx, tokens, batch)
     settle(ctx, tokens)
     assert [tokens.ops.get(op.id).status.value for op in batch] == ["succeeded"] * 4
     # The four payments' transfers in one call by the worker's finals, and in one by the listener's block

@@ -18,7 +18,7 @@ from andchain.tokens.runtime import run_until_idle, token_worker
 from andchain.tokens.service import TokenService
 from tests.chains.conftest import start_node
 from tests.ledger.helpers import transfers_per_call
-from tests.tokens.conftest import settle
+from tests.tokens.conftest import sent_and_mined, settle
 
 
 def funded(tokens: TokenService, name: str, cents: int) -> str:
@@ -137,13 +137,6 @@ def test_a_batch_whose_final_step_fails_for_one_operation_completes_the_others(c
     assert states == [OpStatus.SUCCEEDED] * 2 + [OpStatus.NEEDS_ATTENTION] + [OpStatus.SUCCEEDED] * 2
     dda = tokens.ledger.account(f"clients:{acme}:usd:dda")
     assert (dda.balance_posted, dda.available) == (6_000, 5_000)  # four posted once, one still reserved
-
-
-def sent_and_mined(ctx, tokens: TokenService, ops) -> None:
-    """One round sends the operations' transactions, and every one is mined before the next round: their
-    final steps then come in one batch, however slow the node is on a busy machine."""
-    token_worker(ctx, tokens).run_once()
-    tokens.chain("internal").wait_hashes([tokens.ops.get(op.id).state["tx"]["hash"] for op in ops])
 
 
 def test_the_final_steps_of_a_batch_are_booked_in_one_ledger_call(ctx, tokens, monkeypatch):
