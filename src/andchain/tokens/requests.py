@@ -99,7 +99,7 @@ class _Prepared:
     network: str
     parties: tuple[str, ...]
     admit: Callable[[Connection], None]
-    reserve: Callable[[Operation, Connection], None] | None = None
+    reserve: _Reservation | None = None
     networks: tuple[str, ...] = ()  # the networks whose move controls it consumes (locked in one order first)
 
 
@@ -119,12 +119,16 @@ class _Reservation:
 
     def __call__(self, op: Operation, conn: Connection, ids: Mapping[str, int] | None = None) -> None:
         """`ids`: account ids by name, read already (a name missing there is looked up)."""
-        ids = ids or {}
+        known = ids or {}
+
+        def account(name: str) -> int:
+            return known[name] if name in known else self.clients.account_id(name, conn)
+
         holds.reserve(
             self.ledger,
             self.hold(op.id),
-            ids[self.debit] if self.debit in ids else self.clients.account_id(self.debit, conn),
-            ids[self.credit] if self.credit in ids else self.clients.account_id(self.credit, conn),
+            account(self.debit),
+            account(self.credit),
             self.amount_minor,
             self.asset,
             memo=self.memo,
@@ -480,20 +484,13 @@ class Requests:
                         admit(conn)
                 # The accounts every reservation names, read in one statement (an id never changes).
                 names = sorted(
-                    {
-                        n
-                        for _, p in ready
-                        if isinstance(p.reserve, _Reservation)
-                        for n in (p.reserve.debit, p.reserve.credit)
-                    }
+                    {n for _, p in ready if p.reserve is not None for n in (p.reserve.debit, p.reserve.credit)}
                 )
                 ids = {name: a.id for name, a in self.ledger.accounts_named(names, conn=conn).items()} if names else {}
                 with holds.deferring() as reservations:
                     for (_, p), op in zip(ready, created, strict=True):
-                        if isinstance(p.reserve, _Reservation):
+                        if p.reserve is not None:
                             p.reserve(op, conn, ids)
-                        elif p.reserve is not None:
-                            p.reserve(op, conn)
                 holds.flush(conn, reservations)
         except _OneByOne:
             return False
