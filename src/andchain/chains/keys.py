@@ -194,7 +194,7 @@ class EncryptedKeyStore:
         A label holding another key is refused, or with `adopt` (a random key of `create`) that key's address
         is returned."""
         path = self._path(label)
-        address = Signer(private_key).address
+        signer = Signer(private_key)
         if not path.exists():
             keystore = Account.encrypt(private_key, self._passphrase, kdf="scrypt", iterations=self._scrypt_n)
             keystore["label"] = label
@@ -203,26 +203,17 @@ class EncryptedKeyStore:
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(keystore, f)
-                # A link never replaces a file: of two processes creating the same label at once, the first
-                # keeps it and the second reads it below.
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    raise
-                except OSError:  # a file system without hard links: the last writer wins, as a rename does
-                    os.replace(tmp, path)
-            except FileExistsError:
-                pass
-            else:
-                with self._lock:
-                    self._signers[address] = Signer(private_key)
-                    self._addresses[label] = address
-                log.info("key created label=%s address=%s", label, address)
-                return address
+                placed = _place(tmp, path)
             finally:
                 tmp.unlink(missing_ok=True)
+            if placed:
+                with self._lock:
+                    self._signers[signer.address] = signer
+                    self._addresses[label] = signer.address
+                log.info("key created label=%s address=%s", label, signer.address)
+                return signer.address
         existing = self.address(label)
-        if address != existing and not adopt:
+        if signer.address != existing and not adopt:
             raise KeyStoreError(f"label {label!r} already holds another key ({existing})")
         return existing
 
@@ -267,6 +258,18 @@ class EncryptedKeyStore:
                     self._signers[address] = signer
                 return signer
         raise NotFound(f"the key store holds no key for {address}", code="key_not_found")
+
+
+def _place(tmp: Path, path: Path) -> bool:
+    """Put the file `tmp` at `path` unless a file is there already (False). A link never replaces a file: of
+    two processes creating the same label at once, the first keeps it and the second reads it."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: the last writer wins, as a rename does
+        os.replace(tmp, path)
+    return True
 
 
 def keystore_passphrase(directory: Path, configured: str | None, environment: str) -> str:
