@@ -244,8 +244,7 @@ def collecting(conn: Connection) -> Iterator[None]:
     (a batch of final steps, a listener's range) and rolls its transaction back on any failure. An event
     appended inside a savepoint the block did not begin in is written at once, so that rolling that
     savepoint back takes it with it."""
-    current = _collected.get()
-    if current is not None and current[0] is conn and current[1] is conn.get_nested_transaction():
+    if _collector(conn) is not None:
         yield  # the outer block writes them
         return
     rows: list[dict[str, Any]] = []
