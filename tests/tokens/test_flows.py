@@ -191,44 +191,57 @@ def test_a_batch_of_requests_is_recorded_together_and_one_refused_item_makes_it_
     assert reconcile(ctx).breaks == []
 
 
-def test_a_batch_of_mints_is_recorded_at_a_constant_number_of_statements(ctx, tokens: TokenService, monkeypatch):
-    """The transaction that records a batch of mints runs as many statements for 8 items as for 2: the
-    accounts their reservations name are read at once, not two statements an item."""
+def statements_per_batch(ctx, tokens: TokenService, monkeypatch, send, sizes, *, before: bool, tables=()) -> dict:
+    """For each size, the statements a batch request (`send(size)`) runs before its recording transaction
+    (`before`) or in it; with `tables`, only those that read one of them. Every item must be accepted."""
     from sqlalchemy import event
 
-    clients = [onboard_funded(tokens, f"Constant {n}", 100_000) for n in range(8)]
-    for client in clients:
-        tokens.mint(client, "internal", 1_000, f"constant-warm-{client}")  # every holder mirror opened
-    settle(ctx, tokens)
+    phase = ["idle"]
     statements: list[str] = []
-    counting = [False]
 
     def count(conn, cursor, statement, parameters, context, executemany):
-        if counting[0]:
+        if phase[0] == ("before" if before else "inside") and (
+            not tables or any(f"FROM {table}" in statement for table in tables)
+        ):
             statements.append(statement)
 
     record_ready = type(tokens.requests)._record_ready
 
     def recorded(self, ready, results):
-        counting[0] = True
+        phase[0] = "inside"
         try:
             return record_ready(self, ready, results)
         finally:
-            counting[0] = False
+            phase[0] = "after"
 
     monkeypatch.setattr(type(tokens.requests), "_record_ready", recorded)
     event.listen(ctx.engine, "before_cursor_execute", count)
     try:
         per_size = {}
-        for size in (2, 8):
+        for size in sizes:
             statements.clear()
-            outcomes = tokens.requests.mint_batch(
-                [(c, "internal", 100 + size, f"constant-{size}-{c}") for c in clients[:size]]
-            )
+            phase[0] = "before"
+            outcomes = send(size)
             assert all(not isinstance(o, Exception) for o in outcomes), outcomes
             per_size[size] = len(statements)
     finally:
         event.remove(ctx.engine, "before_cursor_execute", count)
+        monkeypatch.setattr(type(tokens.requests), "_record_ready", record_ready)
+    return per_size
+
+
+def test_a_batch_of_mints_is_recorded_at_a_constant_number_of_statements(ctx, tokens: TokenService, monkeypatch):
+    """The transaction that records a batch of mints runs as many statements for 8 items as for 2: the
+    accounts their reservations name are read at once, not two statements an item."""
+    clients = [onboard_funded(tokens, f"Constant {n}", 100_000) for n in range(8)]
+    for client in clients:
+        tokens.mint(client, "internal", 1_000, f"constant-warm-{client}")  # every holder mirror opened
+    settle(ctx, tokens)
+
+    def mints(size: int) -> list:
+        return tokens.requests.mint_batch([(c, "internal", 100 + size, f"constant-{size}-{c}") for c in clients[:size]])
+
+    per_size = statements_per_batch(ctx, tokens, monkeypatch, mints, (2, 8), before=False)
     assert per_size[2] == per_size[8], per_size
     settle(ctx, tokens)
     assert reconcile(ctx).breaks == []
@@ -240,8 +253,6 @@ def test_a_batch_of_payments_reads_at_a_constant_number_of_statements_and_goes_o
     """Payments from many payers: the checks before the batch's transaction read its clients, keys,
     parties, wallets and balances a statement each, whatever the batch's size; then the worker reserves
     every payer's nonce in one transaction and sends the payments in one JSON-RPC batch."""
-    from sqlalchemy import event
-
     from andchain.chains.client import ChainClient
     from andchain.chains.nonces import NonceManager
     from andchain.compliance import schema as compliance_schema
@@ -263,31 +274,15 @@ def test_a_batch_of_payments_reads_at_a_constant_number_of_statements_and_goes_o
         compliance_schema.parties.name,
         ledger_schema.accounts.name,
     ]
-    reads: list[str] = []
-    counting = [False]
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if counting[0] and any(f"FROM {table}" in statement for table in tables):
-            reads.append(statement)
-
-    record_ready = type(tokens.requests)._record_ready
-
-    def recorded(self, ready, results):
-        counting[0] = False  # what the transaction itself does is not a read before it
-        return record_ready(self, ready, results)
-
-    monkeypatch.setattr(type(tokens.requests), "_record_ready", recorded)
-    event.listen(ctx.engine, "before_cursor_execute", count)
-    try:
-        per_size = {}
-        for count_ in (2, 8):
-            reads.clear()
-            counting[0] = True
-            outcomes = tokens.requests.pay_batch(payments(f"size{count_}", count_))
-            assert all(not isinstance(o, Exception) for o in outcomes), outcomes
-            per_size[count_] = len(reads)
-    finally:
-        event.remove(ctx.engine, "before_cursor_execute", count)
+    per_size = statements_per_batch(
+        ctx,
+        tokens,
+        monkeypatch,
+        lambda size: tokens.requests.pay_batch(payments(f"size{size}", size)),
+        (2, 8),
+        before=True,
+        tables=tables,
+    )
     assert per_size[2] == per_size[8] <= len(tables), per_size
 
     reserved: list[int] = []
