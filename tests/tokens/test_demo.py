@@ -19,6 +19,8 @@ def test_the_demo_runs_end_to_end_and_reconciles(monkeypatch, tmp_path, anvil):
 
     for name in ("ETHEREUM", "BASE", "TEMPO"):
         monkeypatch.setenv(f"ANDCHAIN_NETWORKS__{name}__RPC_URL", f"http://127.0.0.1:{free_port()}")
+        # Blocks every quarter of a second instead of every second: the story is the same, told sooner.
+        monkeypatch.setenv(f"ANDCHAIN_NETWORKS__{name}__BLOCK_TIME_S", "0.25")
     monkeypatch.setenv("ANDCHAIN_NETWORKS__ETHEREUM__ENABLED", "false")
     monkeypatch.setenv("ANDCHAIN_CUSTODIAN__PORT", str(free_port()))
     try:
