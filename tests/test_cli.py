@@ -133,6 +133,11 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
     assert figures["mints_per_s"] > 0 and figures["mint_latency_ms_p99"] >= figures["mint_latency_ms_p50"]
     assert figures["reconcile_flags_raw_mints"] is True  # raw mints bypass the ledger, and reconcile sees it
     assert figures["reconcile_other_breaks"] == [] and figures["workers"] == 1
+    # The node alone, before and after the measured phases: the limit is their mean pace (the harmonic mean
+    # of the two rates), and every raw mint is outside the ledger.
+    before, after = figures["raw_limit_runs_per_s"]
+    assert figures["raw_limit_per_s"] == pytest.approx(2 / (1 / before + 1 / after), rel=0.01)
+    assert figures["raw_mints_outside_ledger"] == 20
 
 
 @pytest.mark.postgresql
