@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -171,6 +178,73 @@ def test_bench_move_covers_every_pair_of_networks_with_its_floors():
     assert (base_tempo["blocks_ms"], base_tempo["minimum_ms"]) == (3000, 1000)  # base 1 s x 2, tempo 1 s x 1
     assert all(f["latency_ms_p50"] >= f["minimum_ms"] for f in figures["pairs"].values())
     assert figures["reconcile_breaks"] == 0
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The live child processes of `pid` (Linux /proc): their pids and command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_bench_killed_mid_run_leaves_no_worker_process_behind(signum, tmp_path):
+    """`kill` (SIGTERM) ends `bench mint` as Ctrl-C would: its worker processes and its node stop and its
+    temporary directory goes. Killed with no chance to clean up (SIGKILL), its worker processes see their
+    parent gone and stop by themselves (only its node is left, which the test stops)."""
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "andchain.cli", "bench", "mint", "--count", "3000", "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    nodes: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        workers: dict[int, str] = {}
+        while time.monotonic() < deadline and bench.poll() is None:
+            children = _children(bench.pid)
+            workers = {pid: cmd for pid, cmd in children.items() if "multiprocessing.spawn" in cmd}
+            if workers:
+                break
+            time.sleep(0.1)
+        assert workers, "the bench's worker processes never started"
+        nodes = [pid for pid, cmd in _children(bench.pid).items() if "anvil" in cmd]
+        time.sleep(1.0)  # the workers at work
+        bench.send_signal(signum)
+        bench.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)]
+        if signum == signal.SIGTERM:
+            assert bench.returncode == 128 + signal.SIGTERM
+            assert not [pid for pid in nodes if _alive(pid)]
+            assert not list(tmp_path.glob("andchain-bench-mint-*"))
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+        for pid in [*_children(bench.pid), *nodes]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_bench_api_prints_http_figures_against_its_bare_endpoint():

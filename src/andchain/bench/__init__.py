@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,26 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "system": platform.system()}
+
+
+@contextlib.contextmanager
+def stopped_cleanly_on_sigterm() -> Iterator[None]:
+    """A SIGTERM (`kill`, a CI job's timeout) ends the bench as Ctrl-C would: its `finally` blocks stop the
+    nodes and worker processes it started and remove its temporary directory. By default Python dies at
+    once on SIGTERM and leaves them running. Only the main thread can take a signal; elsewhere, nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -47,7 +69,7 @@ def throwaway_internal_chain(
     from andchain.context import Context
     from andchain.devtools.postgres import free_port
 
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+    with stopped_cleanly_on_sigterm(), tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         networks = {
             "internal": NetworkSettings(
                 display_name="bench internal",

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from andchain.bench import machine
+from andchain.bench import machine, stopped_cleanly_on_sigterm
 from andchain.devtools.postgres import free_port
 
 CONCURRENCY = 8
@@ -103,7 +103,7 @@ def _prepare(directory: Path) -> str:
 
 
 def run(seconds: float, concurrency: int = CONCURRENCY) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="andchain-bench-api-") as tmp:
+    with stopped_cleanly_on_sigterm(), tempfile.TemporaryDirectory(prefix="andchain-bench-api-") as tmp:
         directory = Path(tmp)
         key = _prepare(directory)
         port = free_port()

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from andchain import migrate
-from andchain.bench import machine
+from andchain.bench import machine, stopped_cleanly_on_sigterm
 from andchain.db import amount_encoder, make_engine, write_transaction
 from andchain.devtools.postgres import throwaway_postgres
 from andchain.ledger import AccountFlags, AccountSpec, Ledger, Result, TransferSpec
@@ -93,7 +93,7 @@ def _create_raw_table(engine: Engine) -> None:
 
 
 def run(backend: str, seconds: float) -> dict[str, Any]:
-    with bench_engine(backend) as engine:
+    with stopped_cleanly_on_sigterm(), bench_engine(backend) as engine:
         migrate.upgrade(engine)
         ledger = Ledger(engine)
         specs = [

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from andchain.bench import machine
+from andchain.bench import machine, stopped_cleanly_on_sigterm
 
 CLIENTS = 10
 SIZE = "0.001"
@@ -56,7 +56,7 @@ def run(count: int, database_url: str | None = None) -> dict[str, Any]:
     from andchain.custody.reference.local import LocalCustodian
     from andchain.devtools.postgres import free_port
 
-    with tempfile.TemporaryDirectory(prefix="andchain-bench-rfq-") as tmp:
+    with stopped_cleanly_on_sigterm(), tempfile.TemporaryDirectory(prefix="andchain-bench-rfq-") as tmp:
         env = {
             "ANDCHAIN_DATA_DIR": tmp,
             "ANDCHAIN_CUSTODIAN__PORT": str(free_port()),
