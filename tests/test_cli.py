@@ -188,12 +188,19 @@ def _children(pid: int) -> dict[int, str]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+        cmdline = _cmdline(int(entry.name))
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid and stat.rsplit(")", 1)[1].split()[0] != "Z":
             found[int(entry.name)] = cmdline
     return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -210,41 +217,44 @@ def test_a_bench_killed_mid_run_leaves_no_worker_process_behind(signum, tmp_path
     """`kill` (SIGTERM) ends `bench mint` as Ctrl-C would: its worker processes and its node stop and its
     temporary directory goes. Killed with no chance to clean up (SIGKILL), its worker processes see their
     parent gone and stop by themselves (only its node is left, which the test stops)."""
-    bench = subprocess.Popen(
-        [sys.executable, "-m", "andchain.cli", "bench", "mint", "--count", "3000", "--json"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
-    nodes: list[int] = []
+    log = tmp_path / "bench.log"
+    with open(log, "wb") as err:
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "andchain.cli", "bench", "mint", "--count", "3000", "--json"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "TMPDIR": str(tmp_path)},
+        )
+    started: dict[int, str] = {}  # the bench's workers and node, as the test saw them
     try:
         deadline = time.monotonic() + 120
-        workers: dict[int, str] = {}
         while time.monotonic() < deadline and bench.poll() is None:
-            children = _children(bench.pid)
-            workers = {pid: cmd for pid, cmd in children.items() if "multiprocessing.spawn" in cmd}
-            if workers:
+            started = _children(bench.pid)
+            if any("multiprocessing.spawn" in cmd for cmd in started.values()):
                 break
             time.sleep(0.1)
-        assert workers, "the bench's worker processes never started"
-        nodes = [pid for pid, cmd in _children(bench.pid).items() if "anvil" in cmd]
-        time.sleep(1.0)  # the workers at work
+        workers = [pid for pid, cmd in started.items() if "multiprocessing.spawn" in cmd]
+        nodes = [pid for pid, cmd in started.items() if "anvil" in cmd]
+        assert workers and nodes, f"the bench's worker processes never started: {log.read_text()[-2000:]}"
+        time.sleep(3.0)  # the workers starting or at work: either way, they must go with the bench
         bench.send_signal(signum)
-        bench.wait(timeout=60)
+        bench.wait(timeout=120)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
             time.sleep(0.1)
-        assert not [pid for pid in workers if _alive(pid)]
+        assert not [pid for pid in workers if _alive(pid)], log.read_text()[-2000:]
         if signum == signal.SIGTERM:
-            assert bench.returncode == 128 + signal.SIGTERM
+            assert bench.returncode == 128 + signal.SIGTERM, log.read_text()[-2000:]
             assert not [pid for pid in nodes if _alive(pid)]
             assert not list(tmp_path.glob("andchain-bench-mint-*"))
     finally:
         if bench.poll() is None:
             bench.kill()
-        for pid in [*_children(bench.pid), *nodes]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            bench.wait()
+        for pid, cmd in started.items():  # only what is still the process the test saw
+            if _alive(pid) and _cmdline(pid) == cmd:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_bench_api_prints_http_figures_against_its_bare_endpoint():

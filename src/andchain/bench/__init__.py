@@ -36,14 +36,24 @@ def stopped_cleanly_on_sigterm() -> Iterator[None]:
         yield
         return
 
-    def _exit(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
+    previous = signal.signal(signal.SIGTERM, _exit_once)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # None: the handler was not set from Python; the default is what such a process had.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+_terminating = threading.Event()
+
+
+def _exit_once(signum: int, _frame: Any) -> None:
+    """The first SIGTERM ends the bench; another one while its `finally` blocks clean up would cut them
+    short, and is ignored."""
+    if _terminating.is_set():
+        return
+    _terminating.set()
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ def _work(settings: Settings, stop: Any, ready: Any, signers: list[str]) -> None
         ready.put("ready")
         # Idle rounds as `andchain worker` has them, until told to stop, or until the bench is gone (killed
         # without a word: its worker processes would otherwise run on, against a node that is gone too).
-        worker.run(seconds=SETTLE_TIMEOUT_S * 2, until=lambda: stop.is_set() or not bench.is_alive())
+        worker.run(seconds=SETTLE_TIMEOUT_S * 2, until=lambda: not bench.is_alive() or stop.is_set())
     finally:
         ctx.close()
 

@@ -71,8 +71,8 @@ def run(count: int, database_url: str | None = None) -> dict[str, Any]:
             ctx = Context(Settings())
             ctx.upgrade_database()
             custodian = LocalCustodian(ctx)
-            custodian.start()
             try:
+                custodian.start()  # inside: a SIGTERM while it starts still stops it
                 return _measure(ctx, count)
             finally:
                 custodian.stop()
