@@ -187,12 +187,11 @@ def _children(pid: int) -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
-        except OSError:
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
             continue
-        cmdline = _cmdline(int(entry.name))
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            found[int(entry.name)] = cmdline
+        if int(parent) == pid and state != "Z":
+            found[int(entry.name)] = _cmdline(int(entry.name))
     return found
 
 
