@@ -145,6 +145,16 @@ def test_bench_chain_and_mint_print_their_figures_as_json():
     before, after = figures["raw_limit_runs_per_s"]
     assert figures["raw_limit_per_s"] == pytest.approx(2 / (1 / before + 1 / after), rel=0.01)
     assert figures["raw_mints_outside_ledger"] == 20
+    # Where the machine's CPU went, per operation: every part that ran is measured (SQLite runs inside them),
+    # and the ceiling is the ratio the machine's cores would give at that cost.
+    if Path("/proc/self/stat").exists():
+        for phase in ("mint", "pay"):
+            per_op = figures[f"cpu_ms_per_{phase}"]
+            assert per_op["database"] is None  # SQLite: inside the other processes
+            assert all(per_op[part] >= 0 for part in ("requests", "workers", "node"))
+            total = per_op["requests"] + per_op["workers"] + per_op["node"]
+            ceiling = os.cpu_count() * 1000 / total / figures["raw_limit_per_s"] if total else None
+            assert figures[f"{phase}_ratio_ceiling"] == (pytest.approx(ceiling, rel=0.01) if ceiling else None)
 
 
 @pytest.mark.postgresql
@@ -157,6 +167,8 @@ def test_bench_mint_on_postgresql_with_two_worker_processes_settles_every_batche
     assert (figures["backend"], figures["workers"], figures["batch"]) == ("postgresql", 2, 5)
     assert figures["mints_per_s"] > 0 and figures["pays_per_s"] > 0
     assert figures["reconcile_other_breaks"] == []
+    if Path("/proc/self/stat").exists():  # the PostgreSQL server's CPU is counted, its backends with it
+        assert figures["cpu_ms_per_mint"]["database"] >= 0 and figures["cpu_ms_per_pay"]["database"] >= 0
     bad = run("bench", "mint", "--backend", "oracle")
     assert bad.exit_code == 2 and "sqlite or postgresql" in bad.output
 

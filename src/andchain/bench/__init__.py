@@ -26,6 +26,43 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "system": platform.system()}
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (Linux); None for a process gone or elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _proc_stat(int(entry))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def cpu_seconds(pid: int, *, with_children: bool = False) -> float | None:
+    """The CPU time a process has used so far, every thread of it (Linux /proc; None elsewhere or once it
+    is gone). With `with_children`, its children's too: those it has reaped and those still running (a
+    PostgreSQL server's backends)."""
+    fields = _proc_stat(pid)
+    if fields is None:
+        return None
+    # After the command name: state is field 0, utime 11, stime 12, cutime 13, cstime 14 (proc(5)).
+    ticks = int(fields[11]) + int(fields[12])
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])
+        for child in _children_of(pid):
+            child_fields = _proc_stat(child)
+            if child_fields is not None:
+                ticks += int(child_fields[11]) + int(child_fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def stopped_cleanly_on_sigterm() -> Iterator[None]:
     """A SIGTERM (`kill`, a CI job's timeout) ends the bench as Ctrl-C would: its `finally` blocks stop the

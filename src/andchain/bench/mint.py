@@ -17,26 +17,35 @@ batches, measured in the same run: what the node alone does. anvil's pace falls 
 its chain grows, so it is measured before the requests and again after them, on a
 chain shorter and then longer than the one the requests met, and the limit is the
 mean pace of the two runs (each reported in `raw_limit_runs_per_s`).
+
+`cpu_ms_per_mint` and `cpu_ms_per_pay` say where the machine's CPU went, per operation:
+this process's requests, the worker processes, the node and a PostgreSQL server (Linux
+/proc; None elsewhere). `mint_ratio_ceiling` and `pay_ratio_ceiling` are the ratios the
+machine would reach with every core busy at that cost: a goal above them is met only by
+costing less CPU, not by overlapping the parts better.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import keccak
 from sqlalchemy import func, select
 
-from andchain.bench import machine, stopped_cleanly_on_sigterm, throwaway_internal_chain
+from andchain.bench import cpu_seconds, machine, stopped_cleanly_on_sigterm, throwaway_internal_chain
 from andchain.chains import schema as chain_schema
 from andchain.chains.client import AUTOMINE_LOOK_EVERY_S, AUTOMINE_STALL_S
 from andchain.chains.contracts import memo32
 from andchain.chains.keys import LegacyTx
+from andchain.chains.nodes import LocalNode
 from andchain.chains.rpc import RpcError
 from andchain.config import Settings
 from andchain.context import Context
@@ -70,13 +79,16 @@ def run(count: int, *, backend: str = "sqlite", workers: int = 1, batch: int = B
         raise ValueError(f"workers must be between 1 and {WORKERS_MAX}, was {workers}")
     with contextlib.ExitStack() as stack:
         stack.enter_context(stopped_cleanly_on_sigterm())  # before the database and the node it stops
-        url = None
+        url, database_pid = None, None
         if backend == "postgresql":
             from andchain.devtools.postgres import throwaway_postgres
 
-            url = stack.enter_context(throwaway_postgres("bench")).url
+            server = stack.enter_context(throwaway_postgres("bench"))
+            url = server.url
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                database_pid = int((server.datadir / "postmaster.pid").read_text().split()[0])
         ctx = stack.enter_context(throwaway_internal_chain("andchain-bench-mint-", database_url=url))
-        return _measure(ctx, count, workers, batch)
+        return _measure(ctx, count, workers, batch, database_pid)
 
 
 def _work(settings: Settings, stop: Any, ready: Any, signers: list[str]) -> None:
@@ -103,7 +115,8 @@ def _work(settings: Settings, stop: Any, ready: Any, signers: list[str]) -> None
 
 
 @contextlib.contextmanager
-def _worker_processes(ctx: Context, count: int, signers: list[str]) -> Iterator[None]:
+def _worker_processes(ctx: Context, count: int, signers: list[str]) -> Iterator[list[int]]:
+    """`count` worker processes, each ready (its keys decrypted): their pids."""
     spawn = multiprocessing.get_context("spawn")
     stop, ready = spawn.Event(), spawn.Queue()
     processes = [
@@ -119,7 +132,7 @@ def _worker_processes(ctx: Context, count: int, signers: list[str]) -> Iterator[
                 raise RuntimeError("a bench worker process did not start within 120 s") from None
             if said != "ready":
                 raise RuntimeError(f"a bench worker process could not start: {said}")
-        yield
+        yield [process.pid for process in processes if process.pid is not None]
     finally:
         stop.set()
         for process in processes:
@@ -149,11 +162,38 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+@dataclass
+class _Cpu:
+    """Where the machine's CPU goes: the CPU time used so far by each part of the bench's system."""
+
+    requests_pid: int  # this process: the requests, as an API process makes them, and the bench's observer
+    worker_pids: list[int]
+    node_pid: int | None
+    database_pid: int | None  # a PostgreSQL server (its backends with it); SQLite runs in each process
+
+    def read(self) -> dict[str, float | None]:
+        workers = [cpu_seconds(pid) for pid in self.worker_pids]
+        return {
+            "requests": cpu_seconds(self.requests_pid),
+            "workers": None if None in workers else sum(w for w in workers if w is not None),
+            "node": cpu_seconds(self.node_pid) if self.node_pid is not None else None,
+            "database": cpu_seconds(self.database_pid, with_children=True) if self.database_pid is not None else None,
+        }
+
+
+@dataclass
+class _Phase:
+    seconds: float
+    ops: list[Operation]
+    cores_busy: float | None  # how busy the machine's cores were meanwhile, 0 to 1
+    cpu_ms_per_op: dict[str, float | None]  # each part's CPU time per operation
+
+
 def _phase(
-    ctx: Context, service: TokenService, count: int, batch: int, submit: Callable[[range], list[Any]]
-) -> tuple[float, list[Operation], float | None]:
-    """Submit `count` operations in batches, and wait until each is final and mirrored: (seconds, operations,
-    how busy the machine's cores were meanwhile, 0 to 1)."""
+    ctx: Context, service: TokenService, count: int, batch: int, submit: Callable[[range], list[Any]], cpu: _Cpu
+) -> _Phase:
+    """Submit `count` operations in batches, and wait until each is final and mirrored."""
+    cpu0 = cpu.read()
     busy0, total0 = _cpu_ticks()
     t0 = time.perf_counter()
     ops: list[Operation] = []
@@ -169,7 +209,23 @@ def _phase(
         time.sleep(0.05)  # an observer that looks more often takes the cores it measures
     spent = time.perf_counter() - t0
     busy1, total1 = _cpu_ticks()
-    return spent, ops, round((busy1 - busy0) / (total1 - total0), 2) if total1 > total0 else None
+    cpu1 = cpu.read()
+    per_op: dict[str, float | None] = {}
+    for part, before in cpu0.items():
+        after = cpu1[part]
+        per_op[part] = None if before is None or after is None else round((after - before) * 1000 / count, 3)
+    cores_busy = round((busy1 - busy0) / (total1 - total0), 2) if total1 > total0 else None
+    return _Phase(spent, ops, cores_busy, per_op)
+
+
+def _ratio_ceiling(cpu_ms_per_op: dict[str, float | None], raw_limit_per_s: float, backend: str) -> float | None:
+    """The ratio this machine would reach were every one of its cores busy with the same work: its cores'
+    time over the CPU time one operation costs all the parts together, against the raw limit. A ratio
+    goal above it cannot be met on this machine by scheduling alone, only by costing less CPU."""
+    parts = [v for k, v in cpu_ms_per_op.items() if not (k == "database" and backend == "sqlite")]
+    if any(v is None for v in parts) or not (total := sum(v for v in parts if v is not None)):
+        return None
+    return round((os.cpu_count() or 1) * 1000 / total / raw_limit_per_s, 3)
 
 
 def _latencies_ms(service: TokenService, ops: list[Operation]) -> list[float]:
@@ -246,7 +302,7 @@ def _raw_mints(service: TokenService, client: str, count: int, tag: str) -> tupl
         chain.automine_stall_s, chain.automine_look_every_s = AUTOMINE_STALL_S, AUTOMINE_LOOK_EVERY_S
 
 
-def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, Any]:
+def _measure(ctx: Context, count: int, workers: int, batch: int, database_pid: int | None) -> dict[str, Any]:
     service = TokenService(ctx)
     service.setup("internal")
     worker = token_worker(ctx, service)
@@ -264,8 +320,10 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
     requests = service.requests
     signers = [service.bank("minter")] + [service.wallet(client, "internal").address for client in clients]
 
-    with _worker_processes(ctx, workers, signers):
-        mint_s, mints, mint_cpu = _phase(
+    node = LocalNode("internal", ctx.settings.networks["internal"], ctx.settings.data_dir)
+    with _worker_processes(ctx, workers, signers) as worker_pids:
+        cpu = _Cpu(os.getpid(), worker_pids, node.pid(), database_pid)
+        minting = _phase(
             ctx,
             service,
             count,
@@ -273,8 +331,9 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
             lambda items: requests.mint_batch(
                 [(clients[i % CLIENTS], "internal", 100 + i, f"mint-{i}") for i in items]
             ),
+            cpu,
         )
-        pay_s, pays, pay_cpu = _phase(
+        paying = _phase(
             ctx,
             service,
             count,
@@ -285,14 +344,16 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
                     for i in items
                 ]
             ),
+            cpu,
         )
-    mint_latency = _latencies_ms(service, mints)
-    pay_latency = _latencies_ms(service, pays)
+    mint_latency = _latencies_ms(service, minting.ops)
+    pay_latency = _latencies_ms(service, paying.ops)
 
     # The raw node again, on the chain as the measured phases left it. The measured phases ran on a chain
     # between the two runs' lengths, and anvil's pace falls as its chain grows: the limit is the mean pace.
     raw_after_s, flushes_after = _raw_mints(service, clients[0], count, "after")
     raw_s = (raw_before_s + raw_after_s) / 2
+    backend = ctx.engine.dialect.name
     raw_flushes = flushes_before + flushes_after
     run_until_idle(worker)  # the listener sees the raw mints too (booked nowhere: reconcile shows them)
     report = reconcile(ctx)
@@ -311,21 +372,28 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
     return {
         "bench": "mint",
         "operations": count,
-        "backend": ctx.engine.dialect.name,
+        "backend": backend,
         "workers": workers,
         "batch": batch,
-        "mints_per_s": round(count / mint_s, 1),
+        "mints_per_s": round(count / minting.seconds, 1),
         "mint_latency_ms_p50": round(statistics.median(mint_latency), 1),
         "mint_latency_ms_p99": round(_percentile(mint_latency, 0.99), 1),
-        "pays_per_s": round(count / pay_s, 1),
+        "pays_per_s": round(count / paying.seconds, 1),
         "pay_latency_ms_p50": round(statistics.median(pay_latency), 1),
         "pay_latency_ms_p99": round(_percentile(pay_latency, 0.99), 1),
-        "cores_busy_minting": mint_cpu,  # the machine's cores, 0 to 1: near 1, the machine is the limit
-        "cores_busy_paying": pay_cpu,
+        "cores_busy_minting": minting.cores_busy,  # the machine's cores, 0 to 1: near 1, the machine is the limit
+        "cores_busy_paying": paying.cores_busy,
+        # The CPU time one operation cost each part: this process's requests (and its observer), the worker
+        # processes, the node, and a PostgreSQL server (SQLite runs inside the others' processes).
+        "cpu_ms_per_mint": minting.cpu_ms_per_op,
+        "cpu_ms_per_pay": paying.cpu_ms_per_op,
         "raw_limit_per_s": round(count / raw_s, 1),
         "raw_limit_runs_per_s": [round(count / raw_before_s, 1), round(count / raw_after_s, 1)],
-        "mint_ratio": round((count / mint_s) / (count / raw_s), 3),
-        "pay_ratio": round((count / pay_s) / (count / raw_s), 3),
+        "mint_ratio": round((count / minting.seconds) / (count / raw_s), 3),
+        "pay_ratio": round((count / paying.seconds) / (count / raw_s), 3),
+        # The ratios this machine would reach with every core busy at the measured CPU cost per operation.
+        "mint_ratio_ceiling": _ratio_ceiling(minting.cpu_ms_per_op, count / raw_s, backend),
+        "pay_ratio_ceiling": _ratio_ceiling(paying.cpu_ms_per_op, count / raw_s, backend),
         "raw_node_stalls_flushed": raw_flushes,
         # They bypass the ledger on purpose: what the chain holds beyond the ledger, as reconcile found it.
         "raw_mints_outside_ledger": holder_gap,
@@ -333,7 +401,7 @@ def _measure(ctx: Context, count: int, workers: int, batch: int) -> dict[str, An
         "reconcile_other_breaks": other_breaks,
         "node": "anvil, internal profile (one block per transaction, zero gas)",
         "database": "SQLite (WAL) in a temporary directory"
-        if ctx.engine.dialect.name == "sqlite"
+        if backend == "sqlite"
         else "a throwaway PostgreSQL (fsync off) on this machine",
         "machine": machine(),
     }

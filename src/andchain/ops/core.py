@@ -474,8 +474,14 @@ class Operations:
             return {r[0]: int(r[1]) for r in conn.execute(select(t.c.status, func.count()).group_by(t.c.status))}
 
     def active_count(self) -> int:
-        counts = self.counts()
-        return sum(counts.get(s.value, 0) for s in ACTIVE)
+        """Operations not yet at an end: counted in the status index, without reading the finished ones."""
+        t = schema.operations
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(t).where(t.c.status.in_([s.value for s in ACTIVE]))
+                ).scalar_one()
+            )
 
     def stuck(self, older_than_s: float) -> Iterator[Operation]:
         """Active operations older than `older_than_s` (needs_attention ones are reported on their own)."""
