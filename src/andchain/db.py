@@ -16,14 +16,14 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Connection, Engine, MetaData, Numeric, String, create_engine, event
+from sqlalchemy import Connection, Engine, Integer, MetaData, Numeric, String, Table, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
@@ -408,3 +408,28 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 def placeholder(engine_or_dialect: Engine | Dialect) -> str:
     dialect = engine_or_dialect.dialect if isinstance(engine_or_dialect, Engine) else engine_or_dialect
     return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+# The (table, columns) an insert_many has checked: every one of them takes its values as they are.
+_PLAIN_COLUMNS: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows (each with the same keys) inserted by one prepared statement the driver runs over all of them:
+    what `conn.execute(table.insert(), rows)` writes, without SQLAlchemy's processing of each row's
+    parameters, the larger part of a batch's cost there. Only for columns whose type takes a value as it
+    is (text and integers); any other raises before anything is written."""
+    if not rows:
+        return
+    names = tuple(rows[0])
+    if (table.name, names) not in _PLAIN_COLUMNS:
+        for name in names:
+            column_type = table.c[name].type
+            if not isinstance(column_type, String | Integer) or isinstance(column_type, TypeDecorator):
+                raise TypeError(f"insert_many: {table.name}.{name} is {column_type!r}, not a text or integer column")
+        _PLAIN_COLUMNS.add((table.name, names))
+    mark = placeholder(conn.dialect)
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})",
+        [tuple(row[name] for name in names) for row in rows],
+    )

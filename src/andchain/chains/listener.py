@@ -45,7 +45,7 @@ from andchain.chains import schema
 from andchain.chains.client import ChainClient
 from andchain.chains.contracts import ContractAbi
 from andchain.chains.rpc import NodeUnreachable, RpcError
-from andchain.db import write_transaction
+from andchain.db import insert_many, write_transaction
 from andchain.errors import DomainError
 from andchain.retry import Backoff
 
@@ -386,7 +386,7 @@ class Listener:
                 due.append(replace(event, generation=generation))
             if inserts:
                 try:
-                    conn.execute(d.insert(), inserts)  # one statement for the batch's new deliveries
+                    insert_many(conn, d, inserts)  # one statement for the batch's new deliveries
                 except IntegrityError:  # another process of the same listener got there first
                     raise LeaseLost(f"listener {self.name} on chain {self.chain_id} runs elsewhere too") from None
             many = getattr(self.handler, "deliver_many", None)

@@ -41,6 +41,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
+from andchain.db import insert_many
 from andchain.errors import DomainError, InvariantBroken
 from andchain.events import schema
 
@@ -213,7 +214,6 @@ def _mark_in_flight(conn: Connection) -> None:
 
 
 _INSERT_RETURNING_ID = T.insert().returning(T.c.id, sort_by_parameter_order=True)
-_INSERT = T.insert()
 
 
 def _rows(events: Sequence[NewEvent], now_us: int) -> list[dict[str, Any]]:
@@ -267,8 +267,8 @@ def _collector(conn: Connection) -> list[dict[str, Any]] | None:
 def _insert(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         _mark_in_flight(conn)
-        # Without RETURNING: SQLite then runs one prepared INSERT over the rows, in half the time.
-        conn.execute(_INSERT, rows)
+        # Without RETURNING: one prepared INSERT over the rows, in half the time on SQLite.
+        insert_many(conn, T, rows)
 
 
 def append(conn: Connection, events: Sequence[NewEvent], now_us: int) -> None:

@@ -29,11 +29,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.config import OpsSettings
-from andchain.db import in_chunks, write_transaction
+from andchain.db import in_chunks, insert_many, placeholder, write_transaction
 from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
 from andchain.events import store as events
@@ -300,13 +300,14 @@ class Operations:
             return []
         try:
             with conn.begin_nested():
-                conn.execute(schema.operations.insert(), rows)
+                insert_many(conn, schema.operations, rows)
         except IntegrityError:
             return None
         created = [_op_of_values(values) for values in rows]
         now = self.clock()
-        conn.execute(
-            schema.history.insert(),
+        insert_many(
+            conn,
+            schema.history,
             [{"op_id": op.id, "status": str(OpStatus.RECEIVED), "detail": f"{op.kind} received", "at_us": now}
              for op in created],
         )  # fmt: skip
@@ -626,29 +627,26 @@ class Operations:
             values, changed = self._change(op, change)
             planned.append(changed)
             groups.setdefault(tuple(sorted(values)), []).append((index, values))
-        t = schema.operations
+        mark = placeholder(conn.dialect)
+        terminal = tuple(s.value for s in _TERMINAL_ORDER)
         one_by_one: list[int] = []
         for columns, members in groups.items():
             if len(members) == 1:
                 one_by_one.append(members[0][0])
                 continue
+            # The statement update_if_current runs, with the parameters of all of them given to the driver as
+            # they are: the columns set are the operations table's own (text and integers).
             statement = (
-                update(t)
-                .where(
-                    t.c.id == bindparam("_id"),
-                    t.c.version == bindparam("_version"),
-                    *(t.c.status != s.value for s in _TERMINAL_ORDER),
-                )
-                .values({name: bindparam(f"v_{name}") for name in columns})
+                f"UPDATE {schema.operations.name} SET {', '.join(f'{name} = {mark}' for name in columns)} "
+                f"WHERE id = {mark} AND version = {mark} AND status NOT IN ({', '.join([mark] * len(terminal))})"
             )
             params = [
-                {**{f"v_{name}": value for name, value in values.items()}, "_id": changes[i][0].id,
-                 "_version": changes[i][0].version}
+                (*(values[name] for name in columns), changes[i][0].id, changes[i][0].version, *terminal)
                 for i, values in members
-            ]  # fmt: skip
+            ]
             try:
                 with conn.begin_nested():
-                    if conn.execute(statement, params).rowcount != len(params):
+                    if conn.exec_driver_sql(statement, params).rowcount != len(params):
                         raise _SomeStale
             except _SomeStale:
                 one_by_one.extend(i for i, _ in members)
@@ -684,7 +682,7 @@ class Operations:
             if after.status != before.status:
                 emitted.extend(operation_events(after, after.status, before.status))
         if logged:
-            conn.execute(schema.history.insert(), logged)
+            insert_many(conn, schema.history, logged)
         events.append(conn, emitted, now)
 
     def update(self, op: Operation, **changes: Any) -> Operation:

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, update
+from sqlalchemy import Connection, Engine, and_, select, update
 
 from andchain.chains.client import SentTx
+from andchain.db import insert_many, placeholder
 from andchain.ops import schema
 
 T = schema.transactions
@@ -72,8 +73,9 @@ def record_many(
     """Signed transactions (operation, step, transaction) recorded in one statement, before any leaves."""
     if not signed:
         return
-    conn.execute(
-        T.insert(),
+    insert_many(
+        conn,
+        T,
         [
             {
                 "network": network,
@@ -125,19 +127,11 @@ def mark_final_many(conn: Connection, marks: Sequence[FinalMark], now_us: int) -
     """Rows marked final, each with its block, in one statement."""
     if not marks:
         return
-    conn.execute(
-        update(T)
-        .where(T.c.network == bindparam("_network"), T.c.hash == bindparam("_hash"))
-        .values(
-            status=TxRecord.FINAL.value,
-            updated_at_us=now_us,
-            block_number=bindparam("_block_number"),
-            block_hash=bindparam("_block_hash"),
-        ),
-        [
-            {"_network": m.network, "_hash": m.hash, "_block_number": m.block_number, "_block_hash": m.block_hash}
-            for m in marks
-        ],
+    mark = placeholder(conn.dialect)
+    conn.exec_driver_sql(
+        f"UPDATE {T.name} SET status = {mark}, updated_at_us = {mark}, block_number = {mark}, block_hash = {mark} "
+        f"WHERE network = {mark} AND hash = {mark}",
+        [(TxRecord.FINAL.value, now_us, m.block_number, m.block_hash, m.network, m.hash) for m in marks],
     )
 
 
