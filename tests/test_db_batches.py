@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from andchain.db import insert_many, write_transaction
+from andchain.db import check_plain_columns, insert_many, write_transaction
 from andchain.ledger import schema as ledger_schema
 from andchain.ops import schema as ops_schema
 
@@ -50,3 +50,24 @@ def test_a_duplicate_in_insert_many_raises_the_integrity_error_and_rolls_back_wi
         insert_many(conn, t, [row, {**row, "hash": "0x" + "cd" * 32}, row])
     with engine.connect() as conn:
         assert conn.execute(select(t)).all() == []
+
+
+def test_columns_whose_values_sqlalchemy_converts_or_fills_in_are_refused():
+    from sqlalchemy import Column, Enum, Integer, MetaData, String, Table
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    t = Table(
+        "plain_or_not",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("name", String(10)),
+        Column("kind", Enum("a", "b", name="kind")),  # a String whose values SQLAlchemy may convert
+        Column("stamp", Integer, default=lambda: 1),  # filled in by SQLAlchemy when left out
+    )
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        check_plain_columns(dialect, t, ("id", "name", "stamp"), all_given=True)
+        check_plain_columns(dialect, t, ("name",))  # an UPDATE of one column
+        with pytest.raises(TypeError, match="stamp"):
+            check_plain_columns(dialect, t, ("id", "name"), all_given=True)
+    with pytest.raises(TypeError, match="kind"):
+        check_plain_columns(postgresql.dialect(), t, ("kind",))

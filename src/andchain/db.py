@@ -410,24 +410,40 @@ def placeholder(engine_or_dialect: Engine | Dialect) -> str:
     return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
-# The (table, columns) an insert_many has checked: every one of them takes its values as they are.
-_PLAIN_COLUMNS: set[tuple[str, tuple[str, ...]]] = set()
+# The (dialect, table, columns) check_plain_columns has passed.
+_PLAIN_COLUMNS: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+def check_plain_columns(dialect: Dialect, table: Table, names: Sequence[str], *, all_given: bool = False) -> None:
+    """Raise TypeError unless the driver can take these columns' values as they are: text or integer columns
+    whose type converts nothing on its way in (no bind processor on this dialect: an Enum writes its
+    members' names, a TypeDecorator its own form), and, with `all_given` (an INSERT), no column left out
+    that SQLAlchemy would fill in Python (`default=`; a server default the database applies itself)."""
+    key = (dialect.name, table.name, tuple(names))
+    if key in _PLAIN_COLUMNS:
+        return
+    for name in names:
+        column_type = table.c[name].type
+        if not isinstance(column_type, String | Integer) or column_type.dialect_impl(dialect).bind_processor(dialect):
+            raise TypeError(
+                f"{table.name}.{name} is {column_type!r}: its values are not given to the driver as they are"
+            )
+    if all_given:
+        for column in table.columns:
+            if column.name not in names and (column.default is not None or column.onupdate is not None):
+                raise TypeError(f"{table.name}.{column.name} is filled in by SQLAlchemy: give it in every row")
+    _PLAIN_COLUMNS.add(key)
 
 
 def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Rows (each with the same keys) inserted by one prepared statement the driver runs over all of them:
     what `conn.execute(table.insert(), rows)` writes, without SQLAlchemy's processing of each row's
-    parameters, the larger part of a batch's cost there. Only for columns whose type takes a value as it
-    is (text and integers); any other raises before anything is written."""
+    parameters, the larger part of a batch's cost there. Only for columns whose values go to the driver as
+    they are (`check_plain_columns`); any other raises before anything is written."""
     if not rows:
         return
     names = tuple(rows[0])
-    if (table.name, names) not in _PLAIN_COLUMNS:
-        for name in names:
-            column_type = table.c[name].type
-            if not isinstance(column_type, String | Integer) or isinstance(column_type, TypeDecorator):
-                raise TypeError(f"insert_many: {table.name}.{name} is {column_type!r}, not a text or integer column")
-        _PLAIN_COLUMNS.add((table.name, names))
+    check_plain_columns(conn.dialect, table, names, all_given=True)
     mark = placeholder(conn.dialect)
     conn.exec_driver_sql(
         f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})",

@@ -33,7 +33,7 @@ from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from andchain.config import OpsSettings
-from andchain.db import in_chunks, insert_many, placeholder, write_transaction
+from andchain.db import check_plain_columns, in_chunks, insert_many, placeholder, write_transaction
 from andchain.devtools.processes import pid_alive
 from andchain.errors import Conflict, DomainError, InvariantBroken, NotFound
 from andchain.events import store as events
@@ -629,6 +629,7 @@ class Operations:
             groups.setdefault(tuple(sorted(values)), []).append((index, values))
         mark = placeholder(conn.dialect)
         terminal = tuple(s.value for s in _TERMINAL_ORDER)
+        table = schema.operations
         one_by_one: list[int] = []
         for columns, members in groups.items():
             if len(members) == 1:
@@ -636,8 +637,9 @@ class Operations:
                 continue
             # The statement update_if_current runs, with the parameters of all of them given to the driver as
             # they are: the columns set are the operations table's own (text and integers).
+            check_plain_columns(conn.dialect, table, columns)
             statement = (
-                f"UPDATE {schema.operations.name} SET {', '.join(f'{name} = {mark}' for name in columns)} "
+                f"UPDATE {table.name} SET {', '.join(f'{name} = {mark}' for name in columns)} "
                 f"WHERE id = {mark} AND version = {mark} AND status NOT IN ({', '.join([mark] * len(terminal))})"
             )
             params = [

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from sqlalchemy import Connection, Engine, and_, select, update
 
 from andchain.chains.client import SentTx
-from andchain.db import insert_many, placeholder
+from andchain.db import check_plain_columns, insert_many, placeholder
 from andchain.ops import schema
 
 T = schema.transactions
@@ -127,10 +127,11 @@ def mark_final_many(conn: Connection, marks: Sequence[FinalMark], now_us: int) -
     """Rows marked final, each with its block, in one statement."""
     if not marks:
         return
-    mark = placeholder(conn.dialect)
+    check_plain_columns(conn.dialect, T, ("status", "updated_at_us", "block_number", "block_hash", "network", "hash"))
+    ph = placeholder(conn.dialect)
     conn.exec_driver_sql(
-        f"UPDATE {T.name} SET status = {mark}, updated_at_us = {mark}, block_number = {mark}, block_hash = {mark} "
-        f"WHERE network = {mark} AND hash = {mark}",
+        f"UPDATE {T.name} SET status = {ph}, updated_at_us = {ph}, block_number = {ph}, block_hash = {ph} "
+        f"WHERE network = {ph} AND hash = {ph}",
         [(TxRecord.FINAL.value, now_us, m.block_number, m.block_hash, m.network, m.hash) for m in marks],
     )
 
