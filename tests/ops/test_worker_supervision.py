@@ -117,6 +117,21 @@ def test_an_operation_whose_processing_raises_stops_in_needs_attention_while_its
     ] * 2
     assert states[2].error_code == "internal_error" and "no rate for 2" in (states[2].error_message or "")
     assert ops.claim("w1", kinds=["noop"]) == []  # nothing left that loops
+    assert not ops.any_active()  # one stopped where an operator sees it: it waits for them, not the worker
+
+
+def test_any_active_is_true_while_one_operation_has_not_ended(engine, clock):
+    ops = Operations(engine, clock=clock, settings=OPS)
+    assert not ops.any_active()
+    first, _ = ops.create("noop", "k1", {"i": 1}, network="internal")
+    second, _ = ops.create("noop", "k2", {"i": 2}, network="internal")
+    assert ops.any_active()
+    ops.update(first, status=OpStatus.SUCCEEDED)
+    assert ops.any_active()  # the second one still has to end
+    ops.update(ops.get(second.id), status=OpStatus.SUBMITTED)
+    assert ops.any_active()
+    ops.cancel(second.id, "test")
+    assert not ops.any_active()
 
 
 def test_the_worker_bounds_the_attempts_of_an_operation_whose_node_never_answers(engine, clock):

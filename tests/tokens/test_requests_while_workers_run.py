@@ -128,9 +128,9 @@ def _prepare(ctx: Context, tag: str) -> tuple[TokenService, Moves, list[str]]:
 
 def _wait_until_done(service: TokenService, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
-    while service.ops.active_count() and time.monotonic() < deadline:
+    while service.ops.any_active() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert service.ops.active_count() == 0, service.ops.counts()
+    assert not service.ops.any_active(), service.ops.counts()
 
 
 def _check(service: TokenService, ctx: Context, made: list) -> None:

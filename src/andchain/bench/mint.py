@@ -207,7 +207,7 @@ def _phase(
                 raise outcome
             ops.append(outcome)
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    while service.ops.active_count() or not _final_head_mirrored(ctx, service):
+    while service.ops.any_active() or not _final_head_mirrored(ctx, service):
         if time.monotonic() > deadline:
             raise RuntimeError(f"operations not settled after {SETTLE_TIMEOUT_S:.0f} s: {service.ops.counts()}")
         time.sleep(0.05)  # an observer that looks more often takes the cores it measures

@@ -210,7 +210,7 @@ def token_worker(ctx: Context, service: TokenService | None = None, *, owner: st
 
 
 def idle(worker: Worker) -> bool:
-    return worker.ops.active_count() == 0 and worker.parts_idle()
+    return not worker.ops.any_active() and worker.parts_idle()
 
 
 def run_until_idle(worker: Worker, *, seconds: float = UNTIL_IDLE_S, **_: Any) -> bool:
