@@ -228,20 +228,35 @@ def test_a_bench_killed_mid_run_leaves_no_worker_process_behind(signum, tmp_path
     """`kill` (SIGTERM) ends `bench mint` as Ctrl-C would: its worker processes and its node stop and its
     temporary directory goes. Killed with no chance to clean up (SIGKILL), its worker processes see their
     parent gone and stop by themselves (only its node is left, which the test stops)."""
-    log = tmp_path / "bench.log"
     started: dict[int, str] = {}  # the bench's workers and node, as the test saw them
     bench = None
     try:
         # The bench runs the node alone before it starts its workers. anvil's pool can stall under the
         # suite's load and leave raw mints unmined (foundry-rs/foundry#10122): the bench then ends with
-        # tx_timeout before any worker exists, which is not what this test is about, and it starts again.
-        for _attempt in range(3):
+        # tx_timeout before any worker exists, which is not what this test is about, and it starts again,
+        # in a directory of its own. Requests in batches of 10 keep the workers busy for longer than
+        # the test waits, without more raw mints.
+        for attempt in range(3):
+            tmp = tmp_path / f"attempt{attempt}"
+            tmp.mkdir()
+            log = tmp / "bench.log"
             with open(log, "wb") as err:
                 bench = subprocess.Popen(
-                    [sys.executable, "-m", "andchain.cli", "bench", "mint", "--count", "1000", "--json"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "andchain.cli",
+                        "bench",
+                        "mint",
+                        "--count",
+                        "1000",
+                        "--batch",
+                        "10",
+                        "--json",
+                    ],
                     stdout=subprocess.DEVNULL,
                     stderr=err,
-                    env={**os.environ, "TMPDIR": str(tmp_path)},
+                    env={**os.environ, "TMPDIR": str(tmp)},
                 )
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and bench.poll() is None:
@@ -249,13 +264,14 @@ def test_a_bench_killed_mid_run_leaves_no_worker_process_behind(signum, tmp_path
                 if any("multiprocessing.spawn" in cmd for cmd in started.values()):
                     break
                 time.sleep(0.1)
-            if bench.poll() is None or "tx_timeout" not in log.read_text():
+            if bench.poll() is None or "[tx_timeout]" not in log.read_text():
                 break
         assert bench is not None
         workers = [pid for pid, cmd in started.items() if "multiprocessing.spawn" in cmd]
         nodes = [pid for pid, cmd in started.items() if "anvil" in cmd]
         assert workers and nodes, f"the bench's worker processes never started: {log.read_text()[-2000:]}"
         time.sleep(3.0)  # the workers starting or at work: either way, they must go with the bench
+        assert bench.poll() is None, f"the bench ended before it was killed: {log.read_text()[-2000:]}"
         bench.send_signal(signum)
         bench.wait(timeout=120)
         deadline = time.monotonic() + 30
@@ -265,7 +281,7 @@ def test_a_bench_killed_mid_run_leaves_no_worker_process_behind(signum, tmp_path
         if signum == signal.SIGTERM:
             assert bench.returncode == 128 + signal.SIGTERM, log.read_text()[-2000:]
             assert not [pid for pid in nodes if _alive(pid)]
-            assert not list(tmp_path.glob("andchain-bench-mint-*"))
+            assert not list(tmp_path.glob("attempt*/andchain-bench-mint-*"))  # nor from an attempt that failed
     finally:
         if bench is not None and bench.poll() is None:
             bench.kill()
