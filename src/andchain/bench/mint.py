@@ -87,9 +87,7 @@ def run(count: int, *, backend: str = "sqlite", workers: int = 1, batch: int = B
             from andchain.devtools.postgres import throwaway_postgres
 
             server = stack.enter_context(throwaway_postgres("bench"))
-            url = server.url
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                database_pid = int((server.datadir / "postmaster.pid").read_text().split()[0])
+            url, database_pid = server.url, server.pid()
         ctx = stack.enter_context(throwaway_internal_chain("andchain-bench-mint-", database_url=url))
         return _measure(ctx, count, workers, batch, database_pid)
 
@@ -214,14 +212,15 @@ def _phase(
     spent = time.perf_counter() - t0
     busy1, total1 = _cpu_ticks()
     cpu1 = cpu.read()
-    per_op: dict[str, float | None] = {}
+    used: dict[str, float | None] = {}  # each part's CPU seconds in the phase
     for part, before in cpu0.items():
         after = cpu1[part]
-        per_op[part] = None if before is None or after is None else round((after - before) * 1000 / count, 3)
+        used[part] = None if before is None or after is None else after - before
+    per_op = {part: None if s is None else round(s * 1000 / count, 3) for part, s in used.items()}
     cores_busy = round((busy1 - busy0) / (total1 - total0), 2) if total1 > total0 else None
-    parts_s = sum((cpu1[k] or 0.0) - (v or 0.0) for k, v in cpu0.items() if v is not None and cpu1[k] is not None)
-    busy_s = (busy1 - busy0) / os.sysconf("SC_CLK_TCK") if busy1 > busy0 else 0.0
-    return _Phase(spent, ops, cores_busy, per_op, round(parts_s / busy_s, 2) if busy_s else None)
+    busy_s = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
+    of_parts = round(sum(s for s in used.values() if s is not None) / busy_s, 2) if busy_s > 0 else None
+    return _Phase(spent, ops, cores_busy, per_op, of_parts)
 
 
 def _ratio_ceiling(cpu_ms_per_op: dict[str, float | None], raw_limit_per_s: float, backend: str) -> float | None:

@@ -60,6 +60,13 @@ class RunningPostgres:
     def database_url(self, dbname: str) -> str:
         return self.url.rsplit("/", 1)[0] + f"/{dbname}"
 
+    def pid(self) -> int | None:
+        """The server's process (the postmaster; its backends are its children), from its postmaster.pid."""
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
 
 def _as_user(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
