@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -181,4 +182,203 @@ def test_a_child_forked_during_a_write_starts_with_no_place_and_leaves_the_paren
     assert os.waitstatus_to_exitcode(status) == 0
     for fd in (to_child, from_parent, to_parent, from_child):
         os.close(fd)
+    engine.dispose()
+
+
+def _rows_in_the_database_file(path: Path) -> int:
+    """The rows of t in the database file itself, the write-ahead log left out (what a checkpoint copied)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM t").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_the_log_is_copied_into_the_database_after_the_turn_and_not_during_it(tmp_path: Path, monkeypatch):
+    """SQLite's own checkpoint runs inside a commit, while the writers queue is held: every other writer would
+    wait for pages copied and synced. A writer runs it itself once its turn is over, when the log holds
+    CHECKPOINT_PAGES pages, some not yet copied; SQLite's own checkpoint stays as a bound."""
+    import andchain.db as db
+
+    path = tmp_path / "andchain.db"
+    url = f"sqlite:///{path}"
+    _table(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == db.WAL_AUTOCHECKPOINT_PAGES
+    writers = _writers(engine)
+    assert writers is not None
+    queue_free: list[bool] = []
+    checkpoint = db._Writers.checkpoint_if_due
+
+    def checking(self: db._Writers, conn: object) -> None:
+        fd = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a writer holds its turn
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            queue_free.append(True)
+        finally:
+            os.close(fd)
+        checkpoint(self, conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db._Writers, "checkpoint_if_due", checking)
+    with write_transaction(engine) as conn:  # a page or two: left in the log
+        conn.execute(text("INSERT INTO t VALUES ('first')"))
+        assert queue_free == []
+    assert queue_free == [True]
+    frames = writers.log_frames()
+    assert frames is not None and 0 < frames[0] < db.CHECKPOINT_PAGES and frames[1] == 0
+    assert _rows_in_the_database_file(path) == 0
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1  # read from the log
+
+    monkeypatch.setattr(db, "CHECKPOINT_PAGES", frames[0] + 1)
+    with write_transaction(engine) as conn:  # the log now holds CHECKPOINT_PAGES pages: copied
+        conn.execute(text("INSERT INTO t VALUES ('second')"))
+    assert queue_free == [True, True]
+    after = writers.log_frames()
+    assert after is not None and after[0] == after[1]
+    assert _rows_in_the_database_file(path) == 2
+    with write_transaction(engine) as conn:  # all copied: the log starts again, and is not copied yet
+        conn.execute(text("INSERT INTO t VALUES ('third')"))
+    again = writers.log_frames()
+    assert again is not None and again[0] < frames[0] + 1 and again[1] == 0
+    assert _rows_in_the_database_file(path) == 2
+    engine.dispose()
+
+
+def test_a_log_nearly_all_copied_is_finished_in_the_turn_so_that_the_write_starts_it_again(tmp_path: Path, monkeypatch):
+    import andchain.db as db
+
+    path = tmp_path / "andchain.db"
+    url = f"sqlite:///{path}"
+    _table(url)
+    engine = make_engine(url)
+    writers = _writers(engine)
+    assert writers is not None
+    with write_transaction(engine) as conn:
+        conn.execute(text("INSERT INTO t VALUES ('first')"))
+    frames = writers.log_frames()
+    assert frames is not None and frames[1] == 0
+    held: list[bool] = []
+    restart = db._Writers.restart_log_if_due
+
+    def checking(self: db._Writers, conn: object) -> None:
+        fd = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+        restart(self, conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db._Writers, "restart_log_if_due", checking)
+    monkeypatch.setattr(db, "CHECKPOINT_PAGES", frames[0])  # the log is that long: ...
+    monkeypatch.setattr(db, "RESTART_PAGES_MAX", frames[0])  # ... and few enough pages are left to copy
+    with write_transaction(engine) as conn:
+        conn.execute(text("INSERT INTO t VALUES ('second')"))
+    assert held == [True]  # in the turn, before the write began
+    assert _rows_in_the_database_file(path) >= 1  # the first row was copied before the second was written
+    after = writers.log_frames()
+    assert after is not None and after[0] <= frames[0]  # the log started again: no longer than before
+    engine.dispose()
+
+
+def test_writers_of_one_database_at_once_keep_its_log_short(tmp_path: Path, monkeypatch):
+    """Writers in turn: each one's checkpoint runs while the next one writes, so a write seldom begins with the
+    whole log copied, which is when SQLite starts the log again. Without the copy in the turn, the log would
+    grow up to SQLite's own checkpoint; with it, it stays within a few CHECKPOINT_PAGES."""
+    import andchain.db as db
+
+    monkeypatch.setattr(db, "CHECKPOINT_PAGES", 40)
+    monkeypatch.setattr(db, "RESTART_PAGES_MAX", 20)
+    url = f"sqlite:///{tmp_path / 'andchain.db'}"
+    _table(url)
+    engine = make_engine(url)
+    writers = _writers(engine)
+    assert writers is not None
+    longest = 0
+    errors: list[BaseException] = []
+
+    def write(who: str) -> None:
+        nonlocal longest
+        try:
+            for i in range(300):
+                with write_transaction(engine) as conn:
+                    conn.execute(text("INSERT INTO t VALUES (:who)"), {"who": f"{who}{i}" + "x" * 3000})
+                frames = writers.log_frames()
+                longest = max(longest, frames[0] if frames else 0)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert 0 < longest < 10 * db.CHECKPOINT_PAGES < db.WAL_AUTOCHECKPOINT_PAGES
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 900
+    engine.dispose()
+
+
+def test_a_checkpoint_that_fails_is_not_the_writes_failure(tmp_path: Path, monkeypatch, caplog):
+    import andchain.db as db
+
+    url = f"sqlite:///{tmp_path / 'andchain.db'}"
+    _table(url)
+    engine = make_engine(url)
+    writers = _writers(engine)
+    assert writers is not None
+    monkeypatch.setattr(db._Writers, "log_frames", lambda self: (db.CHECKPOINT_PAGES, 0))
+
+    class Refusing:
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    class Conn:
+        class connection:  # the shape of a SQLAlchemy Connection's pooled connection
+            driver_connection = Refusing()
+
+    with caplog.at_level(logging.DEBUG, logger="andchain.db"):
+        writers.checkpoint_if_due(Conn())  # type: ignore[arg-type]
+    assert "sqlite checkpoint skipped: disk I/O error" in caplog.text
+    with write_transaction(engine) as conn:  # and a real one, due at every write now, runs out of turn
+        conn.execute(text("INSERT INTO t VALUES ('written')"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+    engine.dispose()
+
+
+def test_reading_the_logs_index_never_drops_sqlites_locks(tmp_path: Path):
+    """SQLite's locks are POSIX locks on the log's index (-shm): closing any descriptor of that file in this
+    process would drop them, and let another process write at the same time. The index is read only through
+    SQLite's own descriptor: while this process writes, another still finds the database locked."""
+    url = f"sqlite:///{tmp_path / 'andchain.db'}"
+    _table(url)
+    engine = make_engine(url)
+    writers = _writers(engine)
+    assert writers is not None
+    assert writers.log_frames() is None  # no connection open here yet: SQLite holds no descriptor of it
+    other = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+        "try:\n"
+        "    c.execute('BEGIN IMMEDIATE')\n"
+        "    print('wrote')\n"
+        "except sqlite3.OperationalError as exc:\n"
+        "    print(exc)\n"
+    )
+    with write_transaction(engine) as conn:
+        conn.execute(text("INSERT INTO t VALUES ('held')"))
+        for _ in range(3):
+            assert writers.log_frames() is not None
+        answer = subprocess.run(
+            [sys.executable, "-c", other, str(tmp_path / "andchain.db")], capture_output=True, text=True, timeout=60
+        )
+        assert answer.stdout.strip() == "database is locked", answer
     engine.dispose()

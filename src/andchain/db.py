@@ -15,9 +15,10 @@ import logging
 import os
 import sqlite3
 import stat
+import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -177,6 +178,42 @@ def _private_file(path: Path, *, create: bool) -> None:
 
 
 BUSY_TIMEOUT_S = 30.0
+# SQLite copies the write-ahead log back into the database file (a checkpoint) at the end of the commit that
+# finds the log 1,000 pages long, while the writers queue (see _Writers) is held: every other writer waits for
+# pages copied and synced to disk. Where the log's index can be read (Linux), a writer does that copy itself
+# once its turn is over, when CHECKPOINT_PAGES pages are not yet copied. The log starts again from its first
+# page only when a write begins with every page copied, which other writers seldom leave time for: a writer
+# that finds the log CHECKPOINT_PAGES long with at most RESTART_PAGES_MAX pages left to copy copies those in
+# its turn, and its write starts the log again. SQLite's own checkpoint, at WAL_AUTOCHECKPOINT_PAGES, stays
+# as the bound of the log.
+CHECKPOINT_PAGES = 1_000
+RESTART_PAGES_MAX = 100
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+# In the wal-index (the -shm file, https://www.sqlite.org/walformat.html), in the host's byte order: the
+# last valid frame of the log (mxFrame, in the header) and the last one copied into the database (nBackfill).
+_WAL_INDEX_MX_FRAME = 16
+_WAL_INDEX_N_BACKFILL = 96
+_FD_DIR = "/proc/self/fd"
+_WAL_INDEX_READABLE = os.path.isdir(_FD_DIR)
+
+
+def _sqlite_descriptor(path: str) -> int | None:
+    """The descriptor SQLite itself holds open on `path` in this process (listed in /proc/self/fd), or None.
+
+    It is only ever read with pread, never closed, and no descriptor of ours is opened on the file: closing
+    any descriptor of a file drops every POSIX lock this process holds on it, SQLite's locks of the log's
+    index among them, and another process could then write at the same time (see _private_file)."""
+    try:
+        names = os.listdir(_FD_DIR)
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if os.readlink(f"{_FD_DIR}/{name}") == path:
+                return int(name)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def busy_timeout_s(url: str) -> float:
@@ -207,6 +244,8 @@ def _configure_sqlite(engine: Engine, path: Path | None, busy_timeout_ms: int) -
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        if path is not None and _WAL_INDEX_READABLE:  # else SQLite's own checkpoint, in the commit, as ever
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.close()
         if path is not None:
             # SQLite gives -wal and -shm the database file's mode when it creates them; files
@@ -265,6 +304,63 @@ class _Writers:
         self.timeout_s = timeout_s
         self._fd: int | None = None
         self._created = False
+        self.wal_index_path: str | None = None  # the log's index, as /proc/self/fd names it
+        if self.queue_path is not None:
+            self.wal_index_path = os.path.realpath(database) + "-shm"
+        self._wal_index_fd: int | None = None  # SQLite's own descriptor of it, as last found
+        self._wal_index_missed: os.stat_result | None = None  # the file as it was when none was found
+
+    def log_frames(self) -> tuple[int, int] | None:
+        """(pages in the write-ahead log, pages of them copied into the database file), as the log's index
+        says, read through SQLite's own descriptor of it; None when this process has none open."""
+        if self.wal_index_path is None:
+            return None
+        try:
+            on_disk = os.stat(self.wal_index_path)
+            fd = self._wal_index_fd
+            if fd is None or not os.path.samestat(os.fstat(fd), on_disk):
+                missed = self._wal_index_missed
+                if missed is not None and missed == on_disk:
+                    return None  # looked for already, and the file has not changed since
+                fd = self._wal_index_fd = _sqlite_descriptor(self.wal_index_path)
+                if fd is None:
+                    self._wal_index_missed = on_disk
+                    return None
+            head = os.pread(fd, _WAL_INDEX_N_BACKFILL + 4, 0)
+        except OSError:
+            self._wal_index_fd = None
+            return None
+        if len(head) < _WAL_INDEX_N_BACKFILL + 4:
+            return None
+        (frames,) = struct.unpack_from("=I", head, _WAL_INDEX_MX_FRAME)
+        (copied,) = struct.unpack_from("=I", head, _WAL_INDEX_N_BACKFILL)
+        return int(frames), int(copied)
+
+    def checkpoint_if_due(self, conn: Connection) -> None:
+        """Once a writer's turn is over: a passive checkpoint (it waits for no one, and no writer waits for
+        it) when CHECKPOINT_PAGES pages of the log are not yet copied. On `conn`, out of any transaction."""
+        frames = self.log_frames()
+        if frames is not None and frames[0] - frames[1] >= CHECKPOINT_PAGES:
+            self._checkpoint(conn)
+
+    def restart_log_if_due(self, conn: Connection) -> None:
+        """In a writer's turn, before its write begins: when the log is CHECKPOINT_PAGES long and at most
+        RESTART_PAGES_MAX of its pages are left to copy, those are copied, so that the write starts the log
+        again from its first page instead of making it longer."""
+        frames = self.log_frames()
+        if frames is not None and frames[0] >= CHECKPOINT_PAGES and 0 < frames[0] - frames[1] <= RESTART_PAGES_MAX:
+            self._checkpoint(conn)
+
+    @staticmethod
+    def _checkpoint(conn: Connection) -> None:
+        """A passive checkpoint on `conn`, out of any transaction. One that fails is tried again after the
+        next write, and SQLite's own bounds the log meanwhile."""
+        try:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except Exception as exc:  # nothing written depends on it
+            log.debug("sqlite checkpoint skipped: %s", exc)
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -399,10 +495,18 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             with conn.begin():
                 yield conn
         return
-    with writers.turn(), engine.connect() as conn:
-        conn = conn.execution_options(andchain_write=True)
-        with conn.begin():
-            yield conn
+    with ExitStack() as turn:
+        turn.enter_context(writers.turn())
+        outermost = writers.depth == 1  # read while this thread holds the turn
+        with engine.connect() as conn:
+            if outermost:
+                writers.restart_log_if_due(conn)
+            conn = conn.execution_options(andchain_write=True)
+            with conn.begin():
+                yield conn
+            turn.close()  # committed: the next writer goes now
+            if outermost:
+                writers.checkpoint_if_due(conn)
 
 
 def placeholder(engine_or_dialect: Engine | Dialect) -> str:
