@@ -289,8 +289,9 @@ def test_a_log_nearly_all_copied_is_finished_in_the_turn_so_that_the_write_start
 
 def test_writers_of_one_database_at_once_keep_its_log_short(tmp_path: Path, monkeypatch):
     """Writers in turn: each one's checkpoint runs while the next one writes, so a write seldom begins with the
-    whole log copied, which is when SQLite starts the log again. Without the copy in the turn, the log would
-    grow up to SQLite's own checkpoint; with it, it stays within a few CHECKPOINT_PAGES."""
+    whole log copied, which is when SQLite starts the log again. Without the copy in the turn, the log grows
+    with the writes up to SQLite's own checkpoint (thousands of pages here, 1,800 writes of a page or two);
+    with it, it stays within a few hundred pages, on a quiet machine as under load."""
     import andchain.db as db
 
     monkeypatch.setattr(db, "CHECKPOINT_PAGES", 40)
@@ -306,7 +307,7 @@ def test_writers_of_one_database_at_once_keep_its_log_short(tmp_path: Path, monk
     def write(who: str) -> None:
         nonlocal longest
         try:
-            for i in range(300):
+            for i in range(600):
                 with write_transaction(engine) as conn:
                     conn.execute(text("INSERT INTO t VALUES (:who)"), {"who": f"{who}{i}" + "x" * 3000})
                 frames = writers.log_frames()
@@ -320,9 +321,9 @@ def test_writers_of_one_database_at_once_keep_its_log_short(tmp_path: Path, monk
     for thread in threads:
         thread.join()
     assert not errors
-    assert 0 < longest < 10 * db.CHECKPOINT_PAGES < db.WAL_AUTOCHECKPOINT_PAGES
+    assert 0 < longest < 1_200 < db.WAL_AUTOCHECKPOINT_PAGES
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 900
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1800
     engine.dispose()
 
 

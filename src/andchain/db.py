@@ -182,10 +182,11 @@ BUSY_TIMEOUT_S = 30.0
 # finds the log 1,000 pages long, while the writers queue (see _Writers) is held: every other writer waits for
 # pages copied and synced to disk. Where the log's index can be read (Linux), a writer does that copy itself
 # once its turn is over, when CHECKPOINT_PAGES pages are not yet copied. The log starts again from its first
-# page only when a write begins with every page copied, which other writers seldom leave time for: a writer
-# that finds the log CHECKPOINT_PAGES long with at most RESTART_PAGES_MAX pages left to copy copies those in
-# its turn, and its write starts the log again. SQLite's own checkpoint, at WAL_AUTOCHECKPOINT_PAGES, stays
-# as the bound of the log.
+# page only when a write begins with every page copied (and no reader holds an older part), which other
+# writers seldom leave time for: a writer that finds the log CHECKPOINT_PAGES long with at most
+# RESTART_PAGES_MAX pages left to copy copies those in its turn, so that its write can start the log again.
+# SQLite's own checkpoint, at WAL_AUTOCHECKPOINT_PAGES, stays as the bound of the log (and of what a power
+# loss can take back) for writes made otherwise (migrations) and while a reader holds the log.
 CHECKPOINT_PAGES = 1_000
 RESTART_PAGES_MAX = 100
 WAL_AUTOCHECKPOINT_PAGES = 10_000
@@ -338,9 +339,14 @@ class _Writers:
 
     def checkpoint_if_due(self, conn: Connection) -> None:
         """Once a writer's turn is over: a passive checkpoint (it waits for no one, and no writer waits for
-        it) when CHECKPOINT_PAGES pages of the log are not yet copied. On `conn`, out of any transaction."""
+        it) when CHECKPOINT_PAGES pages of the log are not yet copied, or when the log is that long and more
+        than RESTART_PAGES_MAX are (so that a writer soon finds few enough left to start it again). On
+        `conn`, out of any transaction."""
         frames = self.log_frames()
-        if frames is not None and frames[0] - frames[1] >= CHECKPOINT_PAGES:
+        if frames is None:
+            return
+        left = frames[0] - frames[1]
+        if left >= CHECKPOINT_PAGES or (frames[0] >= CHECKPOINT_PAGES and left > RESTART_PAGES_MAX):
             self._checkpoint(conn)
 
     def restart_log_if_due(self, conn: Connection) -> None:
