@@ -194,6 +194,19 @@ def _rows_in_the_database_file(path: Path) -> int:
         conn.close()
 
 
+def _queue_held(tmp_path: Path) -> bool:
+    """Whether a writer holds its turn in the queue of tmp_path/andchain.db (a probe of our own on the flock)."""
+    fd = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def test_the_log_is_copied_into_the_database_after_the_turn_and_not_during_it(tmp_path: Path, monkeypatch):
     """SQLite's own checkpoint runs inside a commit, while the writers queue is held: every other writer would
     wait for pages copied and synced. A writer runs it itself once its turn is over, when the log holds
@@ -212,13 +225,7 @@ def test_the_log_is_copied_into_the_database_after_the_turn_and_not_during_it(tm
     checkpoint = db._Writers.checkpoint_if_due
 
     def checking(self: db._Writers, conn: object) -> None:
-        fd = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises while a writer holds its turn
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            queue_free.append(True)
-        finally:
-            os.close(fd)
+        queue_free.append(not _queue_held(tmp_path))
         checkpoint(self, conn)  # type: ignore[arg-type]
 
     monkeypatch.setattr(db._Writers, "checkpoint_if_due", checking)
@@ -261,19 +268,13 @@ def test_a_log_nearly_all_copied_is_finished_in_the_turn_so_that_the_write_start
     frames = writers.log_frames()
     assert frames is not None and frames[1] == 0
     held: list[bool] = []
+    before_the_write: list[tuple[int, int] | None] = []
     restart = db._Writers.restart_log_if_due
 
     def checking(self: db._Writers, conn: object) -> None:
-        fd = os.open(tmp_path / "andchain.db-writers", os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            held.append(False)
-        except BlockingIOError:
-            held.append(True)
-        finally:
-            os.close(fd)
+        held.append(_queue_held(tmp_path))
         restart(self, conn)  # type: ignore[arg-type]
+        before_the_write.append(self.log_frames())
 
     monkeypatch.setattr(db._Writers, "restart_log_if_due", checking)
     monkeypatch.setattr(db, "CHECKPOINT_PAGES", frames[0])  # the log is that long: ...
@@ -281,7 +282,7 @@ def test_a_log_nearly_all_copied_is_finished_in_the_turn_so_that_the_write_start
     with write_transaction(engine) as conn:
         conn.execute(text("INSERT INTO t VALUES ('second')"))
     assert held == [True]  # in the turn, before the write began
-    assert _rows_in_the_database_file(path) >= 1  # the first row was copied before the second was written
+    assert before_the_write == [(frames[0], frames[0])]  # every page copied before the write began
     after = writers.log_frames()
     assert after is not None and after[0] <= frames[0]  # the log started again: no longer than before
     engine.dispose()
